@@ -1,0 +1,417 @@
+"""The bundle format `loom/1` as pydantic models (SPEC §3).
+
+These models are the single source of the format: the JSON Schema that
+`loom pack validate` and pack authors' editors use is generated from them
+(`schema.py`), and every other part of Loom reads metadata through them.
+Unknown keys are refused everywhere (`extra="forbid"`). Whatever the schema
+accepts, these models parse; rules the schema cannot say (reserved names,
+cross references) are the semantic checks of `checks.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+FORMAT = "loom/1"
+LOCALES = ("en", "zh-CN")
+
+NAME_PATTERN = r"^(?!.*__)[a-z][a-z0-9_]{0,62}$"
+SYSTEM_FIELDS = ("id", "version", "created_at", "updated_at", "created_by", "updated_by", "owner")
+
+# Functions of the expression language (SPEC §4): a field may not be named
+# like one, so that `today` always means the function.
+EXPRESSION_FUNCTIONS = (
+    "is_blank", "coalesce", "len", "lower", "upper", "trim", "contains", "starts_with",
+    "ends_with", "matches", "concat", "text", "number", "round", "abs", "min", "max",
+    "today", "now", "date", "add_days", "add_months", "days_between", "year", "month",
+    "day", "weekday", "includes", "is_new", "is_changed", "prior_value", "current_user",
+    "has_role", "stage_probability", "stage_category",
+)
+
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Expression = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+LocaleTag = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+LocalizedText = Union[str, dict[LocaleTag, str]]
+"""A plain string, or a map of locales: {"en": "Opportunity", "zh-CN": "商机"}."""
+
+Uid = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+VersionRange = Annotated[str, StringConstraints(pattern=r"^\s*(==|>=|<=|>|<|!=|~=)?\s*\d+(\.\d+){0,2}(\s*,\s*(==|>=|<=|>|<|!=|~=)\s*\d+(\.\d+){0,2})*\s*$")]
+SemVer = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")]
+Literal_ = Union[str, int, float, bool, None, list[Union[str, int, float, bool]]]
+
+
+class Strict(BaseModel):
+    # Python's `re` for patterns: the name pattern needs a look-ahead.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, regex_engine="python-re")
+
+
+def localized(text: LocalizedText | None, locale: str, fallback: str = "") -> str:
+    """The text in `locale`, else English, else any locale, else `fallback`."""
+    if text is None:
+        return fallback
+    if isinstance(text, str):
+        return text
+    for candidate in (locale, locale.split("-")[0], "en"):
+        if text.get(candidate):
+            return text[candidate]
+    return next(iter(text.values()), fallback)
+
+
+# --- fields -----------------------------------------------------------------
+
+class FieldBase(Strict):
+    name: Name
+    uid: Uid | None = None
+    label: LocalizedText | None = None
+    help: LocalizedText | None = None
+    required: bool = False
+    unique: bool = False
+    indexed: bool = False
+    default: Literal_ = None
+    default_expr: Expression | None = None
+    required_if: Expression | None = None
+    visible_if: Expression | None = None
+    read_only_if: Expression | None = None
+    read_only: bool = False
+
+
+class TextField(FieldBase):
+    type: Literal["text"]
+    max_length: Annotated[int, Field(ge=1, le=10000)] = 255
+    pattern: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
+
+
+class LongTextField(FieldBase):
+    type: Literal["long_text"]
+    max_length: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+
+
+Number = Union[int, float]
+
+
+class IntegerField(FieldBase):
+    type: Literal["integer"]
+    min: int | None = None
+    max: int | None = None
+
+
+class DecimalField(FieldBase):
+    type: Literal["decimal"]
+    precision: Annotated[int, Field(ge=1, le=38)] = 18
+    scale: Annotated[int, Field(ge=0, le=18)] = 2
+    min: Number | None = None
+    max: Number | None = None
+
+
+class CurrencyField(FieldBase):
+    type: Literal["currency"]
+    scale: Annotated[int, Field(ge=0, le=6)] = 2
+    min: Number | None = None
+    max: Number | None = None
+
+
+class PercentField(FieldBase):
+    type: Literal["percent"]
+    scale: Annotated[int, Field(ge=0, le=6)] = 2
+    min: Number | None = None
+    max: Number | None = None
+
+
+class BooleanField(FieldBase):
+    type: Literal["boolean"]
+
+
+IsoDate = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+IsoDateTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")]
+
+
+class DateField(FieldBase):
+    type: Literal["date"]
+    min: IsoDate | None = None
+    max: IsoDate | None = None
+
+
+class DateTimeField(FieldBase):
+    type: Literal["datetime"]
+    min: IsoDateTime | None = None
+    max: IsoDateTime | None = None
+
+
+class EmailField(FieldBase):
+    type: Literal["email"]
+
+
+class PhoneField(FieldBase):
+    type: Literal["phone"]
+
+
+class UrlField(FieldBase):
+    type: Literal["url"]
+
+
+Color = Annotated[str, StringConstraints(pattern=r"^(#[0-9a-fA-F]{6}|[a-z]+)$")]
+
+
+class Option(Strict):
+    value: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    label: LocalizedText | None = None
+    color: Color | None = None
+
+
+class PicklistField(FieldBase):
+    type: Literal["picklist"]
+    options: Annotated[list[Option], Field(min_length=1)]
+
+
+class MultiPicklistField(FieldBase):
+    type: Literal["multi_picklist"]
+    options: Annotated[list[Option], Field(min_length=1)]
+
+
+class LookupField(FieldBase):
+    type: Literal["lookup"]
+    to: Name
+    on_delete: Literal["restrict", "set_null", "cascade"] = "restrict"
+
+
+class RelatedToField(FieldBase):
+    type: Literal["related_to"]
+    to: Annotated[list[Name], Field(min_length=1)]
+
+
+class Criterion(Strict):
+    name: Name | None = None
+    check: Expression
+    message: LocalizedText | None = None
+    field: Name | None = None
+
+
+class Stage(Strict):
+    value: Name
+    label: LocalizedText | None = None
+    category: Literal["open", "won", "lost"] = "open"
+    probability: Annotated[int, Field(ge=0, le=100)] | None = None
+    guidance: LocalizedText | None = None
+    color: Color | None = None
+    required_fields: list[Name] = []
+    exit_criteria: list[Criterion] = []
+    entry_criteria: list[Criterion] = []
+
+
+class StageField(FieldBase):
+    type: Literal["stage"]
+    stages: Annotated[list[Stage], Field(min_length=2)]
+    allow_backward: bool = True
+
+
+FormulaReturns = Literal["text", "integer", "decimal", "currency", "percent", "boolean", "date", "datetime"]
+
+
+class FormulaField(FieldBase):
+    type: Literal["formula"]
+    expression: Expression
+    returns: FormulaReturns
+    scale: Annotated[int, Field(ge=0, le=18)] | None = None
+
+
+class RollupField(FieldBase):
+    type: Literal["rollup"]
+    from_: Name = Field(alias="from")
+    via: Name
+    function: Literal["count", "sum", "min", "max", "avg"]
+    field: Name | None = None
+    filter: Expression | None = None
+
+
+class AutoNumberField(FieldBase):
+    type: Literal["auto_number"]
+    prefix: Annotated[str, StringConstraints(max_length=20)] = ""
+    digits: Annotated[int, Field(ge=1, le=18)] = 6
+
+
+class UserField(FieldBase):
+    type: Literal["user"]
+
+
+FieldDef = Annotated[
+    Union[
+        TextField, LongTextField, IntegerField, DecimalField, CurrencyField, PercentField,
+        BooleanField, DateField, DateTimeField, EmailField, PhoneField, UrlField,
+        PicklistField, MultiPicklistField, LookupField, RelatedToField, StageField,
+        FormulaField, RollupField, AutoNumberField, UserField,
+    ],
+    Field(discriminator="type"),
+]
+
+FIELD_TYPES: tuple[str, ...] = (
+    "text", "long_text", "integer", "decimal", "currency", "percent", "boolean", "date",
+    "datetime", "email", "phone", "url", "picklist", "multi_picklist", "lookup", "related_to",
+    "stage", "formula", "rollup", "auto_number", "user",
+)
+
+
+# --- object-level rules and layouts -------------------------------------------
+
+class ValidationRule(Strict):
+    name: Name
+    check: Expression
+    when: Expression | None = None
+    message: LocalizedText
+    field: Name | None = None
+    active: bool = True
+
+
+class DuplicateRule(Strict):
+    name: Name
+    fields: Annotated[list[Name], Field(min_length=1)]
+    action: Literal["block", "warn"] = "block"
+    message: LocalizedText | None = None
+
+
+class FormSection(Strict):
+    label: LocalizedText | None = None
+    columns: Annotated[int, Field(ge=1, le=4)] = 2
+    fields: Annotated[list[Name], Field(min_length=1)]
+
+
+SortSpec = Annotated[str, StringConstraints(pattern=r"^-?[a-z][a-z0-9_]*(,-?[a-z][a-z0-9_]*)*$")]
+
+
+class ListLayout(Strict):
+    columns: Annotated[list[Name], Field(min_length=1)]
+    sort: SortSpec | None = None
+
+
+class KanbanLayout(Strict):
+    group_by: Name
+    card: list[Name] = []
+    sum: Name | None = None
+
+
+class Layouts(Strict):
+    form: list[FormSection] = []
+    list_: ListLayout | None = Field(default=None, alias="list")
+    kanban: KanbanLayout | None = None
+
+
+class ObjectDef(Strict):
+    name: Name
+    uid: Uid | None = None
+    label: LocalizedText | None = None
+    plural_label: LocalizedText | None = None
+    description: LocalizedText | None = None
+    icon: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")] | None = None
+    title_field: Name | None = None
+    fields: Annotated[list[FieldDef], Field(min_length=1)]
+    validation_rules: list[ValidationRule] = []
+    duplicate_rules: list[DuplicateRule] = []
+    layouts: Layouts = Layouts()
+    track_history: list[Name] = []
+    indexes: list[Annotated[list[Name], Field(min_length=1)]] = []
+
+    def field(self, name: str) -> FieldDef | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+# --- workflows (SPEC §3.5) -----------------------------------------------------
+
+Offset = Annotated[str, StringConstraints(pattern=r"^[+-]?\d+[mhdw]$")]
+Cron = Annotated[str, StringConstraints(pattern=r"^\S+(\s+\S+){4}$")]
+
+
+class Trigger(Strict):
+    on: Literal["create", "update", "delete", "stage_change", "schedule", "time"]
+    fields: list[Name] = []
+    to: list[Name] | Name | None = None
+    cron: Cron | None = None
+    field: Name | None = None
+    offset: Offset | None = None
+
+
+class UpdateAction(Strict):
+    type: Literal["update"]
+    values: Annotated[dict[Name, Expression], Field(min_length=1)]
+
+
+class CreateAction(Strict):
+    type: Literal["create"]
+    object: Name
+    values: Annotated[dict[Name, Expression], Field(min_length=1)]
+
+
+class AssignAction(Strict):
+    type: Literal["assign"]
+    strategy: Literal["round_robin", "load_balanced", "by_field"]
+    users: list[Annotated[str, StringConstraints(min_length=1, max_length=150)]] = []
+    field: Name | None = None
+    mapping: dict[str, str] = {}
+
+
+class EmailAction(Strict):
+    type: Literal["email"]
+    to: Expression
+    subject: LocalizedText
+    body: LocalizedText
+
+
+class WebhookAction(Strict):
+    type: Literal["webhook"]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    values: dict[str, Expression] = {}
+
+
+class NotifyAction(Strict):
+    type: Literal["notify"]
+    to: Expression
+    message: LocalizedText
+
+
+Action = Annotated[
+    Union[UpdateAction, CreateAction, AssignAction, EmailAction, WebhookAction, NotifyAction],
+    Field(discriminator="type"),
+]
+
+
+class Workflow(Strict):
+    name: Name
+    label: LocalizedText | None = None
+    description: LocalizedText | None = None
+    object: Name
+    active: bool = True
+    trigger: Trigger
+    condition: Expression | None = None
+    actions: Annotated[list[Action], Field(min_length=1)]
+
+
+# --- the bundle ------------------------------------------------------------------
+
+class BundleManifest(Strict):
+    """bundle.json"""
+
+    format: Literal["loom/1"]
+    name: Name
+    version: SemVer
+    label: LocalizedText | None = None
+    description: LocalizedText | None = None
+    requires: dict[Name, VersionRange] = {}
+
+
+class Bundle(BaseModel):
+    """A whole bundle, as read from its folder (not a file of its own)."""
+
+    manifest: BundleManifest
+    objects: list[ObjectDef] = []
+    workflows: list[Workflow] = []
+    data_files: list[str] = []
+
+    def object(self, name: str) -> ObjectDef | None:
+        return next((o for o in self.objects if o.name == name), None)
+
+
+def as_json(model: BaseModel) -> dict[str, Any]:
+    """The model as bundle JSON: aliases (`from`), defaults left out."""
+    return model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
