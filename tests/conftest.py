@@ -1,0 +1,86 @@
+"""Shared fixtures: fresh databases on SQLite and PostgreSQL.
+
+PostgreSQL tests are marked `postgres`. On a machine without a server they
+are skipped and the summary says so; in CI (CI=true) a missing server is a
+failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+POSTGRES_ADMIN_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_postgres_error: str | None = None
+
+
+def _postgres_available() -> bool:
+    global _postgres_error
+    try:
+        engine = sa.create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception as exc:  # any failure to connect means "no server here"
+        _postgres_error = str(exc).splitlines()[0]
+        return False
+
+
+POSTGRES_AVAILABLE = _postgres_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if POSTGRES_AVAILABLE:
+        return
+    if IN_CI:
+        raise pytest.UsageError(f"CI=true but PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {_postgres_error}")
+    skip = pytest.mark.skip(reason=f"PostgreSQL not reachable ({_postgres_error})")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not POSTGRES_AVAILABLE:
+        terminalreporter.write_line(f"NOTE: PostgreSQL suites skipped: {_postgres_error}", yellow=True)
+
+
+@pytest.fixture
+def postgres_url():
+    """A URL to a new, empty PostgreSQL database, dropped after the test."""
+    if not POSTGRES_AVAILABLE:
+        pytest.skip("PostgreSQL not reachable")
+    name = f"loom_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    """A URL to a new SQLite database file."""
+    return f"sqlite:///{tmp_path / 'loom.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """Runs a test once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'loom.db'}"
+    return request.getfixturevalue("postgres_url")
