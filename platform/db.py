@@ -1,0 +1,112 @@
+"""Database engines for SQLite (embedded) and PostgreSQL (production).
+
+SQLite runs with WAL and foreign keys on, and with the driver's own
+transaction handling switched off so that DDL is transactional too: a
+publish that fails half-way leaves the schema as it was (SQLAlchemy's
+documented pysqlite recipe). `ddl_transaction` additionally turns foreign
+keys off for table rebuilds, which would otherwise cascade deletes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+
+def normalize_url(url: str | URL) -> URL:
+    """A plain `postgresql://` URL gets the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_engine(url: str | URL, **kwargs) -> Engine:
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+        return sa.create_engine(parsed, **kwargs)
+    raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use SQLite or PostgreSQL")
+
+
+def _sqlite_engine(url: URL, **kwargs) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
+    engine = sa.create_engine(url, **kwargs)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # IMMEDIATE takes the write lock up front: two writers never both
+        # read, then both fail to upgrade their lock.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+    return engine
+
+
+def is_sqlite(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "sqlite"
+
+
+@contextlib.contextmanager
+def ddl_transaction(engine: Engine) -> Iterator[Connection]:
+    """One atomic transaction for schema changes plus the metadata rows
+    that describe them.
+
+    On SQLite, foreign keys are switched off before BEGIN (a batch table
+    rebuild would otherwise fire ON DELETE CASCADE) and checked before
+    COMMIT. On PostgreSQL, a lock timeout keeps DDL from queueing behind a
+    long transaction and blocking every reader behind it.
+    """
+    with engine.connect() as conn:
+        sqlite = is_sqlite(conn)
+        if sqlite:
+            _raw_pragma(conn, "foreign_keys=OFF")
+        try:
+            conn.info["write"] = True
+            with conn.begin():
+                if sqlite:
+                    yield conn
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise sa.exc.IntegrityError("PRAGMA foreign_key_check", None, Exception(f"{len(broken)} rows break foreign keys: {broken[:5]}"))
+                else:
+                    conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+                    yield conn
+        finally:
+            conn.info.pop("write", None)
+            if sqlite:
+                _raw_pragma(conn, "foreign_keys=ON")
+
+
+def _raw_pragma(conn: Connection, pragma: str) -> None:
+    # Through the driver, outside any transaction: SQLite ignores a
+    # foreign_keys pragma inside one, and SQLAlchemy would begin one.
+    conn.connection.driver_connection.execute(f"PRAGMA {pragma}")
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write (BEGIN IMMEDIATE on SQLite)."""
+    with engine.connect() as conn:
+        conn.info["write"] = True
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.info.pop("write", None)

@@ -1,0 +1,50 @@
+"""Settings from `LOOM_*` environment variables (SPEC §1)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOM_", extra="ignore")
+
+    data_dir: Path = Path(".loom")
+    database_url: str = ""
+    broker_url: str = ""
+    # Empty: generated once and stored in the database, so every process shares it.
+    secret_key: str = ""
+    timezone: str = "UTC"
+    phone_region: str = "CN"
+    # Marks the session cookie Secure; on by default, since production runs
+    # behind HTTPS. `loom serve` on a plain-HTTP local address turns it off.
+    cookie_secure: bool | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("phone_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        value = value.upper()
+        if len(value) != 2 or not value.isalpha():
+            raise ValueError(f"phone region must be a two-letter country code, not {value!r}")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'loom.db'}"
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

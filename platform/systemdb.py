@@ -1,0 +1,129 @@
+"""Loom's own tables: migrated by Alembic, described here for queries.
+
+`upgrade(engine)` brings any database to the newest revision of the
+migration scripts in `migrations/`; the Table objects below mirror what
+those scripts create (a test compares the two).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from .db import write_transaction
+
+VERSION_TABLE = "loom_alembic_version"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate the system tables to the newest revision (idempotent)."""
+    config = alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as conn:
+        if MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision() == head:
+            return
+    with write_transaction(engine) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+meta = sa.MetaData()
+
+config_table = sa.Table(
+    "loom_config", meta,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+users = sa.Table(
+    "loom_users", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("username", sa.String(150), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("locale", sa.String(10), nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+)
+sessions = sa.Table(
+    "loom_sessions", meta,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(32), sa.ForeignKey("loom_users.id"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+api_tokens = sa.Table(
+    "loom_api_tokens", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(32), sa.ForeignKey("loom_users.id"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+metadata_versions = sa.Table(
+    "loom_metadata_versions", meta,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("snapshot", sa.JSON, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(32)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+)
+metadata_draft = sa.Table(
+    "loom_metadata_draft", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("base_version", sa.Integer, nullable=False),
+    sa.Column("snapshot", sa.JSON, nullable=False),
+    sa.Column("updated_by", sa.String(32)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+)
+bundles = sa.Table(
+    "loom_bundles", meta,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("version", sa.String(50), nullable=False),
+    sa.Column("manifest", sa.JSON, nullable=False),
+    sa.Column("pristine", sa.JSON, nullable=False),
+    sa.Column("installed_by", sa.String(32)),
+    sa.Column("installed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+)
+history = sa.Table(
+    "loom_history", meta,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.String(32), nullable=False),
+    sa.Column("field", sa.String(63), nullable=False),
+    sa.Column("old_value", sa.JSON),
+    sa.Column("new_value", sa.JSON),
+    sa.Column("note", sa.Text),
+    sa.Column("changed_by", sa.String(32)),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+)
+outbox = sa.Table(
+    "loom_outbox", meta,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.String(32), nullable=False),
+    sa.Column("event", sa.String(20), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("actor", sa.String(32)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column("processed_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+)
