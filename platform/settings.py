@@ -20,8 +20,8 @@ class Settings(BaseSettings):
     secret_key: str = ""
     timezone: str = "UTC"
     phone_region: str = "CN"
-    # Marks the session cookie Secure; on by default, since production runs
-    # behind HTTPS. `loom serve` on a plain-HTTP local address turns it off.
+    # Marks cookies Secure. Unset: Secure whenever the request came over
+    # HTTPS (behind a proxy, run uvicorn with --proxy-headers).
     cookie_secure: bool | None = None
 
     @field_validator("timezone")

@@ -1,0 +1,200 @@
+"""The application factory: assembles platform, runtime and UI into one
+FastAPI app. Only this module and the CLI import every part of Loom."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import auth, i18n, systemdb
+from .db import create_engine, write_transaction
+from .settings import Settings
+
+HERE = Path(__file__).parent
+REPO_ROOT = HERE.parent
+LOCALE_COOKIE = "loom_locale"
+LOGIN_CSRF_COOKIE = "loom_login_csrf"
+# Front-end libraries come from the npm registry (package.json), never
+# from copies in the repository.
+VENDOR_DIRS = {"htmx": REPO_ROOT / "node_modules" / "htmx.org" / "dist"}
+
+
+@dataclass
+class LoomState:
+    """What every request handler may use: held on `app.state.loom`."""
+
+    settings: Settings
+    engine: Engine
+    secret_key: str
+
+
+def ensure_secret_key(engine: Engine, configured: str) -> str:
+    """LOOM_SECRET_KEY, or one generated once and kept in the database so
+    that every process signs with the same key."""
+    if configured:
+        return configured
+    table = systemdb.config_table
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(table.c.value).where(table.c.key == "secret_key")).scalar()
+    if stored:
+        return stored
+    try:
+        with write_transaction(engine) as conn:
+            conn.execute(table.insert().values(key="secret_key", value=secrets.token_urlsafe(48)))
+    except sa.exc.IntegrityError:
+        pass  # another process won the race; use its key
+    with engine.connect() as conn:
+        return conn.execute(sa.select(table.c.value).where(table.c.key == "secret_key")).scalar_one()
+
+
+def open_database(settings: Settings) -> Engine:
+    engine = create_engine(settings.resolved_database_url)
+    systemdb.upgrade(engine)
+    return engine
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = engine or open_database(settings)
+    state = LoomState(settings=settings, engine=engine, secret_key=ensure_secret_key(engine, settings.secret_key))
+
+    app = FastAPI(title="Loom", version="0.1.0", docs_url="/api/docs", redoc_url=None)
+    app.state.loom = state
+    templates = _templates()
+
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    for name, folder in VENDOR_DIRS.items():
+        if folder.is_dir():
+            app.mount(f"/static/vendor/{name}", StaticFiles(directory=folder), name=f"vendor-{name}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        if request.url.path.startswith("/api/"):
+            return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+        if exc.status_code == 401:
+            return RedirectResponse(f"/login?next={_safe_next(str(request.url.path))}", status_code=303)
+        return templates.TemplateResponse(request, "error.html", page_context(request, status=exc.status_code, detail=exc.detail), status_code=exc.status_code)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz():
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return {"status": "ok"}
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_page(request: Request, next: str = "/"):
+        if auth.request_session(request):
+            return RedirectResponse(_safe_next(next), status_code=303)
+        return _login_form(request, templates, next=next)
+
+    @app.post("/login", include_in_schema=False)
+    def login(request: Request, username: str = Form(""), password: str = Form(""), csrf_token: str = Form(""), next: str = Form("/")):
+        expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+        if not expected or not secrets.compare_digest(expected, csrf_token):
+            return _login_form(request, templates, next=next, error="The form expired. Please sign in again.", status=400)
+        user = auth.authenticate(engine, username.strip(), password)
+        if user is None:
+            return _login_form(request, templates, next=next, username=username, error="Wrong user name or password.", status=401)
+        session = auth.start_session(engine, state.secret_key, user)
+        response = RedirectResponse(_safe_next(next), status_code=303)
+        response.set_cookie(auth.SESSION_COOKIE, session.token, max_age=int(auth.SESSION_LIFETIME.total_seconds()),
+                            httponly=True, samesite="lax", secure=_secure(request, settings), path="/")
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request, csrf_token: str = Form("")):
+        session = auth.request_session(request)
+        if session is not None:
+            auth.check_csrf(session, csrf_token)
+            auth.end_session(engine, state.secret_key, session.token)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(auth.SESSION_COOKIE, path="/")
+        return response
+
+    @app.get("/locale/{locale}", include_in_schema=False)
+    def switch_locale(request: Request, locale: str, next: str = "/"):
+        if not i18n.supported(locale):
+            raise HTTPException(status_code=404, detail=f"unknown locale {locale!r}")
+        response = RedirectResponse(_safe_next(next), status_code=303)
+        response.set_cookie(LOCALE_COOKIE, locale, max_age=365 * 86400, samesite="lax", secure=_secure(request, settings), path="/")
+        return response
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home(request: Request):
+        session = auth.request_session(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        return templates.TemplateResponse(request, "home.html", page_context(request))
+
+    @app.get("/api/v1/me", tags=["auth"])
+    def me(request: Request):
+        """The acting user (a quick check that a token works)."""
+        user = auth.current_user(request)
+        return {"id": user.id, "username": user.username, "role": user.role, "locale": user.locale}
+
+    return app
+
+
+def problem(status: int, detail: str, *, title: str | None = None, headers=None, **extra) -> JSONResponse:
+    """An RFC 9457 problem response."""
+    from http import HTTPStatus
+
+    body = {"type": "about:blank", "status": status, "title": title or HTTPStatus(status).phrase, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def request_locale(request: Request) -> str:
+    """The language switch's choice, else the browser's preference."""
+    return i18n.supported(request.cookies.get(LOCALE_COOKIE)) or i18n.negotiate(request.headers.get("accept-language"))
+
+
+def page_context(request: Request, **extra) -> dict:
+    locale = request_locale(request)
+    session = auth.request_session(request)
+    return {
+        "locale": locale,
+        "locales": i18n.LOCALE_NAMES,
+        "_": lambda message: i18n.gettext(locale, message),
+        "user": session.user if session else None,
+        "csrf_token": session.csrf_token if session else "",
+        "path": request.url.path,
+        **extra,
+    }
+
+
+def _login_form(request: Request, templates: Jinja2Templates, *, next: str, username: str = "", error: str | None = None, status: int = 200) -> Response:
+    token = secrets.token_urlsafe(32)
+    context = page_context(request, next=_safe_next(next), username=username, error=error, login_csrf=token)
+    response = templates.TemplateResponse(request, "login.html", context, status_code=status)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
+                        secure=_secure(request, request.app.state.loom.settings), path="/login")
+    return response
+
+
+def _safe_next(target: str) -> str:
+    """Only same-site paths: a login link must never redirect elsewhere."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _secure(request: Request, settings: Settings) -> bool:
+    if settings.cookie_secure is not None:
+        return settings.cookie_secure
+    return request.url.scheme == "https"
+
+
+def _templates() -> Jinja2Templates:
+    return Jinja2Templates(directory=HERE / "templates")

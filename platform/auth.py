@@ -1,0 +1,234 @@
+"""Users, passwords, browser sessions, CSRF and API tokens.
+
+Passwords are argon2 hashes. Session ids and API tokens are random secrets
+handed out once; the database keeps only their HMAC under the secret key,
+so a stolen database copy holds nothing that logs anyone in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import HTTPException, Request
+from sqlalchemy.engine import Engine
+
+from . import systemdb
+from .db import write_transaction
+
+ROLES = ("admin", "user")
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,149}$")
+MIN_PASSWORD_LENGTH = 8
+SESSION_COOKIE = "loom_session"
+SESSION_LIFETIME = timedelta(days=14)
+TOKEN_PREFIX = "loom_"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+_hasher = PasswordHasher()
+
+
+class AuthError(ValueError):
+    """A user-facing problem with a user, a password or a token."""
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    username: str
+    role: str
+    locale: str = "en"
+    display_name: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _user_from_row(row) -> User:
+    return User(id=row.id, username=row.username, role=row.role, locale=row.locale, display_name=row.display_name)
+
+
+def keyed_hash(secret_key: str, value: str) -> str:
+    return hmac.new(secret_key.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+# --- users -----------------------------------------------------------------------
+
+def create_user(engine: Engine, username: str, role: str, password: str, *, display_name: str = "", locale: str = "en") -> User:
+    if not USERNAME_PATTERN.match(username):
+        raise AuthError("a user name is 1 to 150 letters, digits or . _ @ -, starting with a letter or digit")
+    if role not in ROLES:
+        raise AuthError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AuthError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    user = User(id=uuid.uuid4().hex, username=username, role=role, locale=locale, display_name=display_name or username)
+    with write_transaction(engine) as conn:
+        taken = conn.execute(sa.select(systemdb.users.c.id).where(systemdb.users.c.username == username)).first()
+        if taken:
+            raise AuthError(f"user {username!r} already exists")
+        conn.execute(systemdb.users.insert().values(
+            id=user.id, username=username, display_name=user.display_name, password_hash=_hasher.hash(password),
+            role=role, locale=locale, is_active=True,
+        ))
+    return user
+
+
+def count_users(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(systemdb.users)).scalar_one()
+
+
+def find_user(engine: Engine, username: str) -> User | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(systemdb.users).where(systemdb.users.c.username == username)).first()
+    return _user_from_row(row) if row else None
+
+
+def authenticate(engine: Engine, username: str, password: str) -> User | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(systemdb.users).where(
+            systemdb.users.c.username == username, systemdb.users.c.is_active.is_(True))).first()
+    if row is None:
+        # Spend the same time as a real check, so that timing does not
+        # reveal which user names exist.
+        _hasher.hash(password)
+        return None
+    try:
+        _hasher.verify(row.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if _hasher.check_needs_rehash(row.password_hash):
+        with write_transaction(engine) as conn:
+            conn.execute(systemdb.users.update().where(systemdb.users.c.id == row.id).values(password_hash=_hasher.hash(password)))
+    return _user_from_row(row)
+
+
+# --- browser sessions ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Session:
+    token: str  # goes into the cookie; never stored
+    csrf_token: str
+    user: User
+
+
+def start_session(engine: Engine, secret_key: str, user: User) -> Session:
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    with write_transaction(engine) as conn:
+        conn.execute(systemdb.sessions.delete().where(systemdb.sessions.c.expires_at < _now()))
+        conn.execute(systemdb.sessions.insert().values(
+            token_hash=keyed_hash(secret_key, token), user_id=user.id, csrf_token=csrf,
+            expires_at=_now() + SESSION_LIFETIME,
+        ))
+    return Session(token=token, csrf_token=csrf, user=user)
+
+
+def end_session(engine: Engine, secret_key: str, token: str) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(systemdb.sessions.delete().where(systemdb.sessions.c.token_hash == keyed_hash(secret_key, token)))
+
+
+def load_session(engine: Engine, secret_key: str, token: str) -> Session | None:
+    s, u = systemdb.sessions, systemdb.users
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(s.c.csrf_token, s.c.expires_at, u)
+            .join(u, u.c.id == s.c.user_id)
+            .where(s.c.token_hash == keyed_hash(secret_key, token), u.c.is_active.is_(True))
+        ).first()
+    if row is None or _aware(row.expires_at) < _now():
+        return None
+    return Session(token=token, csrf_token=row.csrf_token, user=_user_from_row(row))
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were written in UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# --- API tokens ------------------------------------------------------------------
+
+def create_token(engine: Engine, secret_key: str, username: str, name: str = "") -> str:
+    """A new API token acting as `username`; the only time it is visible."""
+    user = find_user(engine, username)
+    if user is None:
+        raise AuthError(f"no user {username!r}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with write_transaction(engine) as conn:
+        conn.execute(systemdb.api_tokens.insert().values(
+            id=uuid.uuid4().hex, user_id=user.id, token_hash=keyed_hash(secret_key, token),
+            prefix=token[: len(TOKEN_PREFIX) + 4], name=name,
+        ))
+    return token
+
+
+def user_for_token(engine: Engine, secret_key: str, token: str) -> User | None:
+    t, u = systemdb.api_tokens, systemdb.users
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(u).join(t, t.c.user_id == u.c.id)
+            .where(t.c.token_hash == keyed_hash(secret_key, token), t.c.revoked_at.is_(None), u.c.is_active.is_(True))
+        ).first()
+    return _user_from_row(row) if row else None
+
+
+# --- FastAPI dependencies --------------------------------------------------------
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def request_session(request: Request) -> Session | None:
+    """The browser session of this request, if any (cached on the request)."""
+    if "loom_session" not in request.scope:
+        state = request.app.state.loom
+        token = request.cookies.get(SESSION_COOKIE)
+        request.scope["loom_session"] = load_session(state.engine, state.secret_key, token) if token else None
+    return request.scope["loom_session"]
+
+
+def current_user(request: Request) -> User:
+    """The acting user: from `Authorization: Bearer`, else the session
+    cookie. Cookie-authenticated writes must carry the session's CSRF token
+    in the `X-CSRF-Token` header (htmx sends it on every request)."""
+    state = request.app.state.loom
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("use 'Authorization: Bearer <token>'")
+        user = user_for_token(state.engine, state.secret_key, token.strip())
+        if user is None:
+            raise _unauthorized("the API token is unknown or revoked")
+        return user
+    session = request_session(request)
+    if session is None:
+        raise _unauthorized("sign in, or send an API token")
+    if request.method in UNSAFE_METHODS:
+        check_csrf(session, request.headers.get("x-csrf-token"))
+    return session.user
+
+
+def check_csrf(session: Session, sent: str | None) -> None:
+    if not sent or not hmac.compare_digest(sent, session.csrf_token):
+        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+
+
+def require_admin(request: Request) -> User:
+    user = current_user(request)
+    if not user.is_admin:
+        raise HTTPException(status_code=403, detail="only administrators may do this")
+    return user
