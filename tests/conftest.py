@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from support import IN_CI, start_server, stop_server
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 POSTGRES_ADMIN_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 _postgres_error: str | None = None
 
@@ -84,3 +85,11 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'loom.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """`loom serve` on an empty embedded database, on a free port."""
+    server = start_server(tmp_path / "data")
+    yield server
+    stop_server(server)

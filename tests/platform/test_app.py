@@ -1,0 +1,117 @@
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from loomcrm.platform import auth
+from loomcrm.platform.app import create_app
+from loomcrm.platform.settings import Settings
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path))
+    auth.create_user(app.state.loom.engine, "admin", "admin", "admin-password")
+    auth.create_user(app.state.loom.engine, "rep", "user", "rep-password")
+    return app
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def _login(client, username="admin", password="admin-password", next_="/"):
+    form = client.get("/login")
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": _csrf(form.text), "next": next_},
+                       follow_redirects=False)
+
+
+def test_healthz(app):
+    assert TestClient(app).get("/healthz").json() == {"status": "ok"}
+
+
+def test_login_sets_an_httponly_session_cookie_and_logout_ends_it(app):
+    client = TestClient(app)
+    response = _login(client)
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"]
+    assert "loom_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    home = client.get("/")
+    assert "Welcome, Administrator" in home.text or "Welcome, admin" in home.text
+    assert client.post("/logout", data={"csrf_token": _csrf(home.text)}, follow_redirects=False).status_code == 303
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_session_cookie_is_secure_over_https(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path))
+    auth.create_user(app.state.loom.engine, "admin", "admin", "admin-password")
+    client = TestClient(app, base_url="https://crm.example.com")
+    assert "Secure" in _login(client).headers["set-cookie"]
+
+
+def test_wrong_password_is_refused_without_saying_which_part_was_wrong(app):
+    client = TestClient(app)
+    response = _login(client, password="nope")
+    assert response.status_code == 401 and "Wrong user name or password" in response.text
+    assert "loom_session" not in response.headers.get("set-cookie", "")
+    assert _login(client, username="ghost").status_code == 401
+
+
+def test_login_form_needs_its_csrf_token(app):
+    client = TestClient(app)
+    client.get("/login")
+    response = client.post("/login", data={"username": "admin", "password": "admin-password", "csrf_token": "forged"})
+    assert response.status_code == 400 and "loom_session" not in response.headers.get("set-cookie", "")
+
+
+def test_logout_needs_the_session_csrf_token(app):
+    client = TestClient(app)
+    _login(client)
+    assert client.post("/logout", data={"csrf_token": "forged"}).status_code == 403
+    assert client.get("/", follow_redirects=False).status_code == 200  # still signed in
+
+
+def test_cookie_authenticated_api_writes_need_the_csrf_header(app):
+    client = TestClient(app)
+    _login(client)
+    assert client.get("/api/v1/me").json()["username"] == "admin"
+    assert client.post("/api/v1/me").status_code in (403, 405)
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"])
+def test_login_never_redirects_off_site(app, target):
+    response = _login(TestClient(app), next_=target)
+    assert response.headers["location"] == "/"
+
+
+def test_api_needs_credentials_and_answers_problems(app):
+    client = TestClient(app)
+    response = client.get("/api/v1/me")
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["status"] == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert client.get("/api/v1/me", headers={"Authorization": "Basic YWRtaW46eA=="}).status_code == 401
+    assert client.get("/api/v1/me", headers={"Authorization": "Bearer loom_forged"}).status_code == 401
+
+
+def test_bearer_tokens_authenticate(app):
+    state = app.state.loom
+    token = auth.create_token(state.engine, state.secret_key, "rep")
+    me = TestClient(app).get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
+    assert me["username"] == "rep" and me["role"] == "user"
+
+
+def test_pages_follow_the_language_switch_and_the_browser(app):
+    client = TestClient(app)
+    assert "用户名" in client.get("/login", headers={"Accept-Language": "zh-CN,zh;q=0.9"}).text
+    assert "User name" in client.get("/login").text
+    switched = client.get("/locale/zh-CN?next=/login")
+    assert switched.url.path == "/login" and "登录" in switched.text
+    assert client.get("/locale/fr", follow_redirects=False).status_code == 404
+
+
+def test_secret_key_is_generated_once_and_shared(tmp_path):
+    first = create_app(Settings(data_dir=tmp_path)).state.loom.secret_key
+    second = create_app(Settings(data_dir=tmp_path)).state.loom.secret_key
+    assert first == second and len(first) >= 40
+    assert create_app(Settings(data_dir=tmp_path, secret_key="configured")).state.loom.secret_key == "configured"

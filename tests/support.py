@@ -1,0 +1,61 @@
+"""Helpers shared by the test suites: a real `loom serve` process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+LOOM = str(Path(sys.executable).with_name("loom"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    env: dict
+    banner: str  # what `loom serve` printed before it answered
+
+
+def start_server(data_dir: Path, *, database_url: str | None = None, timeout: float = 60) -> Server:
+    port = free_port()
+    env = {**os.environ, "LOOM_DATA_DIR": str(data_dir)}
+    env.pop("LOOM_DATABASE_URL", None)
+    if database_url:
+        env["LOOM_DATABASE_URL"] = database_url
+    log = data_dir / f"serve-{port}.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([LOOM, "serve", "--port", str(port)], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"loom serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Server(url, process, env, log.read_text())
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"loom serve did not answer within {timeout}s:\n{log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
