@@ -1,0 +1,79 @@
+"""Picklist, multi-picklist and stage fields."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .registry import EQUALITY_OPS, FieldError, FieldType, register
+
+
+class _OneOf(FieldType):
+    operators = EQUALITY_OPS
+
+    def values(self, field) -> list[str]:
+        raise NotImplementedError
+
+    def column_type(self, field, objects):
+        return sa.String(100)
+
+    def python_type(self, field):
+        return str
+
+    def json_schema(self, field):
+        return {"type": "string", "enum": self.values(field)}
+
+    def coerce(self, field, value, ctx):
+        if not isinstance(value, str):
+            raise FieldError("type", f"{field.name} must be one of its option values")
+        if value not in self.values(field):
+            raise FieldError("invalid_option", f"{value[:100]!r} is not an option of {field.name}")
+        return value
+
+
+@register
+class PicklistType(_OneOf):
+    name = "picklist"
+
+    def values(self, field):
+        return [option.value for option in field.options]
+
+
+@register
+class StageType(_OneOf):
+    name = "stage"
+
+    def values(self, field):
+        return [stage.value for stage in field.stages]
+
+
+@register
+class MultiPicklistType(FieldType):
+    name = "multi_picklist"
+    operators = ("includes", "isnull")
+
+    def values(self, field):
+        return [option.value for option in field.options]
+
+    def column_type(self, field, objects):
+        return sa.JSON()
+
+    def python_type(self, field):
+        return list[str]
+
+    def json_schema(self, field):
+        return {"type": "array", "items": {"type": "string", "enum": self.values(field)}, "uniqueItems": True}
+
+    def coerce(self, field, value, ctx):
+        if isinstance(value, str):  # a single value, or CSV's "a;b"
+            value = [part.strip() for part in value.replace(",", ";").split(";") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise FieldError("type", f"{field.name} must be a list of option values")
+        allowed = self.values(field)
+        unknown = [v for v in value if v not in allowed]
+        if unknown:
+            raise FieldError("invalid_option", f"{unknown[0][:100]!r} is not an option of {field.name}")
+        chosen = set(value)
+        return [v for v in allowed if v in chosen]  # option order, no duplicates
+
+    def parse_text(self, field, text, ctx):
+        return self.coerce(field, text, ctx)

@@ -1,0 +1,174 @@
+"""Integer, decimal, currency, percent and boolean fields.
+
+Decimals are exact: JSON numbers are parsed as Decimal by the API, numeric
+strings are accepted, floats go through their shortest repr, and a value
+with more decimals than the field's scale is refused, never rounded.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+
+from .registry import COMPARISON_OPS, FieldError, FieldType, register
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+NUMBER_PATTERN = r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$"
+
+
+def to_decimal(field, value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise FieldError("type", f"{field.name} must be a number")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        result = Decimal(repr(value))
+    elif isinstance(value, str) and len(value) <= 100:
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise FieldError("type", f"{field.name} must be a number") from None
+    else:
+        raise FieldError("type", f"{field.name} must be a number")
+    if not result.is_finite():
+        raise FieldError("type", f"{field.name} must be a finite number")
+    return result
+
+
+def check_range(field, value) -> None:
+    low, high = getattr(field, "min", None), getattr(field, "max", None)
+    if low is not None and value < Decimal(str(low)):
+        raise FieldError("min", f"{field.name} must be at least {low}")
+    if high is not None and value > Decimal(str(high)):
+        raise FieldError("max", f"{field.name} must be at most {high}")
+
+
+@register
+class IntegerType(FieldType):
+    name = "integer"
+    operators = COMPARISON_OPS
+
+    def column_type(self, field, objects):
+        return sa.BigInteger()
+
+    def python_type(self, field):
+        return int
+
+    def json_schema(self, field):
+        schema: dict[str, Any] = {"type": "integer", "minimum": INT_MIN, "maximum": INT_MAX}
+        if field.min is not None:
+            schema["minimum"] = field.min
+        if field.max is not None:
+            schema["maximum"] = field.max
+        return schema
+
+    def coerce(self, field, value, ctx):
+        number = to_decimal(field, value)
+        if number != number.to_integral_value():
+            raise FieldError("type", f"{field.name} must be a whole number")
+        result = int(number)
+        if not INT_MIN <= result <= INT_MAX:
+            raise FieldError("max" if result > 0 else "min", f"{field.name} is out of range")
+        check_range(field, result)
+        return result
+
+
+class _DecimalBase(FieldType):
+    operators = COMPARISON_OPS
+    default_precision = 18
+
+    def precision(self, field) -> int:
+        return getattr(field, "precision", None) or self.default_precision
+
+    def scale(self, field) -> int:
+        scale = getattr(field, "scale", None)
+        return 2 if scale is None else scale
+
+    def column_type(self, field, objects):
+        return sa.Numeric(self.precision(field), self.scale(field))
+
+    def python_type(self, field):
+        return Decimal
+
+    def json_schema(self, field):
+        schema: dict[str, Any] = {"type": "number"}
+        limit = Decimal(10) ** (self.precision(field) - self.scale(field))
+        schema["exclusiveMinimum"], schema["exclusiveMaximum"] = float(-limit), float(limit)
+        if field.min is not None:
+            schema.pop("exclusiveMinimum")
+            schema["minimum"] = field.min
+        if field.max is not None:
+            schema.pop("exclusiveMaximum")
+            schema["maximum"] = field.max
+        return schema
+
+    def coerce(self, field, value, ctx):
+        number = to_decimal(field, value)
+        scale = self.scale(field)
+        exponent = number.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > scale:
+            raise FieldError("scale", f"{field.name} takes at most {scale} decimals")
+        if abs(number) >= Decimal(10) ** (self.precision(field) - scale):
+            raise FieldError("max" if number > 0 else "min", f"{field.name} is too large")
+        check_range(field, number)
+        return number.quantize(Decimal(1).scaleb(-scale))
+
+    def to_json(self, field, value):
+        if value is None:
+            return None
+        return Decimal(value).quantize(Decimal(1).scaleb(-self.scale(field)))
+
+
+@register
+class DecimalType(_DecimalBase):
+    name = "decimal"
+
+
+@register
+class CurrencyType(_DecimalBase):
+    name = "currency"
+
+
+@register
+class PercentType(_DecimalBase):
+    name = "percent"
+    default_precision = 12
+
+
+_TRUE = {"true", "1", "yes", "y", "t", "on"}
+_FALSE = {"false", "0", "no", "n", "f", "off"}
+
+
+@register
+class BooleanType(FieldType):
+    name = "boolean"
+    operators = ("eq", "ne", "isnull")
+
+    def column_type(self, field, objects):
+        return sa.Boolean()
+
+    def python_type(self, field):
+        return bool
+
+    def json_schema(self, field):
+        return {"type": "boolean"}
+
+    def coerce(self, field, value, ctx):
+        if isinstance(value, bool):
+            return value
+        raise FieldError("type", f"{field.name} must be true or false")
+
+    def parse_text(self, field, text, ctx):
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise FieldError("type", f"{field.name} must be true or false")
+
+    def is_blank(self, value):
+        return value is None

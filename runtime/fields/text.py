@@ -1,0 +1,178 @@
+"""Text, long text, e-mail, phone and URL fields."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import phonenumbers
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+
+from .registry import TEXT_OPS, FieldContext, FieldError, FieldType, register
+
+try:  # linear-time matching for patterns written by admins
+    import re2 as _re2
+except ImportError:  # pragma: no cover - google-re2 is a dependency
+    _re2 = None
+
+MAX_TEXT = 1_000_000
+
+
+def _fullmatch(pattern: str, value: str) -> bool:
+    if _re2 is not None:
+        try:
+            return _re2.fullmatch(pattern, value) is not None
+        except Exception:
+            pass
+    return re.fullmatch(pattern, value) is not None
+
+
+def _as_str(field, value: Any) -> str:
+    if not isinstance(value, str):
+        raise FieldError("type", f"{field.name} must be text")
+    if "\x00" in value:
+        raise FieldError("type", f"{field.name} must not contain NUL characters")
+    return value
+
+
+@register
+class TextType(FieldType):
+    name = "text"
+    searchable = True
+    operators = TEXT_OPS
+
+    def column_type(self, field, objects):
+        return sa.String(field.max_length)
+
+    def python_type(self, field):
+        return str
+
+    def json_schema(self, field):
+        schema = {"type": "string", "maxLength": field.max_length}
+        if field.pattern:
+            schema["pattern"] = field.pattern
+        return schema
+
+    def coerce(self, field, value, ctx):
+        value = _as_str(field, value)
+        if len(value) > field.max_length:
+            raise FieldError("too_long", f"{field.name} is longer than {field.max_length} characters")
+        if field.pattern and not _fullmatch(field.pattern, value):
+            raise FieldError("pattern", f"{field.name} does not match the required pattern")
+        return value
+
+
+@register
+class LongTextType(FieldType):
+    name = "long_text"
+    searchable = True
+    operators = TEXT_OPS
+
+    def column_type(self, field, objects):
+        return sa.Text()
+
+    def python_type(self, field):
+        return str
+
+    def json_schema(self, field):
+        return {"type": "string", "maxLength": field.max_length or MAX_TEXT}
+
+    def coerce(self, field, value, ctx):
+        value = _as_str(field, value)
+        limit = field.max_length or MAX_TEXT
+        if len(value) > limit:
+            raise FieldError("too_long", f"{field.name} is longer than {limit} characters")
+        return value
+
+
+@register
+class EmailType(FieldType):
+    name = "email"
+    searchable = True
+    operators = TEXT_OPS
+
+    def column_type(self, field, objects):
+        return sa.String(320)
+
+    def python_type(self, field):
+        return str
+
+    def json_schema(self, field):
+        return {"type": "string", "format": "email", "maxLength": 320}
+
+    def coerce(self, field, value, ctx):
+        value = _as_str(field, value).strip()
+        if len(value) > 320:
+            raise FieldError("too_long", f"{field.name} is longer than 320 characters")
+        try:
+            result = validate_email(value, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise FieldError("type", f"{field.name} is not a valid e-mail address: {exc}") from None
+        return result.normalized
+
+
+@register
+class PhoneType(FieldType):
+    name = "phone"
+    searchable = True
+    operators = TEXT_OPS
+
+    def column_type(self, field, objects):
+        return sa.String(32)
+
+    def python_type(self, field):
+        return str
+
+    def json_schema(self, field):
+        return {"type": "string", "maxLength": 64}
+
+    def coerce(self, field, value, ctx: FieldContext):
+        value = _as_str(field, value).strip()
+        if len(value) > 64:
+            raise FieldError("too_long", f"{field.name} is too long for a phone number")
+        try:
+            number = phonenumbers.parse(value, ctx.phone_region)
+        except phonenumbers.NumberParseException:
+            raise FieldError("type", f"{field.name} is not a phone number") from None
+        if not phonenumbers.is_valid_number(number):
+            raise FieldError("type", f"{field.name} is not a valid phone number")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@register
+class UrlType(FieldType):
+    name = "url"
+    searchable = True
+    operators = TEXT_OPS
+
+    def column_type(self, field, objects):
+        return sa.String(2048)
+
+    def python_type(self, field):
+        return str
+
+    def json_schema(self, field):
+        return {"type": "string", "format": "uri", "maxLength": 2048}
+
+    def coerce(self, field, value, ctx):
+        value = _as_str(field, value).strip()
+        if len(value) > 2048:
+            raise FieldError("too_long", f"{field.name} is longer than 2048 characters")
+        if "://" not in value:
+            if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:(?!\d)", value):
+                raise FieldError("type", f"{field.name} must be an http or https URL")
+            value = "https://" + value
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise FieldError("type", f"{field.name} is not a valid URL") from None
+        if parts.scheme.lower() not in ("http", "https") or not host or any(c.isspace() for c in value):
+            raise FieldError("type", f"{field.name} must be an http or https URL")
+        netloc = parts.netloc
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = (userinfo + "@" if userinfo else "") + hostport.lower()
+        return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, parts.fragment))
