@@ -17,6 +17,8 @@ CODES = frozenset({
     "invalid_date", "invalid_argument", "invalid_value",
     # found when it is translated to SQL
     "not_sql",
+    # found reading the input of `loom expr eval`
+    "invalid_input", "internal",
 })
 
 

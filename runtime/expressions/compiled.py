@@ -1,0 +1,105 @@
+"""Compile once, run many: `compile_expression()` checks an expression
+(`loomcrm.metadata.expressions`), prepares it for the evaluator, and caches
+the result per source, expected type and metadata version."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any, Hashable, Mapping
+
+from loomcrm.metadata.expressions import Checked, Scope, analyze
+
+from .context import EvalContext, default_context
+from .interpreter import for_thread, prepare
+
+
+class Compiled:
+    """A checked, prepared expression. Immutable and safe to share between
+    threads.
+
+    `evaluate(record, context=...)`: `record` maps the record's field names
+    to their values, and each dotted path the expression reads (see
+    `names`) to its already-resolved value, keyed by the dotted path
+    itself: {"amount": Decimal("12000"), "account.industry": "Retail"}.
+    A missing key reads as None (a field not set yet, an empty lookup).
+    """
+
+    __slots__ = ("source", "type", "names", "paths", "functions", "checked", "_body")
+
+    def __init__(self, checked: Checked):
+        self.checked = checked
+        self.source = checked.source
+        self.type = checked.type
+        self.names = checked.names
+        self.paths = frozenset(n for n in checked.names if "." in n)
+        self.functions = checked.functions
+        self._body = prepare(checked.tree)
+
+    def evaluate(self, record: Mapping[str, Any] | None = None, *, context: EvalContext | None = None) -> Any:
+        """The value of the expression; ExpressionError on any failure."""
+        return for_thread().evaluate(self._body, self.source, record if record is not None else {},
+                                     context if context is not None else default_context())
+
+    @property
+    def body(self):
+        return self._body
+
+    def __repr__(self) -> str:
+        return f"Compiled({self.source!r}, type={self.type!r})"
+
+
+class _Cache:
+    """A small thread-safe LRU: compiled expressions by (source, expected
+    type, object, metadata version, extra names)."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self.items: OrderedDict[Hashable, Compiled] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Compiled | None:
+        with self.lock:
+            item = self.items.get(key)
+            if item is not None:
+                self.items.move_to_end(key)
+            return item
+
+    def put(self, key: Hashable, value: Compiled) -> None:
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+cache = _Cache()
+
+
+def _key(source: str, scope: Scope, expect: str | None) -> Hashable | None:
+    # Without a version, metadata objects could change under the same
+    # names, so only scopes that are fully described by their key are cached.
+    if scope.version is None and scope.objects:
+        return None
+    try:
+        extra = frozenset(scope.extra_names.items())
+    except TypeError:
+        return None
+    return (source, expect, scope.object_name, scope.version, extra)
+
+
+def compile_expression(source: str, scope: Scope, expect: str | None = None) -> Compiled:
+    """Check and prepare `source`; ExpressionError lists every problem."""
+    key = _key(source, scope, expect)
+    if key is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    compiled = Compiled(analyze(source, scope, expect=expect))
+    if key is not None:
+        cache.put(key, compiled)
+    return compiled
