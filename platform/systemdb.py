@@ -127,3 +127,24 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text),
 )
+archives = sa.Table(
+    "loom_archives", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("object_uid", sa.String(64), nullable=False),
+    sa.Column("object_name", sa.String(63), nullable=False),
+    sa.Column("field_uid", sa.String(64)),
+    sa.Column("field_name", sa.String(63)),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("table_name", sa.String(63), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("metadata_version", sa.Integer, nullable=False),
+    sa.Column("archived_by", sa.String(32)),
+    sa.Column("archived_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column("restored_at", sa.DateTime(timezone=True)),
+)
+counters = sa.Table(
+    "loom_counters", meta,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
