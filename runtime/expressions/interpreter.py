@@ -149,7 +149,7 @@ class LoomInterpreter(asteval.Interpreter):
         self.tz = ctx.tz
         self.steps = 0
         self.max_steps = ctx.max_steps
-        self._now = ctx.clock
+        self._now = ctx.clock.astimezone(ctx.tz) if ctx.clock is not None else None
         self.deadline = perf_counter() + ctx.budget_ms / 1000.0
         self.busy = True
         try:

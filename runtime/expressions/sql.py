@@ -238,7 +238,7 @@ class _Translator:
     def now(self):
         if self._now is None:
             from datetime import datetime
-            self._now = self.ctx.clock or datetime.now(self.ctx.tz)
+            self._now = self.ctx.clock.astimezone(self.ctx.tz) if self.ctx.clock else datetime.now(self.ctx.tz)
         return self._now
 
     def date_arg(self, node: ast.expr, name: str) -> ColumnElement:
