@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 FORMAT = "loom/1"
 LOCALES = ("en", "zh-CN")
 
-NAME_PATTERN = r"^(?!.*__)[a-z][a-z0-9_]{0,62}$"
+NAME_PATTERN = r"^(?!.*__)[a-z][a-z0-9_]{0,62}$(?!\n)"
 SYSTEM_FIELDS = ("id", "version", "created_at", "updated_at", "created_by", "updated_by", "owner")
 
 # Functions of the expression language (SPEC §4): a field may not be named
@@ -33,18 +33,20 @@ EXPRESSION_FUNCTIONS = (
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Expression = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
-LocaleTag = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+LocaleTag = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$(?!\n)")]
 LocalizedText = Union[str, dict[LocaleTag, str]]
 """A plain string, or a map of locales: {"en": "Opportunity", "zh-CN": "商机"}."""
 
-Uid = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Uid = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$(?!\n)")]
 VersionRange = Annotated[str, StringConstraints(pattern=r"^\s*(==|>=|<=|>|<|!=|~=)?\s*\d+(\.\d+){0,2}(\s*,\s*(==|>=|<=|>|<|!=|~=)\s*\d+(\.\d+){0,2})*\s*$")]
-SemVer = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")]
+SemVer = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$(?!\n)")]
 Literal_ = Union[str, int, float, bool, None, list[Union[str, int, float, bool]]]
 
 
 class Strict(BaseModel):
     # Python's `re` for patterns: the name pattern needs a look-ahead.
+    # Patterns end in `$(?!\n)`: Python's `$` also matches before a final
+    # newline, so "lead\n" would pass; ECMA regexes (editors) read it the same.
     model_config = ConfigDict(extra="forbid", populate_by_name=True, regex_engine="python-re")
 
 
@@ -124,8 +126,8 @@ class BooleanField(FieldBase):
     type: Literal["boolean"]
 
 
-IsoDate = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-IsoDateTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")]
+IsoDate = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$(?!\n)")]
+IsoDateTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$(?!\n)")]
 
 
 class DateField(FieldBase):
@@ -152,7 +154,7 @@ class UrlField(FieldBase):
     type: Literal["url"]
 
 
-Color = Annotated[str, StringConstraints(pattern=r"^(#[0-9a-fA-F]{6}|[a-z]+)$")]
+Color = Annotated[str, StringConstraints(pattern=r"^(#[0-9a-fA-F]{6}|[a-z]+)$(?!\n)")]
 
 
 class Option(Strict):
@@ -277,7 +279,7 @@ class FormSection(Strict):
     fields: Annotated[list[Name], Field(min_length=1)]
 
 
-SortSpec = Annotated[str, StringConstraints(pattern=r"^-?[a-z][a-z0-9_]*(,-?[a-z][a-z0-9_]*)*$")]
+SortSpec = Annotated[str, StringConstraints(pattern=r"^-?[a-z][a-z0-9_]*(,-?[a-z][a-z0-9_]*)*$(?!\n)")]
 
 
 class ListLayout(Strict):
@@ -303,7 +305,7 @@ class ObjectDef(Strict):
     label: LocalizedText | None = None
     plural_label: LocalizedText | None = None
     description: LocalizedText | None = None
-    icon: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")] | None = None
+    icon: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$(?!\n)")] | None = None
     title_field: Name | None = None
     fields: Annotated[list[FieldDef], Field(min_length=1)]
     validation_rules: list[ValidationRule] = []
@@ -318,8 +320,8 @@ class ObjectDef(Strict):
 
 # --- workflows (SPEC §3.5) -----------------------------------------------------
 
-Offset = Annotated[str, StringConstraints(pattern=r"^[+-]?\d+[mhdw]$")]
-Cron = Annotated[str, StringConstraints(pattern=r"^\S+(\s+\S+){4}$")]
+Offset = Annotated[str, StringConstraints(pattern=r"^[+-]?\d+[mhdw]$(?!\n)")]
+Cron = Annotated[str, StringConstraints(pattern=r"^\S+(\s+\S+){4}$(?!\n)")]
 
 
 class Trigger(Strict):
@@ -359,7 +361,7 @@ class EmailAction(Strict):
 
 class WebhookAction(Strict):
     type: Literal["webhook"]
-    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$(?!\n)")]
     method: Literal["POST", "PUT", "PATCH"] = "POST"
     values: dict[str, Expression] = {}
 
