@@ -10,6 +10,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from loomcrm.runtime.expressions.cli import expr_app
+
 from . import auth
 from .settings import Settings
 
@@ -20,6 +22,7 @@ pack_app = typer.Typer(help="Validate, install and export metadata bundles.", no
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(pack_app, name="pack")
+app.add_typer(expr_app, name="expr")
 
 err = Console(stderr=True)
 
