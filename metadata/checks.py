@@ -76,13 +76,12 @@ def value_type(objects: Mapping[str, ObjectDef], obj: ObjectDef, fld: FieldDef, 
     if isinstance(fld, RollupField):
         if fld.function == "count":
             return "integer"
-        if fld.function == "avg":
-            return "decimal"
         child = objects.get(fld.from_)
         inner = child.field(fld.field) if child and fld.field else None
-        if inner is None or depth > 10:
+        kind = "decimal" if inner is None or depth > 10 else value_type(objects, child, inner, depth + 1)
+        if fld.function == "avg" or (fld.function == "sum" and kind not in NUMERIC):
             return "decimal"
-        return value_type(objects, child, inner, depth + 1)
+        return kind
     if fld.type == "auto_number":
         return "text"
     return fld.type
@@ -275,6 +274,8 @@ class _Checker:
                    expect: str | None) -> None:
         if not source or object_name not in self.objects:
             return
+        if object_name in self.known.broken:
+            return  # its file did not pass the schema: its fields are not all known
         try:
             scope = Scope(objects=self.objects, object_name=object_name, extra_names=self.unchecked_names(object_name))
             errors = check(source, scope, expect=expect)

@@ -38,7 +38,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from . import model
@@ -154,7 +154,7 @@ def _validators() -> dict[str, Draft202012Validator]:
 # --- the schema pass --------------------------------------------------------------
 
 def _pattern_of(annotation: Any) -> str:
-    return TypeAdapter(annotation).json_schema()["pattern"]
+    return TypeAdapter(annotation, config=ConfigDict(regex_engine="python-re")).json_schema()["pattern"]
 
 
 @lru_cache(maxsize=1)
@@ -239,11 +239,9 @@ def _convert(error: ValidationError, file: str) -> Iterable[Problem]:
         for key in missing or expected:
             yield Problem(file, where, f"missing required key {key!r}", "missing_key")
         return
-    if validator == "propertyNames":
-        # The error is about a key: report it at the key itself.
-        key = value
-        yield Problem(file, json_path(path + [key]), _message(error.context[0] if error.context else error, key),
-                      "schema")
+    if list(error.absolute_schema_path)[-2:-1] == ["propertyNames"] and isinstance(value, str):
+        # The error is about a key (`propertyNames`): report it at the key itself.
+        yield Problem(file, json_path(path + [value]), _message(error, value), "schema")
         return
     yield Problem(file, where, _message(error, value), "schema")
 
