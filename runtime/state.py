@@ -1,0 +1,58 @@
+"""The runtime of one process: the engine, the field context and the
+compiled schema of the published metadata version, rebuilt only when the
+version changes. Every process checks the published version at most every
+`refresh_interval` seconds, so a publish in one process reaches the others
+without a restart."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from loomcrm.metadata.versions import VersionStore
+
+from .fields import DEFAULT_CONTEXT, FieldContext
+from .tables import CompiledSchema, build_schema
+
+
+class Runtime:
+    def __init__(self, engine: Engine, *, context: FieldContext = DEFAULT_CONTEXT, refresh_interval: float = 1.0, hooks=None):
+        from .records import RecordService, RuleHooks
+
+        self.engine = engine
+        self.context = context
+        self.refresh_interval = refresh_interval
+        self.store = VersionStore()
+        self._schema: CompiledSchema | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+        self.records = RecordService(self, hooks or RuleHooks())
+
+    def schema(self) -> CompiledSchema:
+        """The compiled schema of the published version (cached per version)."""
+        now = time.monotonic()
+        if self._schema is not None and now - self._checked < self.refresh_interval:
+            return self._schema
+        with self.engine.connect() as conn:
+            version = self.store.published_version(conn)
+            if self._schema is None or self._schema.version != version:
+                with self._lock:
+                    if self._schema is None or self._schema.version != version:
+                        version, snapshot = self.store.published(conn)
+                        self._schema = build_schema(snapshot.objects, version)
+        self._checked = now
+        return self._schema
+
+    def invalidate(self) -> None:
+        """Forget the version check (after a publish in this process)."""
+        self._checked = 0.0
+
+    def schema_for(self, conn: sa.Connection) -> CompiledSchema:
+        """The schema as `conn` sees it (inside a publish transaction)."""
+        version, snapshot = self.store.published(conn)
+        if self._schema is not None and self._schema.version == version:
+            return self._schema
+        return build_schema(snapshot.objects, version)
