@@ -180,6 +180,16 @@ def _date(value: Any, kind: str) -> date | datetime | None:
         return None
 
 
+def _full_match(pattern: str, value: str) -> bool:
+    try:
+        import re2
+    except ImportError:  # pragma: no cover - google-re2 is a dependency
+        return re.fullmatch(pattern, value) is not None
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options).fullmatch(value) is not None
+
+
 def _comparable(a: Any, b: Any) -> bool:
     return not (isinstance(a, datetime) and isinstance(b, datetime) and (a.tzinfo is None) != (b.tzinfo is None))
 
@@ -399,8 +409,7 @@ class _Checker:
             for key in ("required", "default", "default_expr"):
                 value = getattr(fld, key)
                 if value not in (None, False):
-                    self.add(file, at + [key], f"a {fld.type} field is computed: it cannot have {key!r}",
-                             "computed_field")
+                    self.add(file, at + [key], f"{fld.type} fields are computed: remove {key!r}", "computed_field")
         elif fld.default is not None and fld.default_expr:
             self.add(file, at + ["default_expr"], "give either 'default' or 'default_expr', not both", "conflicting_keys")
         if fld.default is not None and not computed:
@@ -453,10 +462,15 @@ class _Checker:
             except re.error as exc:
                 return f"not a valid regular expression: {exc}"
             return None
+        options = re2.Options()
+        options.log_errors = False  # RE2 would also print the error on stderr
         try:
-            re2.compile(pattern)
+            re2.compile(pattern, options)
         except Exception as exc:
-            return f"not a valid regular expression (RE2 syntax): {exc}"
+            detail = exc.args[0] if exc.args else exc
+            if isinstance(detail, bytes):
+                detail = detail.decode("utf-8", "replace")
+            return f"not a valid regular expression (RE2 syntax): {detail}"
         return None
 
     def default_problem(self, obj: ObjectDef, fld: FieldDef) -> str | None:
@@ -468,11 +482,8 @@ class _Checker:
             if kind == "text":
                 if len(value) > fld.max_length:
                     return f"{shown} is longer than max_length ({fld.max_length})"
-                if fld.pattern and not self.pattern_problem(fld.pattern):
-                    import re2
-
-                    if not re2.fullmatch(fld.pattern, value):
-                        return f"{shown} does not match the field's pattern"
+                if fld.pattern and not self.pattern_problem(fld.pattern) and not _full_match(fld.pattern, value):
+                    return f"{shown} does not match the field's pattern"
             elif kind == "long_text" and fld.max_length and len(value) > fld.max_length:
                 return f"{shown} is longer than max_length ({fld.max_length})"
             return None

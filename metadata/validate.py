@@ -164,6 +164,9 @@ def _name_matches_file(source: SourceFile) -> list[Problem]:
     if not _NAME.match(name) or name == stem:
         return []
     kind = "object" if source.rel.startswith("objects/") else "workflow"
+    if not _NAME.match(stem):
+        return [Problem(source.rel, "name", f"the file of the {kind} {name!r} must be named {name}.json",
+                        "name_mismatch")]
     return [Problem(source.rel, "name", f"the {kind} in {source.rel} must be named {stem!r}, not {name!r} "
                                         f"(or rename the file to {name}.json)", "name_mismatch")]
 
