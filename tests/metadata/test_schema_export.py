@@ -128,3 +128,76 @@ def test_every_model_is_in_the_schema():
     for name in ("BundleManifest", "ObjectDef", "Workflow", "StageField", "Criterion", "Trigger", "WebhookAction"):
         assert name in defs
     assert defs["ObjectDef"]["properties"]["fields"]["items"]["properties"]["type"]["enum"] == list(model.FIELD_TYPES)
+
+
+# --- perturbed documents: the invariant and the robustness of the passes ---------
+
+_VALUES = [None, 0, -1, 1.0, 2.5, True, "", "x", "amount", "Bad Name", "lead\n", [], {}, ["name"], {"en": "x"},
+           {"EN": "x"}, "open", "won", "lookup", "rollup", "formula", "text", "count", "1.0.0", "-3d", "0 8 * * 1"]
+_KEYS = ["type", "name", "to", "from", "via", "field", "fields", "stages", "values", "object", "on", "cron",
+         "default", "min", "max", "options", "label", "uid", "returns", "expression", "scale", "format", "requires"]
+
+
+def _paths(data, path=()):
+    yield path
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _paths(value, path + (key,))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _paths(value, path + (index,))
+
+
+def _perturb(data, rnd):
+    path = rnd.choice([p for p in _paths(data) if p])
+    parent = data
+    for step in path[:-1]:
+        parent = parent[step]
+    roll = rnd.random()
+    if roll < 0.3:
+        del parent[path[-1]]
+    elif roll < 0.45 and isinstance(parent, dict):
+        parent[rnd.choice(_KEYS)] = rnd.choice(_VALUES)
+    else:
+        parent[path[-1]] = rnd.choice(_VALUES)
+
+
+def test_perturbed_documents_the_schema_accepts_the_models_parse():
+    import copy
+    import random
+
+    classes = {"manifest": model.BundleManifest, "object": model.ObjectDef, "workflow": model.Workflow}
+    documents = list(_files(BASE))
+    accepted = 0
+    for seed in range(1500):
+        rnd = random.Random(seed)
+        kind, original = rnd.choice(documents)
+        data = copy.deepcopy(original)
+        for _ in range(rnd.randint(1, 3)):
+            _perturb(data, rnd)
+        if not schema_problems(kind, data, "f.json"):
+            accepted += 1
+            classes[kind].model_validate(data)  # raises if the invariant breaks
+    assert accepted > 100  # the perturbations do not all break the schema
+
+
+def test_perturbed_bundles_never_crash_the_checks(bundle_dir):
+    import copy
+    import random
+
+    from loomcrm.metadata.validate import validate_bundle
+
+    originals = {p.relative_to(bundle_dir.root).as_posix(): json.loads(p.read_text(encoding="utf-8"))
+                 for p in bundle_dir.root.rglob("*.json")}
+    for seed in range(60):
+        rnd = random.Random(seed)
+        changed = {}
+        for _ in range(rnd.randint(1, 4)):
+            rel = rnd.choice(sorted(originals))
+            data = changed.get(rel, copy.deepcopy(originals[rel]))
+            _perturb(data, rnd)
+            changed[rel] = data
+        for rel, data in originals.items():
+            bundle_dir.save(rel, changed.get(rel, data))
+        problems = validate_bundle(bundle_dir.root)
+        assert not [p for p in problems if p.code == "internal_error"], (seed, problems)
