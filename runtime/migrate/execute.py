@@ -35,6 +35,7 @@ from ..fields import DEFAULT_CONTEXT, FieldContext, field_type
 from ..tables import (
     declared_index_name, foreign_key_name, index_specs, table_items, table_name, uid_of, unique_name,
 )
+from .checks import check_snapshot
 from .plan import CLEAR, Plan, Step, make_plan
 from .preflight import conversion_failures
 
@@ -322,6 +323,7 @@ def publish(engine: Engine, snapshot: Snapshot | None = None, *, comment: str = 
         if expected_base is not None and expected_base != base:
             raise DraftConflict(f"version {base} is published, not {expected_base}")
         snapshot = ensure_uids(snapshot, previous=old)
+        check_snapshot(snapshot)
         plan = make_plan(conn, old, snapshot, base, field_context=ctx)
         problems = plan.problems(dict(confirm or {}))
         if problems:

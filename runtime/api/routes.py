@@ -1,0 +1,303 @@
+"""The REST API of SPEC §5: one generic router for every object, plus the
+metadata endpoints. Mount it with
+
+    router = build_api_router(runtime, user_dependency=current_user)
+    app.include_router(router)
+    install_openapi(app, runtime)
+
+Every error is an RFC 9457 problem; record writes go through the record
+service only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from decimal import Decimal
+from typing import Any, Callable
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from loomcrm.metadata.model import ObjectDef, as_json
+from loomcrm.metadata.versions import DraftConflict, ensure_uids
+
+from ..migrate.checks import check_snapshot
+from ..migrate.execute import PublishRefused, plan_for, publish
+from ..query import list_records, parse_list_params
+from ..records import RecordError
+from .problems import json_response, problem
+
+MAX_BODY = 2_000_000
+
+
+def _guard(handler: Callable) -> Callable:
+    """Turn every known error into a problem response."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await handler(*args, **kwargs)
+        except RecordError as exc:
+            return problem(exc.status, exc.detail, errors=exc.errors)
+        except PublishRefused as exc:
+            return problem(409, str(exc), errors=[{"field": p["key"], "code": "needs_decision", "message": p["message"]} for p in exc.problems],
+                           plan=exc.plan.as_json())
+        except DraftConflict as exc:
+            return problem(409, str(exc))
+        except ValidationError as exc:
+            return problem(422, "invalid metadata", errors=[
+                {"field": ".".join(str(p) for p in e["loc"])[:200], "code": "type", "message": e["msg"][:300]}
+                for e in exc.errors()[:50]])
+
+    return wrapper
+
+
+async def read_json(request: Request) -> Any:
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+        raise RecordError("send application/json", status=415)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise RecordError(f"the body is larger than {MAX_BODY} bytes", status=413)
+    try:
+        return json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        raise RecordError("the body is not valid JSON") from None
+
+
+def _no_constant(name):
+    raise ValueError(name)
+
+
+def _if_match(request: Request) -> int | None:
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        return None
+    tag = header.strip()
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    tag = tag.strip('"')
+    if not tag.isdigit() or len(tag) > 18:
+        raise RecordError("If-Match must be an ETag of this API", status=412)
+    return int(tag)
+
+
+def _etag(record: dict) -> dict[str, str]:
+    return {"ETag": f'"{record["version"]}"'}
+
+
+def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/v1") -> APIRouter:
+    """One router for every object and for the metadata endpoints.
+    `user_dependency` is a FastAPI dependency returning the acting user (an
+    object with `id` and `role`) or raising 401."""
+    router = APIRouter(prefix=prefix)
+    records = runtime.records
+
+    def require_admin(user):
+        if getattr(user, "role", None) != "admin":
+            raise RecordError("only admins may change metadata", status=403)
+
+    # --- metadata -------------------------------------------------------------
+    @router.get("/_meta/objects", include_in_schema=True, tags=["metadata"])
+    @_guard
+    async def meta_objects(user=Depends(user_dependency)):
+        schema = runtime.schema()
+        return json_response({"version": schema.version, "data": [_object_json(o) for o in schema.objects.values()]})
+
+    @router.get("/_meta/objects/{name}", tags=["metadata"])
+    @_guard
+    async def meta_object(name: str, user=Depends(user_dependency)):
+        obj = runtime.schema().object(name)
+        if obj is None:
+            raise RecordError(f"no object {name[:63]!r}", status=404)
+        return json_response(_object_json(obj))
+
+    @router.put("/_meta/objects/{name}", tags=["metadata"])
+    @_guard
+    async def meta_put(name: str, request: Request, user=Depends(user_dependency)):
+        require_admin(user)
+        data = await read_json(request)
+        if not isinstance(data, dict):
+            raise RecordError("the body must be an object definition")
+        data.setdefault("name", name)
+        obj = ObjectDef.model_validate(data)
+        if obj.name != name:
+            raise RecordError("the name in the body differs from the name in the path", status=422)
+        return json_response(await run_in_threadpool(_change_draft, runtime, user, lambda s: s.with_object(obj)))
+
+    @router.delete("/_meta/objects/{name}", tags=["metadata"])
+    @_guard
+    async def meta_delete(name: str, user=Depends(user_dependency)):
+        require_admin(user)
+
+        def drop(snapshot):
+            if snapshot.object(name) is None:
+                raise RecordError(f"no object {name[:63]!r} in the draft", status=404)
+            return snapshot.without_object(name)
+
+        return json_response(await run_in_threadpool(_change_draft, runtime, user, drop))
+
+    @router.get("/_meta/draft", tags=["metadata"])
+    @_guard
+    async def meta_draft(user=Depends(user_dependency)):
+        require_admin(user)
+
+        def read():
+            with runtime.engine.connect() as conn:
+                base, snapshot, exists = runtime.store.draft(conn)
+            return {"base_version": base, "exists": exists, "snapshot": snapshot.to_json()}
+
+        return json_response(await run_in_threadpool(read))
+
+    @router.delete("/_meta/draft", tags=["metadata"])
+    @_guard
+    async def meta_discard(user=Depends(user_dependency)):
+        require_admin(user)
+
+        def discard():
+            with runtime.engine.begin() as conn:
+                runtime.store.discard_draft(conn)
+
+        await run_in_threadpool(discard)
+        return Response(status_code=204)
+
+    @router.get("/_meta/plan", tags=["metadata"])
+    @_guard
+    async def meta_plan(user=Depends(user_dependency)):
+        require_admin(user)
+        plan = await run_in_threadpool(plan_for, runtime.engine, None, ctx=runtime.context)
+        return json_response(plan.as_json())
+
+    @router.post("/_meta/publish", tags=["metadata"])
+    @_guard
+    async def meta_publish(request: Request, user=Depends(user_dependency)):
+        require_admin(user)
+        body = await read_json(request) if (await request.body()) else {}
+        if not isinstance(body, dict):
+            raise RecordError("the body is {\"confirm\": {...}, \"comment\": \"...\"}")
+        confirm = body.get("confirm") or {}
+        comment = body.get("comment") or ""
+        if not isinstance(confirm, dict) or not all(isinstance(v, str) for v in confirm.values()) or not isinstance(comment, str):
+            raise RecordError("confirm maps step keys to decisions; comment is text")
+        result = await run_in_threadpool(functools.partial(
+            publish, runtime.engine, None, comment=comment[:2000], user_id=_user_id(user), confirm=confirm, ctx=runtime.context))
+        runtime.invalidate()
+        return json_response({"version": result.version, "plan": result.plan.as_json(confirm)})
+
+    @router.get("/_meta/archive", tags=["metadata"])
+    @_guard
+    async def meta_archive(user=Depends(user_dependency)):
+        require_admin(user)
+        from ..install import list_archive
+
+        return json_response({"data": await run_in_threadpool(list_archive, runtime.engine)})
+
+    @router.post("/_meta/archive/{entry_id}/restore", tags=["metadata"])
+    @_guard
+    async def meta_archive_restore(entry_id: str, user=Depends(user_dependency)):
+        require_admin(user)
+        from ..install import restore_into_draft
+
+        return json_response(await run_in_threadpool(restore_into_draft, runtime, entry_id, _user_id(user)))
+
+    @router.post("/_meta/bundles", tags=["metadata"])
+    @_guard
+    async def meta_install(request: Request, user=Depends(user_dependency)):
+        require_admin(user)
+        from ..install import bundle_from_json, install_bundle
+
+        data = await read_json(request)
+        confirm = data.pop("confirm", None) if isinstance(data, dict) else None
+        bundle = bundle_from_json(data)
+        result = await run_in_threadpool(functools.partial(install_bundle, runtime.engine, bundle, user_id=_user_id(user),
+                                                           confirm=confirm, ctx=runtime.context))
+        runtime.invalidate()
+        return json_response(result.as_json(), status=201)
+
+    @router.get("/_meta/bundles/{name}", tags=["metadata"])
+    @_guard
+    async def meta_export(name: str, user=Depends(user_dependency)):
+        require_admin(user)
+        from ..install import export_bundle
+
+        return json_response(await run_in_threadpool(export_bundle, runtime.engine, name))
+
+    # --- records ----------------------------------------------------------------
+    @router.get("/{object_name}", include_in_schema=False)
+    @_guard
+    async def list_(object_name: str, request: Request, user=Depends(user_dependency)):
+        schema = runtime.schema()
+        obj = records.object_of(schema, object_name)
+        params = parse_list_params(list(request.query_params.multi_items()), obj, runtime.context)
+
+        def run():
+            with runtime.engine.connect() as conn:
+                return list_records(conn, schema, obj, params)
+
+        data, cursor = await run_in_threadpool(run)
+        return json_response({"data": data, "next_cursor": cursor})
+
+    @router.post("/{object_name}", include_in_schema=False)
+    @_guard
+    async def create(object_name: str, request: Request, user=Depends(user_dependency)):
+        records.object_of(runtime.schema(), object_name)
+        data = await read_json(request)
+        record = await run_in_threadpool(records.create, object_name, data, user)
+        return json_response(record, status=201, headers=_etag(record))
+
+    @router.get("/{object_name}/{rid}", include_in_schema=False)
+    @_guard
+    async def read(object_name: str, rid: str, user=Depends(user_dependency)):
+        record = await run_in_threadpool(records.get, object_name, rid, user)
+        return json_response(record, headers=_etag(record))
+
+    @router.patch("/{object_name}/{rid}", include_in_schema=False)
+    @_guard
+    async def update(object_name: str, rid: str, request: Request, user=Depends(user_dependency)):
+        records.object_of(runtime.schema(), object_name)
+        expected = _if_match(request)
+        data = await read_json(request)
+        record = await run_in_threadpool(functools.partial(records.update, object_name, rid, data, user, expected_version=expected))
+        return json_response(record, headers=_etag(record))
+
+    @router.delete("/{object_name}/{rid}", include_in_schema=False)
+    @_guard
+    async def delete(object_name: str, rid: str, request: Request, user=Depends(user_dependency)):
+        expected = _if_match(request)
+        await run_in_threadpool(functools.partial(records.delete, object_name, rid, user, expected_version=expected))
+        return Response(status_code=204)
+
+    @router.post("/{object_name}/{rid}/restore", include_in_schema=False)
+    @_guard
+    async def restore(object_name: str, rid: str, user=Depends(user_dependency)):
+        record = await run_in_threadpool(records.restore, object_name, rid, user)
+        return json_response(record, headers=_etag(record))
+
+    return router
+
+
+def _user_id(user) -> str | None:
+    return getattr(user, "id", None)
+
+
+def _object_json(obj: ObjectDef) -> dict[str, Any]:
+    return as_json(obj) | {"name": obj.name, "uid": obj.uid}
+
+
+def _change_draft(runtime, user, change: Callable) -> dict[str, Any]:
+    """Apply `change` to the draft and answer the draft's object list and plan."""
+    from loomcrm.platform.db import write_transaction
+
+    with write_transaction(runtime.engine) as conn:
+        published_version, published = runtime.store.published(conn)
+        base, snapshot, exists = runtime.store.draft(conn)
+        if exists and base != published_version:
+            raise DraftConflict(f"the draft was based on version {base}, but version {published_version} is published; discard it first")
+        snapshot = ensure_uids(change(snapshot), previous=published)
+        check_snapshot(snapshot)
+        runtime.store.save_draft(conn, snapshot, published_version, _user_id(user))
+    plan = plan_for(runtime.engine, None, ctx=runtime.context)
+    return {"base_version": published_version, "objects": [o.name for o in snapshot.objects], "plan": plan.as_json()}

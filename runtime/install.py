@@ -1,0 +1,335 @@
+"""Installing and exporting bundles (`loom pack install` / `export`, and
+`POST/GET /api/v1/_meta/bundles`), and the archive of dropped metadata.
+
+Install validates the bundle, merges it into the published metadata (on
+upgrade a three-way merge against the bundle as last shipped keeps admin
+customisations), then plans and publishes it, records the bundle and loads
+its sample data on first install, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef, Workflow, as_json
+from loomcrm.metadata.versions import Snapshot, VersionStore
+from loomcrm.platform import systemdb
+from loomcrm.platform.db import write_transaction
+
+from .fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
+from .migrate.checks import check_snapshot
+from .migrate.execute import PublishResult, publish
+from .records import Invalid, RecordError, RecordService, RuleHooks
+from .tables import build_schema
+
+
+class BundleError(RecordError):
+    status, title = 422, "Invalid bundle"
+
+
+# --- reading bundles ------------------------------------------------------------------
+
+def read_bundle(path: str | Path) -> Bundle:
+    """A bundle folder, validated by `metadata.validate` when present."""
+    path = Path(path)
+    try:
+        from loomcrm.metadata.validate import load_valid_bundle  # the full validation
+    except ImportError:
+        load_valid_bundle = None
+    if load_valid_bundle is not None:
+        try:
+            return load_valid_bundle(path)
+        except Exception as exc:
+            raise BundleError(f"{path}: {exc}") from None
+    try:
+        manifest = BundleManifest.model_validate(json.loads((path / "bundle.json").read_text("utf-8")))
+        objects = [ObjectDef.model_validate(json.loads(p.read_text("utf-8"))) for p in sorted((path / "objects").glob("*.json"))]
+        workflows = [Workflow.model_validate(json.loads(p.read_text("utf-8"))) for p in sorted((path / "workflows").glob("*.json"))]
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path}: {exc}") from None
+    data_files = sorted(str(p.relative_to(path)) for p in (path / "data").glob("*.csv")) if (path / "data").is_dir() else []
+    return Bundle(manifest=manifest, objects=objects, workflows=workflows, data_files=data_files)
+
+
+def resolve_pack(path_or_name: str | Path) -> Path:
+    """A folder, or the name of a pack shipped in `loomcrm.apps`."""
+    candidate = Path(path_or_name)
+    if candidate.is_dir():
+        return candidate
+    import loomcrm.apps
+
+    shipped = Path(loomcrm.apps.__file__).parent / str(path_or_name)
+    if shipped.is_dir() and (shipped / "bundle.json").exists():
+        return shipped
+    raise BundleError(f"no bundle folder or shipped pack {str(path_or_name)!r}")
+
+
+def bundle_from_json(data: Any) -> Bundle:
+    """A bundle uploaded as JSON: {"manifest": {...}, "objects": [...], "workflows": [...], "data": {"object": "csv text"}}."""
+    if not isinstance(data, dict) or "manifest" not in data:
+        raise BundleError('send {"manifest": {...}, "objects": [...], "workflows": [...]}')
+    unknown = set(data) - {"manifest", "objects", "workflows", "data"}
+    if unknown:
+        raise BundleError(f"unknown keys: {', '.join(sorted(map(str, unknown)))[:200]}")
+    bundle = Bundle(manifest=BundleManifest.model_validate(data["manifest"]),
+                    objects=[ObjectDef.model_validate(o) for o in data.get("objects") or []],
+                    workflows=[Workflow.model_validate(w) for w in data.get("workflows") or []])
+    inline = data.get("data") or {}
+    if not isinstance(inline, dict) or not all(isinstance(v, str) for v in inline.values()):
+        raise BundleError("data maps object names to CSV text")
+    bundle.__dict__["inline_data"] = inline
+    return bundle
+
+
+# --- uids and the three-way merge --------------------------------------------------------
+
+def _stable_uid(*parts: str) -> str:
+    text = ".".join(parts)
+    return text if len(text) <= 64 else hashlib.sha1(text.encode()).hexdigest()[:32]
+
+
+def with_bundle_uids(bundle: Bundle) -> list[ObjectDef]:
+    """Authored bundles may omit uids: they get stable ones from the names."""
+    name = bundle.manifest.name
+    out = []
+    for obj in bundle.objects:
+        fields = [f if f.uid else f.model_copy(update={"uid": _stable_uid(name, obj.name, f.name)}) for f in obj.fields]
+        out.append(obj.model_copy(update={"uid": obj.uid or _stable_uid(name, obj.name), "fields": fields}))
+    return out
+
+
+def _dump(thing) -> dict:
+    return thing.model_dump(mode="json", by_alias=True)
+
+
+def merge_object(base: ObjectDef | None, ours: ObjectDef, theirs: ObjectDef) -> ObjectDef:
+    """Theirs (the new bundle) wherever ours (installed) still equals base
+    (the bundle as last shipped); ours wherever the admin changed it."""
+    if base is None or _dump(ours) == _dump(base):
+        return theirs
+    b, o, t = _dump(base), _dump(ours), _dump(theirs)
+    merged = {k: (t.get(k) if o.get(k) == b.get(k) else o.get(k)) for k in set(o) | set(t) if k != "fields"}
+    base_fields = {f.uid: f for f in base.fields}
+    their_fields = {f.uid: f for f in theirs.fields}
+    fields = []
+    for f in ours.fields:
+        old = base_fields.get(f.uid)
+        new = their_fields.get(f.uid)
+        if old is not None and new is None and _dump(old) == _dump(f):
+            continue  # the bundle removed it and the admin did not touch it
+        if old is not None and new is not None and _dump(old) == _dump(f):
+            fields.append(new)
+        else:
+            fields.append(f)
+    present = {f.uid for f in fields}
+    fields.extend(f for uid, f in their_fields.items() if uid not in present and uid not in base_fields)
+    merged["fields"] = [_dump(f) for f in fields]
+    return ObjectDef.model_validate({k: v for k, v in merged.items() if v is not None})
+
+
+def merge_bundle(published: Snapshot, pristine: Snapshot | None, objects: list[ObjectDef], workflows: list[Workflow]) -> Snapshot:
+    result = list(published.objects)
+    for theirs in objects:
+        base = pristine.object_by_uid(theirs.uid) if pristine else None
+        index = next((i for i, o in enumerate(result) if o.uid == theirs.uid), None)
+        if index is None:
+            if base is not None:
+                continue  # the admin deleted it: keep it deleted
+            clash = next((o for o in result if o.name == theirs.name), None)
+            if clash is not None:
+                raise BundleError(f"object {theirs.name!r} already exists and does not come from this bundle")
+            result.append(theirs)
+        else:
+            result[index] = merge_object(base, result[index], theirs)
+    if pristine is not None:  # objects the new version dropped and the admin left alone
+        new_uids = {o.uid for o in objects}
+        result = [o for o in result if not (pristine.object_by_uid(o.uid) is not None and o.uid not in new_uids
+                                            and _dump(pristine.object_by_uid(o.uid)) == _dump(o))]
+    flows = {w.name: w for w in published.workflows}
+    for w in workflows:
+        base = next((x for x in pristine.workflows if x.name == w.name), None) if pristine else None
+        if w.name not in flows or base is None or _dump(base) == _dump(flows[w.name]):
+            flows[w.name] = w
+    return Snapshot(objects=result, workflows=list(flows.values()))
+
+
+# --- install ---------------------------------------------------------------------------
+
+@dataclass
+class InstallResult:
+    name: str
+    version: str
+    metadata_version: int
+    upgraded: bool
+    rows_loaded: int
+    publish: PublishResult
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "metadata_version": self.metadata_version,
+                "upgraded": self.upgraded, "rows_loaded": self.rows_loaded, "plan": self.publish.plan.as_json()}
+
+
+class _SystemActor:
+    id = None
+    role = "admin"
+
+
+def install_bundle(engine: Engine, bundle: Bundle | str | Path, *, user_id: str | None = None,
+                   confirm: Mapping[str, str] | None = None, ctx: FieldContext | None = None,
+                   load_data: bool = True) -> InstallResult:
+    """Validate, plan and apply a bundle in one transaction."""
+    source: Path | None = None
+    if not isinstance(bundle, Bundle):
+        source = resolve_pack(bundle)
+        bundle = read_bundle(source)
+    ctx = ctx or DEFAULT_CONTEXT
+    name = bundle.manifest.name
+    objects = with_bundle_uids(bundle)
+    store = VersionStore()
+    with engine.connect() as conn:
+        _, published = store.published(conn)
+        row = conn.execute(sa.select(systemdb.bundles).where(systemdb.bundles.c.name == name)).first()
+    pristine = Snapshot.from_json(row.pristine) if row is not None else None
+    merged = merge_bundle(published, pristine, objects, list(bundle.workflows))
+    check_snapshot(merged)
+    pristine_new = Snapshot(objects=objects, workflows=list(bundle.workflows))
+    loaded = {"rows": 0}
+
+    def after(conn: sa.Connection, version: int, plan) -> None:
+        values = {"version": bundle.manifest.version, "manifest": as_json(bundle.manifest),
+                  "pristine": pristine_new.to_json(), "installed_by": user_id}
+        if row is None:
+            conn.execute(sa.insert(systemdb.bundles).values(name=name, **values))
+        else:
+            conn.execute(sa.update(systemdb.bundles).where(systemdb.bundles.c.name == name).values(**values))
+        if row is None and load_data:
+            schema = build_schema(merged.objects, version)
+            loaded["rows"] = _load_sample_data(conn, schema, bundle, source, ctx)
+
+    result = publish(engine, merged, comment=f"install {name} {bundle.manifest.version}", user_id=user_id,
+                     confirm=confirm, ctx=ctx, after=after)
+    return InstallResult(name=name, version=bundle.manifest.version, metadata_version=result.version,
+                         upgraded=row is not None, rows_loaded=loaded["rows"], publish=result)
+
+
+def _load_sample_data(conn, schema, bundle: Bundle, source: Path | None, ctx: FieldContext) -> int:
+    """data/<object>.csv, in the order objects are listed (parents first).
+    A column `id` names a row, so that later files can link to it by that name."""
+    texts: dict[str, str] = dict(bundle.__dict__.get("inline_data", {}))
+    if source is not None:
+        for rel in bundle.data_files:
+            texts[Path(rel).stem] = (source / rel).read_text("utf-8-sig")
+    if not texts:
+        return 0
+
+    class _Runtime:
+        engine = None
+        context = ctx
+
+    service = RecordService(_Runtime(), RuleHooks())
+    keys: dict[tuple[str, str], str] = {}
+    count = 0
+    for obj in schema.objects.values():
+        text = texts.get(obj.name)
+        if text is None:
+            continue
+        for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+            values: dict[str, Any] = {}
+            key = row.pop("id", None)
+            for column, cell in row.items():
+                f = obj.field(column) if column else None
+                if f is None:
+                    raise BundleError(f"data/{obj.name}.csv line {line}: unknown column {column!r}")
+                try:
+                    if f.type == "lookup":
+                        values[column] = keys.get((f.to, cell.strip()), cell.strip()) if cell.strip() else None
+                    else:
+                        values[column] = field_type(f).parse_csv(f, cell, ctx)
+                except FieldError as exc:
+                    raise BundleError(f"data/{obj.name}.csv line {line}: {column}: {exc.message}") from None
+            try:
+                record = service.create(obj.name, {k: v for k, v in values.items() if field_type(obj.field(k)).writable},
+                                        _SystemActor(), conn=conn, schema=schema)
+            except RecordError as exc:
+                raise BundleError(f"data/{obj.name}.csv line {line}: {exc.detail}", exc.errors) from None
+            if key:
+                keys[(obj.name, key)] = record["id"]
+            count += 1
+    return count
+
+
+# --- export ----------------------------------------------------------------------------
+
+def export_bundle(engine: Engine, name: str) -> dict[str, Any]:
+    """The installed bundle with admin customisations: {"manifest", "objects", "workflows"}."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(systemdb.bundles).where(systemdb.bundles.c.name == name)).first()
+        if row is None:
+            raise RecordError(f"no installed bundle {name[:63]!r}", status=404)
+        _, published = VersionStore().published(conn)
+    pristine = Snapshot.from_json(row.pristine)
+    uids = {o.uid for o in pristine.objects}
+    flows = {w.name for w in pristine.workflows}
+    return {"manifest": row.manifest,
+            "objects": [as_json(o) | {"name": o.name, "uid": o.uid} for o in published.objects if o.uid in uids],
+            "workflows": [as_json(w) for w in published.workflows if w.name in flows]}
+
+
+def write_bundle(data: Mapping[str, Any], out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    (out / "objects").mkdir(parents=True, exist_ok=True)
+    (out / "bundle.json").write_text(json.dumps(data["manifest"], indent=2, ensure_ascii=False) + "\n", "utf-8")
+    for obj in data["objects"]:
+        (out / "objects" / f"{obj['name']}.json").write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    if data.get("workflows"):
+        (out / "workflows").mkdir(exist_ok=True)
+        for w in data["workflows"]:
+            (out / "workflows" / f"{w['name']}.json").write_text(json.dumps(w, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return out
+
+
+# --- the archive -------------------------------------------------------------------------
+
+def list_archive(engine: Engine) -> list[dict[str, Any]]:
+    t = systemdb.archives
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t).where(t.c.restored_at.is_(None)).order_by(t.c.archived_at.desc())).fetchall()
+    return [{"id": r.id, "kind": r.kind, "object": r.object_name, "field": r.field_name, "rows": r.rows,
+             "metadata_version": r.metadata_version, "archived_at": r.archived_at.isoformat() if r.archived_at else None,
+             "definition": r.definition} for r in rows]
+
+
+def restore_into_draft(runtime, entry_id: str, user_id: str | None) -> dict[str, Any]:
+    """Put an archived object or field back into the draft (with its uid);
+    publishing the draft then restores its data."""
+    t = systemdb.archives
+    with write_transaction(runtime.engine) as conn:
+        row = conn.execute(sa.select(t).where(t.c.id == entry_id, t.c.restored_at.is_(None))).first()
+        if row is None or row.kind not in ("field", "object"):
+            raise RecordError(f"no restorable archive entry {entry_id[:40]!r}", status=404)
+        published_version, _ = runtime.store.published(conn)
+        base, snapshot, _ = runtime.store.draft(conn)
+        if row.kind == "object":
+            obj = ObjectDef.model_validate(row.definition)
+            if snapshot.object(obj.name) is not None:
+                raise RecordError(f"an object named {obj.name!r} exists; rename it first", status=409)
+            snapshot = snapshot.with_object(obj)
+        else:
+            obj = next((o for o in snapshot.objects if o.uid == row.object_uid), None)
+            if obj is None:
+                raise RecordError(f"object {row.object_name!r} is not in the draft", status=409)
+            f = ObjectDef.model_validate({"name": "x", "fields": [row.definition]}).fields[0]
+            if obj.field(f.name) is not None:
+                raise RecordError(f"{obj.name} already has a field {f.name!r}", status=409)
+            snapshot = snapshot.with_object(obj.model_copy(update={"fields": [*obj.fields, f]}))
+        runtime.store.save_draft(conn, snapshot, published_version, user_id)
+    return {"restored_into_draft": row.kind, "object": row.object_name, "field": row.field_name}

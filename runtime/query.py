@@ -1,0 +1,309 @@
+"""List queries: sort on several fields, keyset (cursor) pagination, `q`
+text search, and filters. One SELECT per page, whatever the page size.
+
+Filters come as `field=value` and `field__op=value` query parameters
+(values parsed by the field's type, so they are always bound parameters)
+and as `filter=EXPR`, compiled by the expression language's SQL back end
+once it is available (`compile_filter_expression` is the seam).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field as dc_field
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+import sqlalchemy as sa
+
+from loomcrm.metadata.model import ObjectDef
+
+from .fields import FieldContext, FieldError, field_type
+from .fields.dates import iso_utc, parse_datetime
+from .records import RecordError, record_json
+from .tables import CompiledSchema
+
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+RESERVED = {"limit", "cursor", "sort", "filter", "q", "deleted"}
+SORTABLE_SYSTEM = {"id", "version", "created_at", "updated_at", "created_by", "updated_by", "owner"}
+UNSORTABLE = {"multi_picklist", "long_text"}
+MAX_SORT_KEYS = 5
+
+
+class BadQuery(RecordError):
+    status, title = 400, "Bad request"
+
+
+@dataclass
+class ListParams:
+    limit: int = DEFAULT_LIMIT
+    cursor: str | None = None
+    sort: list[tuple[str, bool]] = dc_field(default_factory=list)   # (name, descending)
+    q: str | None = None
+    filters: list[tuple[str, str, Any]] = dc_field(default_factory=list)
+    filter_expr: str | None = None
+    deleted: bool = False
+
+
+# The expression issue plugs its SQL back end in here:
+# a callable (expression, object, table) -> SQLAlchemy boolean clause.
+FilterCompiler = Callable[[str, ObjectDef, sa.Table], Any]
+_filter_compiler: FilterCompiler | None = None
+
+
+def set_filter_compiler(compiler: FilterCompiler | None) -> None:
+    global _filter_compiler
+    _filter_compiler = compiler
+
+
+def compile_filter_expression(expr: str, obj: ObjectDef, table: sa.Table):
+    if _filter_compiler is None:
+        raise BadQuery("filter expressions are not available yet; use field=value or field__op=value parameters")
+    try:
+        return _filter_compiler(expr, obj, table)
+    except RecordError:
+        raise
+    except Exception as exc:  # the compiler's own errors are the caller's mistake
+        raise BadQuery(f"invalid filter: {exc}") from None
+
+
+def _field_or_system(obj: ObjectDef, name: str):
+    return obj.field(name)
+
+
+def parse_list_params(params: Mapping[str, str] | list[tuple[str, str]], obj: ObjectDef, ctx: FieldContext) -> ListParams:
+    items = list(params.items()) if isinstance(params, Mapping) else list(params)
+    out = ListParams()
+    errors = []
+    for key, value in items:
+        if key == "limit":
+            if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+                raise BadQuery(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+            out.limit = int(value)
+        elif key == "cursor":
+            out.cursor = value
+        elif key == "q":
+            out.q = value[:200] if value.strip() else None
+        elif key == "filter":
+            out.filter_expr = value
+        elif key == "deleted":
+            out.deleted = value.lower() in ("1", "true", "only")
+        elif key == "sort":
+            for part in value.split(","):
+                desc = part.startswith("-")
+                name = part[1:] if desc else part
+                f = obj.field(name)
+                if name not in SORTABLE_SYSTEM and (f is None or f.type in UNSORTABLE):
+                    raise BadQuery(f"cannot sort on {name[:63]!r}", [{"field": name[:63], "code": "unknown_field", "message": "not a sortable field"}])
+                out.sort.append((name, desc))
+            if len(out.sort) > MAX_SORT_KEYS:
+                raise BadQuery(f"sort on at most {MAX_SORT_KEYS} fields")
+        else:
+            name, _, op = key.partition("__")
+            op = op or "eq"
+            f = obj.field(name)
+            if f is None and name not in SORTABLE_SYSTEM:
+                errors.append({"field": key[:63], "code": "unknown_field", "message": f"{obj.name} has no field {name[:63]!r}"})
+                continue
+            kind = field_type(f) if f is not None else None
+            allowed = kind.operators if kind else ("eq", "ne", "in", "lt", "lte", "gt", "gte", "isnull")
+            if op not in allowed:
+                errors.append({"field": key[:63], "code": "type", "message": f"{name} does not support {op[:20]!r}; use one of {', '.join(allowed)}"})
+                continue
+            try:
+                out.filters.append((name, op, _parse_filter_value(f, name, op, value, ctx)))
+            except FieldError as exc:
+                errors.append({"field": key[:63], "code": exc.code, "message": exc.message})
+    if errors:
+        raise BadQuery("invalid filter parameters", errors)
+    return out
+
+
+def _parse_filter_value(f, name, op, value, ctx):
+    if op == "isnull":
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise FieldError("type", "isnull takes true or false")
+        return value.lower() in ("true", "1")
+    if len(value) > 10_000:
+        raise FieldError("too_long", "filter value too long")
+    if op == "in":
+        return [_parse_one(f, name, v, ctx) for v in value.split(",")][:1000]
+    if op in ("contains", "startswith", "endswith"):
+        return value
+    if op == "includes":
+        return value
+    return _parse_one(f, name, value, ctx)
+
+
+def _parse_one(f, name, value, ctx):
+    if f is None:  # a system field
+        if name in ("created_at", "updated_at"):
+            return parse_datetime(type("F", (), {"name": name}), value, ctx.timezone)
+        if name == "version":
+            if not value.lstrip("-").isdigit():
+                raise FieldError("type", "version is a whole number")
+            return int(value)
+        return value
+    kind = field_type(f)
+    if f.type == "auto_number":
+        return value
+    if f.type == "text":  # comparison values may be longer or not match the pattern
+        return value
+    return kind.parse_text(f, value, ctx) if kind.writable else kind.parse_text(f, value, ctx)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _condition(column, op, value):
+    if op == "eq":
+        return column.is_(None) if value is None else column == value
+    if op == "ne":
+        return sa.or_(column != value, column.is_(None))
+    if op == "lt":
+        return column < value
+    if op == "lte":
+        return column <= value
+    if op == "gt":
+        return column > value
+    if op == "gte":
+        return column >= value
+    if op == "in":
+        return column.in_(value)
+    if op == "isnull":
+        return column.is_(None) if value else column.is_not(None)
+    if op == "contains":
+        return sa.func.lower(column).like("%" + _escape_like(value.lower()) + "%", escape="\\")
+    if op == "startswith":
+        return sa.func.lower(column).like(_escape_like(value.lower()) + "%", escape="\\")
+    if op == "endswith":
+        return sa.func.lower(column).like("%" + _escape_like(value.lower()), escape="\\")
+    if op == "includes":
+        return sa.cast(column, sa.Text).like('%' + _escape_like(json.dumps(value)) + '%', escape="\\")
+    raise BadQuery(f"unknown operator {op!r}")
+
+
+# --- cursors ---------------------------------------------------------------------
+
+def _cursor_value(value):
+    if isinstance(value, Decimal):
+        return {"d": str(value)}
+    if hasattr(value, "isoformat"):
+        return {"t": value.isoformat()}
+    return value
+
+
+def encode_cursor(values: list[Any], signature: str) -> str:
+    raw = json.dumps({"s": signature, "k": [_cursor_value(v) for v in values]}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, signature: str, types: list) -> list[Any]:
+    try:
+        if len(cursor) > 4000:
+            raise ValueError("too long")
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data, dict) or data.get("s") != signature or not isinstance(data.get("k"), list) \
+                or len(data["k"]) != len(types):
+            raise ValueError("shape")
+        values = []
+        for raw, kind in zip(data["k"], types):
+            values.append(_restore(raw, kind))
+        return values
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, KeyError, ArithmeticError):
+        raise BadQuery("malformed cursor: start again without it") from None
+
+
+def _restore(raw, kind):
+    from datetime import date, datetime
+
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and set(raw) == {"d"}:
+        return Decimal(str(raw["d"]))
+    if isinstance(raw, dict) and set(raw) == {"t"}:
+        text = str(raw["t"])
+        return datetime.fromisoformat(text) if "T" in text or " " in text else date.fromisoformat(text)
+    if isinstance(raw, (str, int, float, bool)) and not isinstance(raw, dict):
+        if kind is int and (not isinstance(raw, int) or isinstance(raw, bool)):
+            raise ValueError("type")
+        if kind is str and not isinstance(raw, str):
+            raise ValueError("type")
+        return raw
+    raise ValueError("type")
+
+
+# --- the query -------------------------------------------------------------------
+
+def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams):
+    table = schema.table(obj.name)
+    query = sa.select(table)
+    query = query.where(table.c._deleted_at.is_not(None) if params.deleted else table.c._deleted_at.is_(None))
+    for name, op, value in params.filters:
+        query = query.where(_condition(table.c[name], op, value))
+    if params.q:
+        needle = "%" + _escape_like(params.q.lower()) + "%"
+        columns = [table.c[f.name] for f in obj.fields if field_type(f).searchable]
+        if columns:
+            query = query.where(sa.or_(*[sa.func.lower(c).like(needle, escape="\\") for c in columns]))
+        else:
+            query = query.where(sa.false())
+    if params.filter_expr:
+        query = query.where(compile_filter_expression(params.filter_expr, obj, table))
+    return table, query
+
+
+def list_records(conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, params: ListParams) -> tuple[list[dict], str | None]:
+    table, query = build_select(schema, obj, params)
+    sort = params.sort or [("created_at", True)]
+    if all(name != "id" for name, _ in sort):
+        sort = sort + [("id", sort[-1][1])]
+    # Each sort key is (is null, value): nulls last in both directions, on both databases.
+    parts: list[tuple[Any, bool]] = []
+    kinds: list = []
+    for name, desc in sort:
+        column = table.c[name]
+        if name != "id" and column.nullable:
+            parts.append((sa.case((column.is_(None), 1), else_=0), False))
+            kinds.append(int)
+        parts.append((column, desc))
+        kinds.append(str if name == "id" else None)
+    signature = ",".join(("-" if d else "") + n for n, d in sort)
+    if params.cursor:
+        last = decode_cursor(params.cursor, signature, kinds)
+        query = query.where(_after(parts, last))
+    query = query.order_by(*[(p.desc() if desc else p.asc()) for p, desc in parts]).limit(params.limit + 1)
+    rows = [dict(r._mapping) for r in conn.execute(query)]
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    next_cursor = None
+    if more and rows:
+        last_row = rows[-1]
+        values = []
+        for name, _desc in sort:
+            column = table.c[name]
+            if name != "id" and column.nullable:
+                values.append(1 if last_row[name] is None else 0)
+            values.append(last_row[name])
+        next_cursor = encode_cursor(values, signature)
+    return [record_json(obj, r) for r in rows], next_cursor
+
+
+def _after(parts, last):
+    """Rows strictly after `last` in the order of `parts` (a keyset condition)."""
+    clauses = []
+    for i, (expr, desc) in enumerate(parts):
+        value = last[i]
+        equal = [(_eq(parts[j][0], last[j])) for j in range(i)]
+        if value is None:
+            continue  # nothing sorts after NULL within an equal prefix (the null flag sorts first)
+        step = expr < value if desc else expr > value
+        clauses.append(sa.and_(*equal, step))
+    return sa.or_(*clauses) if clauses else sa.false()
+
+
+def _eq(expr, value):
+    return expr.is_(None) if value is None else expr == value
