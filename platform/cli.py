@@ -115,8 +115,8 @@ def pack_validate(path: Path = typer.Argument(..., help="The bundle folder."),
             {"file": p.file, "path": p.path, "message": p.message, "code": p.code} for p in problems]}, ensure_ascii=False))
     else:
         for p in problems:
-            location = f"{p.file}:{p.path}" if p.path else p.file
-            typer.echo(f"{location}: {p.message}")
+            # Problems of the folder itself name the folder as it was given.
+            typer.echo(str(p) if p.file != "." else f"{path}: {p.message}")
         if not problems:
             typer.echo(f"{path}: valid")
     raise typer.Exit(1 if problems else 0)
