@@ -251,7 +251,7 @@ def _load_sample_data(conn, schema, bundle: Bundle, source: Path | None, ctx: Fi
                     raise BundleError(f"data/{obj.name}.csv line {line}: unknown column {column!r}")
                 try:
                     if f.type == "lookup":
-                        values[column] = keys.get((f.to, cell.strip()), cell.strip()) if cell.strip() else None
+                        values[column] = _resolve_link(conn, schema, f.to, cell.strip(), keys) if cell.strip() else None
                     else:
                         values[column] = field_type(f).parse_csv(f, cell, ctx)
                 except FieldError as exc:
@@ -265,6 +265,21 @@ def _load_sample_data(conn, schema, bundle: Bundle, source: Path | None, ctx: Fi
                 keys[(obj.name, key)] = record["id"]
             count += 1
     return count
+
+
+def _resolve_link(conn, schema, target: str, cell: str, keys: dict) -> str:
+    """A lookup cell names its target by the `id` column of the target's
+    file, by the target's title field, or is an id."""
+    if (target, cell) in keys:
+        return keys[(target, cell)]
+    obj = schema.object(target)
+    title = obj.title_field if obj is not None and obj.title_field else "name"
+    if obj is not None and obj.field(title) is not None:
+        table = schema.table(target)
+        found = conn.execute(sa.select(table.c.id).where(table.c[title] == cell).limit(2)).scalars().all()
+        if len(found) == 1:
+            return found[0]
+    return cell
 
 
 # --- export ----------------------------------------------------------------------------

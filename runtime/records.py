@@ -341,12 +341,12 @@ class RecordService:
         rows = []
         for name in obj.track_history:
             f = obj.field(name)
-            if f is None or name not in changed:
+            if name not in changed or (f is None and name != "owner"):
                 continue
-            kind = field_type(f)
+            to_json = (lambda v: v) if f is None else (lambda v, f=f: field_type(f).to_json(f, v))
             rows.append({"object": obj.name, "record_id": rid, "field": name,
-                         "old_value": None if is_new else _json_value(kind.to_json(f, old.get(name))),
-                         "new_value": _json_value(kind.to_json(f, new.get(name))), "changed_by": uid,
+                         "old_value": None if is_new else _json_value(to_json(old.get(name))),
+                         "new_value": _json_value(to_json(new.get(name))), "changed_by": uid,
                          "changed_at": now_utc(), "note": "created" if is_new else None})
         if rows:
             conn.execute(sa.insert(systemdb.history), rows)
