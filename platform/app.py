@@ -16,6 +16,11 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loomcrm.runtime.api.openapi import install_openapi
+from loomcrm.runtime.api.routes import build_api_router
+from loomcrm.runtime.fields import FieldContext
+from loomcrm.runtime.state import Runtime
+
 from . import auth, i18n, systemdb
 from .db import create_engine, write_transaction
 from .settings import Settings
@@ -36,6 +41,7 @@ class LoomState:
     settings: Settings
     engine: Engine
     secret_key: str
+    runtime: Runtime
 
 
 def ensure_secret_key(engine: Engine, configured: str) -> str:
@@ -66,7 +72,8 @@ def open_database(settings: Settings) -> Engine:
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = engine or open_database(settings)
-    state = LoomState(settings=settings, engine=engine, secret_key=ensure_secret_key(engine, settings.secret_key))
+    runtime = Runtime(engine, context=field_context(settings))
+    state = LoomState(settings=settings, engine=engine, secret_key=ensure_secret_key(engine, settings.secret_key), runtime=runtime)
 
     app = FastAPI(title="Loom", version="0.1.0", docs_url="/api/docs", redoc_url=None)
     app.state.loom = state
@@ -143,7 +150,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         user = auth.current_user(request)
         return {"id": user.id, "username": user.username, "role": user.role, "locale": user.locale}
 
+    # After Loom's own /api/v1 routes: the generic router answers /api/v1/{object}.
+    app.include_router(build_api_router(runtime, user_dependency=auth.current_user))
+    install_openapi(app, runtime)
     return app
+
+
+def field_context(settings: Settings) -> FieldContext:
+    return FieldContext(timezone=settings.zone, phone_region=settings.phone_region)
 
 
 def problem(status: int, detail: str, *, title: str | None = None, headers=None, **extra) -> JSONResponse:

@@ -19,10 +19,12 @@ app = typer.Typer(help="Loom, a low-code CRM platform.", no_args_is_help=True, a
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 pack_app = typer.Typer(help="Validate, install and export metadata bundles.", no_args_is_help=True)
+migrate_app = typer.Typer(help="Plan and publish the metadata draft.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(pack_app, name="pack")
 app.add_typer(expr_app, name="expr")
+app.add_typer(migrate_app, name="migrate")
 
 err = Console(stderr=True)
 
@@ -60,13 +62,20 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     """Start the web app (API, pages and designer)."""
     import uvicorn
 
-    from .app import create_app
+    from loomcrm.runtime.commands import install_default_pack
+
+    from .app import create_app, field_context
 
     settings = _settings()
     engine = _engine(settings)
+    admin, password = None, None
     if auth.count_users(engine) == 0:
         password = secrets.token_urlsafe(12)
-        auth.create_user(engine, "admin", "admin", password, display_name="Administrator")
+        admin = auth.create_user(engine, "admin", "admin", password, display_name="Administrator")
+    installed = install_default_pack(engine, user_id=admin.id if admin else None, context=field_context(settings))
+    if installed is not None:
+        typer.echo(f"Installed the crm pack {installed.version} ({installed.rows_loaded} sample records).")
+    if password:
         # Printed once: it is stored only as a hash.
         typer.echo(f"Created the administrator account. Sign in at http://{host}:{port}/login with\n"
                    f"  user name: admin\n  password:  {password}\nand keep the password somewhere safe: it is not shown again.")
@@ -120,6 +129,98 @@ def pack_validate(path: Path = typer.Argument(..., help="The bundle folder."),
         if not problems:
             typer.echo(f"{path}: valid")
     raise typer.Exit(1 if problems else 0)
+
+
+def _confirmations(items: list[str]) -> dict[str, str]:
+    decisions = {}
+    for item in items:
+        key, sep, decision = item.partition("=")
+        if not sep or not key or not decision:
+            _fail(f"--confirm takes STEP=DECISION (e.g. 3:amount=clear), not {item!r}")
+        decisions[key] = decision
+    return decisions
+
+
+@pack_app.command("install")
+def pack_install(path_or_name: str = typer.Argument(..., help="A bundle folder, or the name of a shipped pack such as crm."),
+                 confirm: list[str] = typer.Option([], help="STEP=DECISION for a step the plan asks to confirm."),
+                 as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")):
+    """Validate, plan and apply a bundle in one transaction (upgrades keep admin customisations)."""
+    from loomcrm.runtime.commands import pack_install as install
+
+    settings = _settings()
+    _engine(settings)
+    try:
+        result = install(settings.resolved_database_url, path_or_name, confirm=_confirmations(confirm), context=_field_context(settings))
+    except Exception as exc:
+        _report_refusal(exc)
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), ensure_ascii=False, default=str))
+    elif result.publish.plan.empty:
+        typer.echo(f"{result.name} {result.version} is installed already: nothing to change.")
+    else:
+        typer.echo(result.publish.plan.describe())
+        typer.echo(f"{'Upgraded' if result.upgraded else 'Installed'} {result.name} {result.version} "
+                   f"as metadata version {result.metadata_version} ({result.rows_loaded} sample records).")
+
+
+@pack_app.command("export")
+def pack_export(name: str = typer.Argument(..., help="The installed bundle."),
+                out: Path = typer.Option(..., "--out", help="The folder to write; must be empty or missing.")):
+    """Write an installed bundle, with admin customisations, back to files."""
+    from loomcrm.runtime.commands import pack_export as export
+
+    settings = _settings()
+    _engine(settings)
+    try:
+        folder = export(settings.resolved_database_url, name, out)
+    except Exception as exc:
+        _report_refusal(exc)
+    typer.echo(f"Exported {name} to {folder}")
+
+
+@migrate_app.command("plan")
+def migrate_plan(as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON.")):
+    """Show what publishing the draft would do to the database."""
+    from loomcrm.runtime.commands import migrate_plan as plan_for
+
+    settings = _settings()
+    _engine(settings)
+    plan = plan_for(settings.resolved_database_url, context=_field_context(settings))
+    typer.echo(json.dumps(plan.as_json(), ensure_ascii=False, default=str) if as_json else plan.describe())
+
+
+@migrate_app.command("publish")
+def migrate_publish(confirm: list[str] = typer.Option([], help="STEP=DECISION for a step the plan asks to confirm."),
+                    comment: str = typer.Option("", help="Why: kept with the metadata version.")):
+    """Apply the draft: one atomic migration and a new metadata version."""
+    from loomcrm.runtime.commands import migrate_publish as publish
+
+    settings = _settings()
+    _engine(settings)
+    try:
+        result = publish(settings.resolved_database_url, confirm=_confirmations(confirm), comment=comment,
+                         context=_field_context(settings))
+    except Exception as exc:
+        _report_refusal(exc)
+    typer.echo(f"Published metadata version {result.version}.")
+
+
+def _field_context(settings: Settings):
+    from .app import field_context
+
+    return field_context(settings)
+
+
+def _report_refusal(exc: Exception) -> None:
+    """Refusals of install, export and publish, as messages (never a traceback)."""
+    problems = getattr(exc, "problems", None) or getattr(exc, "errors", None) or []
+    for problem in problems:
+        if isinstance(problem, dict):
+            err.print(f"  {problem.get('key') or problem.get('field') or ''}: {problem.get('message')}", highlight=False, markup=False)
+        else:
+            err.print(f"  {problem}", highlight=False, markup=False)
+    _fail(str(getattr(exc, "detail", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from loomcrm.platform.db import write_transaction
 
 from .fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
 from .migrate.checks import check_snapshot
-from .migrate.execute import PublishResult, publish
+from .migrate.execute import PublishResult, plan_for, publish
 from .records import Invalid, RecordError, RecordService, RuleHooks
 from .tables import build_schema
 
@@ -215,6 +215,14 @@ def install_bundle(engine: Engine, bundle: Bundle | str | Path, *, user_id: str 
             schema = build_schema(merged.objects, version)
             loaded["rows"] = _load_sample_data(conn, schema, bundle, source, ctx)
 
+    if row is not None and row.version == bundle.manifest.version:
+        plan = plan_for(engine, merged, ctx=ctx)
+        if plan.empty:
+            # The same version again: nothing to publish, no new metadata version.
+            with engine.connect() as conn:
+                current = store.published_version(conn)
+            return InstallResult(name=name, version=bundle.manifest.version, metadata_version=current,
+                                 upgraded=False, rows_loaded=0, publish=PublishResult(version=current, plan=plan))
     result = publish(engine, merged, comment=f"install {name} {bundle.manifest.version}", user_id=user_id,
                      confirm=confirm, ctx=ctx, after=after)
     return InstallResult(name=name, version=bundle.manifest.version, metadata_version=result.version,

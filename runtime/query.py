@@ -3,8 +3,7 @@ text search, and filters. One SELECT per page, whatever the page size.
 
 Filters come as `field=value` and `field__op=value` query parameters
 (values parsed by the field's type, so they are always bound parameters)
-and as `filter=EXPR`, compiled by the expression language's SQL back end
-once it is available (`compile_filter_expression` is the seam).
+and as `filter=EXPR`, compiled by the expression language's SQL back end.
 """
 
 from __future__ import annotations
@@ -14,12 +13,15 @@ import binascii
 import json
 from dataclasses import dataclass, field as dc_field
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import sqlalchemy as sa
 
+from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import ObjectDef
 
+from .expressions import compile_expression
+from .expressions.sql import JoinResolver, to_sql
 from .fields import FieldContext, FieldError, field_type
 from .fields.dates import iso_utc, parse_datetime
 from .records import RecordError, record_json
@@ -47,26 +49,20 @@ class ListParams:
     deleted: bool = False
 
 
-# The expression issue plugs its SQL back end in here:
-# a callable (expression, object, table) -> SQLAlchemy boolean clause.
-FilterCompiler = Callable[[str, ObjectDef, sa.Table], Any]
-_filter_compiler: FilterCompiler | None = None
-
-
-def set_filter_compiler(compiler: FilterCompiler | None) -> None:
-    global _filter_compiler
-    _filter_compiler = compiler
-
-
-def compile_filter_expression(expr: str, obj: ObjectDef, table: sa.Table):
-    if _filter_compiler is None:
-        raise BadQuery("filter expressions are not available yet; use field=value or field__op=value parameters")
+def compile_filter(schema: CompiledSchema, obj: ObjectDef, expr: str):
+    """A `filter=` expression as a WHERE clause plus the FROM clause that
+    joins the lookups its dotted paths walk through. Compiled through the
+    same checker as every rule, so a filter is typed and sandboxed too."""
+    scope = Scope(objects=schema.objects, object_name=obj.name, version=schema.version)
+    resolver = JoinResolver(schema.objects, obj.name, schema.tables)
     try:
-        return _filter_compiler(expr, obj, table)
-    except RecordError:
-        raise
-    except Exception as exc:  # the compiler's own errors are the caller's mistake
-        raise BadQuery(f"invalid filter: {exc}") from None
+        clause = to_sql(compile_expression(expr, scope, expect="boolean"), resolver)
+    except ExpressionError as exc:
+        errors = [{"field": "filter", "code": e.code, "message": e.message, "line": e.line, "column": e.column}
+                  for e in exc.errors]
+        raise BadQuery(f"invalid filter: {exc.error.message} (line {exc.error.line}, column {exc.error.column})",
+                       errors=errors) from None
+    return clause, resolver.from_clause
 
 
 def _field_or_system(obj: ObjectDef, name: str):
@@ -241,6 +237,9 @@ def _restore(raw, kind):
 def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams):
     table = schema.table(obj.name)
     query = sa.select(table)
+    if params.filter_expr:
+        clause, joined = compile_filter(schema, obj, params.filter_expr)
+        query = query.select_from(joined).where(clause)
     query = query.where(table.c._deleted_at.is_not(None) if params.deleted else table.c._deleted_at.is_(None))
     for name, op, value in params.filters:
         query = query.where(_condition(table.c[name], op, value))
@@ -251,8 +250,6 @@ def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams):
             query = query.where(sa.or_(*[sa.func.lower(c).like(needle, escape="\\") for c in columns]))
         else:
             query = query.where(sa.false())
-    if params.filter_expr:
-        query = query.where(compile_filter_expression(params.filter_expr, obj, table))
     return table, query
 
 

@@ -17,7 +17,7 @@ def loom(*args, data_dir, input=None, **settings):
 def test_serve_creates_an_admin_once_and_prints_its_login(live_server, tmp_path):
     banner = live_server.banner
     password = re.search(r"password:\s+(\S+)", banner).group(1)
-    assert "user name: admin" in banner
+    assert "user name: admin" in banner and "Installed the crm pack" in banner
     client = httpx.Client(base_url=live_server.url)
     form = client.get("/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
@@ -27,7 +27,7 @@ def test_serve_creates_an_admin_once_and_prints_its_login(live_server, tmp_path)
 
     again = start_server(tmp_path / "data")
     try:
-        assert "password" not in again.banner
+        assert "password" not in again.banner and "Installed" not in again.banner
     finally:
         stop_server(again)
 
@@ -61,3 +61,43 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path):
                     {"LOOM_TIMEZONE": "Mars/Olympus"}):
         result = loom("token", "create", "x", data_dir=tmp_path, **setting)
         assert result.returncode == 1 and "Traceback" not in result.stderr and "error:" in result.stderr, (setting, result.stderr)
+
+
+def test_pack_install_export_and_migrate_commands(tmp_path):
+    installed = loom("pack", "install", "crm", data_dir=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    assert "create object opportunity" in installed.stdout and "Installed crm 1.0.0 as metadata version 1" in installed.stdout
+    again = loom("pack", "install", "crm", data_dir=tmp_path)
+    assert again.returncode == 0 and "installed already: nothing to change" in again.stdout
+    assert "Nothing to change" in loom("migrate", "plan", data_dir=tmp_path).stdout
+
+    out = tmp_path / "export"
+    exported = loom("pack", "export", "crm", "--out", str(out), data_dir=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert '"uid"' in (out / "objects" / "opportunity.json").read_text()
+    assert loom("pack", "validate", str(out), data_dir=tmp_path).returncode == 0
+
+    for args in (["pack", "install", str(tmp_path / "missing")], ["pack", "export", "nope", "--out", str(tmp_path / "x")],
+                 ["pack", "install", "crm", "--confirm", "no-equals-sign"]):
+        result = loom(*args, data_dir=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr and "error:" in result.stderr, (args, result.stderr)
+
+
+def test_the_api_serves_the_installed_pack_to_a_token(tmp_path):
+    assert loom("user", "create", "rep", "--role", "user", "--password", "rep-password", data_dir=tmp_path).returncode == 0
+    token = loom("token", "create", "rep", data_dir=tmp_path).stdout.strip()
+    server = start_server(tmp_path)
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        leads = httpx.get(f"{server.url}/api/v1/lead", headers=headers)
+        assert leads.status_code == 200 and len(leads.json()["data"]) > 0
+        created = httpx.post(f"{server.url}/api/v1/lead", headers=headers,
+                             json={"name": "王芳", "company": "杭州云帆", "phone": "138 0013 8001", "source": "trade_show", "status": "new"})
+        assert created.status_code == 201, created.text
+        assert created.json()["phone"] == "+8613800138001"
+        wrong = httpx.post(f"{server.url}/api/v1/lead", headers=headers, json={"name": "x", "source": "fax", "status": "new"})
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "source"
+        openapi = httpx.get(f"{server.url}/openapi.json").json()
+        assert "/api/v1/opportunity" in openapi["paths"]
+    finally:
+        stop_server(server)

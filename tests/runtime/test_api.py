@@ -145,7 +145,10 @@ def test_list_issues_a_constant_number_of_statements(setup):
 @pytest.mark.parametrize("params", [
     {"cursor": "not-a-cursor"}, {"cursor": base64.urlsafe_b64encode(b'{"s":"x","k":[1]}').decode()},
     {"limit": "0"}, {"limit": "abc"}, {"sort": "password"}, {"amount": "'; DROP TABLE o_deal; --"},
-    {"stage__gt": "open"}, {"nope": "1"}, {"close_date": "yesterday"}, {"filter": "amount > 1"},
+    {"stage__gt": "open"}, {"nope": "1"}, {"close_date": "yesterday"},
+    {"filter": "amount > 'abc'"}, {"filter": "amount >"}, {"filter": "__import__('os').system('id')"},
+    {"filter": "().__class__"}, {"filter": "nope == 1"}, {"filter": "account.nope == 'x'"},
+    {"filter": "matches(name, '(a+)+$')"}, {"filter": "amount"}, {"filter": "x" * 5000},
 ])
 def test_hostile_queries_get_400(setup, params):
     client, _ = setup
@@ -233,3 +236,24 @@ def test_two_processes_see_each_others_publish(database_url):
     assert "rating" in b.get("/openapi.json").json()["components"]["schemas"]["account"]["properties"]
     engine_a.dispose()
     engine_b.dispose()
+
+
+def test_filter_expressions_run_in_the_database_through_lookups(setup):
+    client, _ = setup
+    acme = client.get("/api/v1/account").json()["data"][0]["id"]
+    other = client.post("/api/v1/account", json={"name": "Globex", "industry": "retail"}).json()["id"]
+    for name, amount, account, stage in [("a", 500, acme, "open"), ("b", 1500, acme, "won"), ("c", 2500, other, "open"),
+                                         ("d", None, other, "open")]:
+        assert client.post("/api/v1/deal", json={"name": name, "amount": amount, "account": account, "stage": stage}).status_code == 201
+
+    def names(expr, **extra):
+        response = client.get("/api/v1/deal", params={"filter": expr, "sort": "name", **extra})
+        assert response.status_code == 200, response.text
+        return [d["name"] for d in response.json()["data"]]
+
+    assert names("amount > 1000") == ["b", "c"]
+    assert names("account.industry == 'retail' and stage in ('open', 'won')") == ["c", "d"]
+    assert names("is_blank(amount) or starts_with(account.name, 'Ac')") == ["a", "b", "d"]
+    assert names("amount >= 500", limit=1) == ["a"]
+    problem = client.get("/api/v1/deal", params={"filter": "amount > 'abc'"}).json()
+    assert problem["errors"][0]["code"] == "type_mismatch" and problem["errors"][0]["column"] >= 1
