@@ -1,0 +1,122 @@
+"""The hand-written baseline for the API benchmark: FastAPI + SQLAlchemy
+Core over one `opportunity` table with the same fields and the same
+validation as the benchmark's Loom object, written the way a careful
+developer would without a platform.
+
+Run as `python baseline_app.py DATABASE_URL PORT`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import uuid
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Literal
+
+import sqlalchemy as sa
+import uvicorn
+from fastapi import FastAPI, Header, HTTPException, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+STAGES = ("qualification", "needs_analysis", "proposal", "negotiation", "won", "lost")
+
+meta = sa.MetaData()
+opportunity = sa.Table(
+    "opportunity", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("amount", sa.Numeric(18, 2)),
+    sa.Column("stage", sa.String(63), nullable=False, index=True),
+    sa.Column("close_date", sa.Date),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class OpportunityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255)
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
+    stage: Literal[STAGES] = "qualification"  # type: ignore[valid-type]
+    close_date: date | None = None
+
+
+class OpportunityPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
+    stage: Literal[STAGES] | None = None  # type: ignore[valid-type]
+    close_date: date | None = None
+
+
+def _out(row) -> dict:
+    data = dict(row._mapping)
+    data["amount"] = float(data["amount"]) if data["amount"] is not None else None
+    for key in ("close_date", "created_at", "updated_at"):
+        if data[key] is not None:
+            data[key] = data[key].isoformat()
+    return data
+
+
+def create_app(url: str) -> FastAPI:
+    engine = sa.create_engine(url)
+    meta.create_all(engine)
+    app = FastAPI()
+
+    @app.post("/opportunity", status_code=201)
+    def create(body: OpportunityIn):
+        now = datetime.now(timezone.utc)
+        values = {**body.model_dump(), "id": uuid.uuid4().hex, "version": 1, "created_at": now, "updated_at": now}
+        with engine.begin() as conn:
+            conn.execute(opportunity.insert().values(values))
+            return _out(conn.execute(sa.select(opportunity).where(opportunity.c.id == values["id"])).one())
+
+    @app.get("/opportunity/{record_id}")
+    def get(record_id: str, response: Response):
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(opportunity).where(opportunity.c.id == record_id)).first()
+        if row is None:
+            raise HTTPException(404)
+        response.headers["ETag"] = f'"{row.version}"'
+        return _out(row)
+
+    @app.get("/opportunity")
+    def list_(stage: str | None = None, limit: int = 50, cursor: str | None = None):
+        query = sa.select(opportunity).order_by(opportunity.c.amount.desc(), opportunity.c.id).limit(limit + 1)
+        if stage:
+            query = query.where(opportunity.c.stage == stage)
+        if cursor:
+            amount, last_id = json.loads(base64.urlsafe_b64decode(cursor))
+            query = query.where(sa.or_(opportunity.c.amount < Decimal(amount),
+                                       sa.and_(opportunity.c.amount == Decimal(amount), opportunity.c.id > last_id)))
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+        data = [_out(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = base64.urlsafe_b64encode(json.dumps([str(last.amount), last.id]).encode()).decode()
+        return {"data": data, "next_cursor": next_cursor}
+
+    @app.patch("/opportunity/{record_id}")
+    def update(record_id: str, body: OpportunityPatch, if_match: str | None = Header(default=None)):
+        changes = body.model_dump(exclude_unset=True)
+        with engine.begin() as conn:
+            row = conn.execute(sa.select(opportunity).where(opportunity.c.id == record_id).with_for_update()).first()
+            if row is None:
+                raise HTTPException(404)
+            if if_match and if_match.strip('"') != str(row.version):
+                raise HTTPException(412)
+            conn.execute(opportunity.update().where(opportunity.c.id == record_id).values(
+                **changes, version=row.version + 1, updated_at=datetime.now(timezone.utc)))
+            return _out(conn.execute(sa.select(opportunity).where(opportunity.c.id == record_id)).one())
+
+    return app
+
+
+if __name__ == "__main__":
+    uvicorn.run(create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
