@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 
+DDL_LOCK_KEY = 0x4C6F6F6D  # "Loom": the advisory lock that serialises schema changes
+
+
 def normalize_url(url: str | URL) -> URL:
     """A plain `postgresql://` URL gets the psycopg 3 driver."""
     parsed = make_url(url)
@@ -70,8 +73,9 @@ def ddl_transaction(engine: Engine) -> Iterator[Connection]:
 
     On SQLite, foreign keys are switched off before BEGIN (a batch table
     rebuild would otherwise fire ON DELETE CASCADE) and checked before
-    COMMIT. On PostgreSQL, a lock timeout keeps DDL from queueing behind a
-    long transaction and blocking every reader behind it.
+    COMMIT. On PostgreSQL, schema changes take turns on an advisory lock,
+    and a lock timeout keeps DDL from queueing behind a long transaction and
+    blocking every reader behind it.
     """
     with engine.connect() as conn:
         sqlite = is_sqlite(conn)
@@ -86,6 +90,10 @@ def ddl_transaction(engine: Engine) -> Iterator[Connection]:
                     if broken:
                         raise sa.exc.IntegrityError("PRAGMA foreign_key_check", None, Exception(f"{len(broken)} rows break foreign keys: {broken[:5]}"))
                 else:
+                    # One schema change at a time across every process: a
+                    # second publish waits here, then sees the first one's
+                    # version and is refused as stale instead of racing it.
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({DDL_LOCK_KEY})")
                     conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
                     yield conn
         finally:

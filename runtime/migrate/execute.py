@@ -328,6 +328,12 @@ def publish(engine: Engine, snapshot: Snapshot | None = None, *, comment: str = 
         problems = plan.problems(dict(confirm or {}))
         if problems:
             raise PublishRefused(plan, problems)
+        if plan.empty and snapshot.to_json() == old.to_json():
+            # Nothing differs: publishing again is a no-op, not a new version
+            # (so a repeated or racing publish changes nothing twice).
+            if from_draft:
+                store.discard_draft(conn)
+            return PublishResult(version=base, plan=plan)
         apply_plan(conn, plan, confirm=confirm, user_id=user_id, ctx=ctx, on_step=on_step)
         version = store.record_version(conn, snapshot, expected_base=base, comment=comment, user_id=user_id)
         if after is not None:
