@@ -1,0 +1,346 @@
+"""The rules of one save, without a database: defaults and `default_expr`,
+formulas, `required` / `required_if` (a field hidden by `visible_if` is not
+required), `read_only_if`, validation rules and stage criteria. Every
+problem is collected; nothing stops at the first.
+
+`SaveRun` works on the whole record as it will be stored (`record`, changed
+in place by defaults and formulas) and the stored record before the save
+(`old`, None on create). Lookup paths such as `account.industry` are read
+through `fetch(object_name, id) -> row or None`, given by the caller (the
+record service reads the database; tests pass a dict).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from loomcrm.metadata.expressions import ExpressionError
+from loomcrm.metadata.model import FieldDef, FormulaField, LookupField
+
+from ..expressions import Compiled, EvalContext
+from ..fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
+from . import messages
+from .compiled import RuleSet
+from .stages import plan_move
+
+Fetch = Callable[[str, str], Mapping[str, Any] | None]
+SKIPPABLE = frozenset({"validation", "stages", "duplicates"})
+
+
+def error(field: str | None, code: str, message: str, rule: str | None = None, stage: str | None = None,
+          **extra: Any) -> dict[str, Any]:
+    out = {"field": field, "code": code, "message": message, "rule": rule, "stage": stage}
+    out.update(extra)
+    return out
+
+
+class RecordView(Mapping):
+    """The record as expressions see it: its fields, and dotted lookup paths
+    resolved on demand through `fetch` (rows are cached for the save)."""
+
+    def __init__(self, objects, object_name: str, record: Mapping[str, Any], fetch: Fetch | None, rows: dict | None = None):
+        self.objects = objects
+        self.object_name = object_name
+        self.record = record
+        self.fetch = fetch
+        self.rows = rows if rows is not None else {}
+
+    def get(self, key, default=None):
+        if "." not in key:
+            return self.record.get(key, default)
+        return self.path(key)
+
+    def __getitem__(self, key):
+        return self.get(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.record)
+
+    def __len__(self) -> int:
+        return len(self.record)
+
+    def path(self, dotted: str) -> Any:
+        obj = self.objects.get(self.object_name)
+        row: Mapping[str, Any] | None = self.record
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            f = obj.field(part) if obj is not None else None
+            rid = row.get(part) if row is not None else None
+            if not isinstance(f, LookupField) or rid is None or self.fetch is None:
+                return None
+            key = (f.to, rid)
+            if key not in self.rows:
+                self.rows[key] = self.fetch(f.to, rid)
+            row, obj = self.rows[key], self.objects.get(f.to)
+            if row is None:
+                return None
+        return row.get(parts[-1]) if row is not None else None
+
+
+def _quantum(scale: int) -> Decimal:
+    return Decimal(1).scaleb(-scale)
+
+
+def formula_value(f: FormulaField, value: Any) -> Any:
+    """A formula's result in the form its column stores; ValueError when
+    the expression gave a value of another kind."""
+    if value is None:
+        return None
+    kind = f.returns
+    if kind == "text":
+        return value if isinstance(value, str) else str(value)
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        raise ValueError("the formula gave no true/false value")
+    if kind in ("integer", "decimal", "currency", "percent"):
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+            raise ValueError("the formula gave no number")
+        number = Decimal(value)
+        try:
+            if kind == "integer":
+                return int(number.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            return number.quantize(_quantum(f.scale if f.scale is not None else 6), rounding=ROUND_HALF_UP)
+        except InvalidOperation:
+            raise ValueError("the number is too large") from None
+    if kind == "date":
+        if isinstance(value, datetime):
+            return value.date()
+        if isinstance(value, date):
+            return value
+        raise ValueError("the formula gave no date")
+    if kind == "datetime":
+        if isinstance(value, datetime):
+            return value
+        raise ValueError("the formula gave no date and time")
+    return value
+
+
+class SaveRun:
+    """The rules of one save. Call the steps in order (`run()` does), or one
+    by one as the record service's hooks do; `errors` collects the problems."""
+
+    def __init__(self, rules: RuleSet, record: dict[str, Any], old: Mapping[str, Any] | None = None, *,
+                 user: Any = None, locale: str | None = None, timezone: str | None = None, clock: datetime | None = None,
+                 fetch: Fetch | None = None, field_context: FieldContext = DEFAULT_CONTEXT,
+                 skip: Iterable[str] = ()):
+        self.rules = rules
+        self.obj = rules.obj
+        self.record = record
+        self.old = old
+        self.is_new = old is None
+        self.user = user
+        self.locale = locale or getattr(user, "locale", None) or "en"
+        self.field_context = field_context
+        self.skip = frozenset(skip)
+        self.errors: list[dict[str, Any]] = []
+        roles = set(getattr(user, "roles", None) or ())
+        if getattr(user, "role", None):
+            roles.add(user.role)
+        self.context = EvalContext(is_new=self.is_new, prior=old if old is not None else None,
+                                   user_id=getattr(user, "id", None), roles=frozenset(roles),
+                                   timezone=timezone, clock=clock)
+        self.rows: dict = {}
+        self.view = RecordView(rules.objects, self.obj.name, record, fetch, self.rows)
+        self.fetch = fetch
+        self._visible: dict[str, bool] = {}
+        self._broken_reported = False
+
+    # -- helpers ------------------------------------------------------------------
+    def evaluate(self, compiled: Compiled, view: Mapping[str, Any] | None = None) -> Any:
+        return compiled.evaluate(self.view if view is None else view, context=self.context)
+
+    def failed(self, what: str, exc: ExpressionError, field: str | None, rule: str | None = None,
+               stage: str | None = None) -> None:
+        self.errors.append(error(field, "expression", messages.text("expression", self.locale, what=what, error=str(exc)[:300]),
+                                 rule, stage))
+
+    def label(self, name: str) -> str:
+        f = self.obj.field(name)
+        return messages.label(f, self.locale) if f is not None else name
+
+    def has_error(self, field: str, code: str | None = None) -> bool:
+        return any(e["field"] == field and (code is None or e["code"] == code) for e in self.errors)
+
+    def report_broken(self) -> None:
+        """Expressions that did not compile are errors of every save."""
+        if self._broken_reported:
+            return
+        self._broken_reported = True
+        for b in self.rules.broken:
+            self.errors.append(error(b.field, "expression", f"{b.where}: {b.error}", b.rule, b.stage))
+
+    # -- steps ----------------------------------------------------------------------
+    def apply_defaults(self) -> None:
+        """On create: the first stage for an empty stage field, and
+        `default_expr` for every field still blank."""
+        if not self.is_new:
+            return
+        for plan in self.rules.stages:
+            f = plan.field
+            if self.record.get(f.name) is None:
+                self.record[f.name] = f.stages[0].value
+        for f, compiled in self.rules.defaults:
+            kind = field_type(f)
+            if not kind.is_blank(self.record.get(f.name)):
+                continue
+            try:
+                value = self.evaluate(compiled)
+            except ExpressionError as exc:
+                self.failed(f"default_expr of {f.name}", exc, f.name)
+                continue
+            if value is None:
+                continue
+            try:
+                self.record[f.name] = kind.coerce(f, value, self.field_context)
+            except FieldError as exc:
+                self.errors.append(error(f.name, exc.code, exc.message))
+
+    def compute_formulas(self, only: Iterable[tuple[FormulaField, Compiled]] | None = None) -> set[str]:
+        """Formulas in dependency order; the names whose value changed."""
+        changed = set()
+        for f, compiled in (self.rules.formulas if only is None else only):
+            try:
+                value = formula_value(f, self.evaluate(compiled))
+            except ExpressionError as exc:
+                self.failed(f"formula {f.name}", exc, f.name)
+                value = None
+            except ValueError as exc:
+                self.errors.append(error(f.name, "expression", messages.text(
+                    "expression", self.locale, what=f"formula {f.name}", error=str(exc))))
+                value = None
+            if self.record.get(f.name) != value:
+                changed.add(f.name)
+            self.record[f.name] = value
+        return changed
+
+    def is_visible(self, f: FieldDef) -> bool:
+        compiled = self.rules.visible_if.get(f.name)
+        if compiled is None:
+            return True
+        try:
+            return self.evaluate(compiled) is not False
+        except ExpressionError as exc:
+            if f.name not in self._visible:
+                self.failed(f"visible_if of {f.name}", exc, f.name)
+                self._visible[f.name] = True
+            return True
+
+    def is_required(self, f: FieldDef) -> bool:
+        """`required`, unless `visible_if` hides the field."""
+        return bool(f.required) and self.is_visible(f)
+
+    def check_required(self, names: Iterable[str] | None = None) -> None:
+        """`required` fields (all of them, or `names`) and every `required_if`."""
+        for f in self.obj.fields:
+            if names is not None and f.name not in names:
+                continue
+            kind = field_type(f)
+            if kind.writable and self.is_required(f) and kind.is_blank(self.record.get(f.name)) \
+                    and not self.has_error(f.name):
+                self.errors.append(error(f.name, "required", messages.text("required", self.locale, label=self.label(f.name))))
+        self.check_required_if()
+
+    def check_required_if(self) -> None:
+        for f, compiled in self.rules.required_if:
+            if not field_type(f).is_blank(self.record.get(f.name)) or self.has_error(f.name):
+                continue
+            try:
+                needed = self.evaluate(compiled) is True
+            except ExpressionError as exc:
+                self.failed(f"required_if of {f.name}", exc, f.name)
+                continue
+            if needed and self.is_visible(f):
+                self.errors.append(error(f.name, "required", messages.text("required", self.locale, label=self.label(f.name)),
+                                         "required_if"))
+
+    def check_read_only(self, changed: Iterable[str]) -> None:
+        """A change to a field whose `read_only_if` holds for the stored record."""
+        if self.is_new or not self.rules.read_only_if:
+            return
+        before = RecordView(self.rules.objects, self.obj.name, self.old, self.fetch, {})
+        for name in changed:
+            compiled = self.rules.read_only_if.get(name)
+            if compiled is None:
+                continue
+            try:
+                locked = self.evaluate(compiled, before) is True
+            except ExpressionError as exc:
+                self.failed(f"read_only_if of {name}", exc, name)
+                continue
+            if locked:
+                self.errors.append(error(name, "read_only", messages.text("read_only", self.locale, label=self.label(name)),
+                                         "read_only_if"))
+
+    def check_rules(self) -> None:
+        if "validation" in self.skip:
+            return
+        for rule, when, check in self.rules.rules:
+            try:
+                if when is not None and self.evaluate(when) is not True:
+                    continue
+                ok = self.evaluate(check) is True
+            except ExpressionError as exc:
+                self.failed(f"rule {rule.name}", exc, rule.field, rule.name)
+                continue
+            if not ok:
+                message = messages.declared(rule.message, self.locale) or messages.text("rule", self.locale, rule=rule.name)
+                self.errors.append(error(rule.field, "rule", message, rule.name))
+
+    def check_stages(self) -> None:
+        if "stages" in self.skip:
+            return
+        for plan in self.rules.stages:
+            f = plan.field
+            old_value = self.old.get(f.name) if self.old is not None else None
+            move = plan_move(f, old_value, self.record.get(f.name), is_new=self.is_new)
+            if move is None:
+                continue
+            stages = {s.value: s for s in f.stages}
+            if move.backward:
+                self.errors.append(error(f.name, "stage_backward", messages.text(
+                    "stage_backward", self.locale, old=messages.label(stages[old_value], self.locale),
+                    new=messages.label(stages[self.record[f.name]], self.locale)), None, old_value))
+                continue
+            for stage, i, name in move.required:
+                target = self.obj.field(name)
+                if target is not None and field_type(target).is_blank(self.record.get(name)):
+                    self.errors.append(error(name, "required", messages.text(
+                        "stage_required", self.locale, label=self.label(name), stage=messages.label(stage, self.locale)),
+                        f"required_fields[{i}]", stage.value))
+            for stage in move.exit:
+                self._criteria(plan.criteria.get((stage.value, "exit"), []), stage)
+            if move.entry is not None:
+                self._criteria(plan.criteria.get((move.entry.value, "entry"), []), move.entry)
+
+    def _criteria(self, items, stage) -> None:
+        for item in items:
+            if item.compiled is None:
+                continue  # reported by report_broken
+            try:
+                ok = self.evaluate(item.compiled) is True
+            except ExpressionError as exc:
+                self.failed(f"{stage.value}: {item.rule}", exc, item.criterion.field, item.rule, stage.value)
+                continue
+            if not ok:
+                message = messages.declared(item.criterion.message, self.locale) or messages.text(
+                    "stage_criteria", self.locale, stage=messages.label(stage, self.locale), rule=item.rule)
+                self.errors.append(error(item.criterion.field, "stage_criteria", message, item.rule, stage.value))
+
+    def run(self, changed: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every step in the documented order; `changed` are the fields the
+        writer changed (for `read_only_if`; default: every field that differs
+        from `old`)."""
+        self.report_broken()
+        self.apply_defaults()
+        self.compute_formulas()
+        if changed is None:
+            changed = [k for k, v in self.record.items() if self.old is None or self.old.get(k) != v]
+        self.check_required(None if self.is_new else set(changed))
+        self.check_read_only(changed)
+        self.check_rules()
+        self.check_stages()
+        return self.errors
+
