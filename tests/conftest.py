@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from support import IN_CI, start_server, stop_server
+from support import IN_CI, fresh_postgres_database, start_server, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -60,17 +60,8 @@ def postgres_url():
     """A URL to a new, empty PostgreSQL database, dropped after the test."""
     if not POSTGRES_AVAILABLE:
         pytest.skip("PostgreSQL not reachable")
-    name = f"loom_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database(POSTGRES_ADMIN_URL) as url:
+        yield url
 
 
 @pytest.fixture

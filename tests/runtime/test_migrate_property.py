@@ -4,22 +4,28 @@ row is lost."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from datetime import date
+from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from loomcrm.metadata.model import ObjectDef
 from loomcrm.metadata.versions import Snapshot
 from loomcrm.runtime.migrate.execute import PublishRefused, plan_for, publish
 
+from conftest import POSTGRES_ADMIN_URL
 from runtime_helpers import engine_for, insert_rows, schema_shape, select_all
+from support import fresh_postgres_database
 
 EXAMPLES = int(os.environ.get("LOOM_PROPERTY_EXAMPLES", "15"))
 TYPES = ["text", "long_text", "integer", "decimal", "boolean", "date", "email"]
-SAMPLE = {"text": "12", "long_text": "hello", "integer": 7, "decimal": "3.25", "boolean": True,
-          "date": "2024-05-01", "email": "a@example.com"}
+SAMPLE = {"text": "12", "long_text": "hello", "integer": 7, "decimal": Decimal("3.25"), "boolean": True,
+          "date": date(2024, 5, 1), "email": "a@example.com"}
 
 
 def _field(name, ftype, **keys):
@@ -74,11 +80,27 @@ def _edit(data, state):
             fields.append(_field("link", "lookup", to=other))
 
 
+@contextlib.contextmanager
+def _databases(backend, tmp_path_factory):
+    """Two new databases: one to migrate step by step, one built fresh."""
+    if backend == "sqlite":
+        folder = tmp_path_factory.mktemp("prop")
+        yield f"sqlite:///{folder / 'migrated.db'}", f"sqlite:///{folder / 'fresh.db'}"
+        return
+    with fresh_postgres_database(POSTGRES_ADMIN_URL) as migrated, fresh_postgres_database(POSTGRES_ADMIN_URL) as fresh:
+        yield migrated, fresh
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
-def test_random_edits_match_a_fresh_build(tmp_path_factory, data):
-    folder = tmp_path_factory.mktemp("prop")
-    engine = engine_for(f"sqlite:///{folder / 'migrated.db'}")
+def test_random_edits_match_a_fresh_build(backend, tmp_path_factory, data):
+    with _databases(backend, tmp_path_factory) as (migrated_url, fresh_url):
+        _random_edits_match_a_fresh_build(migrated_url, fresh_url, data)
+
+
+def _random_edits_match_a_fresh_build(migrated_url, fresh_url, data):
+    engine = engine_for(migrated_url)
     state = {"parent": [_field("name", "text")], "child": [_field("title", "text"), _field("size", "integer")]}
     assert _apply(engine, state)
     parents = insert_rows(engine, "parent", [{"name": f"p{i}"} for i in range(5)])
@@ -93,14 +115,12 @@ def test_random_edits_match_a_fresh_build(tmp_path_factory, data):
             extra = [f for f in fields if f["type"] in SAMPLE and not f.get("unique")]
             if extra:
                 ids = list(select_all(engine, name))
-                from sqlalchemy import text
-
                 with engine.begin() as conn:
+                    table = sa.Table(f"o_{name}", sa.MetaData(), autoload_with=conn)  # typed binds on both databases
                     for f in extra[-1:]:
-                        value = SAMPLE[f["type"]]
-                        conn.execute(text(f'UPDATE o_{name} SET "{f["name"]}" = :v WHERE "{f["name"]}" IS NULL'),
-                                     {"v": 1 if value is True else value})
-    fresh = engine_for(f"sqlite:///{folder / 'fresh.db'}")
+                        column = table.c[f["name"]]
+                        conn.execute(table.update().where(column.is_(None)).values({column: SAMPLE[f["type"]]}))
+    fresh = engine_for(fresh_url)
     publish(fresh, Snapshot(objects=_objects(state)))
     assert schema_shape(engine) == schema_shape(fresh)
     assert sorted(select_all(engine, "parent")) == sorted(parents)
