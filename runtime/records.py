@@ -81,6 +81,8 @@ class SaveContext:
     changed: set[str]
     conn: sa.Connection
     errors: list[FieldError] = dc_field(default_factory=list)
+    conflicts: list[FieldError] = dc_field(default_factory=list)   # 409 problems (duplicate rules)
+    warnings: list[dict] = dc_field(default_factory=list)          # answered under `_warnings`
 
 
 class RuleHooks:
@@ -98,6 +100,12 @@ class RuleHooks:
 
     def after_write(self, ctx: SaveContext) -> None:
         """In the same transaction, after the row is written: rollups on parents."""
+
+    def after_delete(self, conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, row: dict, user) -> None:
+        """In the same transaction, after a record went to the recycle bin."""
+
+    def after_restore(self, conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, row: dict, user) -> None:
+        """In the same transaction, after a record came back from the recycle bin."""
 
     def is_required(self, ctx: SaveContext, f: FieldDef) -> bool:
         return f.required
@@ -255,7 +263,7 @@ class RecordService:
                 errors.append(FieldError("required", f"{f.name} is required", f.name))
         errors.extend(self._check_links(conn, schema, obj, record, changed))
         self.hooks.validate(ctx)
-        unique_errors = self._check_unique(conn, schema, obj, record, changed, None if is_new else old["id"])
+        unique_errors = self._check_unique(conn, schema, obj, record, changed, None if is_new else old["id"]) + ctx.conflicts
         if errors:
             raise Invalid(f"{len(errors) + len(unique_errors)} problems with the values", [e.as_dict() for e in errors + unique_errors])
         if unique_errors:
@@ -289,7 +297,10 @@ class RecordService:
         self._history(conn, obj, rid, old, saved, changed if not is_new else set(obj.track_history), uid, is_new)
         self._event(conn, obj, rid, "create" if is_new else "update", saved, old, changed, uid)
         self.hooks.after_write(ctx)
-        return record_json(obj, saved)
+        result = record_json(obj, saved)
+        if ctx.warnings:
+            result["_warnings"] = ctx.warnings
+        return result
 
     def _check_links(self, conn, schema, obj, record, changed) -> list[FieldError]:
         errors = []
@@ -403,6 +414,7 @@ class RecordService:
         conn.execute(sa.update(table).where(table.c.id == row["id"])
                      .values(_deleted_at=now, _deleted_by=uid, _deleted_batch=batch))
         self._event(conn, obj, row["id"], "delete", None, row, set(), uid)
+        self.hooks.after_delete(conn, schema, obj, row, user)
 
     def restore(self, object_name: str, rid: str, user, *, conn=None, schema=None) -> dict[str, Any]:
         """Bring a deleted record back, with the records its delete cascaded to."""
@@ -420,5 +432,7 @@ class RecordService:
                     continue
                 tx.execute(sa.update(table).where(where).values(_deleted_at=None, _deleted_by=None, _deleted_batch=None))
                 for restored in ids:
-                    self._event(tx, other, restored, "restore", dict(tx.execute(sa.select(table).where(table.c.id == restored)).first()._mapping), None, set(), uid)
+                    back = dict(tx.execute(sa.select(table).where(table.c.id == restored)).first()._mapping)
+                    self._event(tx, other, restored, "restore", back, None, set(), uid)
+                    self.hooks.after_restore(tx, schema, other, back, user)
             return record_json(obj, self._load(tx, schema, obj, rid))

@@ -182,6 +182,9 @@ class SaveRun:
             f = plan.field
             if self.record.get(f.name) is None:
                 self.record[f.name] = f.stages[0].value
+        for f in self.obj.fields:
+            if f.type == "rollup":  # a new record has no children yet
+                self.record[f.name] = 0 if f.function == "count" else Decimal(0) if f.function == "sum" else None
         for f, compiled in self.rules.defaults:
             kind = field_type(f)
             if not kind.is_blank(self.record.get(f.name)):

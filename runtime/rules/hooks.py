@@ -1,0 +1,182 @@
+"""The rules in the record service: `Rules` implements its hooks
+(`loomcrm.runtime.records.RuleHooks`), so every writer — API, form,
+import, automation — goes through the same rules:
+
+    Runtime(engine, hooks=Rules())
+
+Admin imports may skip validation rules, stage criteria and duplicate
+rules explicitly, with a reason; the rules still run, and what they would
+have refused is recorded in `loom_history` (field `_rules`) with who and why:
+
+    with skip_rules("migration from the old CRM", kinds={"validation", "stages"}):
+        runtime.records.create("opportunity", values, admin)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator
+
+import sqlalchemy as sa
+
+from loomcrm.metadata.model import FieldDef
+from loomcrm.platform import systemdb
+
+from ..fields import FieldError
+from ..records import RecordError, RuleHooks, SaveContext
+from ..rollups import Change, db_fetch, propagate, rules_version
+from .compiled import rules_for
+from .duplicates import check_duplicates
+from .engine import SKIPPABLE, SaveRun
+
+SKIP_FIELD = "_rules"
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+    kinds: frozenset[str]
+
+
+_skip: contextvars.ContextVar[Skip | None] = contextvars.ContextVar("loom_skip_rules", default=None)
+
+
+@contextlib.contextmanager
+def skip_rules(reason: str, kinds: Iterable[str] = SKIPPABLE) -> Iterator[Skip]:
+    """Saves inside the block skip `kinds` (of "validation", "stages",
+    "duplicates"). Only admins may; each save records the skip in history."""
+    kinds = frozenset(kinds)
+    if not kinds <= SKIPPABLE:
+        raise ValueError(f"only {sorted(SKIPPABLE)} may be skipped, not {sorted(kinds - SKIPPABLE)}")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError("skipping rules needs a reason")
+    skip = Skip(reason.strip()[:2000], kinds)
+    token = _skip.set(skip)
+    try:
+        yield skip
+    finally:
+        _skip.reset(token)
+
+
+def _kind_of(problem: dict[str, Any]) -> str | None:
+    if problem["code"] == "duplicate":
+        return "duplicates"
+    if problem.get("stage") is not None or problem["code"] == "stage_backward":
+        return "stages"
+    if problem["code"] == "rule" or (problem["code"] == "expression" and problem.get("rule") and problem["rule"] not in ("required_if",)):
+        return "validation"
+    return None
+
+
+class Rules(RuleHooks):
+    """Defaults, formulas, conditional fields, validation rules, stage
+    criteria and duplicate rules before the write; rollups and lookup
+    formulas after it, in the same transaction."""
+
+    def __init__(self, *, timezone: str | None = None, clock: datetime | None = None):
+        self.timezone = timezone
+        self.clock = clock
+
+    # -- the run of one save -----------------------------------------------------------
+    def run_of(self, ctx: SaveContext) -> SaveRun:
+        run = ctx.__dict__.get("_rules_run")
+        if run is None:
+            skip = _skip.get()
+            if skip is not None and getattr(ctx.user, "role", None) != "admin":
+                raise RecordError("only admins may skip rules", status=403)
+            rules = rules_for(ctx.schema.objects, ctx.obj.name, rules_version(ctx.schema))
+            run = SaveRun(rules, ctx.values, ctx.old, user=ctx.user, timezone=self.timezone, clock=self.clock,
+                          fetch=db_fetch(ctx.conn, ctx.schema))
+            ctx.__dict__["_rules_run"] = run
+            ctx.__dict__["_rules_skip"] = skip
+            ctx.__dict__["_rules_reported"] = 0
+        return run
+
+    def _flush(self, ctx: SaveContext) -> None:
+        """Move the run's new problems to the save's errors (or, when
+        skipped, aside for the history)."""
+        run = self.run_of(ctx)
+        skip: Skip | None = ctx.__dict__["_rules_skip"]
+        start = ctx.__dict__["_rules_reported"]
+        for problem in run.errors[start:]:
+            kind = _kind_of(problem)
+            if skip is not None and kind in skip.kinds:
+                ctx.__dict__.setdefault("_rules_skipped", []).append(problem)
+                continue
+            extra = {k: v for k, v in problem.items() if k not in ("field", "code", "message")}
+            ctx.errors.append(FieldError(problem["code"], problem["message"], problem["field"], **extra))
+        ctx.__dict__["_rules_reported"] = len(run.errors)
+
+    # -- hooks --------------------------------------------------------------------------
+    def defaults(self, ctx: SaveContext) -> None:
+        run = self.run_of(ctx)
+        run.report_broken()
+        run.apply_defaults()
+        self._flush(ctx)
+
+    def compute(self, ctx: SaveContext) -> None:
+        run = self.run_of(ctx)
+        if not ctx.is_new:
+            run.report_broken()
+        ctx.changed.update(run.compute_formulas())
+        self._flush(ctx)
+
+    def is_required(self, ctx: SaveContext, f: FieldDef) -> bool:
+        return self.run_of(ctx).is_required(f)
+
+    def validate(self, ctx: SaveContext) -> None:
+        run = self.run_of(ctx)
+        run.check_required_if()
+        run.check_read_only([name for name in ctx.changed if ctx.obj.field(name) is not None])
+        run.check_rules()
+        run.check_stages()
+        self._flush(ctx)
+        if ctx.obj.duplicate_rules:
+            blocks, warnings = check_duplicates(ctx.conn, ctx.schema.table(ctx.obj.name), ctx.obj, ctx.values,
+                                                None if ctx.is_new else ctx.old["id"], None if ctx.is_new else ctx.changed,
+                                                run.locale)
+            skip: Skip | None = ctx.__dict__["_rules_skip"]
+            if skip is not None and "duplicates" in skip.kinds:
+                ctx.__dict__.setdefault("_rules_skipped", []).extend(blocks)
+                blocks = []
+            for problem in blocks:
+                extra = {k: v for k, v in problem.items() if k not in ("field", "code", "message")}
+                _conflicts(ctx).append(FieldError("duplicate", problem["message"], problem["field"], **extra))
+            _warnings(ctx).extend({k: v for k, v in w.items() if v is not None} for w in warnings)
+
+    def after_write(self, ctx: SaveContext) -> None:
+        saved = ctx.values
+        skip: Skip | None = ctx.__dict__.get("_rules_skip")
+        if skip is not None:
+            skipped = ctx.__dict__.get("_rules_skipped", [])
+            ctx.conn.execute(sa.insert(systemdb.history).values(
+                object=ctx.obj.name, record_id=saved["id"], field=SKIP_FIELD, old_value=None,
+                new_value={"skipped": sorted(skip.kinds),
+                           "problems": [{k: v for k, v in p.items() if v is not None} for p in skipped]},
+                note=f"rules skipped: {skip.reason}", changed_by=getattr(ctx.user, "id", None),
+                changed_at=datetime.now(timezone.utc)))
+        fields = None if ctx.is_new else set(ctx.changed)
+        propagate(ctx.conn, ctx.schema, [Change(ctx.obj.name, ctx.old, saved, fields)])
+
+    def after_delete(self, conn, schema, obj, row, user) -> None:
+        propagate(conn, schema, [Change(obj.name, row, None, None)])
+
+    def after_restore(self, conn, schema, obj, row, user) -> None:
+        propagate(conn, schema, [Change(obj.name, None, row, None)])
+
+
+def _conflicts(ctx: SaveContext) -> list:
+    conflicts = getattr(ctx, "conflicts", None)
+    if conflicts is None:
+        conflicts = ctx.errors  # a record service without a conflict list: report with the 422
+    return conflicts
+
+
+def _warnings(ctx: SaveContext) -> list:
+    warnings = getattr(ctx, "warnings", None)
+    if warnings is None:
+        warnings = ctx.__dict__.setdefault("warnings", [])
+    return warnings
