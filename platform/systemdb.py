@@ -148,3 +148,15 @@ counters = sa.Table(
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
+saved_views = sa.Table(
+    "loom_saved_views", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(32), sa.ForeignKey("loom_users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("filter", sa.Text, nullable=False, server_default=""),
+    sa.Column("sort", sa.String(400), nullable=False, server_default=""),
+    sa.Column("q", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Index("ix_loom_saved_views_owner", "user_id", "object"),
+)
