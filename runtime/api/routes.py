@@ -185,7 +185,7 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
         result = await run_in_threadpool(functools.partial(
             publish, runtime.engine, None, comment=comment[:2000], user_id=_user_id(user), confirm=confirm, ctx=runtime.context))
         runtime.invalidate()
-        return json_response({"version": result.version, "plan": result.plan.as_json(confirm)})
+        return json_response({"version": result.version, "plan": result.plan.as_json(confirm), "index_failures": result.index_failures})
 
     @router.get("/_meta/archive", tags=["metadata"])
     @_guard

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dc_field
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
@@ -51,6 +51,13 @@ class PublishRefused(Exception):
         self.problems = problems
 
 
+@dataclass(frozen=True)
+class DeferredIndex:
+    name: str
+    table: str
+    columns: list[str]
+
+
 @dataclass
 class Env:
     conn: sa.Connection
@@ -60,6 +67,7 @@ class Env:
     user_id: str | None
     ctx: FieldContext
     version: int
+    deferred_indexes: list[DeferredIndex] = dc_field(default_factory=list)
 
     @property
     def old_objects(self) -> dict[str, ObjectDef]:
@@ -255,8 +263,44 @@ def drop_unique(env: Env, op: d.DropUnique) -> None:
         batch.drop_constraint(unique_name(op.obj, op.field), type_="unique")
 
 
+# On PostgreSQL an index on a table this big is built after the publish,
+# CONCURRENTLY: inside the publish it would block every write to the table
+# for as long as the build takes.
+CONCURRENT_INDEX_ROWS = 100_000
+
+
 def add_index(env: Env, op: d.AddIndex) -> None:
-    env.ops.create_index(declared_index_name(op.obj, op.fields), table_name(op.obj), [f.name for f in op.fields])
+    name, table, columns = declared_index_name(op.obj, op.fields), table_name(op.obj), [f.name for f in op.fields]
+    if env.conn.dialect.name == "postgresql" and _estimated_rows(env.conn, table) >= CONCURRENT_INDEX_ROWS:
+        env.deferred_indexes.append(DeferredIndex(name, table, columns))
+        return
+    env.ops.create_index(name, table, columns)
+
+
+def _estimated_rows(conn: sa.Connection, table: str) -> float:
+    # The planner's estimate: counting a big table would itself take long.
+    return conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}).scalar() or 0
+
+
+def build_deferred_indexes(engine: Engine, indexes: list["DeferredIndex"]) -> list[str]:
+    """CREATE INDEX CONCURRENTLY, outside any transaction, for the indexes a
+    publish left to build. The publish has committed by then, so a failed
+    build is reported (and leaves no invalid index behind), not raised;
+    running it again is safe."""
+    preparer = engine.dialect.identifier_preparer
+    failures = []
+    if not indexes:
+        return failures
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for index in indexes:
+            name = preparer.quote(index.name)
+            columns = ", ".join(preparer.quote(c) for c in index.columns)
+            try:
+                conn.exec_driver_sql(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {preparer.quote(index.table)} ({columns})")
+            except sa.exc.DBAPIError as exc:
+                conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+                failures.append(f"index {index.name} on {index.table}: {str(exc.orig).splitlines()[0]}")
+    return failures
 
 
 def drop_index(env: Env, op: d.DropIndex) -> None:
@@ -277,8 +321,9 @@ EXECUTORS: dict[type, Callable] = {
 
 
 def apply_plan(conn: sa.Connection, plan: Plan, *, confirm: Mapping[str, str] | None = None, user_id: str | None = None,
-               ctx: FieldContext | None = None, on_step: StepHook | None = None) -> None:
-    """Run every step on `conn` (inside the caller's ddl_transaction)."""
+               ctx: FieldContext | None = None, on_step: StepHook | None = None) -> list[DeferredIndex]:
+    """Run every step on `conn` (inside the caller's ddl_transaction);
+    returns the indexes to build once it has committed."""
     migration = MigrationContext.configure(conn, opts={"render_as_batch": True})
     env = Env(conn=conn, ops=Operations(migration), plan=plan, confirm=confirm or {}, user_id=user_id,
               ctx=ctx or DEFAULT_CONTEXT, version=plan.base_version + 1)
@@ -286,12 +331,14 @@ def apply_plan(conn: sa.Connection, plan: Plan, *, confirm: Mapping[str, str] | 
         EXECUTORS[type(step.op)](env, step.op)
         if on_step is not None:
             on_step(index, step)
+    return env.deferred_indexes
 
 
 @dataclass
 class PublishResult:
     version: int
     plan: Plan
+    index_failures: list[str] = dc_field(default_factory=list)  # indexes built after the commit that failed
 
 
 def plan_for(engine: Engine, snapshot: Snapshot | None = None, *, ctx: FieldContext | None = None) -> Plan:
@@ -334,10 +381,10 @@ def publish(engine: Engine, snapshot: Snapshot | None = None, *, comment: str = 
             if from_draft:
                 store.discard_draft(conn)
             return PublishResult(version=base, plan=plan)
-        apply_plan(conn, plan, confirm=confirm, user_id=user_id, ctx=ctx, on_step=on_step)
+        deferred = apply_plan(conn, plan, confirm=confirm, user_id=user_id, ctx=ctx, on_step=on_step)
         version = store.record_version(conn, snapshot, expected_base=base, comment=comment, user_id=user_id)
         if after is not None:
             after(conn, version, plan)
         if from_draft:
             store.discard_draft(conn)
-    return PublishResult(version=version, plan=plan)
+    return PublishResult(version=version, plan=plan, index_failures=build_deferred_indexes(engine, deferred))

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+from loomcrm.metadata.model import ObjectDef
 from loomcrm.metadata.versions import Snapshot
 from loomcrm.runtime.migrate.execute import PublishRefused, plan_for, publish
 
@@ -187,4 +188,33 @@ def test_adding_a_field_on_postgres_does_not_rewrite_the_table(postgres_url):
     publish(engine, snap(lead({"name": "score", "uid": "f_s", "type": "integer"}, {"name": "flag", "uid": "f_f", "type": "boolean", "required": True})))
     with engine.connect() as conn:
         assert conn.execute(sa.text(node)).scalar() == before
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_index_on_a_big_postgresql_table_is_built_concurrently_after_the_publish(postgres_url, monkeypatch):
+    from loomcrm.runtime.migrate import execute
+
+    engine = engine_for(postgres_url)
+    deal = {"name": "deal", "uid": "u_deal", "fields": [{"name": "title", "uid": "u_title", "type": "text"},
+                                                      {"name": "score", "uid": "u_score", "type": "integer"}]}
+    execute.publish(engine, Snapshot(objects=[ObjectDef.model_validate(deal)]))
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO o_deal (id, version, created_at, updated_at, title, score) "
+                             "SELECT md5(i::text), 1, now(), now(), 'd' || i, i % 97 FROM generate_series(1, 3000) i"))
+        conn.execute(sa.text("ANALYZE o_deal"))
+    monkeypatch.setattr(execute, "CONCURRENT_INDEX_ROWS", 1000)
+    statements = []
+    listener = lambda conn, cursor, statement, *rest: statements.append(statement)  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    result = execute.publish(engine, Snapshot(objects=[ObjectDef.model_validate({**deal, "indexes": [["score", "title"]]})]))
+    sa.event.remove(engine, "before_cursor_execute", listener)
+    assert result.index_failures == []
+    # PostgreSQL refuses CONCURRENTLY inside a transaction: that it ran proves the publish had committed.
+    creates = [s for s in statements if "CREATE INDEX" in s and "score" in s]
+    assert len(creates) == 1 and "CONCURRENTLY" in creates[0], creates
+    with engine.connect() as conn:
+        indexes = conn.execute(sa.text("SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                                       "JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname = 'o_deal'")).all()
+    assert any("(score, title)" in definition and valid for valid, definition in indexes), indexes
     engine.dispose()
