@@ -270,7 +270,9 @@ def db_fetch(conn: sa.Connection, schema: CompiledSchema):
 def _lock_rows(conn, table, ids: list[str]) -> dict[str, dict]:
     query = sa.select(table).where(table.c.id.in_(ids)).order_by(table.c.id)
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        # NO KEY UPDATE: compatible with the KEY SHARE lock a child's foreign
+        # key check takes, so two child writers never deadlock on the parent.
+        query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE
     return {r.id: dict(r._mapping) for r in conn.execute(query)}
 
 

@@ -125,7 +125,7 @@ class SaveRun:
     def __init__(self, rules: RuleSet, record: dict[str, Any], old: Mapping[str, Any] | None = None, *,
                  user: Any = None, locale: str | None = None, timezone: str | None = None, clock: datetime | None = None,
                  fetch: Fetch | None = None, field_context: FieldContext = DEFAULT_CONTEXT,
-                 skip: Iterable[str] = ()):
+                 skip: Iterable[str] = (), budget_ms: float | None = None):
         self.rules = rules
         self.obj = rules.obj
         self.record = record
@@ -141,7 +141,8 @@ class SaveRun:
             roles.add(user.role)
         self.context = EvalContext(is_new=self.is_new, prior=old if old is not None else None,
                                    user_id=getattr(user, "id", None), roles=frozenset(roles),
-                                   timezone=timezone, clock=clock)
+                                   timezone=timezone, clock=clock,
+                                   **({"budget_ms": budget_ms} if budget_ms is not None else {}))
         self.rows: dict = {}
         self.view = RecordView(rules.objects, self.obj.name, record, fetch, self.rows)
         self.fetch = fetch

@@ -76,9 +76,10 @@ class Rules(RuleHooks):
     criteria and duplicate rules before the write; rollups and lookup
     formulas after it, in the same transaction."""
 
-    def __init__(self, *, timezone: str | None = None, clock: datetime | None = None):
+    def __init__(self, *, timezone: str | None = None, clock: datetime | None = None, budget_ms: float | None = None):
         self.timezone = timezone
         self.clock = clock
+        self.budget_ms = budget_ms  # per expression; None: the language's default (10 ms)
 
     # -- the run of one save -----------------------------------------------------------
     def run_of(self, ctx: SaveContext) -> SaveRun:
@@ -89,7 +90,7 @@ class Rules(RuleHooks):
                 raise RecordError("only admins may skip rules", status=403)
             rules = rules_for(ctx.schema.objects, ctx.obj.name, rules_version(ctx.schema))
             run = SaveRun(rules, ctx.values, ctx.old, user=ctx.user, timezone=self.timezone, clock=self.clock,
-                          fetch=db_fetch(ctx.conn, ctx.schema))
+                          fetch=db_fetch(ctx.conn, ctx.schema), budget_ms=self.budget_ms)
             ctx.__dict__["_rules_run"] = run
             ctx.__dict__["_rules_skip"] = skip
             ctx.__dict__["_rules_reported"] = 0

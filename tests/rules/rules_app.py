@@ -29,8 +29,8 @@ def fake_user(authorization: str | None = Header(default=None)):
     return user
 
 
-def make_app(engine) -> tuple[FastAPI, Runtime]:
-    runtime = Runtime(engine, refresh_interval=0, hooks=Rules())
+def make_app(engine, **rules) -> tuple[FastAPI, Runtime]:
+    runtime = Runtime(engine, refresh_interval=0, hooks=Rules(**rules))
     app = FastAPI()
     app.include_router(build_api_router(runtime, user_dependency=fake_user))
     return app, runtime
