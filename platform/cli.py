@@ -206,6 +206,52 @@ def migrate_publish(confirm: list[str] = typer.Option([], help="STEP=DECISION fo
     typer.echo(f"Published metadata version {result.version}.")
 
 
+@app.command("import")
+def import_(object_name: str = typer.Argument(..., metavar="OBJECT", help="The object to import into, e.g. opportunity."),
+            file: Path = typer.Argument(..., metavar="FILE", help="A CSV (UTF-8, UTF-8 with BOM or GB18030) or XLSX file."),
+            map_: list[str] = typer.Option([], "--map", metavar="COL=FIELD", help="Fill FIELD from column COL (COL= skips the column)."),
+            user: str = typer.Option("", "--user", help="Import as this user (owner and created_by); default: none."),
+            batch_size: int = typer.Option(500, "--batch-size", min=1, max=100_000, help="Rows per transaction."),
+            rejected: Path = typer.Option(None, "--rejected", help="Where to write rejected rows (default: FILE.rejected.csv).")):
+    """Import rows from a file; rejected rows go to FILE.rejected.csv with their line and reasons."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    from loomcrm.runtime.importer import ImportFileError, import_file, parse_map
+    from loomcrm.runtime.state import Runtime
+
+    settings = _settings()
+    engine = _engine(settings)
+    actor = auth.find_user(engine, user) if user else None
+    if user and actor is None:
+        _fail(f"there is no user {user!r}")
+    runtime = Runtime(engine, context=_field_context(settings))
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                        console=err, transient=True)
+    task = None
+
+    def on_start(result, total):
+        nonlocal task
+        for column in result.skipped_columns:
+            err.print(f"note: column {column!r} is not a field of {result.object}: skipped "
+                      f"(use --map '{column}=FIELD' to import it)", highlight=False, markup=False, soft_wrap=True)
+        progress.start()
+        task = progress.add_task(f"{result.path.name} -> {result.object}", total=total or None)
+
+    try:
+        result = import_file(runtime, object_name, file, parse_map(map_), user=actor, batch_size=batch_size,
+                             progress=lambda done, total: progress.update(task, completed=done, total=total or None),
+                             on_start=on_start, rejected_path=rejected)
+    except (ImportFileError, OSError) as exc:
+        message = str(exc) if isinstance(exc, ImportFileError) else f"{file}: {exc.strerror or exc}"
+        err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    finally:
+        if task is not None:
+            progress.stop()
+        engine.dispose()
+    typer.echo(result.summary())
+
+
 def _field_context(settings: Settings):
     from .app import field_context
 
