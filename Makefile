@@ -10,13 +10,24 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test setup browser clean
+.PHONY: run test bench bench-quick setup browser clean
 
 run: setup
 	$(BIN)/loom serve --host $(HOST) --port $(PORT)
 
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks: Loom against its baselines in the same run (tests/benchmarks/).
+# They print a table and write bench-results.jsonl; a missed goal is a
+# figure, never a failure. BENCH_ARGS picks modules, e.g. BENCH_ARGS="api lists".
+BENCH_ARGS ?=
+
+bench: setup
+	$(BIN)/python tests/benchmarks/run.py $(BENCH_ARGS)
+
+bench-quick: setup
+	$(BIN)/python tests/benchmarks/run.py --quick $(BENCH_ARGS)
 
 setup: $(VENV)/.installed node_modules/.installed
 

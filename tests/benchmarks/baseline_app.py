@@ -3,7 +3,13 @@ Core over one `opportunity` table with the same fields and the same
 validation as the benchmark's Loom object, written the way a careful
 developer would without a platform.
 
-Run as `python baseline_app.py DATABASE_URL PORT`.
+It matches `tests/benchmarks/bundle/objects/opportunity.json`: name
+required (at most 255 characters), amount a currency (2 decimals, not
+negative), stage one of six options with a default and an index, close
+date a date, the (stage, amount) index; unknown keys are refused. Like
+`loom serve`, it logs each request at level info.
+
+Run as `python baseline_app.py DATABASE_URL PORT [LOG_LEVEL]`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ opportunity = sa.Table(
     sa.Column("close_date", sa.Date),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_opportunity_stage_amount", "stage", "amount"),
 )
 
 
@@ -64,6 +71,11 @@ def _out(row) -> dict:
 
 def create_app(url: str) -> FastAPI:
     engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_connection, _record):
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA busy_timeout=30000")
     meta.create_all(engine)
     app = FastAPI()
 
@@ -119,4 +131,5 @@ def create_app(url: str) -> FastAPI:
 
 
 if __name__ == "__main__":
-    uvicorn.run(create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    uvicorn.run(create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]),
+                log_level=sys.argv[3] if len(sys.argv) > 3 else "info")

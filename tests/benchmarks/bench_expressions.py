@@ -1,27 +1,32 @@
 """Benchmark: Loom's expression evaluation against native Python `eval` of a
 cached code object and stock asteval with a pre-parsed tree, over five
-typical rule shapes, in one run. Prints ratios; not a timed test.
+typical rule shapes, in one run: paired, alternating repetitions, median
+and spread (see `harness.paired`). Prints ratios; not a timed test.
 
-    .venv/bin/python -m tests.benchmarks.bench_expressions [--out FILE] [--quick]
+    .venv/bin/python tests/benchmarks/run.py expressions [--quick]
+    .venv/bin/python tests/benchmarks/bench_expressions.py [--out FILE] [--quick]
 
-Writes JSON lines {"name", "loom", "baseline", "unit", "ratio", "goal", "met"}
-(ratio = baseline cost / Loom cost) to bench-results.jsonl or --out FILE.
+Goal: Loom at most 15x native eval on the median shape (ratio >= 1/15).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import timeit
+import sys
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import asteval
 
-from loomcrm.metadata.expressions import Scope
-from loomcrm.runtime.expressions import EvalContext, compile_expression
-from loomcrm.runtime.expressions.library import FUNCTIONS
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import Figure, paired, print_table, write_jsonl  # noqa: E402
+
+from loomcrm.metadata.expressions import Scope  # noqa: E402
+from loomcrm.runtime.expressions import EvalContext, compile_expression  # noqa: E402
+from loomcrm.runtime.expressions.library import FUNCTIONS  # noqa: E402
 
 GOAL = 1 / 15   # Loom at most 15x native eval on the median shape
 
@@ -49,19 +54,27 @@ class _Bare:
         return datetime.now(self.tz)
 
 
-def _per_call(fn, repeat: int, number: int) -> float:
-    return min(timeit.repeat(fn, repeat=repeat, number=number)) / number * 1e6
+def _loop(fn, inner: int):
+    def run():
+        for _ in range(inner):
+            fn()
+    return run
 
 
-def run(quick: bool = False) -> list[dict]:
-    number, repeat = (200, 2) if quick else (20000, 5)
+def _us(values: list[float], inner: int) -> list[float]:
+    return [v / inner * 1e6 for v in values]
+
+
+def run(quick: bool = False) -> list[Figure]:
+    inner, repeat = (200, 3) if quick else (5000, 9)
     ctx = EvalContext(timezone="UTC")
     bare = _Bare(ctx)
     # Native and stock asteval call the same library, bound to a context, so
     # only the evaluation machinery differs.
     library = {name: (lambda f: (lambda *a: f(bare, *a)))(fn) for name, fn in FUNCTIONS.items()}
     scope = Scope(objects={}, object_name="", extra_names=TYPES)
-    results = []
+    figures: list[Figure] = []
+    native_ratios = []
     for name, source in SHAPES.items():
         compiled = compile_expression(source, scope)
         code = compile(source, "<expr>", "eval")
@@ -72,19 +85,20 @@ def run(quick: bool = False) -> list[dict]:
         tree = stock.parse(source)
         values = [compiled.evaluate(RECORD, context=ctx), eval(code, namespace, RECORD), stock.run(tree)]
         assert values[0] == values[1] == values[2], (name, values)
-        loom = _per_call(lambda: compiled.evaluate(RECORD, context=ctx), repeat, number)
-        native = _per_call(lambda: eval(code, namespace, RECORD), repeat, number)
-        asteval_us = _per_call(lambda: stock.run(tree), repeat, number)
-        results.append({"name": f"expr_{name}_vs_native", "loom": round(loom, 3), "baseline": round(native, 3), "unit": "us",
-                        "ratio": round(native / loom, 4), "goal": round(GOAL, 4), "met": native / loom >= GOAL})
-        results.append({"name": f"expr_{name}_vs_stock_asteval", "loom": round(loom, 3), "baseline": round(asteval_us, 3),
-                        "unit": "us", "ratio": round(asteval_us / loom, 4), "goal": None, "met": None})
-    natives = [r for r in results if r["name"].endswith("_vs_native")]
-    median = statistics.median(r["ratio"] for r in natives)
-    results.append({"name": "expr_median_vs_native", "loom": statistics.median(r["loom"] for r in natives),
-                    "baseline": statistics.median(r["baseline"] for r in natives), "unit": "us",
-                    "ratio": round(median, 4), "goal": round(GOAL, 4), "met": median >= GOAL})
-    return results
+        loom = _loop(lambda: compiled.evaluate(RECORD, context=ctx), inner)
+        vs_native = paired(loom, _loop(lambda: eval(code, namespace, RECORD), inner), repeat=repeat)
+        vs_stock = paired(loom, _loop(lambda: stock.run(tree), inner), repeat=repeat)
+        l_us, n_us = statistics.median(_us(vs_native.loom, inner)), statistics.median(_us(vs_native.baseline, inner))
+        figure = Figure.from_costs(f"expr_{name}_vs_native", round(l_us, 3), round(n_us, 3), "us", GOAL, vs_native.spread)
+        figures.append(figure)
+        native_ratios.append(figure)
+        ls_us, s_us = statistics.median(_us(vs_stock.loom, inner)), statistics.median(_us(vs_stock.baseline, inner))
+        # Against stock asteval Loom should simply not be slower.
+        figures.append(Figure.from_costs(f"expr_{name}_vs_stock_asteval", round(ls_us, 3), round(s_us, 3), "us", 1.0, vs_stock.spread))
+    middle = sorted(native_ratios, key=lambda f: f.ratio)[len(native_ratios) // 2]
+    figures.append(Figure.from_costs("expr_median_vs_native", middle.loom, middle.baseline, "us", GOAL,
+                                     f"the median shape: {middle.name.removeprefix('expr_').removesuffix('_vs_native')}"))
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,16 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-results.jsonl")
     parser.add_argument("--quick", action="store_true", help="few iterations (a smoke run)")
     args = parser.parse_args(argv)
-    results = run(args.quick)
-    with open(args.out, "a", encoding="utf-8") as out:
-        for r in results:
-            out.write(json.dumps(r) + "\n")
-    for r in results:
-        times = f"{r['loom']:.2f} us vs {r['baseline']:.2f} us"
-        slower = (f"Loom = {1 / r['ratio']:.1f}x native" if "native" in r["name"]
-                  else f"Loom {r['ratio']:.1f}x faster than stock asteval")
-        goal = "" if r["goal"] is None else f"  goal <= 15x: {'met' if r['met'] else 'NOT met'}"
-        print(f"{r['name']:<36} {times:<26} {slower}{goal}")
+    figures = run(args.quick)
+    Path(args.out).unlink(missing_ok=True)
+    write_jsonl(figures, args.out)
+    print_table(figures)
     return 0
 
 

@@ -96,7 +96,9 @@ def print_table(figures: list[Figure]) -> None:
     for f in figures:
         table.add_row(f.name, f"{f.loom:.4g}", f"{f.baseline:.4g}", f.unit, f"{f.ratio:.3g}", f"{f.goal:.3g}",
                       "[green]yes[/green]" if f.met else "[red]no[/red]", f.spread)
-    Console().print(table)
+    import sys
+
+    Console(width=None if sys.stdout.isatty() else 220).print(table)
 
 
 def write_jsonl(figures: list[Figure], path: str) -> None:

@@ -17,3 +17,7 @@ def test_benchmark_smoke(tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 11
     assert all(set(line) == {"name", "loom", "baseline", "unit", "ratio", "goal", "met"} for line in lines)
+    # ratio is the baseline's cost over Loom's: higher is better for Loom.
+    for line in lines:
+        assert line["ratio"] == round(line["baseline"] / line["loom"], 4) and isinstance(line["met"], bool)
+        assert line["met"] == (line["ratio"] >= line["goal"]) or abs(line["ratio"] - line["goal"]) < 1e-3
