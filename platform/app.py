@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from loomcrm.runtime.api.openapi import install_openapi
 from loomcrm.runtime.api.routes import build_api_router
 from loomcrm.runtime.fields import FieldContext
+from loomcrm.runtime import forms
 from loomcrm.runtime.state import Runtime
 
 from . import auth, i18n, systemdb
@@ -31,7 +32,8 @@ LOCALE_COOKIE = "loom_locale"
 LOGIN_CSRF_COOKIE = "loom_login_csrf"
 # Front-end libraries come from the npm registry (package.json), never
 # from copies in the repository.
-VENDOR_DIRS = {"htmx": REPO_ROOT / "node_modules" / "htmx.org" / "dist"}
+VENDOR_DIRS = {"htmx": REPO_ROOT / "node_modules" / "htmx.org" / "dist",
+               "sortablejs": REPO_ROOT / "node_modules" / "sortablejs"}
 
 
 @dataclass
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.loom = state
     templates = _templates()
 
+    app.mount("/static/forms", StaticFiles(directory=forms.STATIC_DIR), name="static-forms")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for name, folder in VENDOR_DIRS.items():
         if folder.is_dir():
@@ -150,6 +153,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         user = auth.current_user(request)
         return {"id": user.id, "username": user.username, "role": user.role, "locale": user.locale}
 
+    app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context))
+
     # After Loom's own /api/v1 routes: the generic router answers /api/v1/{object}.
     app.include_router(build_api_router(runtime, user_dependency=auth.current_user))
     install_openapi(app, runtime)
@@ -176,6 +181,9 @@ def request_locale(request: Request) -> str:
 def page_context(request: Request, **extra) -> dict:
     locale = request_locale(request)
     session = auth.request_session(request)
+    nav = None
+    if session is not None:
+        nav = forms.navigation(request.app.state.loom.runtime.schema(), locale, request.url.path)
     return {
         "locale": locale,
         "locales": i18n.LOCALE_NAMES,
@@ -183,6 +191,7 @@ def page_context(request: Request, **extra) -> dict:
         "user": session.user if session else None,
         "csrf_token": session.csrf_token if session else "",
         "path": request.url.path,
+        "nav": nav,
         **extra,
     }
 
@@ -211,4 +220,4 @@ def _secure(request: Request, settings: Settings) -> bool:
 
 
 def _templates() -> Jinja2Templates:
-    return Jinja2Templates(directory=HERE / "templates")
+    return Jinja2Templates(directory=[HERE / "templates", forms.TEMPLATE_DIR])

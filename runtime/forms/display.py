@@ -1,0 +1,175 @@
+"""Stored values as the end user reads them, per field type and locale:
+money as `¥1,234,567.00`, dates as `2026-11-22` in Chinese, picklist
+options as coloured chips, lookups as links to the target's title.
+
+Every value from data is escaped here or by the template (autoescape is on);
+only http(s) URLs become links.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from loomcrm.metadata.model import FieldDef, ObjectDef, localized
+from loomcrm.platform import i18n
+
+SAFE_SCHEMES = ("http://", "https://")
+
+
+def value_kind(f: FieldDef, objects: dict[str, ObjectDef]) -> str:
+    """The type a value displays as: a formula shows as what it returns, a
+    rollup as what it aggregates."""
+    if f.type == "formula":
+        return f.returns
+    if f.type == "rollup":
+        if f.function == "count":
+            return "integer"
+        child = objects.get(f.from_)
+        source = child.field(f.field) if child is not None and f.field else None
+        return value_kind(source, objects) if source is not None else "decimal"
+    return f.type
+
+
+def option_map(f: FieldDef) -> dict[str, Any]:
+    if f.type == "stage":
+        return {s.value: s for s in f.stages}
+    return {o.value: o for o in getattr(f, "options", None) or []}
+
+
+def chip(label: str, color: str | None) -> Markup:
+    # Colours come from metadata, whose schema allows only #rrggbb or a word.
+    style = Markup(' style="--chip: {}"').format(color) if color else Markup("")
+    return Markup('<span class="chip"{}>{}</span>').format(style, label)
+
+
+def safe_url(value: Any) -> str | None:
+    text = str(value or "").strip()
+    return text if text.lower().startswith(SAFE_SCHEMES) else None
+
+
+class Display:
+    """Formats values for one locale. `refs` resolves lookup ids and user ids
+    to titles (see `refs.Refs`)."""
+
+    def __init__(self, objects: dict[str, ObjectDef], locale: str, tz, refs=None):
+        self.objects = objects
+        self.locale = locale
+        self.tz = tz
+        self.refs = refs
+        self._kinds: dict[tuple[str, str], str] = {}
+        self.yes = i18n.gettext(locale, "Yes")
+        self.no = i18n.gettext(locale, "No")
+
+    def kind(self, obj: ObjectDef, f: FieldDef) -> str:
+        key = (obj.name, f.name)
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = self._kinds[key] = value_kind(f, self.objects)
+        return kind
+
+    def label(self, thing, fallback: str = "") -> str:
+        return localized(getattr(thing, "label", None), self.locale, fallback or getattr(thing, "name", "") or getattr(thing, "value", ""))
+
+    def localize(self, text) -> str:
+        return localized(text, self.locale, "")
+
+    def plural(self, obj: ObjectDef) -> str:
+        return localized(obj.plural_label, self.locale, "") or self.label(obj)
+
+    def option_label(self, f: FieldDef, value: str) -> str:
+        option = option_map(f).get(value)
+        return self.label(option, value) if option is not None else value
+
+    # -- plain text (CSV, titles, sums) ---------------------------------------------
+    def money(self, value) -> str:
+        return i18n.format_money(Decimal(value), self.locale)
+
+    def number(self, value) -> str:
+        return i18n.format_number(value, self.locale)
+
+    def day(self, value) -> str:
+        if isinstance(value, str):
+            value = date.fromisoformat(value)
+        return i18n.format_day(value, self.locale)
+
+    def moment(self, value) -> str:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return i18n.format_moment(value, self.locale, self.tz)
+
+    def text(self, obj: ObjectDef, f: FieldDef, value: Any) -> str:
+        """A value as plain text (for titles and aria labels)."""
+        if value is None or value == [] or value == "":
+            return ""
+        kind = self.kind(obj, f)
+        if kind == "currency":
+            return self.money(value)
+        if kind in ("integer", "decimal"):
+            return self.number(value)
+        if kind == "percent":
+            return f"{self.number(value)} %"
+        if kind == "date":
+            return self.day(value)
+        if kind == "datetime":
+            return self.moment(value)
+        if kind == "boolean":
+            return self.yes if value else self.no
+        if kind in ("picklist", "stage"):
+            return self.option_label(f, value)
+        if kind == "multi_picklist":
+            return ", ".join(self.option_label(f, v) for v in value)
+        if kind == "lookup":
+            return self.refs.title(f.to, value) if self.refs else str(value)
+        if kind == "related_to":
+            target, rid = _related(value)
+            return self.refs.title(target, rid) if self.refs else f"{target}:{rid}"
+        if kind == "user" or f.name == "owner":
+            return self.refs.user(value) if self.refs else str(value)
+        return str(value)
+
+    # -- HTML -----------------------------------------------------------------------
+    def cell(self, obj: ObjectDef, f: FieldDef, value: Any) -> Markup:
+        """A value as safe HTML for lists, cards and the record page."""
+        if value is None or value == [] or value == "":
+            return Markup('<span class="empty" aria-label="{}">—</span>').format(i18n.gettext(self.locale, "empty"))
+        kind = self.kind(obj, f)
+        if kind in ("picklist", "stage"):
+            option = option_map(f).get(value)
+            return chip(self.label(option, value) if option is not None else value, getattr(option, "color", None))
+        if kind == "multi_picklist":
+            options = option_map(f)
+            return Markup(" ").join(chip(self.label(options.get(v), v) if v in options else v,
+                                         getattr(options.get(v), "color", None)) for v in value)
+        if kind == "lookup":
+            return Markup('<a href="/app/{}/{}">{}</a>').format(f.to, value, self.text(obj, f, value))
+        if kind == "related_to":
+            target, rid = _related(value)
+            target_obj = self.objects.get(target)
+            prefix = self.label(target_obj) if target_obj is not None else target
+            return Markup('<a href="/app/{}/{}"><span class="muted">{}:</span> {}</a>').format(
+                target, rid, prefix, self.text(obj, f, value))
+        if kind == "url":
+            url = safe_url(value)
+            if url:
+                return Markup('<a href="{}" rel="noopener noreferrer nofollow" target="_blank">{}</a>').format(url, value)
+            return escape(value)
+        if kind == "email":
+            return Markup('<a href="mailto:{}">{}</a>').format(value, value)
+        if kind == "phone":
+            return Markup('<a href="tel:{}">{}</a>').format(value, value)
+        if kind == "long_text":
+            return Markup('<span class="prose">{}</span>').format(value)
+        if kind in ("currency", "integer", "decimal", "percent"):
+            return Markup('<span class="num">{}</span>').format(self.text(obj, f, value))
+        return escape(self.text(obj, f, value))
+
+
+def _related(value) -> tuple[str, str]:
+    if isinstance(value, dict):
+        return value.get("object", ""), value.get("id", "")
+    target, _, rid = str(value).partition(":")
+    return target, rid

@@ -1,0 +1,78 @@
+"""Titles of the records and users that a page's values point at, read in
+one query per target object (never one per row)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from loomcrm.metadata.model import ObjectDef
+from loomcrm.platform import systemdb
+
+USER_FIELDS = ("owner", "created_by", "updated_by")
+
+
+def title_column(obj: ObjectDef) -> str | None:
+    if obj.title_field and obj.field(obj.title_field) is not None:
+        return obj.title_field
+    return "name" if obj.field("name") is not None else None
+
+
+def record_title(obj: ObjectDef, record: dict[str, Any]) -> str:
+    column = title_column(obj)
+    value = record.get(column) if column else None
+    return str(value) if value not in (None, "") else str(record.get("id", ""))
+
+
+class Refs:
+    def __init__(self, schema, conn: sa.Connection):
+        self.schema = schema
+        self.conn = conn
+        self.titles: dict[tuple[str, str], str] = {}
+        self.users: dict[str, str] = {}
+
+    def collect(self, obj: ObjectDef, records: Iterable[dict[str, Any]]) -> "Refs":
+        wanted: dict[str, set[str]] = defaultdict(set)
+        users: set[str] = set()
+        records = list(records)
+        for f in obj.fields:
+            if f.type == "lookup":
+                wanted[f.to].update(r[f.name] for r in records if r.get(f.name))
+            elif f.type == "related_to":
+                for r in records:
+                    value = r.get(f.name)
+                    if value:
+                        wanted[value["object"]].add(value["id"])
+            elif f.type == "user":
+                users.update(r[f.name] for r in records if r.get(f.name))
+        for name in USER_FIELDS:
+            users.update(r[name] for r in records if r.get(name))
+        self.load(wanted, users)
+        return self
+
+    def load(self, wanted: dict[str, set[str]], users: set[str] = frozenset()) -> None:
+        for target, ids in wanted.items():
+            ids = {i for i in ids if (target, i) not in self.titles}
+            target_obj = self.schema.object(target)
+            if not ids or target_obj is None:
+                continue
+            table = self.schema.table(target)
+            column = title_column(target_obj)
+            columns = [table.c.id] + ([table.c[column]] if column else [])
+            for row in self.conn.execute(sa.select(*columns).where(table.c.id.in_(sorted(ids)))):
+                title = row[1] if column and row[1] not in (None, "") else row[0]
+                self.titles[(target, row[0])] = str(title)
+        users = {u for u in users if u not in self.users}
+        if users:
+            table = systemdb.users
+            for row in self.conn.execute(sa.select(table.c.id, table.c.display_name, table.c.username)
+                                         .where(table.c.id.in_(sorted(users)))):
+                self.users[row.id] = row.display_name or row.username
+
+    def title(self, target: str, rid: str) -> str:
+        return self.titles.get((target, rid), rid)
+
+    def user(self, uid: str) -> str:
+        return self.users.get(uid, uid)

@@ -1,0 +1,126 @@
+"""The 360° view around one record: related lists for every lookup (and
+polymorphic link) that points at its object, and a timeline of field
+history and linked activities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from loomcrm.metadata.model import FieldDef, ObjectDef
+from loomcrm.platform import systemdb
+
+from ..query import ListParams, list_records
+from ..records import record_json
+from .listing import count_capped
+
+RELATED_ROWS = 5
+TIMELINE_ITEMS = 30
+
+
+@dataclass
+class RelatedList:
+    obj: ObjectDef
+    via: FieldDef
+    value: str                # the filter value: an id, or "object:id" for related_to
+    columns: list[FieldDef]
+    rows: list[dict] = dc_field(default_factory=list)
+    count: int = 0
+    exact: bool = True
+
+    @property
+    def query(self) -> str:
+        return f"{self.via.name}={self.value}"
+
+
+def links_to(schema, obj: ObjectDef) -> list[tuple[ObjectDef, FieldDef]]:
+    """(child object, its field) for every lookup or related_to pointing at `obj`."""
+    cache = schema.extra.setdefault("forms.links_to", {})
+    if obj.name not in cache:
+        found = []
+        for child in schema.objects.values():
+            for f in child.fields:
+                if (f.type == "lookup" and f.to == obj.name) or (f.type == "related_to" and obj.name in f.to):
+                    found.append((child, f))
+        cache[obj.name] = found
+    return cache[obj.name]
+
+
+def list_columns(obj: ObjectDef, without: str | None = None, limit: int = 5) -> list[FieldDef]:
+    names = obj.layouts.list_.columns if obj.layouts.list_ else [f.name for f in obj.fields]
+    fields = [obj.field(n) for n in names if n != without]
+    return [f for f in fields if f is not None][:limit]
+
+
+def related_lists(conn, schema, obj: ObjectDef, rid: str, rows: int = RELATED_ROWS) -> list[RelatedList]:
+    out = []
+    for child, f in links_to(schema, obj):
+        value = rid if f.type == "lookup" else f"{obj.name}:{rid}"
+        sort = [(part.lstrip("-"), part.startswith("-")) for part in
+                (child.layouts.list_.sort.split(",") if child.layouts.list_ and child.layouts.list_.sort else [])]
+        params = ListParams(limit=rows, sort=sort, filters=[(f.name, "eq", value)])
+        related = RelatedList(child, f, value, list_columns(child, without=f.name))
+        related.rows, _ = list_records(conn, schema, child, params)
+        related.count, related.exact = (len(related.rows), True) if len(related.rows) < rows \
+            else count_capped(conn, schema, child, params, cap=999)
+        out.append(related)
+    return out
+
+
+@dataclass
+class TimelineItem:
+    at: datetime
+    kind: str                 # "history", "created" or "record"
+    user: str | None = None
+    field: FieldDef | None = None
+    old: Any = None
+    new: Any = None
+    obj: ObjectDef | None = None
+    record: dict | None = None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _moment_field(obj: ObjectDef) -> FieldDef | None:
+    return next((f for f in obj.fields if f.type == "datetime"), None) or next((f for f in obj.fields if f.type == "date"), None)
+
+
+def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_ITEMS) -> list[TimelineItem]:
+    """Field history of the record and the records linked to it with a
+    polymorphic link (activities, tasks), newest first."""
+    h = systemdb.history
+    items: list[TimelineItem] = []
+    rows = conn.execute(sa.select(h).where(h.c.object == obj.name, h.c.record_id == record["id"])
+                        .order_by(h.c.changed_at.desc(), h.c.id.desc()).limit(limit)).fetchall()
+    for row in rows:
+        if row.field.startswith("_"):
+            continue
+        items.append(TimelineItem(_aware(row.changed_at), "created" if row.note == "created" else "history",
+                                  row.changed_by, obj.field(row.field), row.old_value, row.new_value))
+    created = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
+    if not any(i.kind == "created" for i in items):
+        items.append(TimelineItem(created, "created", record.get("created_by")))
+    for child, f in links_to(schema, obj):
+        if f.type != "related_to":
+            continue
+        table = schema.table(child.name)
+        moment = _moment_field(child)
+        order = table.c[moment.name] if moment is not None else table.c.created_at
+        found = conn.execute(sa.select(table).where(table.c[f.name] == f"{obj.name}:{record['id']}",
+                                                    table.c._deleted_at.is_(None))
+                             .order_by(order.desc()).limit(limit)).fetchall()
+        for r in found:
+            data = record_json(child, dict(r._mapping))
+            at = r._mapping[moment.name] if moment is not None else r.created_at
+            if at is None:
+                at = r.created_at
+            if not isinstance(at, datetime):
+                at = datetime.combine(at, datetime.min.time())
+            items.append(TimelineItem(_aware(at), "record", data.get("owner"), obj=child, record=data))
+    items.sort(key=lambda i: i.at, reverse=True)
+    return items[:limit]

@@ -1,0 +1,329 @@
+// Loom's generated pages: small enhancements on top of server-rendered
+// HTML and htmx. Every text from data is set with textContent, never HTML.
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    try { return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"] || ""; }
+    catch (e) { return ""; }
+  }
+
+  // Forms answer 409/412/422 with the form and its errors: show them.
+  if (window.htmx) {
+    htmx.config.responseHandling = [
+      { code: "204", swap: false },
+      { code: "[23]..", swap: true },
+      { code: "(409|412|422)", swap: true, error: false },
+      { code: "[45]..", swap: false, error: true },
+      { code: "...", swap: false },
+    ];
+  }
+
+  // --- live form state: visible / required / read only, computed values -----
+  function applyState(detail) {
+    var form = document.getElementById("record-form");
+    if (!form || !detail) return;
+    var fields = detail.fields || {};
+    Object.keys(fields).forEach(function (name) {
+      var box = form.querySelector('.field[data-field="' + CSS.escape(name) + '"]');
+      if (!box) return;
+      var s = fields[name];
+      box.hidden = !s[0];
+      var marker = box.querySelector(".req");
+      if (marker) marker.hidden = !s[1];
+      box.querySelectorAll("input:not([type=hidden]), select, textarea").forEach(function (el) {
+        if (s[1]) el.setAttribute("aria-required", "true"); else el.removeAttribute("aria-required");
+        el.disabled = !!s[2];
+      });
+      var set = box.querySelector("fieldset");
+      if (set) set.disabled = !!s[2];
+    });
+    var computed = detail.computed || {};
+    Object.keys(computed).forEach(function (name) {
+      var out = form.querySelector('[data-computed="' + CSS.escape(name) + '"]');
+      if (out) out.textContent = computed[name] || "—";
+    });
+  }
+  document.addEventListener("loom:state", function (e) { applyState(e.detail); });
+
+  // Fields the user has left get their errors shown on blur.
+  document.addEventListener("focusout", function (e) {
+    var box = e.target.closest && e.target.closest("#record-form .field");
+    if (!box) return;
+    var touched = document.querySelector('#record-form input[name="_touched"]');
+    if (!touched || touched.value === "*") return;
+    var names = touched.value ? touched.value.split(",") : [];
+    if (names.indexOf(box.dataset.field) < 0) names.push(box.dataset.field);
+    touched.value = names.join(",");
+  }, true);
+  // A submit supersedes pending checks.
+  document.addEventListener("submit", function (e) {
+    var live = e.target.querySelector && e.target.querySelector(".form-live");
+    if (live && window.htmx) htmx.trigger(live, "htmx:abort");
+  }, true);
+  document.addEventListener("htmx:afterSwap", function () {
+    var first = document.querySelector("#record-form .field.has-error input:not([type=hidden]), #record-form .field.has-error select, #record-form .field.has-error textarea");
+    if (first && document.activeElement === document.body) first.focus();
+  });
+
+  // --- lookup typeahead --------------------------------------------------------
+  function closeLookup(box) {
+    var results = box.querySelector(".lookup-results");
+    if (results) results.innerHTML = "";
+    var search = box.querySelector(".lookup-search");
+    if (search) search.setAttribute("aria-expanded", "false");
+  }
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (e.target.classList && e.target.classList.contains("lookup-results")) {
+      var search = e.target.parentNode.querySelector(".lookup-search");
+      if (search) search.setAttribute("aria-expanded", e.target.children.length ? "true" : "false");
+    }
+  });
+  document.addEventListener("click", function (e) {
+    var option = e.target.closest && e.target.closest(".lookup-option");
+    if (option) {
+      var box = option.closest(".lookup");
+      var hidden = box.querySelector('input[type="hidden"]');
+      hidden.value = box.dataset.kind === "related" ? option.dataset.object + ":" + option.dataset.id : option.dataset.id;
+      box.querySelector(".lookup-search").value = option.dataset.label;
+      closeLookup(box);
+      hidden.dispatchEvent(new Event("change", { bubbles: true }));
+      box.querySelector(".lookup-search").focus();
+      return;
+    }
+    document.querySelectorAll(".lookup").forEach(function (box) { if (!box.contains(e.target)) closeLookup(box); });
+  });
+  document.addEventListener("input", function (e) {
+    // Typing in a lookup clears its choice until an option is picked; an empty box clears the link.
+    if (e.target.classList && e.target.classList.contains("lookup-search")) {
+      var hidden = e.target.closest(".lookup").querySelector('input[type="hidden"]');
+      if (!e.target.value) hidden.value = "";
+    }
+  });
+  document.addEventListener("keydown", function (e) {
+    var box = e.target.closest && e.target.closest(".lookup");
+    if (!box) return;
+    var options = Array.prototype.slice.call(box.querySelectorAll(".lookup-option"));
+    var index = options.indexOf(document.activeElement);
+    if (e.key === "ArrowDown" && options.length) { e.preventDefault(); options[Math.min(index + 1, options.length - 1)].focus(); }
+    else if (e.key === "ArrowUp" && options.length) { e.preventDefault(); if (index <= 0) box.querySelector(".lookup-search").focus(); else options[index - 1].focus(); }
+    else if (e.key === "Escape") { closeLookup(box); box.querySelector(".lookup-search").focus(); }
+  });
+
+  // --- moving a record between stages (board and path bar) -----------------------
+  function move(object, id, field, value, version) {
+    return fetch("/app/" + encodeURIComponent(object) + "/" + encodeURIComponent(id) + "/move", {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken(), "Accept": "application/json" },
+      body: JSON.stringify({ field: field, value: value, version: version }),
+      credentials: "same-origin",
+    }).then(function (response) {
+      return response.json().catch(function () { return { errors: [{ message: response.statusText }] }; })
+        .then(function (body) { return { ok: response.ok, body: body }; });
+    });
+  }
+
+  function showErrors(panel, errors, title) {
+    panel.textContent = "";
+    if (!errors || !errors.length) return;
+    var box = document.createElement("div");
+    box.className = "notice error";
+    if (title) { var h = document.createElement("p"); h.className = "notice-title"; h.textContent = title; box.appendChild(h); }
+    var list = document.createElement("ul");
+    errors.forEach(function (err) {
+      var item = document.createElement("li");
+      var text = document.createElement("span");
+      text.textContent = (err.label ? err.label + ": " : "") + err.message;
+      item.appendChild(text);
+      if (err.fix) {
+        var link = document.createElement("a");
+        link.href = err.fix;
+        link.className = "fix";
+        link.textContent = panel.dataset.fix || "Fix it";
+        item.appendChild(document.createTextNode(" "));
+        item.appendChild(link);
+      }
+      list.appendChild(item);
+    });
+    box.appendChild(list);
+    panel.appendChild(box);
+  }
+
+  function updateColumns(board, columns) {
+    if (!columns) return;
+    board.querySelectorAll(".column").forEach(function (col) {
+      var data = columns[col.dataset.value] || { count: 0, sum: null };
+      var count = col.querySelector(".col-count");
+      if (count) { count.textContent = data.count; count.dataset.count = data.count; }
+      var sum = col.querySelector(".col-sum");
+      if (sum && data.sum !== null && data.sum !== undefined) sum.textContent = data.sum;
+      else if (sum && sum.dataset.zero) sum.textContent = sum.dataset.zero;
+    });
+  }
+
+  function initBoard(page) {
+    var object = page.dataset.object, field = page.dataset.field;
+    var panel = document.getElementById("board-errors");
+    panel.dataset.fix = page.dataset.fixLabel || panel.dataset.fix || "Fix it";
+    var lists = page.querySelectorAll(".cards");
+
+    function drop(card, from, to, oldIndex) {
+      card.classList.add("moving");
+      move(object, card.dataset.id, field, to.dataset.value, parseInt(card.dataset.version, 10)).then(function (result) {
+        card.classList.remove("moving");
+        if (result.ok) {
+          card.dataset.version = result.body.version;
+          panel.textContent = "";
+          updateColumns(page, result.body.columns);
+          card.focus();
+        } else {
+          from.insertBefore(card, from.children[oldIndex] || null);  // snap back
+          var title = card.querySelector(".title");
+          showErrors(panel, result.body.errors, (page.dataset.failed || "") + " " + (title ? title.textContent : ""));
+          card.focus();
+        }
+      });
+    }
+
+    if (window.Sortable) {
+      lists.forEach(function (list) {
+        Sortable.create(list, {
+          group: "board-" + object, animation: 150, ghostClass: "ghost", forceFallback: false,
+          onEnd: function (evt) { if (evt.from !== evt.to) drop(evt.item, evt.from, evt.to, evt.oldIndex); },
+        });
+      });
+    }
+    // Keyboard: arrow keys move the focused card to the next column.
+    page.addEventListener("keydown", function (e) {
+      var card = e.target.closest && e.target.closest(".card-item");
+      if (!card || (e.key !== "ArrowLeft" && e.key !== "ArrowRight")) return;
+      e.preventDefault();
+      var columns = Array.prototype.slice.call(lists);
+      var from = card.parentNode, at = columns.indexOf(from);
+      var to = columns[at + (e.key === "ArrowRight" ? 1 : -1)];
+      if (!to) return;
+      var oldIndex = Array.prototype.indexOf.call(from.children, card);
+      to.insertBefore(card, to.firstChild);
+      drop(card, from, to, oldIndex);
+    });
+  }
+
+  function initPath(bar) {
+    var panel = bar.querySelector(".move-errors");
+    panel.dataset.fix = bar.dataset.fixLabel || "Fix it";
+    bar.addEventListener("click", function (e) {
+      var step = e.target.closest(".path-step");
+      if (!step || step.disabled) return;
+      move(document.querySelector(".pathbar").dataset.object, bar.dataset.id, bar.dataset.field, step.dataset.value,
+           parseInt(bar.dataset.version, 10)).then(function (result) {
+        if (result.ok) window.location.reload();
+        else showErrors(panel, result.body.errors, bar.dataset.failed || "");
+      });
+    });
+  }
+
+  // --- lists: bulk selection and the filter builder -------------------------------
+  function initList(page) {
+    var bulk = page.querySelector("#bulk");
+    function refresh() {
+      var checked = bulk.querySelectorAll(".row-check:checked").length;
+      var label = bulk.querySelector(".selected-count");
+      label.textContent = checked ? label.dataset.template.replace("%(n)s", checked) : "";
+      bulk.querySelector("[data-bulk-delete]").disabled = !checked;
+    }
+    bulk.addEventListener("change", function (e) {
+      if (e.target.classList.contains("select-all")) {
+        bulk.querySelectorAll(".row-check").forEach(function (box) { box.checked = e.target.checked; });
+      }
+      refresh();
+    });
+    document.addEventListener("htmx:afterSwap", refresh);
+
+    var builder = page.querySelector(".builder");
+    if (!builder) return;
+    var fields = JSON.parse(document.getElementById("builder-fields").textContent);
+    var opNames = JSON.parse(document.getElementById("builder-ops").textContent);
+    var rows = builder.querySelector(".builder-rows");
+    var template = document.getElementById("builder-row");
+    function opsFor(kind) {
+      if (kind === "text" || kind === "long_text" || kind === "email" || kind === "phone" || kind === "url" || kind === "auto_number")
+        return ["contains", "==", "!=", "blank", "not_blank"];
+      if (kind === "picklist" || kind === "stage" || kind === "lookup" || kind === "boolean") return ["==", "!=", "blank", "not_blank"];
+      return ["==", "!=", ">", ">=", "<", "<=", "blank", "not_blank"];
+    }
+    function fill(row) {
+      var f = fields[row.querySelector(".b-field").selectedIndex];
+      var ops = row.querySelector(".b-op");
+      ops.textContent = "";
+      opsFor(f.kind).forEach(function (op) { var o = document.createElement("option"); o.value = op; o.textContent = opNames[op] || op; ops.appendChild(o); });
+      var old = row.querySelector(".b-value");
+      var input;
+      if (f.options || f.kind === "boolean") {
+        input = document.createElement("select");
+        (f.options || [{ value: "True", label: "✓" }, { value: "False", label: "✗" }]).forEach(function (opt) {
+          var o = document.createElement("option"); o.value = opt.value; o.textContent = opt.label; input.appendChild(o);
+        });
+      } else {
+        input = document.createElement("input");
+        input.type = f.kind === "date" ? "date" : "text";
+        if (["integer", "decimal", "currency", "percent"].indexOf(f.kind) >= 0) input.inputMode = "decimal";
+      }
+      input.className = "b-value";
+      input.setAttribute("aria-label", old.getAttribute("aria-label"));
+      old.replaceWith(input);
+    }
+    function addRow() {
+      var row = template.content.firstElementChild.cloneNode(true);
+      var select = row.querySelector(".b-field");
+      fields.forEach(function (f) { var o = document.createElement("option"); o.value = f.name; o.textContent = f.label; select.appendChild(o); });
+      select.addEventListener("change", function () { fill(row); });
+      rows.appendChild(row);
+      fill(row);
+      select.focus();
+    }
+    function quote(text) { return "'" + String(text).replace(/\\/g, "\\\\").replace(/'/g, "\\'") + "'"; }
+    function literal(f, value) {
+      if (f.kind === "boolean") return value === "True" ? "True" : "False";
+      if (["integer", "decimal", "currency", "percent"].indexOf(f.kind) >= 0) {
+        var n = String(value).replace(/[,\s¥]/g, "");
+        return /^-?\d+(\.\d+)?$/.test(n) ? n : quote(value);
+      }
+      if (f.kind === "date" && /^\d{4}-\d{2}-\d{2}$/.test(value)) {
+        var p = value.split("-"); return "date(" + parseInt(p[0], 10) + ", " + parseInt(p[1], 10) + ", " + parseInt(p[2], 10) + ")";
+      }
+      return quote(value);
+    }
+    function expression() {
+      var parts = [];
+      rows.querySelectorAll(".builder-row").forEach(function (row) {
+        var f = fields[row.querySelector(".b-field").selectedIndex];
+        var op = row.querySelector(".b-op").value, value = row.querySelector(".b-value").value;
+        if (op === "blank") parts.push("is_blank(" + f.name + ")");
+        else if (op === "not_blank") parts.push("not is_blank(" + f.name + ")");
+        else if (op === "contains") parts.push("contains(" + f.name + ", " + quote(value) + ")");
+        else parts.push(f.name + " " + op + " " + literal(f, value));
+      });
+      return parts.join(" and ");
+    }
+    builder.querySelector("[data-builder-add]").addEventListener("click", addRow);
+    builder.querySelector("[data-builder-apply]").addEventListener("click", function () {
+      var text = expression();
+      var box = document.getElementById("list-filter");
+      var old = box.value.trim();
+      box.value = old && text ? "(" + old + ") and " + text : (text || old);
+      box.form.requestSubmit();
+    });
+    rows.addEventListener("click", function (e) { if (e.target.closest("[data-builder-remove]")) e.target.closest(".builder-row").remove(); });
+    builder.addEventListener("toggle", function () { if (builder.open && !rows.children.length) addRow(); });
+  }
+
+  function init() {
+    var board = document.querySelector(".board-page");
+    if (board) initBoard(board);
+    var bar = document.querySelector(".pathbar");
+    if (bar) initPath(bar);
+    var list = document.querySelector(".list-page");
+    if (list) initList(list);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init); else init();
+})();

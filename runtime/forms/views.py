@@ -1,0 +1,618 @@
+"""The end-user pages generated from metadata: lists, record pages, forms,
+pipeline boards, global search and the recycle bin, under `/app`.
+
+Mount with
+
+    router = build_forms_router(runtime, templates=templates, page_context=page_context)
+    app.include_router(router)
+
+Every write goes through the record service with the signed-in user; its
+errors are what the pages show. Pages are server-rendered (Jinja2) and
+enhanced with htmx; cookie-authenticated writes carry the session's CSRF
+token (htmx sends it from `hx-headers` on <body>, plain forms as a field).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from loomcrm.metadata.model import ObjectDef, localized
+from loomcrm.platform import auth, i18n
+
+from ..query import BadQuery, ListParams, list_records
+from ..records import NotFound, PreconditionFailed, RecordError, record_json
+from . import dryrun, savedviews
+from .board import build_board, totals
+from .conditions import FieldState, field_states, working_record
+from .display import Display
+from .listing import COUNT_CAP, PAGE_SIZE, count_capped, export_csv, list_params, searchable, sortable
+from .refs import Refs, record_title, title_column
+from .related import list_columns, related_lists, timeline
+from .widgets import editable, form_fields, input_value, parse_form, sections, widget
+
+SEARCH_ROWS = 5
+ERROR_TEXTS = {  # field error codes whose server message names the field in English: say it in the user's words
+    "required": "This field is required.",
+    "type": "Enter a valid value.",
+    "too_long": "This is too long.",
+    "pattern": "This does not have the expected format.",
+    "invalid_option": "Choose one of the options.",
+    "not_found": "The linked record does not exist.",
+    "unique": "Another record already has this value.",
+    "read_only": "This field cannot be changed.",
+}
+
+
+def _ui_user(request: Request):
+    """The signed-in user; unsafe requests need the CSRF token in the
+    X-CSRF-Token header (htmx) or the form's csrf_token field."""
+    session = auth.request_session(request)
+    if session is None:
+        raise HTTPException(status_code=401, detail="sign in")
+    return session.user
+
+
+async def _csrf(request: Request) -> None:
+    session = auth.request_session(request)
+    sent = request.headers.get("x-csrf-token")
+    if not sent and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/")):
+        sent = (await request.form()).get("csrf_token")
+    if session is None:
+        raise HTTPException(status_code=401, detail="sign in")
+    auth.check_csrf(session, sent)
+
+
+def _locale_user(user, locale: str):
+    """The user as the rules see them: messages in the page's language."""
+    return dataclasses.replace(user, locale=locale) if dataclasses.is_dataclass(user) else user
+
+
+class Pages:
+    """What every page handler shares: the runtime, templates and the
+    platform's page context."""
+
+    def __init__(self, runtime, templates, page_context: Callable[..., dict]):
+        self.runtime = runtime
+        self.templates = templates
+        self.page_context = page_context
+
+    @property
+    def tz(self):
+        return self.runtime.context.timezone
+
+    def obj(self, name: str) -> tuple[Any, ObjectDef]:
+        schema = self.runtime.schema()
+        obj = schema.object(name)
+        if obj is None:
+            raise HTTPException(status_code=404, detail=f"There is no object {name[:63]!r}.")
+        return schema, obj
+
+    def render(self, request: Request, template: str, status: int = 200, headers=None, **context) -> HTMLResponse:
+        return self.templates.TemplateResponse(request, template, self.page_context(request, **context),
+                                               status_code=status, headers=headers)
+
+    def display(self, schema, locale: str, refs: Refs | None = None) -> Display:
+        return Display(schema.objects, locale, self.tz, refs)
+
+    def gettext(self, request: Request) -> Callable[[str], str]:
+        locale = self.page_context(request)["locale"]
+        return lambda message: i18n.gettext(locale, message)
+
+
+def localize_errors(errors: list[dict], obj: ObjectDef, locale: str) -> dict[str | None, list[str]]:
+    """Errors by field name (None: the record as a whole), in the user's words."""
+    out: dict[str | None, list[str]] = {}
+    for e in errors:
+        name = e.get("field")
+        if name is not None and obj.field(name) is None and name != "owner":
+            name = None
+        code = e.get("code")
+        if code in ERROR_TEXTS and not e.get("rule") and not e.get("stage"):
+            message = i18n.gettext(locale, ERROR_TEXTS[code])
+        elif code in ("min", "max") and not e.get("rule"):
+            f = obj.field(name) if name else None
+            bound = getattr(f, code, None)
+            message = i18n.gettext(locale, "At least %(n)s." if code == "min" else "At most %(n)s.").replace("%(n)s", str(bound))
+        else:
+            message = e.get("message") or code or ""
+        out.setdefault(name, [])
+        if message not in out[name]:
+            out[name].append(message)
+    return out
+
+
+# --- the record page (also used by the benchmark) ------------------------------------
+
+def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str) -> dict[str, Any]:
+    """Everything the record page shows, read in one connection."""
+    with runtime.engine.connect() as conn:
+        record = runtime.records.get(obj.name, rid, conn=conn, schema=schema)
+        related = related_lists(conn, schema, obj, rid)
+        events = timeline(conn, schema, obj, record)
+        refs = Refs(schema, conn).collect(obj, [record])
+        for item in related:
+            refs.collect(item.obj, item.rows)
+        for e in events:
+            if e.record is not None:
+                refs.collect(e.obj, [e.record])
+        refs.load({}, {e.user for e in events if e.user})
+    ui = Display(schema.objects, locale, runtime.context.timezone, refs)
+    stage_field = next((f for f in obj.fields if f.type == "stage"), None)
+    path = None
+    if stage_field is not None:
+        current = record.get(stage_field.name)
+        index = next((i for i, s in enumerate(stage_field.stages) if s.value == current), -1)
+        path = {"field": stage_field, "stages": stage_field.stages, "index": index,
+                "current": stage_field.stages[index] if index >= 0 else None}
+    return {"obj": obj, "record": record, "title": record_title(obj, record), "sections": sections(obj),
+            "related": related, "timeline": events, "ui": ui, "path": path}
+
+
+def build_forms_router(runtime, *, templates, page_context: Callable[..., dict]) -> APIRouter:
+    router = APIRouter(prefix="/app", include_in_schema=False)
+    pages = Pages(runtime, templates, page_context)
+
+    def locale_of(request: Request) -> str:
+        return page_context(request)["locale"]
+
+    # --- global search ------------------------------------------------------------
+    @router.get("/search", response_class=HTMLResponse)
+    def search(request: Request, q: str = "", user=Depends(_ui_user)):
+        schema = runtime.schema()
+        locale = locale_of(request)
+        groups = []
+        text = q.strip()[:200]
+        if text:
+            with runtime.engine.connect() as conn:
+                refs = Refs(schema, conn)
+                for obj in schema.objects.values():
+                    if not searchable(obj):
+                        continue
+                    rows, more = list_records(conn, schema, obj, ListParams(limit=SEARCH_ROWS, q=text))
+                    if rows:
+                        refs.collect(obj, rows)
+                        groups.append({"obj": obj, "rows": rows, "more": bool(more), "columns": list_columns(obj, limit=4)})
+        return pages.render(request, "forms/search.html", q=text, search_q=text, groups=groups,
+                            ui=pages.display(schema, locale, refs if text else None), record_title=record_title)
+
+    # --- recycle bin ----------------------------------------------------------------
+    @router.get("/bin", response_class=HTMLResponse)
+    def recycle_bin(request: Request, user=Depends(_ui_user)):
+        schema = runtime.schema()
+        items = []
+        with runtime.engine.connect() as conn:
+            refs = Refs(schema, conn)
+            for obj in schema.objects.values():
+                table = schema.table(obj.name)
+                rows = conn.execute(sa.select(table).where(table.c._deleted_at.is_not(None))
+                                    .order_by(table.c._deleted_at.desc()).limit(100)).fetchall()
+                for row in rows:
+                    data = dict(row._mapping)
+                    items.append({"obj": obj, "record": record_json(obj, data), "deleted_at": data["_deleted_at"],
+                                  "deleted_by": data["_deleted_by"]})
+            refs.load({}, {i["deleted_by"] for i in items if i["deleted_by"]})
+        items.sort(key=lambda i: i["deleted_at"], reverse=True)
+        return pages.render(request, "forms/bin.html", items=items[:200], record_title=record_title,
+                            ui=pages.display(schema, locale_of(request), refs))
+
+    @router.get("/_lookup", response_class=HTMLResponse)
+    def lookup(request: Request, q: str = "", user=Depends(_ui_user)):
+        """Typeahead options of a lookup widget: records of `object` (or of
+        the object chosen in a related-to widget) matching `q`, else the
+        first ones in list order."""
+        name = request.query_params.get("object") or next(
+            (v for k, v in request.query_params.items() if k.startswith("_object_")), "")
+        schema, obj = pages.obj(name)
+        params = ListParams(limit=8, q=q.strip()[:200] or None)
+        if obj.layouts.list_ and obj.layouts.list_.sort:
+            params.sort = [(p.lstrip("-"), p.startswith("-")) for p in obj.layouts.list_.sort.split(",")]
+        with runtime.engine.connect() as conn:
+            rows, _cursor = list_records(conn, schema, obj, params)
+            refs = Refs(schema, conn).collect(obj, rows)
+        second = list_columns(obj, without=title_column(obj), limit=2)
+        return pages.render(request, "forms/_lookup_results.html", obj=obj, rows=rows, second=second,
+                            record_title=record_title, ui=pages.display(schema, locale_of(request), refs))
+
+    # --- lists ------------------------------------------------------------------------
+    @router.get("/{object_name}", response_class=HTMLResponse)
+    def list_page(object_name: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        locale = locale_of(request)
+        items = list(request.query_params.multi_items())
+        view_id = request.query_params.get("view")
+        view = savedviews.get_view(runtime.engine, user.id, obj.name, view_id) if view_id else None
+        if view is not None:
+            for key, value in (("filter", view.filter), ("sort", view.sort), ("q", view.q)):
+                if value and not request.query_params.get(key):
+                    items.append((key, value))
+        layout = obj.layouts.list_
+        columns = list_columns(obj, limit=8) if layout else [f for f in obj.fields][:6]
+        current = {k: v for k, v in items if k in ("filter", "sort", "q")}
+        error, rows, cursor, count, exact = None, [], None, 0, True
+        try:
+            params = list_params(items, obj, runtime.context, default_sort=layout.sort if layout else None)
+            with runtime.engine.connect() as conn:
+                rows, cursor = list_records(conn, schema, obj, params)
+                if not params.cursor:
+                    count, exact = count_capped(conn, schema, obj, params)
+                refs = Refs(schema, conn).collect(obj, rows)
+        except BadQuery as exc:
+            error = exc
+            refs = None
+        sort = params.sort if error is None else []
+        extra = [(k, v) for k, v in items if k not in ("filter", "sort", "q", "cursor", "view", "limit")]
+        context = dict(obj=obj, columns=columns, rows=rows, cursor=cursor, count=count, exact=exact, cap=COUNT_CAP,
+                       error=error, current=current, sort=sort, extra=extra, view=view,
+                       views=savedviews.list_views(runtime.engine, user.id, obj.name),
+                       ui=pages.display(schema, locale, refs), record_title=record_title, sortable=sortable,
+                       filter_fields=_filter_fields(obj, pages.display(schema, locale)),
+                       has_board=obj.layouts.kanban is not None)
+        if request.headers.get("hx-request") and request.query_params.get("cursor"):
+            return pages.render(request, "forms/_rows.html", **context)
+        return pages.render(request, "forms/list.html", status=400 if error else 200, **context)
+
+    @router.get("/{object_name}/export.csv")
+    def export(object_name: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        items = list(request.query_params.multi_items())
+        ids = [v for k, v in items if k == "ids"]
+        try:
+            params = list_params(items, obj, runtime.context)
+        except BadQuery as exc:
+            raise HTTPException(status_code=400, detail=exc.detail) from None
+        with runtime.engine.connect() as conn:
+            body = export_csv(conn, schema, obj, params, ids or None)
+        return Response(body.encode("utf-8"), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{obj.name}.csv"'})
+
+    @router.post("/{object_name}/bulk-delete", dependencies=[Depends(_csrf)])
+    async def bulk_delete(object_name: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        form = await request.form()
+        ids = form.getlist("ids")[:500]
+        _ = pages.gettext(request)
+        failed = []
+
+        def run():
+            for rid in ids:
+                try:
+                    runtime.records.delete(obj.name, rid, user)
+                except RecordError as exc:
+                    failed.append((rid, exc.detail))
+
+        await run_in_threadpool(run)
+        if failed:
+            message = _("%(n)s records could not be deleted:").replace("%(n)s", str(len(failed)))
+            return pages.render(request, "forms/_notice.html", status=409, kind="error", message=message,
+                                details=[d for _rid, d in failed])
+        return Response(status_code=204, headers={"HX-Refresh": "true"})
+
+    @router.post("/{object_name}/views", dependencies=[Depends(_csrf)])
+    async def save_view(object_name: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        form = await request.form()
+        try:
+            view = savedviews.save_view(runtime.engine, user.id, obj.name, str(form.get("name", "")),
+                                        filter=str(form.get("filter", "")), sort=str(form.get("sort", "")),
+                                        q=str(form.get("q", "")))
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        return RedirectResponse(f"/app/{obj.name}?view={view.id}", status_code=303)
+
+    @router.post("/{object_name}/views/{view_id}/delete", dependencies=[Depends(_csrf)])
+    def delete_view(object_name: str, view_id: str, user=Depends(_ui_user)):
+        savedviews.delete_view(runtime.engine, user.id, view_id)
+        return RedirectResponse(f"/app/{object_name}", status_code=303)
+
+    # --- the pipeline board -------------------------------------------------------------
+    @router.get("/{object_name}/board", response_class=HTMLResponse)
+    def board(object_name: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        if obj.layouts.kanban is None:
+            raise HTTPException(status_code=404, detail="This object has no board.")
+        locale = locale_of(request)
+        items = list(request.query_params.multi_items())
+        layout = obj.layouts.list_
+        error = None
+        columns = []
+        try:
+            params = list_params(items, obj, runtime.context, default_sort=layout.sort if layout else None)
+            with runtime.engine.connect() as conn:
+                columns = build_board(conn, schema, obj, params)
+                refs = Refs(schema, conn).collect(obj, [c for col in columns for c in col.cards])
+        except BadQuery as exc:
+            error, refs = exc, None
+        kanban = obj.layouts.kanban
+        card_fields = [obj.field(n) for n in kanban.card if obj.field(n) is not None]
+        return pages.render(request, "forms/board.html", obj=obj, columns=columns, error=error,
+                            group=obj.field(kanban.group_by), sum_field=obj.field(kanban.sum) if kanban.sum else None,
+                            card_fields=card_fields, ui=pages.display(schema, locale, refs), record_title=record_title,
+                            current={k: v for k, v in items if k in ("filter", "q")})
+
+    # --- create -------------------------------------------------------------------------
+    @router.get("/{object_name}/new", response_class=HTMLResponse)
+    def new_form(object_name: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        prefill = {k: v for k, v in request.query_params.items() if obj.field(k) is not None and editable(obj.field(k))}
+        return _form_page(request, schema, obj, None, None, prefill, user)
+
+    @router.post("/{object_name}/new", dependencies=[Depends(_csrf)])
+    async def create(object_name: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        form = await request.form()
+        data = parse_form(obj, _multi(form), pages.tz)
+        locale = locale_of(request)
+        try:
+            record = await run_in_threadpool(runtime.records.create, obj.name, data, _locale_user(user, locale))
+        except RecordError as exc:
+            return _form_page(request, schema, obj, None, None, data, user, errors=exc.errors or [{"field": None, "message": exc.detail}],
+                              status=422, touched="*")
+        return _saved(request, f"/app/{obj.name}/{record['id']}")
+
+    @router.post("/{object_name}/form/check", dependencies=[Depends(_csrf)])
+    async def check(object_name: str, request: Request, user=Depends(_ui_user)):
+        """Live form state while typing: visible / required / read only per
+        field and formula values (in the HX-Trigger header), and the save's
+        errors for the fields the user has left (as out-of-band swaps)."""
+        schema, obj = pages.obj(object_name)
+        form = _multi(await request.form())
+        rid = (form.get("_id") or [None])[-1] or None
+        version = _int((form.get("_version") or [None])[-1])
+        touched = set(",".join(form.get("_touched", [])).split(",")) - {""}
+        data = parse_form(obj, form, pages.tz)
+        locale = locale_of(request)
+        acting = _locale_user(user, locale)
+
+        def run():
+            with runtime.engine.connect() as conn:
+                old = _stored(conn, schema, obj, rid) if rid else None
+                record = working_record(obj, old, data, runtime.context)
+                states, computed = field_states(schema, obj, record, old, acting, conn=conn,
+                                                field_context=runtime.context)
+                refs = Refs(schema, conn)
+                computed_json = record_json(obj, {**{"id": "", "version": 0, "created_at": None, "updated_at": None,
+                                                     "created_by": None, "updated_by": None, "owner": None}, **computed})
+                refs.collect(obj, [computed_json])
+            status, errors = dryrun.check(runtime, obj.name, rid, data, acting, expected_version=version) if touched else (None, [])
+            return states, computed_json, refs, errors
+
+        states, computed, refs, errors = await run_in_threadpool(run)
+        ui = pages.display(schema, locale, refs)
+        by_field = localize_errors(errors, obj, locale)
+        shown = [f for f in form_fields(obj) if f.name in touched or "*" in touched]
+        formulas = {f.name: ui.text(obj, f, computed.get(f.name)) for f in form_fields(obj) if not editable(f)}
+        trigger = {"loom:state": {"fields": {n: [s.visible, s.required, s.read_only] for n, s in states.items()},
+                                  "computed": formulas}}
+        response = pages.render(request, "forms/_check.html", fields=shown, errors=by_field)
+        response.headers["HX-Trigger"] = json.dumps(trigger, ensure_ascii=True)
+        return response
+
+    # --- one record -----------------------------------------------------------------------
+    @router.get("/{object_name}/{rid}", response_class=HTMLResponse)
+    def record(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        try:
+            context = record_page(runtime, schema, obj, rid, locale_of(request))
+        except NotFound:
+            raise HTTPException(status_code=404, detail="This record does not exist or is in the recycle bin.") from None
+        return pages.render(request, "forms/record.html", record_title=record_title, **context)
+
+    @router.get("/{object_name}/{rid}/edit", response_class=HTMLResponse)
+    def edit_form(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        try:
+            current = runtime.records.get(obj.name, rid, schema=schema)
+        except NotFound:
+            raise HTTPException(status_code=404, detail="This record does not exist or is in the recycle bin.") from None
+        return _form_page(request, schema, obj, rid, current, current, user)
+
+    @router.post("/{object_name}/{rid}/edit", dependencies=[Depends(_csrf)])
+    async def update(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        form = await request.form()
+        data = parse_form(obj, _multi(form), pages.tz)
+        version = _int(form.get("_version"))
+        locale = locale_of(request)
+        try:
+            await run_in_threadpool(lambda: runtime.records.update(obj.name, rid, data, _locale_user(user, locale),
+                                                                   expected_version=version))
+        except PreconditionFailed:
+            current = runtime.records.get(obj.name, rid, schema=schema)
+            return _form_page(request, schema, obj, rid, current, data, user, status=409, conflict=current,
+                              touched="*")
+        except NotFound:
+            raise HTTPException(status_code=404, detail="This record does not exist or is in the recycle bin.") from None
+        except RecordError as exc:
+            current = runtime.records.get(obj.name, rid, schema=schema)
+            return _form_page(request, schema, obj, rid, {**current, "version": version or current["version"]}, data, user,
+                              errors=exc.errors or [{"field": None, "message": exc.detail}], status=422, touched="*")
+        return _saved(request, f"/app/{obj.name}/{rid}")
+
+    @router.patch("/{object_name}/{rid}/move", dependencies=[Depends(_csrf)])
+    async def move(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+        """A board drop or a click on the path bar: one field changes, through
+        the record service; the answer is JSON for the page's script."""
+        schema, obj = pages.obj(object_name)
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return JSONResponse({"errors": [{"message": "malformed request"}]}, status_code=400)
+        name, value, version = body.get("field"), body.get("value"), body.get("version")
+        f = obj.field(name) if isinstance(name, str) else None
+        if f is None or f.type not in ("stage", "picklist"):
+            return JSONResponse({"errors": [{"message": "not a stage or picklist field"}]}, status_code=400)
+        locale = locale_of(request)
+        _ = lambda m: i18n.gettext(locale, m)  # noqa: E731
+        try:
+            saved = await run_in_threadpool(lambda: runtime.records.update(
+                obj.name, rid, {f.name: value}, _locale_user(user, locale),
+                expected_version=version if isinstance(version, int) else None))
+        except PreconditionFailed:
+            return JSONResponse({"errors": [{"message": _("Someone else changed this record meanwhile. Reload the page to see their changes."), "field": None}]},
+                                status_code=412)
+        except RecordError as exc:
+            by_field = localize_errors(exc.errors or [{"field": None, "message": exc.detail}], obj, locale)
+            display = pages.display(schema, locale)
+            errors = []
+            for field_name, messages in by_field.items():
+                target = obj.field(field_name) if field_name else None
+                for message in messages:
+                    errors.append({"field": field_name, "label": display.label(target) if target else None,
+                                   "message": message,
+                                   "fix": f"/app/{obj.name}/{rid}/edit" + (f"#field-{field_name}" if field_name else "")})
+            return JSONResponse({"errors": errors}, status_code=exc.status)
+        answer: dict[str, Any] = {"version": saved["version"], "value": saved.get(f.name)}
+        kanban = obj.layouts.kanban
+        if kanban is not None and kanban.group_by == f.name:
+            display = pages.display(schema, locale)
+            with runtime.engine.connect() as conn:
+                counts = totals(conn, schema, obj, ListParams())
+            answer["columns"] = {str(k): {"count": c, "sum": display.money(s) if s is not None and obj.field(kanban.sum).type == "currency"
+                                          else (display.number(s) if s is not None else None)}
+                                 for k, (c, s) in counts.items()}
+        return JSONResponse(answer)
+
+    @router.post("/{object_name}/{rid}/delete", dependencies=[Depends(_csrf)])
+    async def delete(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        try:
+            await run_in_threadpool(runtime.records.delete, obj.name, rid, user)
+        except RecordError as exc:
+            _ = pages.gettext(request)
+            details = [e.get("message", "") for e in exc.errors] or [exc.detail]
+            return pages.render(request, "forms/_notice.html", status=exc.status, kind="error",
+                                message=_("The record could not be deleted:"), details=details)
+        return _saved(request, f"/app/{obj.name}")
+
+    @router.post("/{object_name}/{rid}/restore", dependencies=[Depends(_csrf)])
+    async def restore(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+        schema, obj = pages.obj(object_name)
+        try:
+            await run_in_threadpool(runtime.records.restore, obj.name, rid, user)
+        except RecordError as exc:
+            _ = pages.gettext(request)
+            return pages.render(request, "forms/_notice.html", status=exc.status, kind="error",
+                                message=_("The record could not be restored:"), details=[exc.detail])
+        return _saved(request, f"/app/{obj.name}/{rid}")
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _form_page(request, schema, obj, rid, current, values, user, *, errors=None, status=200, conflict=None,
+                   touched=""):
+        """The create/edit form. `values` are JSON values (a record, or what
+        the user sent); `current` is the stored record when editing."""
+        locale = locale_of(request)
+        acting = _locale_user(user, locale)
+        with runtime.engine.connect() as conn:
+            old = _stored(conn, schema, obj, rid) if rid else None
+            record = working_record(obj, old, {k: v for k, v in values.items() if obj.field(k) is not None}, runtime.context)
+            states, computed = field_states(schema, obj, record, old, acting, conn=conn, field_context=runtime.context)
+            shown = {**(current or {}), **values}
+            computed_json = record_json(obj, {**{"id": "", "version": 0, "created_at": None, "updated_at": None,
+                                                 "created_by": None, "updated_by": None, "owner": None}, **computed})
+            for f in obj.fields:
+                if not editable(f):
+                    shown[f.name] = computed_json.get(f.name)
+            refs = Refs(schema, conn).collect(obj, [_jsonish(obj, shown)])
+            if conflict is not None:
+                refs.collect(obj, [conflict])
+        ui = pages.display(schema, locale, refs)
+        by_field = localize_errors(errors or [], obj, locale)
+        differences = []
+        if conflict is not None:
+            for f in form_fields(obj):
+                if editable(f) and f.name in values and _jsonish(obj, values).get(f.name) != conflict.get(f.name):
+                    differences.append((f, conflict.get(f.name), _jsonish(obj, values).get(f.name)))
+        return pages.render(request, "forms/form.html", status=status, obj=obj, rid=rid, current=current,
+                            values=_jsonish(obj, shown), states=states, errors=by_field, ui=ui, sections=sections(obj),
+                            widget=widget, editable=editable, input_value=lambda f, v: input_value(f, v, pages.tz),
+                            title=record_title(obj, current) if current else None, conflict=conflict,
+                            differences=differences, touched=touched,
+                            version=(conflict or current or {}).get("version"), FieldState=FieldState,
+                            objects=schema.objects, users=_users(runtime.engine))
+
+    return router
+
+
+def _users(engine) -> list[dict[str, str]]:
+    from loomcrm.platform import systemdb
+
+    t = systemdb.users
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.id, t.c.display_name, t.c.username).where(t.c.is_active.is_(True))
+                            .order_by(t.c.display_name).limit(1000)).fetchall()
+    return [{"id": r.id, "name": r.display_name or r.username} for r in rows]
+
+
+def _saved(request: Request, target: str) -> Response:
+    if request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+def _multi(form) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def _int(value) -> int | None:
+    if isinstance(value, list):
+        value = value[-1] if value else None
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _stored(conn, schema, obj: ObjectDef, rid: str) -> dict[str, Any] | None:
+    table = schema.table(obj.name)
+    row = conn.execute(sa.select(table).where(table.c.id == rid, table.c._deleted_at.is_(None))).first()
+    if row is None:
+        raise NotFound(f"no {obj.name} record {rid!r}")
+    return dict(row._mapping)
+
+
+def _jsonish(obj: ObjectDef, values: dict[str, Any]) -> dict[str, Any]:
+    """Values as the record's JSON shape: related_to as {"object", "id"}."""
+    out = dict(values)
+    for f in obj.fields:
+        value = out.get(f.name)
+        if f.type == "related_to" and isinstance(value, str) and ":" in value:
+            target, _, rid = value.partition(":")
+            out[f.name] = {"object": target, "id": rid}
+        if f.type == "multi_picklist" and isinstance(value, str):
+            out[f.name] = [value]
+    return out
+
+
+def _filter_fields(obj: ObjectDef, ui: Display) -> list[dict[str, Any]]:
+    """What the filter builder offers: every field with its kind and options."""
+    out = []
+    for f in obj.fields:
+        kind = ui.kind(obj, f)
+        if kind in ("related_to", "multi_picklist", "user"):
+            continue
+        entry = {"name": f.name, "label": ui.label(f), "kind": kind}
+        if f.type in ("picklist", "stage"):
+            entry["options"] = [{"value": o.value, "label": ui.label(o)} for o in (f.stages if f.type == "stage" else f.options)]
+        out.append(entry)
+    return out
+
+
+def navigation(schema, locale: str, path: str) -> list[dict[str, Any]]:
+    """The app shell's navigation: every installed object, by plural label."""
+    items = []
+    for obj in schema.objects.values():
+        href = f"/app/{obj.name}"
+        items.append({"href": href, "label": localized(obj.plural_label, locale, "") or localized(obj.label, locale, obj.name),
+                      "active": path == href or path.startswith(href + "/"), "icon": obj.icon or ""})
+    return items
