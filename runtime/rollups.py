@@ -193,48 +193,69 @@ def _aggregate_python(fn: str, values: list) -> Any:
     return sum((Decimal(v) for v in values), Decimal(0)) / len(values)
 
 
+_CONTEXT_FUNCTIONS = frozenset({"today", "now", "current_user", "has_role"})
+
+
+def _statement(schema: CompiledSchema, spec: RollupSpec, dialect: str, all_parents: bool):
+    """("sql" | "rows" | "python", statement): built once per schema and
+    rollup, the parent ids bound at run time (an expanding IN)."""
+    key = ("rollup_statement", spec.parent, spec.field.name, dialect, all_parents)
+    cached = schema.extra.get(key)
+    if cached is not None:
+        return cached
+    child = schema.table(spec.child).alias("rc")
+    tables = {**schema.tables, spec.child: child}
+    via = child.c[spec.via]
+    conditions = [child.c._deleted_at.is_(None), via.is_not(None)]
+    if not all_parents:
+        conditions.append(via.in_(sa.bindparam("ids", expanding=True)))
+    fn = spec.field.function
+    column = child.c[spec.field.field] if spec.field.field else None
+    from_ = child
+    if spec.field.filter:
+        if spec.filter is None:
+            raise ValueError(f"the filter of rollup {spec.parent}.{spec.field.name} does not compile")
+        resolver = JoinResolver(schema.objects, spec.child, tables)
+        try:
+            if spec.filter.functions & _CONTEXT_FUNCTIONS:
+                raise ExpressionError([])   # values of the moment: evaluated per run, in Python
+            conditions.append(to_sql(spec.filter, resolver))
+            from_ = resolver.from_clause
+        except ExpressionError:
+            result = ("python", sa.select(child).where(*conditions))
+            schema.extra[key] = result
+            return result
+    if fn in ("sum", "avg") and dialect == "sqlite":   # SQLite sums decimals as floats: add them in Python
+        result = ("rows", sa.select(via, column).select_from(from_).where(*conditions))
+    else:
+        if fn == "count":
+            agg = sa.func.count(column) if column is not None else sa.func.count()
+        else:
+            agg = getattr(sa.func, fn)(column)
+        result = ("sql", sa.select(via, agg).select_from(from_).where(*conditions).group_by(via))
+    schema.extra[key] = result
+    return result
+
+
 def compute_rollup(conn: sa.Connection, schema: CompiledSchema, spec: RollupSpec, parent_ids: Iterable[str] | None) -> dict[str, Any]:
     """The value of `spec` for each parent id (all parents with children
     when `parent_ids` is None; parents without children are left out)."""
     ids = None if parent_ids is None else sorted(set(parent_ids))
     if ids is not None and not ids:
         return {}
-    child = schema.table(spec.child).alias("rc")
-    tables = {**schema.tables, spec.child: child}
-    base = [child.c._deleted_at.is_(None), child.c[spec.via].is_not(None)]
-    if ids is not None:
-        base.append(child.c[spec.via].in_(ids))
-    fn = spec.field.function
-    column = child.c[spec.field.field] if spec.field.field else None
-    where, from_ = None, child
-    if spec.field.filter:
-        if spec.filter is None:
-            raise ValueError(f"the filter of rollup {spec.parent}.{spec.field.name} does not compile")
-        resolver = JoinResolver(schema.objects, spec.child, tables)
-        try:
-            where = to_sql(spec.filter, resolver)
-            from_ = resolver.from_clause
-        except ExpressionError:
-            return _compute_in_python(conn, schema, spec, child, base, column)
-    conditions = base + ([where] if where is not None else [])
-    via = child.c[spec.via]
-    exact_sum = fn in ("sum", "avg") and conn.dialect.name == "sqlite"   # SQLite sums decimals as floats
-    if exact_sum:
-        rows = conn.execute(sa.select(via, column).select_from(from_).where(*conditions)).all()
+    mode, statement = _statement(schema, spec, conn.dialect.name, ids is None)
+    params = {} if ids is None else {"ids": ids}
+    if mode == "python":
+        return _compute_in_python(conn, schema, spec, [dict(r._mapping) for r in conn.execute(statement, params)])
+    if mode == "rows":
         grouped: dict[str, list] = {}
-        for pid, value in rows:
+        for pid, value in conn.execute(statement, params):
             grouped.setdefault(pid, []).append(value)
-        return {pid: _column_value(spec, _aggregate_python(fn, values)) for pid, values in grouped.items()}
-    if fn == "count":
-        agg = sa.func.count(column) if column is not None else sa.func.count()
-    else:
-        agg = getattr(sa.func, fn)(column)
-    rows = conn.execute(sa.select(via, agg).select_from(from_).where(*conditions).group_by(via)).all()
-    return {pid: _column_value(spec, value) for pid, value in rows}
+        return {pid: _column_value(spec, _aggregate_python(spec.field.function, values)) for pid, values in grouped.items()}
+    return {pid: _column_value(spec, value) for pid, value in conn.execute(statement, params)}
 
 
-def _compute_in_python(conn, schema, spec, child, base, column) -> dict[str, Any]:
-    rows = [dict(r._mapping) for r in conn.execute(sa.select(child).where(*base))]
+def _compute_in_python(conn, schema, spec, rows: list[dict]) -> dict[str, Any]:
     fetch = db_fetch(conn, schema)
     from .expressions import EvalContext
 
