@@ -288,13 +288,27 @@ def db_fetch(conn: sa.Connection, schema: CompiledSchema):
 
 # --- refreshing after a change -------------------------------------------------------
 
-def _lock_rows(conn, table, ids: list[str]) -> dict[str, dict]:
-    query = sa.select(table).where(table.c.id.in_(ids)).order_by(table.c.id)
-    if conn.dialect.name == "postgresql":
-        # NO KEY UPDATE: compatible with the KEY SHARE lock a child's foreign
-        # key check takes, so two child writers never deadlock on the parent.
-        query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE
-    return {r.id: dict(r._mapping) for r in conn.execute(query)}
+def _lock_rows(conn, schema: CompiledSchema, table, ids: list[str]) -> dict[str, dict]:
+    key = ("rollup_lock", table.name, conn.dialect.name)
+    query = schema.extra.get(key)
+    if query is None:
+        query = sa.select(table).where(table.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(table.c.id)
+        if conn.dialect.name == "postgresql":
+            # NO KEY UPDATE: compatible with the KEY SHARE lock a child's foreign
+            # key check takes, so two child writers never deadlock on the parent.
+            query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE
+        schema.extra[key] = query
+    return {r.id: dict(r._mapping) for r in conn.execute(query, {"ids": ids})}
+
+
+def _update_statement(schema: CompiledSchema, table, columns: frozenset[str]):
+    key = ("rollup_update", table.name, columns)
+    statement = schema.extra.get(key)
+    if statement is None:
+        statement = sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
+            {name: sa.bindparam(f"v_{name}", type_=table.c[name].type) for name in columns})
+        schema.extra[key] = statement
+    return statement
 
 
 def refresh_parents(conn: sa.Connection, schema: CompiledSchema, parent: str, pending: Mapping[str, set[str]]) -> list[Change]:
@@ -302,7 +316,7 @@ def refresh_parents(conn: sa.Connection, schema: CompiledSchema, parent: str, pe
     formulas that read them; write what differs. The changes it made."""
     ids = sorted(pending)
     table = schema.table(parent)
-    rows = _lock_rows(conn, table, ids)
+    rows = _lock_rows(conn, schema, table, ids)
     specs = {s.field.name: s for s in dependents(schema).by_parent.get(parent, [])}
     wanted: dict[str, set[str]] = {}
     for pid, names in pending.items():
@@ -341,7 +355,7 @@ def _write_refresh(conn, schema, obj_name: str, rows: dict[str, dict], new_value
         update = {k: record[k] for k in record if k in table.c and not _same(record[k], old.get(k))}
         if not update:
             continue
-        conn.execute(sa.update(table).where(table.c.id == pid).values(**update))
+        conn.execute(_update_statement(schema, table, frozenset(update)), {"_id": pid, **{f"v_{k}": v for k, v in update.items()}})
         changes.append(Change(obj_name, old, record, set(update)))
     return changes
 
@@ -372,7 +386,7 @@ def _path_dependents(conn, schema, change: Change) -> list[Change]:
         if not affected:
             continue
         table = schema.table(obj_name)
-        rows = _lock_rows(conn, table, sorted(ids))
+        rows = _lock_rows(conn, schema, table, sorted(ids))
         fetch = db_fetch(conn, schema)
         new_values = {}
         for pid, old in rows.items():

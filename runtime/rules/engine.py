@@ -151,7 +151,16 @@ class SaveRun:
 
     # -- helpers ------------------------------------------------------------------
     def evaluate(self, compiled: Compiled, view: Mapping[str, Any] | None = None) -> Any:
-        return compiled.evaluate(self.view if view is None else view, context=self.context)
+        view = self.view if view is None else view
+        try:
+            return compiled.evaluate(view, context=self.context)
+        except ExpressionError as exc:
+            # The time budget is wall-clock time: a garbage-collection pause or
+            # a busy machine can cross it once. A second try tells a pause
+            # from an expression that really runs too long (that fails again).
+            if not any(e.code == "budget_exceeded" and "longer" in e.message for e in exc.errors):
+                raise
+            return compiled.evaluate(view, context=self.context)
 
     def failed(self, what: str, exc: ExpressionError, field: str | None, rule: str | None = None,
                stage: str | None = None) -> None:
