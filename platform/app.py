@@ -81,11 +81,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.loom = state
     templates = _templates()
 
-    app.mount("/static/forms", StaticFiles(directory=forms.STATIC_DIR), name="static-forms")
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    # The more specific mounts first: "/static" would answer their paths with 404.
     for name, folder in VENDOR_DIRS.items():
         if folder.is_dir():
             app.mount(f"/static/vendor/{name}", StaticFiles(directory=folder), name=f"vendor-{name}")
+    app.mount("/static/forms", StaticFiles(directory=forms.STATIC_DIR), name="static-forms")
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):

@@ -98,13 +98,12 @@ def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_I
     rows = conn.execute(sa.select(h).where(h.c.object == obj.name, h.c.record_id == record["id"])
                         .order_by(h.c.changed_at.desc(), h.c.id.desc()).limit(limit)).fetchall()
     for row in rows:
-        if row.field.startswith("_"):
-            continue
-        items.append(TimelineItem(_aware(row.changed_at), "created" if row.note == "created" else "history",
-                                  row.changed_by, obj.field(row.field), row.old_value, row.new_value))
+        if row.field.startswith("_") or row.note == "created":
+            continue  # the creation is one entry, below
+        items.append(TimelineItem(_aware(row.changed_at), "history", row.changed_by, obj.field(row.field),
+                                  row.old_value, row.new_value))
     created = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
-    if not any(i.kind == "created" for i in items):
-        items.append(TimelineItem(created, "created", record.get("created_by")))
+    items.append(TimelineItem(created, "created", record.get("created_by")))
     for child, f in links_to(schema, obj):
         if f.type != "related_to":
             continue

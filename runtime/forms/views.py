@@ -340,7 +340,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
     @router.get("/{object_name}/new", response_class=HTMLResponse)
     def new_form(object_name: str, request: Request, user=Depends(_ui_user)):
         schema, obj = pages.obj(object_name)
-        prefill = {k: v for k, v in request.query_params.items() if obj.field(k) is not None and editable(obj.field(k))}
+        prefill = {f.name: f.default for f in obj.fields if f.default is not None and editable(f)}
+        prefill.update({k: v for k, v in request.query_params.items() if obj.field(k) is not None and editable(obj.field(k))})
         return _form_page(request, schema, obj, None, None, prefill, user)
 
     @router.post("/{object_name}/new", dependencies=[Depends(_csrf)])
@@ -517,8 +518,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
             computed_json = record_json(obj, {**{"id": "", "version": 0, "created_at": None, "updated_at": None,
                                                  "created_by": None, "updated_by": None, "owner": None}, **computed})
             for f in obj.fields:
-                if not editable(f):
-                    shown[f.name] = computed_json.get(f.name)
+                if not editable(f) or (rid is None and shown.get(f.name) in (None, "", [])):
+                    shown[f.name] = computed_json.get(f.name)  # formulas, and defaults of a new record
             refs = Refs(schema, conn).collect(obj, [_jsonish(obj, shown)])
             if conflict is not None:
                 refs.collect(obj, [conflict])

@@ -188,7 +188,7 @@
     if (window.Sortable) {
       lists.forEach(function (list) {
         Sortable.create(list, {
-          group: "board-" + object, animation: 150, ghostClass: "ghost", forceFallback: false,
+          group: "board-" + object, animation: 150, ghostClass: "ghost", forceFallback: true, fallbackTolerance: 3,
           onEnd: function (evt) { if (evt.from !== evt.to) drop(evt.item, evt.from, evt.to, evt.oldIndex); },
         });
       });
