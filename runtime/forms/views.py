@@ -465,7 +465,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
             for field_name, messages in by_field.items():
                 target = obj.field(field_name) if field_name else None
                 for message in messages:
-                    errors.append({"field": field_name, "label": display.label(target) if target else None,
+                    label = display.label(target) if target else None
+                    errors.append({"field": field_name, "label": label if label and label not in message else None,
                                    "message": message,
                                    "fix": f"/app/{obj.name}/{rid}/edit" + (f"#field-{field_name}" if field_name else "")})
             return JSONResponse({"errors": errors}, status_code=exc.status)
