@@ -42,8 +42,8 @@ def option_map(f: FieldDef) -> dict[str, Any]:
 
 def chip(label: str, color: str | None) -> Markup:
     # Colours come from metadata, whose schema allows only #rrggbb or a word.
-    style = Markup(' style="--chip: {}"').format(color) if color else Markup("")
-    return Markup('<span class="chip"{}>{}</span>').format(style, label)
+    style = f' style="--chip: {escape(color)}"' if color else ""
+    return Markup(f'<span class="chip"{style}>{escape(label)}</span>')
 
 
 def safe_url(value: Any) -> str | None:
@@ -61,6 +61,8 @@ class Display:
         self.tz = tz
         self.refs = refs
         self._kinds: dict[tuple[str, str], str] = {}
+        self._labels: dict[int, tuple[Any, str]] = {}
+        self._options: dict[int, dict[str, Any]] = {}
         self.yes = i18n.gettext(locale, "Yes")
         self.no = i18n.gettext(locale, "No")
 
@@ -72,7 +74,13 @@ class Display:
         return kind
 
     def label(self, thing, fallback: str = "") -> str:
-        return localized(getattr(thing, "label", None), self.locale, fallback or getattr(thing, "name", "") or getattr(thing, "value", ""))
+        key = id(thing)
+        cached = self._labels.get(key)
+        if cached is not None and cached[0] is thing:
+            return cached[1] or fallback
+        text = localized(getattr(thing, "label", None), self.locale, getattr(thing, "name", "") or getattr(thing, "value", ""))
+        self._labels[key] = (thing, text)
+        return text or fallback
 
     def localize(self, text) -> str:
         return localized(text, self.locale, "")
@@ -80,8 +88,14 @@ class Display:
     def plural(self, obj: ObjectDef) -> str:
         return localized(obj.plural_label, self.locale, "") or self.label(obj)
 
+    def options(self, f: FieldDef) -> dict[str, Any]:
+        cached = self._options.get(id(f))
+        if cached is None:
+            cached = self._options[id(f)] = option_map(f)
+        return cached
+
     def option_label(self, f: FieldDef, value: str) -> str:
-        option = option_map(f).get(value)
+        option = self.options(f).get(value)
         return self.label(option, value) if option is not None else value
 
     # -- plain text (CSV, titles, sums) ---------------------------------------------
@@ -133,38 +147,39 @@ class Display:
 
     # -- HTML -----------------------------------------------------------------------
     def cell(self, obj: ObjectDef, f: FieldDef, value: Any) -> Markup:
-        """A value as safe HTML for lists, cards and the record page."""
+        """A value as safe HTML for lists, cards and the record page (every
+        piece of data goes through `escape`)."""
         if value is None or value == [] or value == "":
-            return Markup('<span class="empty" aria-label="{}">—</span>').format(i18n.gettext(self.locale, "empty"))
+            return Markup(f'<span class="empty" aria-label="{escape(i18n.gettext(self.locale, "empty"))}">—</span>')
         kind = self.kind(obj, f)
         if kind in ("picklist", "stage"):
-            option = option_map(f).get(value)
+            option = self.options(f).get(value)
             return chip(self.label(option, value) if option is not None else value, getattr(option, "color", None))
         if kind == "multi_picklist":
-            options = option_map(f)
+            options = self.options(f)
             return Markup(" ").join(chip(self.label(options.get(v), v) if v in options else v,
                                          getattr(options.get(v), "color", None)) for v in value)
         if kind == "lookup":
-            return Markup('<a href="/app/{}/{}">{}</a>').format(f.to, value, self.text(obj, f, value))
+            return Markup(f'<a href="/app/{escape(f.to)}/{escape(value)}">{escape(self.text(obj, f, value))}</a>')
         if kind == "related_to":
             target, rid = _related(value)
             target_obj = self.objects.get(target)
             prefix = self.label(target_obj) if target_obj is not None else target
-            return Markup('<a href="/app/{}/{}"><span class="muted">{}:</span> {}</a>').format(
-                target, rid, prefix, self.text(obj, f, value))
+            return Markup(f'<a href="/app/{escape(target)}/{escape(rid)}"><span class="muted">{escape(prefix)}:</span> '
+                          f'{escape(self.text(obj, f, value))}</a>')
         if kind == "url":
             url = safe_url(value)
             if url:
-                return Markup('<a href="{}" rel="noopener noreferrer nofollow" target="_blank">{}</a>').format(url, value)
+                return Markup(f'<a href="{escape(url)}" rel="noopener noreferrer nofollow" target="_blank">{escape(value)}</a>')
             return escape(value)
         if kind == "email":
-            return Markup('<a href="mailto:{}">{}</a>').format(value, value)
+            return Markup(f'<a href="mailto:{escape(value)}">{escape(value)}</a>')
         if kind == "phone":
-            return Markup('<a href="tel:{}">{}</a>').format(value, value)
+            return Markup(f'<a href="tel:{escape(value)}">{escape(value)}</a>')
         if kind == "long_text":
-            return Markup('<span class="prose">{}</span>').format(value)
+            return Markup(f'<span class="prose">{escape(value)}</span>')
         if kind in ("currency", "integer", "decimal", "percent"):
-            return Markup('<span class="num">{}</span>').format(self.text(obj, f, value))
+            return Markup(f'<span class="num">{escape(self.text(obj, f, value))}</span>')
         return escape(self.text(obj, f, value))
 
 

@@ -13,9 +13,7 @@ import sqlalchemy as sa
 from loomcrm.metadata.model import FieldDef, ObjectDef
 from loomcrm.platform import systemdb
 
-from ..query import ListParams, list_records
 from ..records import record_json
-from .listing import count_capped
 
 RELATED_ROWS = 5
 TIMELINE_ITEMS = 30
@@ -55,17 +53,38 @@ def list_columns(obj: ObjectDef, without: str | None = None, limit: int = 5) -> 
     return [f for f in fields if f is not None][:limit]
 
 
+def _related_statement(schema, child: ObjectDef, f: FieldDef, rows: int):
+    """rows + the total count in one statement (a window count), built once
+    per metadata version and reused with a bound value."""
+    cache = schema.extra.setdefault("forms.related_sql", {})
+    key = (child.name, f.name, rows)
+    statement = cache.get(key)
+    if statement is None:
+        table = schema.table(child.name)
+        order = []
+        for part in (child.layouts.list_.sort.split(",") if child.layouts.list_ and child.layouts.list_.sort else ["-created_at"]):
+            name = part.lstrip("-")
+            if name not in table.c:
+                continue
+            column = table.c[name]
+            order.append(sa.case((column.is_(None), 1), else_=0))  # blanks last, on both databases
+            order.append(column.desc() if part.startswith("-") else column.asc())
+        order.append(table.c.id)
+        statement = (sa.select(table, sa.func.count().over().label("_total"))
+                     .where(table.c[f.name] == sa.bindparam("value"), table.c._deleted_at.is_(None))
+                     .order_by(*order).limit(rows))
+        cache[key] = statement
+    return statement
+
+
 def related_lists(conn, schema, obj: ObjectDef, rid: str, rows: int = RELATED_ROWS) -> list[RelatedList]:
     out = []
     for child, f in links_to(schema, obj):
         value = rid if f.type == "lookup" else f"{obj.name}:{rid}"
-        sort = [(part.lstrip("-"), part.startswith("-")) for part in
-                (child.layouts.list_.sort.split(",") if child.layouts.list_ and child.layouts.list_.sort else [])]
-        params = ListParams(limit=rows, sort=sort, filters=[(f.name, "eq", value)])
         related = RelatedList(child, f, value, list_columns(child, without=f.name))
-        related.rows, _ = list_records(conn, schema, child, params)
-        related.count, related.exact = (len(related.rows), True) if len(related.rows) < rows \
-            else count_capped(conn, schema, child, params, cap=999)
+        found = conn.execute(_related_statement(schema, child, f, rows), {"value": value}).fetchall()
+        related.rows = [record_json(child, dict(r._mapping)) for r in found]
+        related.count = found[0]._total if found else 0
         out.append(related)
     return out
 

@@ -152,7 +152,7 @@ def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str) -> dict[
         path = {"field": stage_field, "stages": stage_field.stages, "index": index,
                 "current": stage_field.stages[index] if index >= 0 else None}
     return {"obj": obj, "record": record, "title": record_title(obj, record), "sections": sections(obj),
-            "related": related, "timeline": events, "ui": ui, "path": path}
+            "related": related, "timeline": events, "ui": ui, "stage_path": path}
 
 
 def build_forms_router(runtime, *, templates, page_context: Callable[..., dict]) -> APIRouter:
