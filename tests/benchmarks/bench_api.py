@@ -30,7 +30,7 @@ def run(quick: bool = False) -> list[Figure]:
         print("PostgreSQL is not reachable: the API benchmark runs on SQLite only")
         kinds = ["sqlite"]
     rounds = int(os.environ.get("BENCH_API_ROUNDS", 2 if quick else 5))
-    count = int(os.environ.get("BENCH_API_REQUESTS", 60 if quick else 600))
+    count = int(os.environ.get("BENCH_API_REQUESTS", 40 if quick else 600))
     figures = []
     for kind in kinds:
         with tempfile.TemporaryDirectory(prefix="loom-bench-api-") as tmp:

@@ -194,13 +194,13 @@ def _linear(folder: Path, sizes: list[int]) -> list[Figure]:
 
 def run(quick: bool = False) -> list[Figure]:
     kinds = ["sqlite"] + (["postgresql"] if not quick and postgres_available() else [])
-    sizes = [int(s) for s in os.environ.get("BENCH_IMPORT_SIZES", "500,2000" if quick else "10000,100000").split(",")]
+    sizes = [int(s) for s in os.environ.get("BENCH_IMPORT_SIZES", "300,1200" if quick else "10000,100000").split(",")]
     figures = []
     with tempfile.TemporaryDirectory(prefix="loom-bench-import-") as tmp:
         folder = Path(tmp)
         for kind in kinds:
             sub = folder / kind
             sub.mkdir()
-            figures.append(_maven(kind, sub, reps=1 if quick else 3, rows_limit=500 if quick else None))
+            figures.append(_maven(kind, sub, reps=1 if quick else 3, rows_limit=300 if quick else None))
         figures.extend(_linear(folder, sizes))
     return figures
