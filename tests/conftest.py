@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from support import IN_CI, fresh_postgres_database, start_server, stop_server
+from support import IN_CI, POSTGRES_ADMIN_URL, fresh_postgres_database, start_server, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
-POSTGRES_ADMIN_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 _postgres_error: str | None = None
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 LOOM = str(Path(sys.executable).with_name("loom"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_ADMIN_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def free_port() -> int:

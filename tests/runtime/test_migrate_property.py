@@ -18,9 +18,8 @@ from loomcrm.metadata.model import ObjectDef
 from loomcrm.metadata.versions import Snapshot
 from loomcrm.runtime.migrate.execute import PublishRefused, plan_for, publish
 
-from conftest import POSTGRES_ADMIN_URL
 from runtime_helpers import engine_for, insert_rows, schema_shape, select_all
-from support import fresh_postgres_database
+from support import POSTGRES_ADMIN_URL, fresh_postgres_database
 
 EXAMPLES = int(os.environ.get("LOOM_PROPERTY_EXAMPLES", "15"))
 TYPES = ["text", "long_text", "integer", "decimal", "boolean", "date", "email"]
