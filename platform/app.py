@@ -20,6 +20,7 @@ from loomcrm.runtime.api.openapi import install_openapi
 from loomcrm.runtime.api.routes import build_api_router
 from loomcrm.runtime.fields import FieldContext
 from loomcrm.runtime import forms
+from loomcrm.runtime.rules.hooks import Rules
 from loomcrm.runtime.state import Runtime
 
 from . import auth, i18n, systemdb
@@ -74,7 +75,7 @@ def open_database(settings: Settings) -> Engine:
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = engine or open_database(settings)
-    runtime = Runtime(engine, context=field_context(settings))
+    runtime = Runtime(engine, context=field_context(settings), hooks=Rules(timezone=settings.timezone))
     state = LoomState(settings=settings, engine=engine, secret_key=ensure_secret_key(engine, settings.secret_key), runtime=runtime)
 
     app = FastAPI(title="Loom", version="0.1.0", docs_url="/api/docs", redoc_url=None)

@@ -132,8 +132,6 @@ def _drag(page, card, column):
     page.mouse.up()
 
 
-@pytest.mark.xfail(strict=True, reason="the record service does not check stage criteria until the rules hooks "
-                                       "(runtime/rules/hooks.py) are plugged into the app's Runtime")
 def test_a_board_move_that_fails_the_exit_criteria_snaps_back(signed_in, server, api):
     page = signed_in
     deal = _new_opportunity(api, "看板测试 无需求")

@@ -139,7 +139,7 @@ def test_a_board_move_goes_through_the_record_service(client):
         assert first(client, "opportunity", q="蓉通物流")["stage"] == "needs_analysis"
     else:  # the stage criteria refused it: the errors say what to fix
         assert response.status_code == 422 and all(e["message"] and e["fix"] for e in body["errors"])
-    stale = client.patch(f"/app/opportunity/{deal['id']}/move", json={"field": "stage", "value": "initial_contact", "version": 1})
+    stale = client.patch(f"/app/opportunity/{deal['id']}/move", json={"field": "stage", "value": "needs_analysis", "version": 0})
     assert stale.status_code in (412, 422)
 
 

@@ -92,9 +92,9 @@ def test_the_api_serves_the_installed_pack_to_a_token(tmp_path):
         leads = httpx.get(f"{server.url}/api/v1/lead", headers=headers)
         assert leads.status_code == 200 and len(leads.json()["data"]) > 0
         created = httpx.post(f"{server.url}/api/v1/lead", headers=headers,
-                             json={"name": "王芳", "company": "杭州云帆", "phone": "138 0013 8001", "source": "trade_show", "status": "new"})
+                             json={"name": "王芳", "company": "杭州云帆", "phone": "177 0000 4242", "source": "trade_show", "status": "new"})
         assert created.status_code == 201, created.text
-        assert created.json()["phone"] == "+8613800138001"
+        assert created.json()["phone"] == "+8617700004242"
         wrong = httpx.post(f"{server.url}/api/v1/lead", headers=headers, json={"name": "x", "source": "fax", "status": "new"})
         assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "source"
         openapi = httpx.get(f"{server.url}/openapi.json").json()
