@@ -3,10 +3,13 @@ own browser here). Without chromium the browser suite is skipped, except in
 CI, where it must run."""
 
 import shutil
+import subprocess
+
+import httpx
 
 import pytest
 
-from support import IN_CI
+from support import IN_CI, LOOM, start_server, stop_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
@@ -39,3 +42,20 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One `loom serve` (crm pack, sample data) per test module."""
+    server = start_server(tmp_path_factory.mktemp("browser") / "data")
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def api(server):
+    """The server's REST API with an admin token."""
+    token = subprocess.run([LOOM, "token", "create", "admin"], env=server.env, capture_output=True, text=True,
+                           check=True).stdout.strip()
+    with httpx.Client(base_url=f"{server.url}/api/v1", headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client

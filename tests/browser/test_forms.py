@@ -2,29 +2,10 @@
 with the crm pack and its sample data."""
 
 import re
-import subprocess
 from datetime import date, timedelta
 
-import httpx
 import pytest
 from playwright.sync_api import expect
-
-from support import LOOM, start_server, stop_server
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("forms") / "data")
-    yield server
-    stop_server(server)
-
-
-@pytest.fixture(scope="module")
-def api(server):
-    token = subprocess.run([LOOM, "token", "create", "admin"], env=server.env, capture_output=True, text=True,
-                           check=True).stdout.strip()
-    with httpx.Client(base_url=f"{server.url}/api/v1", headers={"Authorization": f"Bearer {token}"}) as client:
-        yield client
 
 
 def password(server) -> str:

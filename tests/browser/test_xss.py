@@ -2,31 +2,14 @@
 list, record, board and search pages, checked in the browser."""
 
 import re
-import subprocess
 
 import httpx
 import pytest
 
-from support import LOOM, start_server, stop_server
 
 PAYLOADS = ['<script>window.__xss = "script"</script>', '" onmouseover="window.__xss = \'attr\'" x="',
             "<img src=x onerror=\"window.__xss = 'img'\">", "javascript:window.__xss='url'"]
 TEXT_LIKE = ("text", "long_text", "email", "phone", "url")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("xss") / "data")
-    yield server
-    stop_server(server)
-
-
-@pytest.fixture(scope="module")
-def api(server):
-    token = subprocess.run([LOOM, "token", "create", "admin"], env=server.env, capture_output=True, text=True,
-                           check=True).stdout.strip()
-    with httpx.Client(base_url=f"{server.url}/api/v1", headers={"Authorization": f"Bearer {token}"}) as client:
-        yield client
 
 
 def _save_hostile(api, object_name, base, payload):
