@@ -20,11 +20,13 @@ user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 pack_app = typer.Typer(help="Validate, install and export metadata bundles.", no_args_is_help=True)
 migrate_app = typer.Typer(help="Plan and publish the metadata draft.", no_args_is_help=True)
+rollups_app = typer.Typer(help="Recompute rollup fields and check them for drift.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(pack_app, name="pack")
 app.add_typer(expr_app, name="expr")
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(rollups_app, name="rollups")
 
 err = Console(stderr=True)
 
@@ -212,19 +214,32 @@ def import_(object_name: str = typer.Argument(..., metavar="OBJECT", help="The o
             map_: list[str] = typer.Option([], "--map", metavar="COL=FIELD", help="Fill FIELD from column COL (COL= skips the column)."),
             user: str = typer.Option("", "--user", help="Import as this user (owner and created_by); default: none."),
             batch_size: int = typer.Option(500, "--batch-size", min=1, max=100_000, help="Rows per transaction."),
-            rejected: Path = typer.Option(None, "--rejected", help="Where to write rejected rows (default: FILE.rejected.csv).")):
-    """Import rows from a file; rejected rows go to FILE.rejected.csv with their line and reasons."""
+            rejected: Path = typer.Option(None, "--rejected", help="Where to write rejected rows (default: FILE.rejected.csv)."),
+            skip_rules_reason: str = typer.Option(None, "--skip-rules", metavar="REASON",
+                                                  help="Save rows that break validation rules, stage criteria or duplicate "
+                                                       "rules (admins only); each skip is recorded in history with REASON.")):
+    """Import rows from a file; rejected rows go to FILE.rejected.csv with their line and reasons.
+
+    Every row goes through the record service with the rules on, as a save
+    through the API would."""
+    import contextlib
+
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     from loomcrm.runtime.importer import ImportFileError, import_file, parse_map
+    from loomcrm.runtime.rules.hooks import Rules, skip_rules
     from loomcrm.runtime.state import Runtime
 
     settings = _settings()
+    if skip_rules_reason is not None and not skip_rules_reason.strip():
+        _fail("--skip-rules needs a reason, e.g. --skip-rules 'migration from the old CRM'")
     engine = _engine(settings)
     actor = auth.find_user(engine, user) if user else None
     if user and actor is None:
         _fail(f"there is no user {user!r}")
-    runtime = Runtime(engine, context=_field_context(settings))
+    if skip_rules_reason is not None and (actor is None or actor.role != "admin"):
+        _fail("only an administrator may skip rules: add --user with an admin's user name")
+    runtime = Runtime(engine, context=_field_context(settings), hooks=Rules(timezone=settings.timezone))
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
                         console=err, transient=True)
     task = None
@@ -237,10 +252,12 @@ def import_(object_name: str = typer.Argument(..., metavar="OBJECT", help="The o
         progress.start()
         task = progress.add_task(f"{result.path.name} -> {result.object}", total=total or None)
 
+    skipping = skip_rules(skip_rules_reason) if skip_rules_reason is not None else contextlib.nullcontext()
     try:
-        result = import_file(runtime, object_name, file, parse_map(map_), user=actor, batch_size=batch_size,
-                             progress=lambda done, total: progress.update(task, completed=done, total=total or None),
-                             on_start=on_start, rejected_path=rejected)
+        with skipping:
+            result = import_file(runtime, object_name, file, parse_map(map_), user=actor, batch_size=batch_size,
+                                 progress=lambda done, total: progress.update(task, completed=done, total=total or None),
+                                 on_start=on_start, rejected_path=rejected)
     except (ImportFileError, OSError) as exc:
         message = str(exc) if isinstance(exc, ImportFileError) else f"{file}: {exc.strerror or exc}"
         err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
@@ -250,6 +267,42 @@ def import_(object_name: str = typer.Argument(..., metavar="OBJECT", help="The o
             progress.stop()
         engine.dispose()
     typer.echo(result.summary())
+
+
+@rollups_app.command("recompute")
+def rollups_recompute(object_name: str = typer.Argument(None, metavar="[OBJECT]", help="Only this object's rollups."),
+                      field_name: str = typer.Argument(None, metavar="[FIELD]", help="Only this rollup field.")):
+    """Rebuild rollups from their children, and what depends on them, in one transaction."""
+    from loomcrm.runtime import commands
+
+    settings = _settings()
+    try:
+        changed = commands.rollups_recompute(settings.resolved_database_url, object_name, field_name)
+    except LookupError as exc:
+        _fail(str(exc.args[0]))
+    typer.echo(f"Recomputed rollups: {changed} records changed.")
+
+
+@rollups_app.command("check")
+def rollups_check(object_name: str = typer.Argument(None, metavar="[OBJECT]", help="Only this object's rollups."),
+                  field_name: str = typer.Argument(None, metavar="[FIELD]", help="Only this rollup field."),
+                  limit: int = typer.Option(1000, min=1, help="Report at most this many drifted values."),
+                  as_json: bool = typer.Option(False, "--json", help="Print the drift as JSON.")):
+    """Report stored rollup values that differ from a recomputation; exit 1 on drift."""
+    from loomcrm.runtime import commands
+
+    settings = _settings()
+    try:
+        drift = commands.rollups_check(settings.resolved_database_url, object_name, field_name, limit=limit)
+    except LookupError as exc:
+        _fail(str(exc.args[0]))
+    if as_json:
+        typer.echo(json.dumps({"drift": [d.as_json() for d in drift]}, ensure_ascii=False, default=str))
+    else:
+        for d in drift:
+            typer.echo(f"{d.object}.{d.field} {d.id}: stored {d.as_json()['stored']!r}, expected {d.as_json()['expected']!r}")
+        typer.echo(f"{len(drift)} drifted values" + (" (run `loom rollups recompute` to fix them)" if drift else "."))
+    raise typer.Exit(1 if drift else 0)
 
 
 def _field_context(settings: Settings):

@@ -1,5 +1,6 @@
-"""Plain functions behind the `loom pack install/export` and `loom migrate
-plan/publish` commands; the CLI wraps them in Typer commands."""
+"""Plain functions behind the `loom pack install/export`, `loom migrate
+plan/publish` and `loom rollups recompute/check` commands; the CLI wraps
+them in Typer commands."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from pathlib import Path
 from typing import Mapping
 
 from loomcrm.platform import systemdb
-from loomcrm.platform.db import create_engine
+from loomcrm.platform.db import create_engine, write_transaction
 
 from .fields import FieldContext
 from .install import InstallResult, export_bundle, install_bundle, write_bundle
 from .migrate.execute import PublishResult, plan_for, publish
 from .migrate.plan import Plan
+from .rollups import Drift, check_drift, recompute
 
 
 def _engine(database_url: str):
@@ -69,3 +71,47 @@ def install_default_pack(engine, *, user_id: str | None = None, context: FieldCo
         if VersionStore().published_version(conn) > 0:
             return None
     return install_bundle(engine, "crm", user_id=user_id, ctx=context)
+
+
+def _published_schema(engine, object_name: str | None, field_name: str | None):
+    """The compiled published schema, after checking that OBJECT and FIELD name a rollup."""
+    from loomcrm.metadata.model import RollupField
+    from loomcrm.metadata.versions import VersionStore
+
+    from .tables import build_schema
+
+    with engine.connect() as conn:
+        version, snapshot = VersionStore().published(conn)
+    schema = build_schema(snapshot.objects, version)
+    if object_name is not None:
+        obj = schema.object(object_name)
+        if obj is None:
+            raise LookupError(f"there is no object {object_name!r}")
+        if field_name is not None and not isinstance(obj.field(field_name), RollupField):
+            raise LookupError(f"{object_name} has no rollup field {field_name!r}")
+    return schema
+
+
+def rollups_recompute(database_url: str, object_name: str | None = None, field_name: str | None = None) -> int:
+    """`loom rollups recompute [OBJECT [FIELD]]`: rebuild rollups from their
+    children in one transaction; the number of records whose values moved."""
+    engine = _engine(database_url)
+    try:
+        schema = _published_schema(engine, object_name, field_name)
+        with write_transaction(engine) as conn:
+            return recompute(conn, schema, object_name, field_name)
+    finally:
+        engine.dispose()
+
+
+def rollups_check(database_url: str, object_name: str | None = None, field_name: str | None = None,
+                  limit: int = 1000) -> list[Drift]:
+    """`loom rollups check [OBJECT [FIELD]]`: stored rollup values that differ
+    from a recomputation (at most `limit`); changes nothing."""
+    engine = _engine(database_url)
+    try:
+        schema = _published_schema(engine, object_name, field_name)
+        with engine.connect() as conn:
+            return check_drift(conn, schema, object_name, field_name, limit=limit)
+    finally:
+        engine.dispose()

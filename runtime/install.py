@@ -5,6 +5,12 @@ Install validates the bundle, merges it into the published metadata (on
 upgrade a three-way merge against the bundle as last shipped keeps admin
 customisations), then plans and publishes it, records the bundle and loads
 its sample data on first install, all in one transaction.
+
+Sample rows go through the record service with the rules on, so their
+defaults, formulas and rollups hold like any other record's; validation
+rules, stage criteria and duplicate rules are skipped (and the skip is in
+each row's history), because sample dates are fixed while rules such as
+"the close date is not in the past" move with the calendar.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from loomcrm.platform.db import write_transaction
 from .fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
 from .migrate.checks import check_snapshot
 from .migrate.execute import PublishResult, plan_for, publish
-from .records import Invalid, RecordError, RecordService, RuleHooks
+from .records import Invalid, RecordError, RecordService
 from .tables import build_schema
 
 
@@ -243,7 +249,9 @@ def _load_sample_data(conn, schema, bundle: Bundle, source: Path | None, ctx: Fi
         engine = None
         context = ctx
 
-    service = RecordService(_Runtime(), RuleHooks())
+    from .rules.hooks import Rules, skip_rules
+
+    service = RecordService(_Runtime(), Rules())
     keys: dict[tuple[str, str], str] = {}
     count = 0
     for obj in schema.objects.values():
@@ -265,8 +273,9 @@ def _load_sample_data(conn, schema, bundle: Bundle, source: Path | None, ctx: Fi
                 except FieldError as exc:
                     raise BundleError(f"data/{obj.name}.csv line {line}: {column}: {exc.message}") from None
             try:
-                record = service.create(obj.name, {k: v for k, v in values.items() if field_type(obj.field(k)).writable},
-                                        _SystemActor(), conn=conn, schema=schema)
+                with skip_rules(f"sample data of the {bundle.manifest.name} pack"):
+                    record = service.create(obj.name, {k: v for k, v in values.items() if field_type(obj.field(k)).writable},
+                                            _SystemActor(), conn=conn, schema=schema)
             except RecordError as exc:
                 raise BundleError(f"data/{obj.name}.csv line {line}: {exc.detail}", exc.errors) from None
             if key:
