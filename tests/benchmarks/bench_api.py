@@ -1,18 +1,20 @@
 """API overhead: create, get, list (a page of 50 with a filter and a sort)
 and update of opportunities over real HTTP, `loom serve` (with an API
 token) against the hand-written FastAPI + SQLAlchemy app of
-`baseline_app.py`, on SQLite and on PostgreSQL. The load comes from
-`loadgen.py` in its own process; rounds alternate Loom and baseline.
-Goal: Loom at least 0.8x the baseline's throughput."""
+`baseline_app.py`, on SQLite and on PostgreSQL. Both check an API token
+on every request. The load comes from `loadgen.py` in its own process;
+rounds alternate Loom and baseline. Goal: Loom at least 0.8x the
+baseline's throughput."""
 
 from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import tempfile
 from pathlib import Path
 
-from common import baseline_server, database, install_loom, load, loom_server, postgres_available
+from common import HERE, PYTHON, baseline_server, database, install_loom, load, loom_server, postgres_available
 from harness import Figure
 
 GOAL = 0.8
@@ -22,6 +24,12 @@ OPS = ("create", "get", "list", "update")
 def _spread(values: list[float]) -> float:
     median = statistics.median(values)
     return (max(values) - min(values)) / median * 50 if median else 0.0
+
+
+def baseline_token(database_url: str) -> str:
+    result = subprocess.run([PYTHON, str(HERE / "baseline_app.py"), database_url, "token"],
+                            capture_output=True, text=True, timeout=120, check=True)
+    return result.stdout.strip()
 
 
 def run(quick: bool = False) -> list[Figure]:
@@ -38,8 +46,9 @@ def run(quick: bool = False) -> list[Figure]:
             (folder / "loom").mkdir()
             with database(kind, folder, "loom") as loom_url, database(kind, folder, "baseline") as base_url:
                 env, token = install_loom(folder / "loom", loom_url)
+                base_token = baseline_token(base_url)
                 with loom_server(env, folder) as loom, baseline_server(base_url, folder) as base:
-                    sides = {"loom": (loom, token), "baseline": (base, "")}
+                    sides = {"loom": (loom, token), "baseline": (base, base_token)}
                     # Seed both with the same number of records; the ids feed get and update.
                     ids = {side: load(url, "create", token=tok, count=count, folder=folder, style=side)["ids"]
                            for side, (url, tok) in sides.items()}
