@@ -4,12 +4,12 @@ FastAPI app. Only this module and the CLI import every part of Loom."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -45,6 +45,7 @@ class LoomState:
     engine: Engine
     secret_key: str
     runtime: Runtime
+    tokens: auth.TokenCache = field(default_factory=auth.TokenCache)
 
 
 def ensure_secret_key(engine: Engine, configured: str) -> str:
@@ -150,9 +151,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return templates.TemplateResponse(request, "home.html", page_context(request))
 
     @app.get("/api/v1/me", tags=["auth"])
-    def me(request: Request):
+    async def me(user: auth.User = Depends(auth.current_user)):
         """The acting user (a quick check that a token works)."""
-        user = auth.current_user(request)
         return {"id": user.id, "username": user.username, "role": user.role, "locale": user.locale}
 
     app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context))

@@ -3,6 +3,10 @@
 Passwords are argon2 hashes. Session ids and API tokens are random secrets
 handed out once; the database keeps only their HMAC under the secret key,
 so a stolen database copy holds nothing that logs anyone in.
+
+A process remembers the user of an API token it has just checked for
+`TOKEN_CACHE_SECONDS` (see `TokenCache`), so that a script's requests do
+not each pay a database round trip before their real work.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,8 +24,9 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 
 from . import systemdb
 from .db import write_transaction
@@ -31,6 +38,8 @@ SESSION_COOKIE = "loom_session"
 SESSION_LIFETIME = timedelta(days=14)
 TOKEN_PREFIX = "loom_"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TOKEN_CACHE_SECONDS = 5.0
+TOKEN_CACHE_SIZE = 10_000
 
 _hasher = PasswordHasher()
 
@@ -176,13 +185,76 @@ def create_token(engine: Engine, secret_key: str, username: str, name: str = "")
 
 
 def user_for_token(engine: Engine, secret_key: str, token: str) -> User | None:
+    return user_for_token_hash(engine, keyed_hash(secret_key, token))
+
+
+def user_for_token_hash(engine: Engine, token_hash: str) -> User | None:
+    """The active user of a live (not revoked) token, from the database."""
     t, u = systemdb.api_tokens, systemdb.users
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(u).join(t, t.c.user_id == u.c.id)
-            .where(t.c.token_hash == keyed_hash(secret_key, token), t.c.revoked_at.is_(None), u.c.is_active.is_(True))
+            .where(t.c.token_hash == token_hash, t.c.revoked_at.is_(None), u.c.is_active.is_(True))
         ).first()
     return _user_from_row(row) if row else None
+
+
+def revoke_token(engine: Engine, secret_key: str, token: str, cache: TokenCache | None = None) -> bool:
+    """Revoke a token; False if it was unknown or already revoked. `cache`
+    (this process's) forgets it at once; other processes stop accepting it
+    within their cache's lifetime."""
+    token_hash = keyed_hash(secret_key, token)
+    t = systemdb.api_tokens
+    with write_transaction(engine) as conn:
+        result = conn.execute(t.update().where(t.c.token_hash == token_hash, t.c.revoked_at.is_(None)).values(revoked_at=_now()))
+    if cache is not None:
+        cache.forget(token_hash)
+    return result.rowcount == 1
+
+
+class TokenCache:
+    """The users of recently accepted API tokens, by the token's keyed hash,
+    each kept for `ttl` seconds after its database check.
+
+    The price is a staleness window: a token revoked, or a user deactivated
+    or demoted, by another process (the CLI, another web worker) still acts
+    as before in this process for up to `ttl` seconds. A revoke through
+    `revoke_token` with this cache takes effect here at once. Unknown and
+    revoked tokens are never cached, so a new token works immediately.
+    """
+
+    def __init__(self, ttl: float = TOKEN_CACHE_SECONDS, max_size: int = TOKEN_CACHE_SIZE, clock=time.monotonic):
+        self.ttl = ttl
+        self.max_size = max_size
+        self.clock = clock
+        self._entries: dict[str, tuple[float, User]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str) -> User | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        if entry[0] <= self.clock():
+            self._entries.pop(token_hash, None)
+            return None
+        return entry[1]
+
+    def put(self, token_hash: str, user: User) -> None:
+        now = self.clock()
+        with self._lock:
+            if len(self._entries) >= self.max_size:
+                # Many distinct tokens at once: drop the expired, and if
+                # that is not enough, start afresh (bounded memory first).
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= self.max_size:
+                    self._entries = {}
+            self._entries[token_hash] = (now + self.ttl, user)
+
+    def forget(self, token_hash: str) -> None:
+        self._entries.pop(token_hash, None)
+
+    def clear(self) -> None:
+        self._entries = {}
 
 
 # --- FastAPI dependencies --------------------------------------------------------
@@ -200,21 +272,28 @@ def request_session(request: Request) -> Session | None:
     return request.scope["loom_session"]
 
 
-def current_user(request: Request) -> User:
+async def current_user(request: Request) -> User:
     """The acting user: from `Authorization: Bearer`, else the session
     cookie. Cookie-authenticated writes must carry the session's CSRF token
-    in the `X-CSRF-Token` header (htmx sends it on every request)."""
+    in the `X-CSRF-Token` header (htmx sends it on every request).
+
+    Async so that a token found in the cache costs no trip to the thread
+    pool; database lookups still run there."""
     state = request.app.state.loom
     header = request.headers.get("authorization")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("use 'Authorization: Bearer <token>'")
-        user = user_for_token(state.engine, state.secret_key, token.strip())
+        token_hash = keyed_hash(state.secret_key, token.strip())
+        user = state.tokens.get(token_hash)
         if user is None:
-            raise _unauthorized("the API token is unknown or revoked")
+            user = await run_in_threadpool(user_for_token_hash, state.engine, token_hash)
+            if user is None:
+                raise _unauthorized("the API token is unknown or revoked")
+            state.tokens.put(token_hash, user)
         return user
-    session = request_session(request)
+    session = await run_in_threadpool(request_session, request)
     if session is None:
         raise _unauthorized("sign in, or send an API token")
     if request.method in UNSAFE_METHODS:
@@ -227,8 +306,7 @@ def check_csrf(session: Session, sent: str | None) -> None:
         raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
 
 
-def require_admin(request: Request) -> User:
-    user = current_user(request)
+def require_admin(user: User = Depends(current_user)) -> User:
     if not user.is_admin:
         raise HTTPException(status_code=403, detail="only administrators may do this")
     return user

@@ -1,9 +1,10 @@
 import re
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from loomcrm.platform import auth
+from loomcrm.platform import auth, systemdb
 from loomcrm.platform.app import create_app
 from loomcrm.platform.settings import Settings
 
@@ -115,3 +116,27 @@ def test_secret_key_is_generated_once_and_shared(tmp_path):
     second = create_app(Settings(data_dir=tmp_path)).state.loom.secret_key
     assert first == second and len(first) >= 40
     assert create_app(Settings(data_dir=tmp_path, secret_key="configured")).state.loom.secret_key == "configured"
+
+
+def test_accepted_tokens_are_cached_for_a_few_seconds_and_revoked_at_once_in_this_process(app):
+    state = app.state.loom
+    clock = [0.0]
+    state.tokens = auth.TokenCache(ttl=auth.TOKEN_CACHE_SECONDS, clock=lambda: clock[0])
+    token = auth.create_token(state.engine, state.secret_key, "rep")
+    client = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    assert client.get("/api/v1/me").status_code == 200
+
+    # Revoked elsewhere (another process writes the database): this process
+    # accepts the token until its cache entry is TOKEN_CACHE_SECONDS old.
+    with state.engine.begin() as conn:
+        conn.execute(systemdb.api_tokens.update().values(revoked_at=sa.func.current_timestamp()))
+    assert client.get("/api/v1/me").status_code == 200
+    clock[0] += auth.TOKEN_CACHE_SECONDS
+    assert client.get("/api/v1/me").status_code == 401
+
+    # Revoked through this process: refused at once.
+    second = auth.create_token(state.engine, state.secret_key, "rep")
+    client.headers["Authorization"] = f"Bearer {second}"
+    assert client.get("/api/v1/me").status_code == 200
+    assert auth.revoke_token(state.engine, state.secret_key, second, cache=state.tokens)
+    assert client.get("/api/v1/me").status_code == 401

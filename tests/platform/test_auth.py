@@ -67,3 +67,51 @@ def test_sessions_end_and_expire(engine):
     with engine.begin() as conn:
         conn.execute(systemdb.sessions.update().values(expires_at=sa.func.current_timestamp()))
     assert auth.load_session(engine, "secret", old.token) is None
+
+
+def test_revoked_tokens_stop_working(engine):
+    auth.create_user(engine, "qian", "user", "password1")
+    token = auth.create_token(engine, "secret", "qian")
+    other = auth.create_token(engine, "secret", "qian")
+    assert auth.revoke_token(engine, "secret", token) is True
+    assert auth.user_for_token(engine, "secret", token) is None
+    assert auth.revoke_token(engine, "secret", token) is False
+    assert auth.revoke_token(engine, "secret", token + "x") is False
+    assert auth.user_for_token(engine, "secret", other).username == "qian"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_token_cache_keeps_users_for_its_lifetime_only():
+    clock = FakeClock()
+    cache = auth.TokenCache(ttl=5, clock=clock)
+    user = auth.User(id="u1", username="sun", role="user")
+    assert cache.get("h1") is None
+    cache.put("h1", user)
+    clock.now += 4.9
+    assert cache.get("h1") == user
+    clock.now += 0.1
+    assert cache.get("h1") is None
+    cache.put("h1", user)
+    cache.forget("h1")
+    assert cache.get("h1") is None
+
+
+def test_token_cache_stays_bounded():
+    clock = FakeClock()
+    cache = auth.TokenCache(ttl=5, max_size=3, clock=clock)
+    user = auth.User(id="u1", username="sun", role="user")
+    cache.put("old", user)
+    clock.now += 10
+    for key in ("a", "b"):
+        cache.put(key, user)
+    cache.put("c", user)  # full: the expired entry goes first
+    assert [cache.get(k) for k in ("old", "a", "b", "c")] == [None, user, user, user]
+    cache.put("d", user)  # full of live entries: starts afresh
+    assert [cache.get(k) for k in ("a", "b", "c", "d")] == [None, None, None, user]
