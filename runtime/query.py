@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field as dc_field
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -183,51 +184,65 @@ def _condition(column, op, value):
 
 
 # --- cursors ---------------------------------------------------------------------
+#
+# A cursor is the sort key of the last row of a page, typed by its column:
+# {"v": format, "s": the sort it belongs to, "k": [values]}. A cursor of
+# another sort or an older format is refused, never read as a wrong page.
+
+CURSOR_FORMAT = 2
+
 
 def _cursor_value(value):
     if isinstance(value, Decimal):
-        return {"d": str(value)}
-    if hasattr(value, "isoformat"):
-        return {"t": value.isoformat()}
+        return str(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
     return value
 
 
 def encode_cursor(values: list[Any], signature: str) -> str:
-    raw = json.dumps({"s": signature, "k": [_cursor_value(v) for v in values]}, separators=(",", ":"))
+    raw = json.dumps({"v": CURSOR_FORMAT, "s": signature, "k": [_cursor_value(v) for v in values]}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, signature: str, types: list) -> list[Any]:
+def decode_cursor(cursor: str, signature: str, columns: list[sa.Column]) -> list[Any]:
+    """The key values of `cursor`, each checked against its column's type."""
     try:
         if len(cursor) > 4000:
             raise ValueError("too long")
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(data, dict) or data.get("s") != signature or not isinstance(data.get("k"), list) \
-                or len(data["k"]) != len(types):
+        if not isinstance(data, dict) or not isinstance(data.get("k"), list):
             raise ValueError("shape")
-        values = []
-        for raw, kind in zip(data["k"], types):
-            values.append(_restore(raw, kind))
-        return values
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, KeyError, ArithmeticError):
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise BadQuery("malformed cursor: start again without it") from None
+    if data.get("v") != CURSOR_FORMAT or data.get("s") != signature or len(data["k"]) != len(columns):
+        raise BadQuery("this cursor belongs to another sort or an older version of the list: start again without it")
+    try:
+        return [_restore(raw, column) for raw, column in zip(data["k"], columns)]
+    except (ValueError, TypeError, ArithmeticError):
         raise BadQuery("malformed cursor: start again without it") from None
 
 
-def _restore(raw, kind):
-    from datetime import date, datetime
-
+def _restore(raw, column: sa.Column):
     if raw is None:
+        if not column.nullable:
+            raise ValueError("null")
         return None
-    if isinstance(raw, dict) and set(raw) == {"d"}:
-        return Decimal(str(raw["d"]))
-    if isinstance(raw, dict) and set(raw) == {"t"}:
-        text = str(raw["t"])
-        return datetime.fromisoformat(text) if "T" in text or " " in text else date.fromisoformat(text)
-    if isinstance(raw, (str, int, float, bool)) and not isinstance(raw, dict):
-        if kind is int and (not isinstance(raw, int) or isinstance(raw, bool)):
-            raise ValueError("type")
-        if kind is str and not isinstance(raw, str):
-            raise ValueError("type")
+    kind = column.type
+    kind = (kind.impl_instance if isinstance(kind, sa.types.TypeDecorator) else kind).python_type
+    if kind is Decimal and isinstance(raw, str):
+        value = Decimal(raw)
+        if not value.is_finite():
+            raise ValueError("not a number")
+        return value
+    if kind is datetime and isinstance(raw, str):
+        value = datetime.fromisoformat(raw)
+        if value.tzinfo is None:
+            raise ValueError("naive")
+        return value
+    if kind is date and isinstance(raw, str):
+        return date.fromisoformat(raw)
+    if type(raw) is kind and kind in (str, int, bool):
         return raw
     raise ValueError("type")
 
@@ -254,53 +269,81 @@ def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams):
 
 
 def list_records(conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, params: ListParams) -> tuple[list[dict], str | None]:
+    """One page of records and the cursor of the next page (None on the last
+    page), in one SELECT whatever the page size or depth.
+
+    The order is the sort, nulls last in both directions, then the id in the
+    direction of the last key. The SQL is shaped so that an index on the
+    leading sort key serves it: the rows where that key is null come from a
+    separate branch of a UNION ALL, read only once the others run out, so
+    each branch orders by the bare column in its native direction and the
+    cursor gives the index a plain range bound."""
     table, query = build_select(schema, obj, params)
     sort = params.sort or [("created_at", True)]
     if all(name != "id" for name, _ in sort):
         sort = sort + [("id", sort[-1][1])]
-    # Each sort key is (is null, value): nulls last in both directions, on both databases.
-    parts: list[tuple[Any, bool]] = []
-    kinds: list = []
-    for name, desc in sort:
-        column = table.c[name]
-        if name != "id" and column.nullable:
-            parts.append((sa.case((column.is_(None), 1), else_=0), False))
-            kinds.append(int)
-        parts.append((column, desc))
-        kinds.append(str if name == "id" else None)
+    keys = [(table.c[name], desc) for name, desc in sort]
     signature = ",".join(("-" if d else "") + n for n, d in sort)
-    if params.cursor:
-        last = decode_cursor(params.cursor, signature, kinds)
-        query = query.where(_after(parts, last))
-    query = query.order_by(*[(p.desc() if desc else p.asc()) for p, desc in parts]).limit(params.limit + 1)
-    rows = [dict(r._mapping) for r in conn.execute(query)]
-    more = len(rows) > params.limit
-    rows = rows[: params.limit]
+    last = decode_cursor(params.cursor, signature, [c for c, _ in keys]) if params.cursor else None
+    size = params.limit + 1
+    (lead, desc), rest = keys[0], keys[1:]
+
+    def page(q, order, native_lead=False):
+        terms = [_ordered(c, d) for c, d in order]
+        if native_lead:  # no nulls here: the bare direction matches an index read either way
+            terms.insert(0, lead.desc() if desc else lead.asc())
+        return q.order_by(*terms).limit(size)
+
+    def after(q):
+        if last is None:
+            return q
+        q = q.where(_after(keys, last))
+        if last[0] is not None:  # a plain range on the leading key, for the index
+            q = q.where(lead <= _bind(lead, last[0]) if desc else lead >= _bind(lead, last[0]))
+        return q
+
+    if not lead.nullable:
+        statement = page(after(query), keys)
+    elif last is not None and last[0] is None:  # already in the null group
+        statement = page(after(query.where(lead.is_(None))), rest)
+    else:  # every null comes after every value: the null branch needs no cursor condition
+        values = page(after(query.where(lead.is_not(None))), rest, native_lead=True)
+        nulls = page(query.where(lead.is_(None)), rest)
+        # UNION ALL reads its branches in order and stops at the limit: a
+        # branch holding a LIMIT never runs in parallel on PostgreSQL, and
+        # SQLite runs a compound select left to right.
+        statement = sa.union_all(sa.select(values.subquery()), sa.select(nulls.subquery())).limit(size)
+    rows = [dict(r._mapping) for r in conn.execute(statement)]
     next_cursor = None
-    if more and rows:
-        last_row = rows[-1]
-        values = []
-        for name, _desc in sort:
-            column = table.c[name]
-            if name != "id" and column.nullable:
-                values.append(1 if last_row[name] is None else 0)
-            values.append(last_row[name])
-        next_cursor = encode_cursor(values, signature)
+    if len(rows) > params.limit:
+        rows = rows[: params.limit]
+        next_cursor = encode_cursor([rows[-1][c.name] for c, _ in keys], signature)
     return [record_json(obj, r) for r in rows], next_cursor
 
 
-def _after(parts, last):
-    """Rows strictly after `last` in the order of `parts` (a keyset condition)."""
+def _bind(column, value):
+    return sa.literal(value, column.type)
+
+
+def _ordered(column, desc):
+    ordered = column.desc() if desc else column.asc()
+    return ordered.nulls_last() if column.nullable else ordered
+
+
+def _after(keys, last):
+    """Rows strictly after `last` in the order of `keys`, nulls last: some
+    key beyond its value with every key before it equal. Nothing is beyond
+    a null but other nulls are equal to it."""
     clauses = []
-    for i, (expr, desc) in enumerate(parts):
-        value = last[i]
-        equal = [(_eq(parts[j][0], last[j])) for j in range(i)]
+    for i, ((column, desc), value) in enumerate(zip(keys, last)):
         if value is None:
-            continue  # nothing sorts after NULL within an equal prefix (the null flag sorts first)
-        step = expr < value if desc else expr > value
-        clauses.append(sa.and_(*equal, step))
+            continue
+        beyond = column < _bind(column, value) if desc else column > _bind(column, value)
+        if column.nullable:
+            beyond = sa.or_(beyond, column.is_(None))
+        clauses.append(sa.and_(*[_eq(c, v) for (c, _), v in zip(keys[:i], last[:i])], beyond))
     return sa.or_(*clauses) if clauses else sa.false()
 
 
-def _eq(expr, value):
-    return expr.is_(None) if value is None else expr == value
+def _eq(column, value):
+    return column.is_(None) if value is None else column == _bind(column, value)
