@@ -10,10 +10,10 @@ history and outbox apply exactly as for an API write).
 - Cells are parsed per field type (the registry's `parse_csv`); a lookup
   cell names its target by the target's title field value or by its id; a
   user cell by user name or id.
-- Valid rows are saved in batches, one transaction per batch. A batch runs
-  without savepoints; when the record service refuses a row, the batch is
-  rolled back and replayed with a savepoint per row, so a refused row never
-  leaves anything behind and the others are still saved.
+- Valid rows are saved in batches, one transaction per batch, with the
+  record service's `create_many` (checks and writes per batch, the same
+  rules as one save at a time): a refused row never leaves anything
+  behind and the others are still saved.
 - Each rejected row goes to `FILE.rejected.csv` beside the input (or the
   file `--rejected` names): its
   original cells, then `line` (its line in the file) and `errors`. Cells
@@ -425,10 +425,11 @@ def _parse_row(row: _Row, plan, obj: ObjectDef, resolver: _Resolver, conn, ctx, 
     values: dict[str, Any] = {}
     for index, f in plan:
         cell = row.cells[index]
-        name = f if f == "owner" else f.name
+        owner = isinstance(f, str)   # "owner" (comparing a FieldDef with == is slow: pydantic)
+        name = f if owner else f.name
         try:
             text = cell.strip()
-            if f == "owner":
+            if owner:
                 values["owner"] = resolver.user(conn, text) if text else None
             elif f.type == "lookup":
                 values[name] = resolver.record(conn, f.to, text) if text else None
@@ -561,26 +562,14 @@ def import_file(runtime, object_name: str, path: str | Path, mapping: Mapping[st
 
 
 def _save_batch(runtime, schema, obj, rows: list[_Row], user) -> int:
-    """One transaction for the batch. Fast path without savepoints; if the
-    record service refuses any row, roll the batch back and replay it with a
-    savepoint per row."""
-    records = runtime.records
-    try:
-        with write_transaction(runtime.engine) as conn:
-            for row in rows:
-                records.create(obj.name, row.values, user, conn=conn, schema=schema)
-        return len(rows)
-    except (RecordError, sa.exc.DBAPIError):
-        pass
-    saved = 0
+    """One transaction for the batch, through the record service's
+    `create_many`: the rows it refuses get its reasons, the others are saved."""
     with write_transaction(runtime.engine) as conn:
-        for row in rows:
-            try:
-                with conn.begin_nested():
-                    records.create(obj.name, row.values, user, conn=conn, schema=schema)
-                saved += 1
-            except RecordError as exc:
-                row.errors.extend(_record_errors(exc))
-            except sa.exc.DBAPIError as exc:
-                row.errors.append(f"the database refused the row: {str(exc.orig).splitlines()[0][:200]}")
+        outcomes = runtime.records.create_many(obj.name, [row.values for row in rows], user, conn=conn, schema=schema)
+    saved = 0
+    for row, outcome in zip(rows, outcomes):
+        if isinstance(outcome, RecordError):
+            row.errors.extend(_record_errors(outcome))
+        else:
+            saved += 1
     return saved

@@ -6,8 +6,12 @@ normalisation (field-type registry), literal defaults and auto-numbers,
 the rules hooks (defaults, formulas, validation rules, stage criteria: see
 `RuleHooks`), required values, lookup and user existence, unique values;
 then in one transaction the row write with `version` + 1, history rows for
-`track_history` fields and an outbox event. All problems of one save are
-reported together.
+`track_history` fields and an outbox event, and the after-write hooks. All
+problems of one save are reported together.
+
+`create_many` runs the same path for many new records of one object with
+one query per batch for each check and one statement per batch for each
+write (imports).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import uuid
 from dataclasses import dataclass, field as dc_field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, Iterator
 
 import sqlalchemy as sa
@@ -30,6 +35,7 @@ from .tables import CompiledSchema, table_name, uid_of
 
 WRITABLE_SYSTEM = ("owner",)
 SYSTEM_READ_ONLY = ("id", "version", "created_at", "updated_at", "created_by", "updated_by")
+IN_CHUNK = 500   # values per IN (...) of a batch's checks
 
 
 class RecordError(Exception):
@@ -101,6 +107,12 @@ class RuleHooks:
     def after_write(self, ctx: SaveContext) -> None:
         """In the same transaction, after the row is written: rollups on parents."""
 
+    def after_write_many(self, ctxs: list[SaveContext]) -> None:
+        """`after_write` for the records of one batch (`create_many`), all
+        written by then; override to do the work once for the batch."""
+        for ctx in ctxs:
+            self.after_write(ctx)
+
     def after_delete(self, conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, row: dict, user) -> None:
         """In the same transaction, after a record went to the recycle bin."""
 
@@ -127,9 +139,6 @@ def record_json(obj: ObjectDef, row: dict[str, Any]) -> dict[str, Any]:
 
 def _json_value(value: Any) -> Any:
     """A JSON-storable form for history and outbox rows."""
-    from decimal import Decimal
-    from datetime import date
-
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -141,6 +150,86 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_value(v) for v in value]
     return value
+
+
+@dataclass
+class _Plan:
+    """What the save path needs to know about one object, worked out once
+    per metadata version (kept in `CompiledSchema.extra`)."""
+
+    fields: dict[str, tuple[FieldDef, Any]]       # name -> (field, field type)
+    names: list[str]                              # stored fields, in order
+    defaults: list[FieldDef]                      # writable fields with a literal default
+    auto_numbers: list[FieldDef]
+    unique: list[FieldDef]
+    links: list[FieldDef]                         # lookup and related_to fields
+    users: list[str]                              # user fields, then owner
+    columns: list[str]                            # every column of the table
+    insert: sa.Insert
+    update: sa.Update
+    # Whether a create can change what a later create of the same object
+    # reads before its write: a rollup summarising the object moves its
+    # parents, which the rules of the next record may read through a lookup.
+    independent: bool
+
+
+def _plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
+    key = ("records.plan", obj.name)
+    plan = schema.extra.get(key)
+    if plan is None:
+        table = schema.table(obj.name)
+        kinds = {f.name: (f, field_type(f)) for f in obj.fields}
+        summarised = any(f.type == "rollup" and getattr(f, "from_", None) == obj.name
+                         for other in schema.objects.values() for f in other.fields)
+        plan = schema.extra[key] = _Plan(
+            fields=kinds, names=[f.name for f in obj.fields],
+            defaults=[f for f, kind in kinds.values() if f.default is not None and kind.writable],
+            auto_numbers=[f for f in obj.fields if f.type == "auto_number"],
+            unique=[f for f in obj.fields if f.unique],
+            links=[f for f in obj.fields if f.type in ("lookup", "related_to")],
+            users=[f.name for f in obj.fields if f.type == "user"] + ["owner"],
+            columns=list(table.c.keys()),
+            insert=sa.insert(table),
+            update=sa.update(table).where(table.c.id == sa.bindparam("_rid"), table.c.version == sa.bindparam("_rversion")),
+            independent=not summarised)
+    return plan
+
+
+def _alive(table: sa.Table):
+    return table.c._deleted_at.is_(None) if "_deleted_at" in table.c else sa.true()
+
+
+def _chunks(items: list, size: int = IN_CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _key(value: Any) -> Any:
+    """A value as a set member (multi-picklists are lists)."""
+    if isinstance(value, list):
+        return tuple(_key(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _key(v)) for k, v in value.items()))
+    return value
+
+
+def _duplicate_keys(obj: ObjectDef, plan: _Plan, record: dict[str, Any]) -> set[tuple]:
+    """The values under which the object's duplicate rules would match
+    `record` against another record (none when a rule's field is blank)."""
+    from .rules.duplicates import normalize
+
+    keys = set()
+    for rule in obj.duplicate_rules:
+        fields = [plan.fields.get(name) for name in rule.fields]
+        if any(f is None or f[1].is_blank(record.get(f[0].name)) for f in fields):
+            continue
+        keys.add((rule.name, *[_key(normalize(f.type, record[f.name])) for f, _ in fields]))
+    return keys
+
+
+def _refusal(exc: sa.exc.DBAPIError) -> RecordError:
+    reason = f"the database refused the values: {str(exc.orig).splitlines()[0][:200]}"
+    return Conflict(reason) if isinstance(exc, sa.exc.IntegrityError) else RecordError(reason)
 
 
 class RecordService:
@@ -196,6 +285,102 @@ class RecordService:
         with self._transaction(conn) as tx:
             return self._save(tx, schema, obj, None, data, user, expected_version=None)
 
+    def create_many(self, object_name: str, rows: list[dict[str, Any]], user, *, conn=None,
+                    schema=None) -> list[dict[str, Any] | RecordError]:
+        """Create records of one object from `rows`, with exactly the checks,
+        rules, history and outbox of `create` row by row, but with the reads
+        and writes done per batch: lookups, users and unique values are
+        checked with one query per batch, rows, history and events written
+        with one statement each.
+
+        Answers, per row and in order, the saved record (as `create` does)
+        or the RecordError that refused it. Refused rows leave nothing
+        behind; the others are saved, in `conn`'s transaction or one of
+        create_many's own.
+
+        Rows of one batch see each other as if saved one by one: a unique
+        value taken by an earlier row refuses a later one. The rules hooks
+        of a row run before the rows ahead of it are written, except that
+        rows the object's duplicate rules could match are written first,
+        and an object that a rollup summarises is saved row by row (its
+        saves move the parents the next row's rules may read).
+        """
+        schema = self._schema(conn, schema)
+        obj = self.object_of(schema, object_name)
+        rows = list(rows)
+        with self._transaction(conn) as tx:
+            try:
+                with tx.begin_nested():
+                    if _plan(schema, obj).independent:
+                        return self._create_batch(tx, schema, obj, rows, user)
+                    return [self._create_checked(tx, schema, obj, data, user) for data in rows]
+            except (RecordError, sa.exc.DBAPIError):
+                pass
+            # A write was refused (a race with another writer, a rule that
+            # failed after the write): undo the batch, then save it again row
+            # by row, each in a savepoint, to find and report the row.
+            return [self._create_alone(tx, schema, obj, data, user) for data in rows]
+
+    def _create_checked(self, conn, schema, obj, data, user) -> dict[str, Any] | RecordError:
+        """One create whose refusal before the write is answered, not raised."""
+        try:
+            ctx = self._prepare(conn, schema, obj, None, data, user)
+            self._check(conn, schema, obj, ctx)
+        except RecordError as exc:
+            return exc
+        return self._insert(conn, schema, obj, [ctx], user)[0]
+
+    def _create_alone(self, conn, schema, obj, data, user) -> dict[str, Any] | RecordError:
+        try:
+            with conn.begin_nested():
+                return self._save(conn, schema, obj, None, data, user, expected_version=None)
+        except RecordError as exc:
+            return exc
+        except sa.exc.DBAPIError as exc:
+            return _refusal(exc)
+
+    def _create_batch(self, conn, schema, obj, rows, user) -> list[dict[str, Any] | RecordError]:
+        plan = _plan(schema, obj)
+        results: list[Any] = [None] * len(rows)
+        prepared: list[tuple[int, SaveContext]] = []
+        for i, data in enumerate(rows):
+            try:
+                prepared.append((i, self._prepare(conn, schema, obj, None, data, user)))
+            except RecordError as exc:
+                results[i] = exc
+        ctxs = [ctx for _, ctx in prepared]
+        found = self._existing_links(conn, schema, obj, ctxs)
+        taken = self._taken_values(conn, schema, obj, ctxs)
+        claimed: dict[str, set] = {f.name: set() for f in plan.unique}
+        pending: list[tuple[int, SaveContext]] = []
+        pending_keys: set[tuple] = set()
+
+        def flush() -> None:
+            if not pending:
+                return
+            for (i, _), saved in zip(pending, self._insert(conn, schema, obj, [ctx for _, ctx in pending], user)):
+                results[i] = saved
+            pending.clear()
+            pending_keys.clear()
+
+        for i, ctx in prepared:
+            keys = _duplicate_keys(obj, plan, ctx.values) if obj.duplicate_rules else set()
+            if keys & pending_keys:
+                flush()   # the duplicate rules look in the database: the rows they could match must be there
+            try:
+                self._check(conn, schema, obj, ctx, exists=lambda table, rid: rid in found[table.name],
+                            is_taken=lambda f, value: _key(value) in taken[f.name] or _key(value) in claimed[f.name])
+            except RecordError as exc:
+                results[i] = exc
+                continue
+            for f in plan.unique:
+                if f.name in ctx.changed and ctx.values.get(f.name) is not None:
+                    claimed[f.name].add(_key(ctx.values[f.name]))
+            pending.append((i, ctx))
+            pending_keys |= _duplicate_keys(obj, plan, ctx.values) if obj.duplicate_rules else set()
+        flush()
+        return results
+
     def update(self, object_name: str, rid: str, data: dict[str, Any], user, *, expected_version: int | None = None,
                conn=None, schema=None) -> dict[str, Any]:
         schema = self._schema(conn, schema)
@@ -205,14 +390,23 @@ class RecordService:
             return self._save(tx, schema, obj, old, data, user, expected_version=expected_version)
 
     def _save(self, conn, schema, obj, old, data, user, *, expected_version) -> dict[str, Any]:
+        ctx = self._prepare(conn, schema, obj, old, data, user, expected_version=expected_version)
+        self._check(conn, schema, obj, ctx)
+        if old is None:
+            return self._insert(conn, schema, obj, [ctx], user)[0]
+        return self._update(conn, schema, obj, ctx, user)
+
+    def _prepare(self, conn, schema, obj, old, data, user, *, expected_version: int | None = None) -> SaveContext:
+        """Coercion, defaults and the hooks up to formulas, then required
+        values: the save's context with the problems found so far."""
         if not isinstance(data, dict):
             raise RecordError("the body must be a JSON object")
+        plan = _plan(schema, obj)
         is_new = old is None
         ctx_fields = self.runtime.context
         errors: list[FieldError] = []
         values: dict[str, Any] = {}
         for key, raw in data.items():
-            f = obj.field(key) if isinstance(key, str) else None
             if key in WRITABLE_SYSTEM:
                 if raw is not None and (not isinstance(raw, str) or len(raw) > 32):
                     errors.append(FieldError("type", "owner must be a user id", key))
@@ -222,10 +416,10 @@ class RecordService:
             if key in SYSTEM_READ_ONLY:
                 errors.append(FieldError("read_only", f"{key} is set by Loom", key))
                 continue
+            f, kind = plan.fields.get(key, (None, None)) if isinstance(key, str) else (None, None)
             if f is None:
                 errors.append(FieldError("unknown_field", f"{obj.name} has no field {str(key)[:63]!r}", str(key)[:63]))
                 continue
-            kind = field_type(f)
             if not kind.writable or f.read_only:
                 errors.append(FieldError("read_only", f"{f.name} is read only", f.name))
                 continue
@@ -241,114 +435,196 @@ class RecordService:
         if expected_version is not None and not is_new and old["version"] != expected_version:
             raise PreconditionFailed(f"the record is at version {old['version']}, not {expected_version}")
 
-        record = dict(old) if old else {f.name: None for f in obj.fields}
+        record = dict(old) if old else dict.fromkeys(plan.names)
         if is_new:
-            for f in obj.fields:
-                if f.name not in values and f.default is not None and field_type(f).writable:
+            for f in plan.defaults:
+                if f.name not in values:
                     try:
-                        values[f.name] = field_type(f).coerce(f, f.default, ctx_fields)
+                        values[f.name] = plan.fields[f.name][1].coerce(f, f.default, ctx_fields)
                     except FieldError:
                         pass
             values.setdefault("owner", getattr(user, "id", None))
         record.update(values)
-        changed = {k for k in values if is_new or old.get(k) != values[k]}
+        changed = set(values) if is_new else {k for k in values if old.get(k) != values[k]}
         ctx = SaveContext(schema=schema, obj=obj, user=user, is_new=is_new, old=old, values=record, changed=changed,
                           conn=conn, errors=errors)
         if is_new:
             self.hooks.defaults(ctx)
         self.hooks.compute(ctx)
-        for f in obj.fields:
-            if (is_new or f.name in values) and self.hooks.is_required(ctx, f) and field_type(f).writable \
-                    and field_type(f).is_blank(record.get(f.name)) and not any(e.field == f.name for e in errors):
+        for f, kind in plan.fields.values():
+            if (is_new or f.name in values) and self.hooks.is_required(ctx, f) and kind.writable \
+                    and kind.is_blank(record.get(f.name)) and not any(e.field == f.name for e in errors):
                 errors.append(FieldError("required", f"{f.name} is required", f.name))
-        errors.extend(self._check_links(conn, schema, obj, record, changed))
+        return ctx
+
+    def _check(self, conn, schema, obj, ctx: SaveContext, *, exists=None, is_taken=None) -> None:
+        """Links, the validation hook and unique values; raises Invalid or
+        Conflict with every problem. `exists(table, id)` and
+        `is_taken(field, value)` answer from a batch's queries; by default
+        they ask the database."""
+        if exists is None:
+            def exists(table, rid):
+                return conn.execute(sa.select(table.c.id).where(table.c.id == rid, _alive(table))).first() is not None
+        if is_taken is None:
+            own = schema.table(obj.name)
+            own_id = None if ctx.is_new else ctx.old["id"]
+
+            def is_taken(f, value):
+                query = sa.select(own.c.id).where(own.c[f.name] == value)
+                if own_id is not None:
+                    query = query.where(own.c.id != own_id)
+                return conn.execute(query.limit(1)).first() is not None
+        errors = ctx.errors
+        for name, target, target_id, message in self._links(schema, obj, ctx):
+            if target is None or not exists(target, target_id):
+                errors.append(FieldError("not_found", message, name))
         self.hooks.validate(ctx)
-        unique_errors = self._check_unique(conn, schema, obj, record, changed, None if is_new else old["id"]) + ctx.conflicts
+        # Unique values count deleted records too (their values stay reserved).
+        unique_errors = [FieldError("unique", f"another {obj.name} has this {f.name}", f.name)
+                         for f, value in self._unique_values(schema, obj, ctx) if is_taken(f, value)] + ctx.conflicts
         if errors:
             raise Invalid(f"{len(errors) + len(unique_errors)} problems with the values", [e.as_dict() for e in errors + unique_errors])
         if unique_errors:
             raise Conflict("a unique value is taken", [e.as_dict() for e in unique_errors])
 
-        table = schema.table(obj.name)
-        now, uid = now_utc(), getattr(user, "id", None)
-        stored = {f.name: record.get(f.name) for f in obj.fields}
-        try:
-            if is_new:
-                rid = uuid.uuid4().hex
-                for f in obj.fields:
-                    if f.type == "auto_number":
-                        stored[f.name] = field_type(f).format(f, self._next_number(conn, obj, f))
-                row = {"id": rid, "version": 1, "created_at": now, "updated_at": now, "created_by": uid,
-                       "updated_by": uid, "owner": record.get("owner"), **stored}
-                conn.execute(sa.insert(table).values(**row))
-            else:
-                rid = old["id"]
-                update = {k: stored[k] for k in changed if k in stored}
-                if "owner" in changed:
-                    update["owner"] = record.get("owner")
-                result = conn.execute(sa.update(table).where(table.c.id == rid, table.c.version == old["version"])
-                                      .values(version=old["version"] + 1, updated_at=now, updated_by=uid, **update))
-                if result.rowcount != 1:
-                    raise PreconditionFailed("the record was changed by someone else meanwhile")
-        except sa.exc.IntegrityError as exc:
-            raise Conflict(f"the database refused the values: {str(exc.orig).splitlines()[0][:200]}") from None
-        saved = dict(conn.execute(sa.select(table).where(table.c.id == rid)).first()._mapping)
-        ctx.values = saved
-        self._history(conn, obj, rid, old, saved, changed if not is_new else set(obj.track_history), uid, is_new)
-        self._event(conn, obj, rid, "create" if is_new else "update", saved, old, changed, uid)
-        self.hooks.after_write(ctx)
-        result = record_json(obj, saved)
-        if ctx.warnings:
-            result["_warnings"] = ctx.warnings
-        return result
-
-    def _check_links(self, conn, schema, obj, record, changed) -> list[FieldError]:
-        errors = []
-        for f in obj.fields:
+    @staticmethod
+    def _links(schema, obj, ctx: SaveContext) -> Iterator[tuple[str, sa.Table | None, str, str]]:
+        """(field, table, id, message if missing) of every record or user
+        the save links to anew."""
+        plan = _plan(schema, obj)
+        record, changed = ctx.values, ctx.changed
+        for f in plan.links:
             value = record.get(f.name)
             if f.name not in changed or value is None:
                 continue
             if f.type == "lookup":
-                target = schema.tables.get(f.to)
-                if target is None or conn.execute(sa.select(target.c.id).where(target.c.id == value, target.c._deleted_at.is_(None))).first() is None:
-                    errors.append(FieldError("not_found", f"no {f.to} record {value!r}", f.name))
-            elif f.type == "related_to":
+                yield f.name, schema.tables.get(f.to), value, f"no {f.to} record {value!r}"
+            else:
                 other, _, rid = value.partition(":")
-                target = schema.tables.get(other)
-                if target is None or conn.execute(sa.select(target.c.id).where(target.c.id == rid, target.c._deleted_at.is_(None))).first() is None:
-                    errors.append(FieldError("not_found", f"no {other} record {rid!r}", f.name))
-        for name in [f.name for f in obj.fields if f.type == "user"] + ["owner"]:
+                yield f.name, schema.tables.get(other), rid, f"no {other} record {rid!r}"
+        for name in plan.users:
             value = record.get(name)
             if name in changed and value is not None:
-                users = systemdb.users
-                if conn.execute(sa.select(users.c.id).where(users.c.id == value)).first() is None:
-                    errors.append(FieldError("not_found", f"no user {value!r}", name))
-        return errors
+                yield name, systemdb.users, value, f"no user {value!r}"
 
-    def _check_unique(self, conn, schema, obj, record, changed, rid) -> list[FieldError]:
-        """Unique values, deleted records included (their values stay reserved)."""
+    @staticmethod
+    def _unique_values(schema, obj, ctx: SaveContext) -> Iterator[tuple[FieldDef, Any]]:
+        for f in _plan(schema, obj).unique:
+            value = ctx.values.get(f.name)
+            if f.name in ctx.changed and value is not None:
+                yield f, value
+
+    def _existing_links(self, conn, schema, obj, ctxs: list[SaveContext]) -> dict[str, set]:
+        """Of the records and users a batch links to: those that exist, by table."""
+        wanted: dict[str, tuple[sa.Table, set]] = {}
+        for ctx in ctxs:
+            for _, table, rid, _ in self._links(schema, obj, ctx):
+                if table is not None:
+                    wanted.setdefault(table.name, (table, set()))[1].add(rid)
+        found: dict[str, set] = {}
+        for name, (table, ids) in wanted.items():
+            found[name] = set()
+            for chunk in _chunks(sorted(ids)):
+                found[name].update(conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk), _alive(table))).scalars())
+        return found
+
+    def _taken_values(self, conn, schema, obj, ctxs: list[SaveContext]) -> dict[str, set]:
+        """Of the unique values a batch brings: those already stored."""
         table = schema.table(obj.name)
-        errors = []
-        for f in obj.fields:
-            value = record.get(f.name)
-            if f.unique and f.name in changed and value is not None:
-                query = sa.select(table.c.id).where(table.c[f.name] == value)
-                if rid is not None:
-                    query = query.where(table.c.id != rid)
-                if conn.execute(query.limit(1)).first() is not None:
-                    errors.append(FieldError("unique", f"another {obj.name} has this {f.name}", f.name))
-        return errors
+        wanted: dict[str, set] = {f.name: set() for f in _plan(schema, obj).unique}
+        for ctx in ctxs:
+            for f, value in self._unique_values(schema, obj, ctx):
+                wanted[f.name].add(value)
+        taken: dict[str, set] = {}
+        for name, values in wanted.items():
+            taken[name] = set()
+            for chunk in _chunks(list(values)):
+                taken[name].update(map(_key, conn.execute(sa.select(table.c[name]).where(table.c[name].in_(chunk)).distinct()).scalars()))
+        return taken
 
-    def _next_number(self, conn, obj, f) -> int:
+    def _insert(self, conn, schema, obj, ctxs: list[SaveContext], user) -> list[dict[str, Any]]:
+        """Write checked new records: auto-numbers, the rows, history and
+        events with one statement each; then the after-write hooks. Answers
+        each record as `create` does."""
+        plan = _plan(schema, obj)
+        uid = getattr(user, "id", None)
+        rows: list[dict[str, Any]] = []
+        try:
+            numbers = {f.name: self._next_numbers(conn, obj, f, len(ctxs)) for f in plan.auto_numbers}
+            last = None
+            for n, ctx in enumerate(ctxs):
+                # Distinct, rising creation times keep the order of a batch in `created_at`.
+                now = now_utc()
+                if last is not None and now <= last:
+                    now = last + timedelta(microseconds=1)
+                last = now
+                record = ctx.values
+                row = dict.fromkeys(plan.columns)
+                row.update({name: record.get(name) for name in plan.names})
+                row.update(id=uuid.uuid4().hex, version=1, created_at=now, updated_at=now, created_by=uid, updated_by=uid,
+                           owner=record.get("owner"))
+                for f in plan.auto_numbers:
+                    row[f.name] = field_type(f).format(f, numbers[f.name] + n)
+                rows.append(row)
+            conn.execute(plan.insert, rows)
+        except sa.exc.IntegrityError as exc:
+            raise _refusal(exc) from None
+        history, events, results = [], [], []
+        tracked = set(obj.track_history)
+        for ctx, row in zip(ctxs, rows):
+            ctx.values = row
+            out = record_json(obj, row)
+            history += self._history_rows(obj, row["id"], None, row, tracked, uid, True, row["created_at"])
+            events.append(self._event_row(obj, row["id"], "create", row, None, ctx.changed, uid, row["created_at"], out))
+            if ctx.warnings:
+                out = {**out, "_warnings": ctx.warnings}
+            results.append(out)
+        if history:
+            conn.execute(sa.insert(systemdb.history), history)
+        conn.execute(sa.insert(systemdb.outbox), events)
+        self.hooks.after_write_many(ctxs)
+        return results
+
+    def _update(self, conn, schema, obj, ctx: SaveContext, user) -> dict[str, Any]:
+        plan = _plan(schema, obj)
+        old, record, changed = ctx.old, ctx.values, ctx.changed
+        now, uid = now_utc(), getattr(user, "id", None)
+        values = {k: record.get(k) for k in changed if k in plan.fields}
+        if "owner" in changed:
+            values["owner"] = record.get("owner")
+        values.update(version=old["version"] + 1, updated_at=now, updated_by=uid)
+        try:
+            result = conn.execute(plan.update, {**values, "_rid": old["id"], "_rversion": old["version"]})
+        except sa.exc.IntegrityError as exc:
+            raise _refusal(exc) from None
+        if result.rowcount != 1:
+            raise PreconditionFailed("the record was changed by someone else meanwhile")
+        saved = ctx.values = {**old, **values}
+        self._history(conn, obj, old["id"], old, saved, changed, uid, False)
+        out = record_json(obj, saved)
+        conn.execute(sa.insert(systemdb.outbox), self._event_row(obj, old["id"], "update", saved, old, changed, uid, now, out))
+        self.hooks.after_write(ctx)
+        if ctx.warnings:
+            out = {**out, "_warnings": ctx.warnings}
+        return out
+
+    def _next_numbers(self, conn, obj, f, count: int) -> int:
+        """Take `count` numbers from the field's counter; answers the first."""
         key = f"{uid_of(obj)}:{uid_of(f)}"
         counters = systemdb.counters
-        result = conn.execute(sa.update(counters).where(counters.c.key == key).values(value=counters.c.value + 1))
-        if result.rowcount == 0:
-            conn.execute(sa.insert(counters).values(key=key, value=1))
-            return 1
-        return conn.execute(sa.select(counters.c.value).where(counters.c.key == key)).scalar()
+        bump = sa.update(counters).where(counters.c.key == key).values(value=counters.c.value + count)
+        if conn.dialect.update_returning:
+            last = conn.execute(bump.returning(counters.c.value)).scalar()
+        elif conn.execute(bump).rowcount:
+            last = conn.execute(sa.select(counters.c.value).where(counters.c.key == key)).scalar()
+        else:
+            last = None
+        if last is None:
+            conn.execute(sa.insert(counters).values(key=key, value=count))
+            last = count
+        return last - count + 1
 
-    def _history(self, conn, obj, rid, old, new, changed, uid, is_new) -> None:
+    def _history_rows(self, obj, rid, old, new, changed, uid, is_new, at) -> list[dict[str, Any]]:
         rows = []
         for name in obj.track_history:
             f = obj.field(name)
@@ -358,17 +634,27 @@ class RecordService:
             rows.append({"object": obj.name, "record_id": rid, "field": name,
                          "old_value": None if is_new else _json_value(to_json(old.get(name))),
                          "new_value": _json_value(to_json(new.get(name))), "changed_by": uid,
-                         "changed_at": now_utc(), "note": "created" if is_new else None})
+                         "changed_at": at, "note": "created" if is_new else None})
+        return rows
+
+    def _history(self, conn, obj, rid, old, new, changed, uid, is_new) -> None:
+        rows = self._history_rows(obj, rid, old, new, changed, uid, is_new, now_utc())
         if rows:
             conn.execute(sa.insert(systemdb.history), rows)
 
-    def _event(self, conn, obj, rid, event, new, old, changed, uid) -> None:
+    @staticmethod
+    def _event_row(obj, rid, event, new, old, changed, uid, at, new_json=None) -> dict[str, Any]:
+        """An outbox row; `new_json` is `record_json(obj, new)` when the caller has it."""
+        if new is not None and new_json is None:
+            new_json = record_json(obj, new)
         payload = {"object": obj.name, "id": rid, "version": new["version"] if new else None,
-                   "changed": sorted(changed), "record": _json_value(record_json(obj, new)) if new else None,
+                   "changed": sorted(changed), "record": _json_value(new_json) if new else None,
                    "old": {k: _json_value(field_type(obj.field(k)).to_json(obj.field(k), old.get(k)))
                            for k in changed if old and obj.field(k)} if old else None}
-        conn.execute(sa.insert(systemdb.outbox).values(object=obj.name, record_id=rid, event=event, payload=payload,
-                                                       actor=uid, created_at=now_utc()))
+        return {"object": obj.name, "record_id": rid, "event": event, "payload": payload, "actor": uid, "created_at": at}
+
+    def _event(self, conn, obj, rid, event, new, old, changed, uid) -> None:
+        conn.execute(sa.insert(systemdb.outbox), self._event_row(obj, rid, event, new, old, changed, uid, now_utc()))
 
     # -- recycle bin --------------------------------------------------------------
     def delete(self, object_name: str, rid: str, user, *, expected_version: int | None = None, conn=None, schema=None) -> None:
