@@ -12,18 +12,36 @@ value that depends on it up to date, in the same transaction:
 - formulas of other records that read the changed record through a lookup
   path (`account.industry`).
 
-A rollup is recomputed from the children, never adjusted by a delta, so it
-is exact whatever happened before. On PostgreSQL the parent rows are locked
-(`SELECT ... FOR UPDATE`, in id order) before the aggregate is read in a new
-statement: under READ COMMITTED that statement sees every child committed by
-a writer that held the lock before, so concurrent child writes never lose an
-update. SQLite serialises writers. The filter runs in SQL where the SQL back
-end can translate it, else in Python over the children. These refreshes do
-not change `version` or `updated_at` (SPEC §3.1).
+How a rollup is kept:
 
-`recompute` rebuilds every rollup (the `loom rollups recompute` command) and
-`check_drift` reports stored values that differ from a recomputation
-(`loom rollups check`).
+- A count or sum whose filter (if any) reads only the child's own values —
+  not the clock, the user or other records — over values of at most 6
+  decimals moves by deltas: what a child gave its old parent is taken
+  back, what it gives now is added to its new parent. A re-parented child,
+  a delete, a restore, a child entering or leaving the filter each move
+  the right parents by the exact amount (Decimals; blanks add nothing, so
+  a sum of nothing stays 0, SPEC §3.2).
+- Every other rollup (min / max / avg, filters through lookups or on
+  values of the moment) is recomputed from the children; the filter runs
+  in SQL where the SQL back end can translate it, else in Python.
+
+Concurrent writers lose no update on PostgreSQL. When nothing reads the
+moved fields, a parent is moved in place by one atomic `SET f = f +
+:delta`: it waits for the row lock of a concurrent writer, then adds to the
+value that writer committed (READ COMMITTED re-reads the row). Otherwise
+the parent rows are locked first (`SELECT ... FOR NO KEY UPDATE`, in id
+order) and read under the lock, so the value before and after is exact and
+a recomputation sees every child committed by a writer that held the lock
+before. SQLite serialises writers; it stores decimals as binary floating
+point, so a moved sum is rounded to its 6 stored decimals. These refreshes
+do not change `version` or `updated_at` (SPEC §3.1).
+
+A delta keeps a value exact only if it was exact: a value never computed
+(NULL: a field added since) is computed from the children instead, and a
+restored record's own rollups are recomputed (`Rules.after_restore`), but
+values written around the record service (SQL by hand, a rollup whose
+filter changed) stay off until `recompute` rebuilds them (`loom rollups
+recompute`); `check_drift` reports them (`loom rollups check`).
 """
 
 from __future__ import annotations
@@ -38,6 +56,7 @@ from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import FormulaField, LookupField, RollupField
 
 from .expressions import Compiled, compile_expression
+from .expressions.context import default_context
 from .expressions.sql import JoinResolver, to_sql
 from .rules.compiled import rules_for
 from .rules.engine import RecordView, SaveRun
@@ -45,6 +64,8 @@ from .tables import CompiledSchema
 
 MAX_WAVES = 50
 SIX = Decimal("0.000001")
+# values of the moment: a filter calling them can change without the child changing
+_CONTEXT_FUNCTIONS = frozenset({"today", "now", "current_user", "has_role"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,9 @@ class RollupSpec:
     via: str
     deps: frozenset[str]          # child fields whose change can move the value
     filter: Compiled | None
+    # count / sum whose filter reads only the child's own values: kept up to
+    # date by deltas (see `_share`) instead of re-aggregating
+    incremental: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,9 @@ class Dependents:
     by_child: dict[str, list[RollupSpec]] = dc_field(default_factory=dict)
     by_parent: dict[str, list[RollupSpec]] = dc_field(default_factory=dict)
     paths: dict[str, list[PathDep]] = dc_field(default_factory=dict)
+    # per object, the fields whose refresh something else reads: its own
+    # formulas, rollups over it, lookup formulas of other objects
+    read: dict[str, frozenset[str]] = dc_field(default_factory=dict)
 
 
 @dataclass
@@ -134,12 +161,15 @@ def dependents(schema: CompiledSchema) -> Dependents:
                     reads |= {n.split(".", 1)[0] for n in compiled.names}
                 except ExpressionError:
                     compiled = None
-            spec = RollupSpec(parent.name, f, f.from_, f.via, frozenset(reads), compiled)
+            spec = RollupSpec(parent.name, f, f.from_, f.via, frozenset(reads), compiled,
+                              _incremental(schema, f, compiled))
             deps.by_child.setdefault(f.from_, []).append(spec)
             deps.by_parent.setdefault(parent.name, []).append(spec)
+    read: dict[str, set[str]] = {}
     for obj in schema.objects.values():
         rs = rules_for(schema.objects, obj.name, version)
         for _, compiled in rs.formulas:
+            read.setdefault(obj.name, set()).update(n for n in compiled.names if "." not in n)
             for path in (n for n in compiled.names if "." in n):
                 parts = path.split(".")
                 current, chain = obj, []
@@ -151,8 +181,32 @@ def dependents(schema: CompiledSchema) -> Dependents:
                     current = schema.objects[lookup.to]
                     leaf = parts[len(chain)]
                     deps.paths.setdefault(current.name, []).append(PathDep(obj.name, path, current.name, leaf, tuple(chain)))
+    for child, specs in deps.by_child.items():
+        read.setdefault(child, set()).update(*(spec.deps for spec in specs))
+    for target, items in deps.paths.items():
+        read.setdefault(target, set()).update(dep.leaf for dep in items)
+    deps.read = {name: frozenset(fields) for name, fields in read.items()}
     schema.extra["rollup_dependents"] = deps
     return deps
+
+
+def _incremental(schema: CompiledSchema, f: RollupField, filter_: Compiled | None) -> bool:
+    """Whether a delta keeps `f` exact: a count or sum whose filter (if
+    any) compiles and depends on nothing but the child's own values — not
+    on the clock, the user or other records, which change without the
+    child changing — and, for a sum, over values of at most 6 decimals
+    (the scale a sum is stored at, so adding them never rounds)."""
+    if f.function not in ("count", "sum"):
+        return False
+    if f.filter and (filter_ is None or filter_.paths or filter_.functions & _CONTEXT_FUNCTIONS):
+        return False
+    if f.function == "count" or not f.field:
+        return True
+    column = schema.table(f.from_).c.get(f.field)
+    if column is None:
+        return False
+    kind = column.type
+    return isinstance(kind, sa.Integer) or isinstance(kind, sa.Numeric) and kind.scale is not None and kind.scale <= 6
 
 
 # --- computing rollup values ------------------------------------------------------
@@ -179,8 +233,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _aggregate_python(fn: str, values: list) -> Any:
-    if fn == "count":
-        return len(values)
+    if fn == "count":   # of the values given, as SQL's count(field)
+        return sum(1 for v in values if v is not None)
     values = [v for v in values if v is not None]
     if fn == "sum":
         return sum((Decimal(v) for v in values), Decimal(0))
@@ -191,9 +245,6 @@ def _aggregate_python(fn: str, values: list) -> Any:
     if fn == "max":
         return max(values)
     return sum((Decimal(v) for v in values), Decimal(0)) / len(values)
-
-
-_CONTEXT_FUNCTIONS = frozenset({"today", "now", "current_user", "has_role"})
 
 
 def _statement(schema: CompiledSchema, spec: RollupSpec, dialect: str, all_parents: bool):
@@ -311,18 +362,101 @@ def _update_statement(schema: CompiledSchema, table, columns: frozenset[str]):
     return statement
 
 
-def refresh_parents(conn: sa.Connection, schema: CompiledSchema, parent: str, pending: Mapping[str, set[str]]) -> list[Change]:
-    """Recompute the rollup fields named per parent id, then the parent's
-    formulas that read them; write what differs. The changes it made."""
-    ids = sorted(pending)
+def _delta_statement(schema: CompiledSchema, table, names: tuple[str, ...], dialect: str):
+    """UPDATE ... SET f = f + :d_f per field, for a parent whose values are
+    all stored (a NULL one was never computed: it matches no row)."""
+    key = ("rollup_delta", table.name, names, dialect)
+    statement = schema.extra.get(key)
+    if statement is None:
+        values = {}
+        for name in names:
+            column = table.c[name]
+            moved = column + sa.bindparam(f"d_{name}", type_=column.type)
+            if dialect == "sqlite" and not isinstance(column.type, sa.Integer):
+                # SQLite keeps decimals as binary floating point: rounding each
+                # sum to the stored scale keeps the error of one addition
+                # from adding up over many.
+                moved = sa.func.round(moved, 6)
+            values[name] = moved
+        statement = sa.update(table).where(table.c.id == sa.bindparam("_id"), *(table.c[n].is_not(None) for n in names)) \
+            .values(values)
+        schema.extra[key] = statement
+    return statement
+
+
+def _share(spec: RollupSpec, row: Mapping[str, Any] | None) -> tuple[str, int | Decimal] | None:
+    """What the child `row` (None: no such child) adds to its parent's value
+    of the incremental rollup `spec`: (parent id, amount), or None."""
+    if row is None or row.get("_deleted_at") is not None:
+        return None
+    pid = row.get(spec.via)
+    if pid is None:
+        return None
+    if spec.filter is not None:
+        try:
+            keep = spec.filter.evaluate(row, context=default_context()) is True
+        except ExpressionError as exc:
+            raise ValueError(f"the filter of rollup {spec.parent}.{spec.field.name} failed on {spec.child} {row.get('id')}: {exc}") from None
+        if not keep:
+            return None
+    value = row.get(spec.field.field) if spec.field.field else 1
+    if spec.field.function == "count":
+        return pid, 0 if value is None else 1
+    if value is None:   # a sum skips blanks
+        return pid, 0
+    return pid, Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def refresh_parents(conn: sa.Connection, schema: CompiledSchema, parent: str, pending: Mapping[str, set[str]],
+                    deltas: Mapping[str, Mapping[str, Any]] | None = None) -> list[Change]:
+    """Bring rollup fields of `parent` records up to date: those named per
+    parent id in `pending` recomputed from the children, those in `deltas`
+    (parent id -> field -> amount) moved by the amount; then the parent's
+    formulas that read them. Writes what differs; the changes it made that
+    something else reads."""
+    return _refresh(conn, schema, parent, pending, deltas or {})[0]
+
+
+def _refresh(conn, schema: CompiledSchema, parent: str, pending: Mapping[str, set[str]],
+             deltas: Mapping[str, Mapping[str, Any]]) -> tuple[list[Change], int]:
+    """`refresh_parents`, and how many records it wrote."""
+    deltas = {pid: moved for pid, amounts in deltas.items() if (moved := {k: v for k, v in amounts.items() if v})}
+    if not pending and not deltas:
+        return [], 0
     table = schema.table(parent)
-    rows = _lock_rows(conn, schema, table, ids)
+    if not pending:
+        read = dependents(schema).read.get(parent, frozenset())
+        if not any(read.intersection(amounts) for amounts in deltas.values()):
+            # Nothing reads these fields: move them in place, one statement
+            # per parent. It is atomic, so exact under concurrent writers
+            # without a lock taken first (READ COMMITTED re-reads the row).
+            missed = {}
+            for pid in sorted(deltas):
+                amounts = deltas[pid]
+                names = tuple(sorted(amounts))
+                statement = _delta_statement(schema, table, names, conn.dialect.name)
+                result = conn.execute(statement, {"_id": pid, **{f"d_{n}": amounts[n] for n in names}})
+                if result.rowcount != 1:
+                    missed[pid] = set(names)
+            if not missed:
+                return [], len(deltas)
+            changes, written = _refresh(conn, schema, parent, missed, {})
+            return changes, written + len(deltas) - len(missed)
+    rows = _lock_rows(conn, schema, table, sorted(pending.keys() | deltas.keys()))
     specs = {s.field.name: s for s in dependents(schema).by_parent.get(parent, [])}
     wanted: dict[str, set[str]] = {}
     for pid, names in pending.items():
         for name in names:
             wanted.setdefault(name, set()).add(pid)
     new_values: dict[str, dict[str, Any]] = {pid: {} for pid in rows}
+    for pid, amounts in deltas.items():
+        row = rows.get(pid)
+        for name, amount in amounts.items() if row is not None else ():
+            stored = row.get(name)
+            if stored is None:   # never computed (a field added since): from the children
+                wanted.setdefault(name, set()).add(pid)
+            else:
+                new_values[pid][name] = _column_value(specs[name], stored + amount)
     for name, pids in wanted.items():
         spec = specs[name]
         values = compute_rollup(conn, schema, spec, pids)
@@ -331,7 +465,8 @@ def refresh_parents(conn: sa.Connection, schema: CompiledSchema, parent: str, pe
                 value = values.get(pid, empty_value(spec))
                 if not _same(rows[pid].get(name), value):
                     new_values[pid][name] = value
-    return _write_refresh(conn, schema, parent, rows, new_values)
+    changes = _write_refresh(conn, schema, parent, rows, new_values)
+    return changes, len(changes)
 
 
 def _write_refresh(conn, schema, obj_name: str, rows: dict[str, dict], new_values: dict[str, dict[str, Any]]) -> list[Change]:
@@ -398,6 +533,19 @@ def _path_dependents(conn, schema, change: Change) -> list[Change]:
     return out
 
 
+def as_stored(conn: sa.Connection, schema: CompiledSchema, obj_name: str, row: dict[str, Any]) -> dict[str, Any]:
+    """`row`, read before its delete, with the rollups and formulas stored
+    now: deleting its children first refreshed them, and what it takes from
+    its parents must be what it gave them."""
+    read = {name for spec in dependents(schema).by_child.get(obj_name, ()) for name in spec.deps}
+    names = [f.name for f in schema.objects[obj_name].fields if isinstance(f, (RollupField, FormulaField)) and f.name in read]
+    if not names:
+        return row
+    table = schema.table(obj_name)
+    stored = conn.execute(sa.select(*(table.c[n] for n in names)).where(table.c.id == row["id"])).first()
+    return {**row, **stored._mapping} if stored is not None else row
+
+
 def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]) -> int:
     """Bring rollups and lookup formulas up to date after `changes`, wave
     by wave (each refresh may change what others depend on). Returns the
@@ -409,19 +557,30 @@ def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]
         if not wave:
             return refreshed
         pending: dict[str, dict[str, set[str]]] = {}
+        deltas: dict[str, dict[str, dict[str, Any]]] = {}
         following: list[Change] = []
         for change in wave:
             for spec in deps.by_child.get(change.obj, []):
                 if change.fields is not None and not (change.fields & spec.deps):
+                    continue
+                if spec.incremental:
+                    # the old values leave the old parent, the new ones join the new
+                    for row, sign in ((change.old, -1), (change.new, 1)):
+                        share = _share(spec, row)
+                        if share is not None and share[1]:
+                            amounts = deltas.setdefault(spec.parent, {}).setdefault(share[0], {})
+                            amounts[spec.field.name] = amounts.get(spec.field.name, 0) + sign * share[1]
                     continue
                 for row in (change.old, change.new):
                     pid = row.get(spec.via) if row is not None else None
                     if pid is not None:
                         pending.setdefault(spec.parent, {}).setdefault(pid, set()).add(spec.field.name)
             following += _path_dependents(conn, schema, change)
-        for parent, items in pending.items():
-            following += refresh_parents(conn, schema, parent, items)
         refreshed += len(following)
+        for parent in sorted(pending.keys() | deltas.keys()):
+            changes, written = _refresh(conn, schema, parent, pending.get(parent, {}), deltas.get(parent, {}))
+            following += changes
+            refreshed += written
         wave = following
     raise RuntimeError(f"rollups and formulas kept changing after {MAX_WAVES} rounds")
 

@@ -27,7 +27,7 @@ from loomcrm.platform import systemdb
 
 from ..fields import FieldError
 from ..records import RecordError, RuleHooks, SaveContext
-from ..rollups import Change, db_fetch, propagate, rules_version
+from ..rollups import Change, as_stored, db_fetch, dependents, propagate, refresh_parents, rules_version
 from .compiled import rules_for
 from .duplicates import check_duplicates
 from .engine import SKIPPABLE, SaveRun
@@ -163,10 +163,16 @@ class Rules(RuleHooks):
         propagate(ctx.conn, ctx.schema, [Change(ctx.obj.name, ctx.old, saved, fields)])
 
     def after_delete(self, conn, schema, obj, row, user) -> None:
-        propagate(conn, schema, [Change(obj.name, row, None, None)])
+        propagate(conn, schema, [Change(obj.name, as_stored(conn, schema, obj.name, row), None, None)])
 
     def after_restore(self, conn, schema, obj, row, user) -> None:
-        propagate(conn, schema, [Change(obj.name, None, row, None)])
+        changes = [Change(obj.name, None, row, None)]
+        # Its own rollups from its children: those that left it while it was
+        # deleted (on_delete set_null) did so without a refresh.
+        names = {spec.field.name for spec in dependents(schema).by_parent.get(obj.name, [])}
+        if names:
+            changes += refresh_parents(conn, schema, obj.name, {row["id"]: names})
+        propagate(conn, schema, changes)
 
 
 def _conflicts(ctx: SaveContext) -> list:
