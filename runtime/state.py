@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from loomcrm.metadata.versions import VersionStore
 
+from .expressions.compiled import cache as expression_cache
 from .fields import DEFAULT_CONTEXT, FieldContext
 from .tables import CompiledSchema, build_schema
 
@@ -42,9 +43,21 @@ class Runtime:
                 with self._lock:
                     if self._schema is None or self._schema.version != version:
                         version, snapshot = self.store.published(conn)
+                        replaced = self._schema is not None
                         self._schema = build_schema(snapshot.objects, version)
+                        if replaced:
+                            self._forget_old_versions()
         self._checked = now
         return self._schema
+
+    def _forget_old_versions(self) -> None:
+        """Let the previous version go once a new one is in use. The
+        engine's cache of compiled statements (500 entries) keys them by
+        their tables, so it would keep the tables, types and event hooks of
+        a hundred old versions alive; compiled expressions are keyed by
+        version and could never be hit again. Both refill on demand."""
+        self.engine.clear_compiled_cache()
+        expression_cache.clear()
 
     def invalidate(self) -> None:
         """Forget the version check (after a publish in this process)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
+import weakref
 
 import pytest
 import sqlalchemy as sa
@@ -217,6 +219,21 @@ def test_type_change_through_the_api_needs_a_decision(setup):
     client.put("/api/v1/_meta/objects/deal", json=deal)
     client.patch  # nothing to convert in notes: publish is fine
     assert client.post("/api/v1/_meta/publish", json={}).status_code == 200
+
+
+def test_a_new_version_lets_the_old_tables_go(setup):
+    client, runtime = setup
+    for _ in range(2):  # statements compiled against the first version's tables
+        client.post("/api/v1/deal", json={"name": "x", "stage": "open"}).raise_for_status()
+        client.get("/api/v1/deal", params={"sort": "-amount", "filter": "stage == 'open'"}).raise_for_status()
+    old = weakref.ref(runtime.schema().tables["deal"])
+    deal = client.get("/api/v1/_meta/objects/deal").json()
+    deal["fields"].append({"name": "probability", "type": "percent"})
+    client.put("/api/v1/_meta/objects/deal", json=deal).raise_for_status()
+    client.post("/api/v1/_meta/publish", json={}).raise_for_status()
+    client.get("/api/v1/deal", params={"sort": "-amount", "filter": "stage == 'open'"}).raise_for_status()
+    gc.collect()
+    assert old() is None
 
 
 def test_two_processes_see_each_others_publish(database_url):
