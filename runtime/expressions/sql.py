@@ -13,7 +13,8 @@ Anything else raises ExpressionError `not_sql`, naming the part.
 The SQL must select exactly the rows Python evaluation accepts, so:
 - every condition is two-valued (never SQL NULL): a comparison with NULL is
   false, and `not` of it true, as in SPEC 4;
-- `==` / `!=` are IS [NOT] DISTINCT FROM (None == None is true);
+- `==` / `!=` are IS [NOT] DISTINCT FROM (None == None is true), except
+  `==` against a literal value: a plain `=`, which an index can serve;
 - text order is code-point order (COLLATE "C" on PostgreSQL; SQLite's
   default BINARY already is);
 - `contains` & co. are case-sensitive: LIKE with escaping on PostgreSQL,
@@ -29,7 +30,7 @@ from typing import Any, Mapping, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from loomcrm.metadata.expressions import ExprError, ExpressionError
 from loomcrm.metadata.expressions.errors import position
@@ -109,6 +110,18 @@ def _two_valued(clause: ColumnElement) -> ColumnElement:
     return sa.func.coalesce(clause, sa.false(), type_=sa.Boolean)
 
 
+def _known(clause: ColumnElement, *operands: ColumnElement) -> ColumnElement:
+    """A comparison made two-valued in a form an index can still serve: it
+    is NULL only when an operand is, so requiring the operands that may be
+    NULL (a literal value never is) to be NOT NULL turns that NULL into
+    false, without hiding the comparison inside COALESCE."""
+    return sa.and_(clause, *[o.is_not(None) for o in operands if not _is_value(o)])
+
+
+def _is_value(clause: ColumnElement) -> bool:
+    return isinstance(clause, BindParameter) and clause.value is not None
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -163,7 +176,9 @@ class _Translator:
                 parts.append(sa.not_(clause) if kind is ast.NotIn else clause)
                 continue
             right = self.value(right_node)
-            if kind is ast.Eq:
+            if kind is ast.Eq and (_is_value(left) or _is_value(right)):  # never None == None: a plain, indexable =
+                parts.append(_known(left == right, left, right))
+            elif kind is ast.Eq:
                 parts.append(left.is_not_distinct_from(right))
             elif kind is ast.NotEq:
                 parts.append(left.is_distinct_from(right))
@@ -172,7 +187,7 @@ class _Translator:
                 if "text" in (left_node.loom_type, right_node.loom_type):
                     a, b = _codepoint(a), _codepoint(b)
                 operator = {ast.Lt: a.__lt__, ast.LtE: a.__le__, ast.Gt: a.__gt__, ast.GtE: a.__ge__}[kind]
-                parts.append(_two_valued(operator(b)))
+                parts.append(_known(operator(b), left, right))
             left_node, left = right_node, right
         return parts[0] if len(parts) == 1 else sa.and_(*parts)
 
@@ -182,7 +197,7 @@ class _Translator:
         tests = []
         present = [v for v in literals if v is not None]
         if present:
-            tests.append(_two_valued(left.in_([self.literal(v) for v in present])))
+            tests.append(_known(left.in_([self.literal(v) for v in present]), left))
         if len(present) < len(literals):
             tests.append(left.is_(None))   # None in (..., None) is true
         tests += [left.is_not_distinct_from(self.value(e)) for e in others]

@@ -278,7 +278,7 @@ def _plan_nodes(plan: dict) -> list[dict]:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("filter_items", [[("stage", "open")]])
+@pytest.mark.parametrize("filter_items", [[("stage", "open")], [("filter", "stage == 'open'")]])
 def test_postgres_reads_pages_from_the_index(runtime, filter_items):
     """The rows with a value come from a backward scan of the (stage, amount)
     index, on the first page and after a cursor, with no sort of the whole
