@@ -244,7 +244,7 @@ def _statements(engine):
     seen = []
 
     def listener(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT"):  # not the BEGIN SQLite's engine issues
+        if statement.lstrip("( \n").upper().startswith("SELECT"):  # not the BEGIN SQLite's engine issues
             seen.append((statement, parameters))
 
     sa.event.listen(engine, "before_cursor_execute", listener)
