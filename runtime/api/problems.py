@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,28 +18,32 @@ TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not f
           409: "Conflict", 412: "Precondition failed", 413: "Content too large", 415: "Unsupported media type",
           422: "Invalid values", 500: "Internal server error"}
 
-_MARK = "\u0000dec:"
-_MARKED = re.compile(r'"\\u0000dec:(-?[0-9.E+-]+)"')
+# A marker no client can send: a NUL and a secret of this process.
+_SECRET = secrets.token_hex(8)
+_MARK = f"\u0000{_SECRET}:"
+_MARKED = re.compile(rf'"\\u0000{_SECRET}:(-?[0-9.E+-]+)"')
 
 
-def _prepare(value: Any) -> Any:
+def _default(value: Any) -> Any:
+    # Called by the C encoder for what JSON lacks; a Decimal becomes a
+    # marked string that `dumps` turns back into a bare number.
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a JSON number")
         return _MARK + format(value, "f")
     if isinstance(value, datetime):
         return iso_utc(value)
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _prepare(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_prepare(v) for v in value]
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default)
 
 
 def dumps(value: Any) -> bytes:
     """JSON where Decimals are exact JSON numbers (12.50 stays 12.50)."""
-    text = json.dumps(_prepare(value), ensure_ascii=False, separators=(",", ":"))
-    return _MARKED.sub(lambda m: m.group(1), text).encode()
+    return _MARKED.sub(r"\1", _encoder.encode(value)).encode()
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -182,6 +182,18 @@ def test_hostile_writes_change_nothing(setup):
     assert client.get("/api/v1/deal", params={"limit": 500}).json() == before
 
 
+def test_answers_are_valid_json_whatever_the_client_sends(setup):
+    client, _ = setup
+    # Decimals are written as bare numbers through a marker; a key that
+    # mimics a marker comes back as the string it was.
+    for key in ["\u0000dec:1..2", "\u0000dec:12.5", "\\u0000dec:3"]:
+        r = client.post("/api/v1/deal", json={"name": "ok", "amount": "12.50", key: 1})
+        assert r.status_code == 422
+        assert [e["field"] for e in json.loads(r.content)["errors"]] == [key]
+    r = client.post("/api/v1/deal", json={"name": "ok", "amount": "12.50"})
+    assert b'"amount":12.50' in r.content and json.loads(r.content)["amount"] == 12.5
+
+
 def test_metadata_draft_plan_publish_and_openapi(setup):
     client, _ = setup
     objects = client.get("/api/v1/_meta/objects").json()
