@@ -31,6 +31,7 @@ from loomcrm.platform.db import write_transaction
 
 from .fields import FieldError, field_type
 from .fields.dates import iso_utc
+from .rules.duplicates import normalize
 from .tables import CompiledSchema, table_name, uid_of
 
 WRITABLE_SYSTEM = ("owner",)
@@ -137,8 +138,13 @@ def record_json(obj: ObjectDef, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_PLAIN = (str, int, bool, float, type(None))
+
+
 def _json_value(value: Any) -> Any:
     """A JSON-storable form for history and outbox rows."""
+    if type(value) in _PLAIN:   # most values: answered first (a save converts every field)
+        return value
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -216,8 +222,6 @@ def _key(value: Any) -> Any:
 def _duplicate_keys(obj: ObjectDef, plan: _Plan, record: dict[str, Any]) -> set[tuple]:
     """The values under which the object's duplicate rules would match
     `record` against another record (none when a rule's field is blank)."""
-    from .rules.duplicates import normalize
-
     keys = set()
     for rule in obj.duplicate_rules:
         fields = [plan.fields.get(name) for name in rule.fields]
