@@ -317,7 +317,7 @@ def list_records(conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, pa
         if conn.dialect.name == "sqlite":
             values, nulls = sa.select(values.subquery()), sa.select(nulls.subquery())
         statement = sa.union_all(values, nulls).limit(size)
-    rows = [dict(r._mapping) for r in conn.execute(statement)]
+    rows = [r._mapping for r in conn.execute(statement)]
     next_cursor = None
     if len(rows) > params.limit:
         rows = rows[: params.limit]
