@@ -377,11 +377,10 @@ class RecordService:
             except RecordError as exc:
                 results[i] = exc
                 continue
-            for f in plan.unique:
-                if f.name in ctx.changed and ctx.values.get(f.name) is not None:
-                    claimed[f.name].add(_key(ctx.values[f.name]))
+            for f, value in self._unique_values(schema, obj, ctx):
+                claimed[f.name].add(_key(value))
             pending.append((i, ctx))
-            pending_keys |= _duplicate_keys(obj, plan, ctx.values) if obj.duplicate_rules else set()
+            pending_keys |= keys
         flush()
         return results
 

@@ -343,3 +343,22 @@ def test_the_rejected_file_can_go_elsewhere(env, tmp_path):
     result = loom(env, "import", "deal", str(path), "--rejected", str(elsewhere))
     assert result.exit_code == 0 and str(elsewhere) in result.stdout and "1 rejected" in result.stdout
     assert not path.with_name("deals.csv.rejected.csv").exists() and "product: not_found" in elsewhere.read_text()
+
+
+def test_small_batches_keep_the_file_order_and_refuse_repeats_across_batches(env, tmp_path):
+    path = tmp_path / "deals.csv"
+    path.write_text(HEADER +
+                    "D1,Ada,GTX Basic,,Won,,,\n"
+                    "D2,Ada,GTX Basic,,Won,,,\n"
+                    "D3,Ada,GTX Basic,,Won,,,\n"
+                    "D3,Bob,GTX Basic,,Won,,,\n"       # line 5: repeats line 4 in the same batch
+                    "D1,Cy,GTX Basic,,Won,,,\n"        # line 6: repeats line 2, saved in an earlier batch
+                    "D6,Di,Nope,,Won,,,\n"             # line 7: refused while reading
+                    "D7,Ed,GTX Basic,,Won,,,\n")
+    result = loom(env, "import", "deal", str(path), "--batch-size", "2")
+    assert result.exit_code == 0 and "Imported 4 of 7 rows" in result.stdout and "3 rejected" in result.stdout
+    assert [(r["line"], r["errors"]) for r in rejected(path)] == [
+        ("5", "opportunity_id: unique: another deal has this opportunity_id"),
+        ("6", "opportunity_id: unique: another deal has this opportunity_id"),
+        ("7", "product: not_found: no product titled 'Nope' or with that id")]
+    assert [r["opportunity_id"] for r in rows(env, "deal")] == ["D1", "D2", "D3", "D7"]
