@@ -17,6 +17,7 @@ write (imports).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from dataclasses import dataclass, field as dc_field
 from datetime import date, datetime, timedelta, timezone
@@ -29,8 +30,10 @@ from loomcrm.metadata.model import FieldDef, ObjectDef
 from loomcrm.platform import systemdb
 from loomcrm.platform.db import write_transaction
 
+from .expressions import Compiled
 from .fields import FieldError, field_type
 from .fields.dates import iso_utc
+from .rules.compiled import rules_for
 from .rules.duplicates import normalize
 from .tables import CompiledSchema, table_name, uid_of
 
@@ -173,9 +176,8 @@ class _Plan:
     columns: list[str]                            # every column of the table
     insert: sa.Insert
     update: sa.Update
-    # Whether a create can change what a later create of the same object
-    # reads before its write: a rollup summarising the object moves its
-    # parents, which the rules of the next record may read through a lookup.
+    # Whether creates of the object are blind to each other until written
+    # (see `_independent`).
     independent: bool
 
 
@@ -185,8 +187,6 @@ def _plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
     if plan is None:
         table = schema.table(obj.name)
         kinds = {f.name: (f, field_type(f)) for f in obj.fields}
-        summarised = any(f.type == "rollup" and getattr(f, "from_", None) == obj.name
-                         for other in schema.objects.values() for f in other.fields)
         plan = schema.extra[key] = _Plan(
             fields=kinds, names=[f.name for f in obj.fields],
             defaults=[f for f, kind in kinds.values() if f.default is not None and kind.writable],
@@ -197,8 +197,47 @@ def _plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
             columns=list(table.c.keys()),
             insert=sa.insert(table),
             update=sa.update(table).where(table.c.id == sa.bindparam("_rid"), table.c.version == sa.bindparam("_rversion")),
-            independent=not summarised)
+            independent=_independent(schema, obj))
     return plan
+
+
+def _compiled_in(value: Any) -> Iterator[Compiled]:
+    """Every compiled expression inside a RuleSet (whatever kinds of rules it holds)."""
+    if isinstance(value, Compiled):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _compiled_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _compiled_in(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _compiled_in(getattr(value, f.name))
+
+
+def _independent(schema: CompiledSchema, obj: ObjectDef) -> bool:
+    """Whether a create of `obj` leaves unchanged all that the rules of a
+    later create of `obj` read before its write (besides duplicate rules,
+    which `create_many` handles on its own). A create changes other records
+    only through the rollups that summarise `obj` (and the formulas and
+    rollups that follow them); the rules read other records only through
+    lookup paths. So: true unless a rollup summarises `obj` and its rules
+    read a rollup or formula through a lookup (or a path this cannot follow)."""
+    if not any(f.type == "rollup" and getattr(f, "from_", None) == obj.name
+               for other in schema.objects.values() for f in other.fields):
+        return True
+    rules = rules_for(schema.objects, obj.name)
+    for path in {p for compiled in _compiled_in(rules) for p in compiled.paths}:
+        here = obj
+        *hops, leaf = path.split(".")
+        for hop in hops:
+            f = here.field(hop) if here is not None else None
+            here = schema.object(f.to) if f is not None and f.type == "lookup" else None
+        f = here.field(leaf) if here is not None else None
+        if f is None or f.type in ("rollup", "formula"):
+            return False
+    return True
 
 
 def _alive(table: sa.Table):
@@ -306,8 +345,8 @@ class RecordService:
         value taken by an earlier row refuses a later one. The rules hooks
         of a row run before the rows ahead of it are written, except that
         rows the object's duplicate rules could match are written first,
-        and an object that a rollup summarises is saved row by row (its
-        saves move the parents the next row's rules may read).
+        and an object whose saves move what its own rules read (a rollup
+        over it that its rules read through a lookup) is saved row by row.
         """
         schema = self._schema(conn, schema)
         obj = self.object_of(schema, object_name)

@@ -257,3 +257,33 @@ def test_create_many_in_the_callers_transaction_rolls_back_with_it(rt):
     assert select_all(rt.engine, "account") == {} and count_rows(rt, systemdb.outbox) == 0
     assert rt.records.create_many("account", [], ADMIN) == []
     assert rt.records.create("account", {"name": "First"}, ADMIN)["code"] == "ACC-0001"
+
+
+def test_which_objects_are_saved_row_by_row():
+    """Row by row only when a rollup summarises the object and its rules
+    read a rollup or formula through a lookup."""
+    from loomcrm.runtime.records import _independent
+    from loomcrm.runtime.tables import build_schema
+
+    region = obj("region", {"name": "name", "type": "text"},
+                 {"name": "sales", "type": "rollup", "from": "customer", "via": "region", "function": "sum", "field": "orders"})
+    customer = obj("customer", {"name": "name", "type": "text"},
+                   {"name": "region", "type": "lookup", "to": "region", "on_delete": "set_null"},
+                   {"name": "orders", "type": "rollup", "from": "order", "via": "customer", "function": "count"},
+                   {"name": "loud", "type": "formula", "expression": "upper(name)", "returns": "text"})
+
+    def order(check):
+        return obj("order", {"name": "ref", "type": "text"},
+                   {"name": "customer", "type": "lookup", "to": "customer", "on_delete": "cascade"},
+                   validation_rules=[{"name": "r", "check": check, "field": "ref", "message": "no"}])
+
+    def independent(check):
+        schema = build_schema([region, customer, order(check)])
+        return _independent(schema, schema.object("order"))
+
+    assert independent("ref != 'x'") and independent("customer.name != 'x'")
+    assert not independent("customer.orders < 3") and not independent("customer.loud != 'X'")
+    assert not independent("customer.region.sales < 3")
+    assert independent("customer.region.name != 'x'")
+    schema = build_schema([region, customer, order("customer.orders < 3")])
+    assert _independent(schema, schema.object("region"))   # nothing summarises it
