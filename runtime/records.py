@@ -727,14 +727,8 @@ class RecordService:
                     raise Conflict(f"{child.name} records still link to this {obj.name}",
                                    [{"field": f.name, "code": "restricted", "message": f"{child.name}.{f.name} links here"}])
             elif f.on_delete == "set_null":
-                rows = [dict(r._mapping) for r in conn.execute(sa.select(table).where(alive))]
-                if rows:
-                    conn.execute(sa.update(table).where(alive).values({f.name: None, "version": table.c.version + 1,
-                                                                       "updated_at": now, "updated_by": uid}))
-                    for r in rows:
-                        new = {**r, f.name: None, "version": r["version"] + 1}
-                        self._history(conn, child, r["id"], r, new, {f.name}, uid, False)
-                        self._event(conn, child, r["id"], "update", new, r, {f.name}, uid)
+                for r in conn.execute(sa.select(table).where(alive)).fetchall():
+                    self._detach(conn, schema, child, dict(r._mapping), f.name, user)
             else:  # cascade
                 for r in conn.execute(sa.select(table).where(alive)).fetchall():
                     self._soft_delete(conn, schema, child, dict(r._mapping), user, batch, depth + 1)
@@ -743,6 +737,15 @@ class RecordService:
                      .values(_deleted_at=now, _deleted_by=uid, _deleted_batch=batch))
         self._event(conn, obj, row["id"], "delete", None, row, set(), uid)
         self.hooks.after_delete(conn, schema, obj, row, user)
+
+    def _detach(self, conn, schema, obj, row, name, user) -> None:
+        """`on_delete: set_null`: the child loses its link. Its formulas and
+        what depends on it follow, as after a save; its validation rules do
+        not run, since whoever deleted the parent did not edit the child."""
+        ctx = SaveContext(schema=schema, obj=obj, user=user, is_new=False, old=row, values={**row, name: None},
+                          changed={name}, conn=conn)
+        self.hooks.compute(ctx)
+        self._update(conn, schema, obj, ctx, user)
 
     def restore(self, object_name: str, rid: str, user, *, conn=None, schema=None) -> dict[str, Any]:
         """Bring a deleted record back, with the records its delete cascaded to."""

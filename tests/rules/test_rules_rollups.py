@@ -343,3 +343,15 @@ def test_concurrent_moves_of_one_parent_in_place_lose_no_update(shop):
     expected = sum(Decimal(f"{n}.{i}5") for n in range(4) for i in range(8))
     assert get(client, "region", region["id"])["revenue"] == expected
     assert no_drift(runtime) == []
+
+
+def test_deleting_a_parent_that_children_forget_refreshes_their_formulas_and_rollups(shop):
+    client, _ = shop
+    north = post(client, "region", {"name": "North", "tax_rate": 10})
+    c = post(client, "customer", {"name": "Acme", "region": north["id"]})
+    p = post(client, "purchase", {"customer": c["id"], "amount": 200})
+    assert (p["tax"], p["region_name"]) == (20, "North")
+    assert client.delete(f"/api/v1/region/{north['id']}").status_code == 204     # customer.region: set_null
+    c2, p2 = get(client, "customer", c["id"]), get(client, "purchase", p["id"])
+    assert c2["region"] is None and c2["version"] == c["version"] + 1
+    assert (p2["tax"], p2["region_name"], p2["version"]) == (0, None, p["version"])
