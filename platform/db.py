@@ -10,6 +10,8 @@ keys off for table rebuilds, which would otherwise cascade deletes.
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +20,13 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 
 DDL_LOCK_KEY = 0x4C6F6F6D  # "Loom": the advisory lock that serialises schema changes
+
+# SQLite has one writer at a time. Writers of one process take turns on a
+# lock of their own, so that the next one starts as soon as the last one
+# commits instead of when SQLite's busy handler next wakes it (it sleeps
+# 1, 2, 5 ... 100 ms between tries); other processes still wait on that
+# handler. Reentrant: a nested write fails on SQLite's lock as before.
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -52,6 +61,8 @@ def _sqlite_engine(url: URL, **kwargs) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+    _sqlite_writers[engine] = threading.RLock()
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):
@@ -111,7 +122,7 @@ def _raw_pragma(conn: Connection, pragma: str) -> None:
 @contextlib.contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write (BEGIN IMMEDIATE on SQLite)."""
-    with engine.connect() as conn:
+    with _sqlite_writers.get(engine) or contextlib.nullcontext(), engine.connect() as conn:
         conn.info["write"] = True
         try:
             with conn.begin():
