@@ -58,7 +58,7 @@ from loomcrm.metadata.model import FormulaField, LookupField, RollupField
 from .expressions import Compiled, compile_expression
 from .expressions.context import default_context
 from .expressions.sql import JoinResolver, to_sql
-from .rules.compiled import rules_for
+from .rules.compiled import RuleSet, rules_for
 from .rules.engine import RecordView, SaveRun
 from .tables import CompiledSchema
 
@@ -139,6 +139,16 @@ def rules_version(schema: CompiledSchema):
 
         token = schema.extra.setdefault("rules_token", (schema.version, uuid.uuid4().hex))
     return token
+
+
+def schema_rules(schema: CompiledSchema, object_name: str) -> RuleSet:
+    """`rules_for` the object, kept on the schema: a save looks them up
+    without the shared cache's lock."""
+    key = ("rules", object_name)
+    rules = schema.extra.get(key)
+    if rules is None:
+        rules = schema.extra[key] = rules_for(schema.objects, object_name, rules_version(schema))
+    return rules
 
 
 def dependents(schema: CompiledSchema) -> Dependents:
@@ -471,7 +481,7 @@ def _refresh(conn, schema: CompiledSchema, parent: str, pending: Mapping[str, se
 
 def _write_refresh(conn, schema, obj_name: str, rows: dict[str, dict], new_values: dict[str, dict[str, Any]]) -> list[Change]:
     table = schema.table(obj_name)
-    rules = rules_for(schema.objects, obj_name, rules_version(schema))
+    rules = schema_rules(schema, obj_name)
     fetch = db_fetch(conn, schema)
     changes = []
     for pid, values in new_values.items():
@@ -516,7 +526,7 @@ def _path_dependents(conn, schema, change: Change) -> list[Change]:
             entry[0].update(ids)
             entry[1].add(dep.path)
     for obj_name, (ids, paths) in by_obj.items():
-        rules = rules_for(schema.objects, obj_name, rules_version(schema))
+        rules = schema_rules(schema, obj_name)
         affected = rules.formulas_affected(paths)
         if not affected:
             continue

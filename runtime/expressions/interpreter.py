@@ -36,7 +36,7 @@ from loomcrm.metadata.expressions.errors import ExprError, ExpressionError, posi
 
 from .context import EvalContext
 from .library import FIELD_FUNCTIONS, FUNCTIONS
-from .values import DECIMALS, MAX_NUMBER, EvalFailure, admit, check_text
+from .values import DECIMALS, MAX_DECIMAL, MAX_NUMBER, EvalFailure, admit, check_text
 
 _FAST = frozenset({int, bool, Decimal, type(None)}) | {__import__("datetime").date}
 _NUMBERS = (int, Decimal)
@@ -49,7 +49,8 @@ def _num(a: Any, symbol: str) -> None:
 
 
 def _bounded(value):
-    if -MAX_NUMBER < value < MAX_NUMBER:
+    limit = MAX_DECIMAL if type(value) is Decimal else MAX_NUMBER
+    if -limit < value < limit:
         return value
     raise EvalFailure("value_too_large", "a number exceeds 10**100")
 
@@ -320,6 +321,36 @@ class LoomInterpreter(asteval.Interpreter):
             raise EvalFailure("budget_exceeded", f"the expression ran longer than its budget ({self.ctx.budget_ms:g} ms)", node)
         return result
 
+    # Calls of one or two arguments (most calls) without building a list.
+
+    def on_call1(self, node):
+        self.steps += 1
+        if self.steps > self.max_steps:
+            raise EvalFailure("budget_exceeded", f"the expression ran more than {self.max_steps} steps", node)
+        a = node.loom_arg
+        try:
+            result = node.loom_fn(self, a.loom_run(self, a))
+        except EvalFailure as failure:
+            failure.node = failure.node or node
+            raise
+        if perf_counter() > self.deadline:
+            raise EvalFailure("budget_exceeded", f"the expression ran longer than its budget ({self.ctx.budget_ms:g} ms)", node)
+        return result
+
+    def on_call2(self, node):
+        self.steps += 1
+        if self.steps > self.max_steps:
+            raise EvalFailure("budget_exceeded", f"the expression ran more than {self.max_steps} steps", node)
+        a, b = node.loom_args
+        try:
+            result = node.loom_fn(self, a.loom_run(self, a), b.loom_run(self, b))
+        except EvalFailure as failure:
+            failure.node = failure.node or node
+            raise
+        if perf_counter() > self.deadline:
+            raise EvalFailure("budget_exceeded", f"the expression ran longer than its budget ({self.ctx.budget_ms:g} ms)", node)
+        return result
+
     def on_field_call(self, node):
         """is_changed / prior_value / stage_*: the argument names a field."""
         self.steps += 1
@@ -386,6 +417,12 @@ def prepare(tree: ast.Expression) -> ast.expr:
                 node.loom_run = _L.on_field_call
                 node.loom_field = node.args[0].id
                 node.loom_stages = getattr(node, "loom_stages", None)
+            elif len(node.args) == 1:
+                node.loom_run = _L.on_call1
+                node.loom_arg = node.args[0]
+            elif len(node.args) == 2:
+                node.loom_run = _L.on_call2
+                node.loom_args = tuple(node.args)
             else:
                 node.loom_run = _L.on_call
         elif isinstance(node, (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)):

@@ -19,6 +19,9 @@ MAX_LIST = 10_000
 # Numbers beyond 10**100 have no business in a CRM; bounding them keeps
 # every arithmetic step cheap whatever an attacker chains together.
 MAX_NUMBER = 10 ** 100
+# The same bound as a Decimal: comparing a Decimal with the int converts
+# the 101-digit int on every comparison.
+MAX_DECIMAL = Decimal(MAX_NUMBER)
 
 # Exact decimal arithmetic without touching the caller's thread-local
 # decimal context: every operation names this context explicitly.
@@ -40,7 +43,8 @@ NUMBER_TYPES = (int, Decimal)
 
 
 def check_number(value: Any) -> Any:
-    if -MAX_NUMBER < value < MAX_NUMBER:
+    limit = MAX_DECIMAL if type(value) is Decimal else MAX_NUMBER
+    if -limit < value < limit:
         return value
     raise EvalFailure("value_too_large", "a number exceeds 10**100")
 

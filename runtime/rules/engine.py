@@ -151,7 +151,9 @@ class SaveRun:
 
     # -- helpers ------------------------------------------------------------------
     def evaluate(self, compiled: Compiled, view: Mapping[str, Any] | None = None) -> Any:
-        view = self.view if view is None else view
+        if view is None:
+            # the view only adds lookup paths: without any, the record is read directly
+            view = self.view if compiled.paths else self.record
         try:
             return compiled.evaluate(view, context=self.context)
         except ExpressionError as exc:

@@ -27,8 +27,7 @@ from loomcrm.platform import systemdb
 
 from ..fields import FieldError
 from ..records import RecordError, RuleHooks, SaveContext
-from ..rollups import Change, as_stored, db_fetch, dependents, propagate, refresh_parents, rules_version
-from .compiled import rules_for
+from ..rollups import Change, as_stored, db_fetch, dependents, propagate, refresh_parents, schema_rules
 from .duplicates import check_duplicates
 from .engine import SKIPPABLE, SaveRun
 
@@ -88,7 +87,7 @@ class Rules(RuleHooks):
             skip = _skip.get()
             if skip is not None and getattr(ctx.user, "role", None) != "admin":
                 raise RecordError("only admins may skip rules", status=403)
-            rules = rules_for(ctx.schema.objects, ctx.obj.name, rules_version(ctx.schema))
+            rules = schema_rules(ctx.schema, ctx.obj.name)
             run = SaveRun(rules, ctx.values, ctx.old, user=ctx.user, timezone=self.timezone, clock=self.clock,
                           fetch=db_fetch(ctx.conn, ctx.schema), budget_ms=self.budget_ms)
             ctx.__dict__["_rules_run"] = run
@@ -126,12 +125,12 @@ class Rules(RuleHooks):
         self._flush(ctx)
 
     def is_required(self, ctx: SaveContext, f: FieldDef) -> bool:
-        return self.run_of(ctx).is_required(f)
+        return bool(f.required) and self.run_of(ctx).is_required(f)
 
     def validate(self, ctx: SaveContext) -> None:
         run = self.run_of(ctx)
         run.check_required_if()
-        run.check_read_only([name for name in ctx.changed if ctx.obj.field(name) is not None])
+        run.check_read_only(ctx.changed)
         run.check_rules()
         run.check_stages()
         self._flush(ctx)
