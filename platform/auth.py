@@ -229,6 +229,9 @@ class TokenCache:
         self.clock = clock
         self._entries: dict[str, tuple[float, User]] = {}
         self._lock = threading.Lock()
+        # Bumped by every forget: a lookup that began before a revoke must
+        # not put back what the revoke just took out.
+        self.generation = 0
 
     def get(self, token_hash: str) -> User | None:
         entry = self._entries.get(token_hash)
@@ -239,9 +242,12 @@ class TokenCache:
             return None
         return entry[1]
 
-    def put(self, token_hash: str, user: User) -> None:
+    def put(self, token_hash: str, user: User, generation: int) -> None:
+        """Remember `user`, found by a lookup that began at `generation`."""
         now = self.clock()
         with self._lock:
+            if generation != self.generation:
+                return
             if len(self._entries) >= self.max_size:
                 # Many distinct tokens at once: drop the expired, and if
                 # that is not enough, start afresh (bounded memory first).
@@ -251,10 +257,9 @@ class TokenCache:
             self._entries[token_hash] = (now + self.ttl, user)
 
     def forget(self, token_hash: str) -> None:
-        self._entries.pop(token_hash, None)
-
-    def clear(self) -> None:
-        self._entries = {}
+        with self._lock:
+            self.generation += 1
+            self._entries.pop(token_hash, None)
 
 
 # --- FastAPI dependencies --------------------------------------------------------
@@ -288,10 +293,11 @@ async def current_user(request: Request) -> User:
         token_hash = keyed_hash(state.secret_key, token.strip())
         user = state.tokens.get(token_hash)
         if user is None:
+            generation = state.tokens.generation
             user = await run_in_threadpool(user_for_token_hash, state.engine, token_hash)
             if user is None:
                 raise _unauthorized("the API token is unknown or revoked")
-            state.tokens.put(token_hash, user)
+            state.tokens.put(token_hash, user, generation)
         return user
     session = await run_in_threadpool(request_session, request)
     if session is None:
@@ -306,7 +312,7 @@ def check_csrf(session: Session, sent: str | None) -> None:
         raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
 
 
-def require_admin(user: User = Depends(current_user)) -> User:
+async def require_admin(user: User = Depends(current_user)) -> User:
     if not user.is_admin:
         raise HTTPException(status_code=403, detail="only administrators may do this")
     return user

@@ -93,13 +93,22 @@ def test_token_cache_keeps_users_for_its_lifetime_only():
     cache = auth.TokenCache(ttl=5, clock=clock)
     user = auth.User(id="u1", username="sun", role="user")
     assert cache.get("h1") is None
-    cache.put("h1", user)
+    cache.put("h1", user, cache.generation)
     clock.now += 4.9
     assert cache.get("h1") == user
     clock.now += 0.1
     assert cache.get("h1") is None
-    cache.put("h1", user)
+    cache.put("h1", user, cache.generation)
     cache.forget("h1")
+    assert cache.get("h1") is None
+
+
+def test_a_lookup_that_began_before_a_revoke_is_not_cached():
+    cache = auth.TokenCache(ttl=5, clock=FakeClock())
+    user = auth.User(id="u1", username="sun", role="user")
+    began = cache.generation
+    cache.forget("h1")  # the token is revoked while the lookup runs
+    cache.put("h1", user, began)
     assert cache.get("h1") is None
 
 
@@ -107,11 +116,11 @@ def test_token_cache_stays_bounded():
     clock = FakeClock()
     cache = auth.TokenCache(ttl=5, max_size=3, clock=clock)
     user = auth.User(id="u1", username="sun", role="user")
-    cache.put("old", user)
+    cache.put("old", user, 0)
     clock.now += 10
     for key in ("a", "b"):
-        cache.put(key, user)
-    cache.put("c", user)  # full: the expired entry goes first
+        cache.put(key, user, 0)
+    cache.put("c", user, 0)  # full: the expired entry goes first
     assert [cache.get(k) for k in ("old", "a", "b", "c")] == [None, user, user, user]
-    cache.put("d", user)  # full of live entries: starts afresh
+    cache.put("d", user, 0)  # full of live entries: starts afresh
     assert [cache.get(k) for k in ("a", "b", "c", "d")] == [None, None, None, user]
