@@ -56,7 +56,7 @@ from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import FormulaField, LookupField, RollupField
 
 from .expressions import Compiled, compile_expression
-from .expressions.context import default_context
+from .expressions.context import EvalContext, default_context
 from .expressions.sql import JoinResolver, to_sql
 from .rules.compiled import RuleSet, rules_for
 from .rules.engine import RecordView, SaveRun
@@ -318,9 +318,7 @@ def compute_rollup(conn: sa.Connection, schema: CompiledSchema, spec: RollupSpec
 
 def _compute_in_python(conn, schema, spec, rows: list[dict]) -> dict[str, Any]:
     fetch = db_fetch(conn, schema)
-    from .expressions import EvalContext
-
-    context = EvalContext()
+    context = default_context()
     grouped: dict[str, list] = {}
     for row in rows:
         view = RecordView(schema.objects, spec.child, row, fetch)
@@ -394,7 +392,7 @@ def _delta_statement(schema: CompiledSchema, table, names: tuple[str, ...], dial
     return statement
 
 
-def _share(spec: RollupSpec, row: Mapping[str, Any] | None) -> tuple[str, int | Decimal] | None:
+def _share(spec: RollupSpec, row: Mapping[str, Any] | None, context: EvalContext) -> tuple[str, int | Decimal] | None:
     """What the child `row` (None: no such child) adds to its parent's value
     of the incremental rollup `spec`: (parent id, amount), or None."""
     if row is None or row.get("_deleted_at") is not None:
@@ -402,19 +400,28 @@ def _share(spec: RollupSpec, row: Mapping[str, Any] | None) -> tuple[str, int | 
     pid = row.get(spec.via)
     if pid is None:
         return None
-    if spec.filter is not None:
-        try:
-            keep = spec.filter.evaluate(row, context=default_context()) is True
-        except ExpressionError as exc:
-            raise ValueError(f"the filter of rollup {spec.parent}.{spec.field.name} failed on {spec.child} {row.get('id')}: {exc}") from None
-        if not keep:
-            return None
+    if spec.filter is not None and not _keeps(spec, row, context):
+        return None
     value = row.get(spec.field.field) if spec.field.field else 1
     if spec.field.function == "count":
         return pid, 0 if value is None else 1
     if value is None:   # a sum skips blanks
         return pid, 0
     return pid, Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _keeps(spec: RollupSpec, row: Mapping[str, Any], context: EvalContext) -> bool:
+    try:
+        try:
+            return spec.filter.evaluate(row, context=context) is True
+        except ExpressionError as exc:
+            # The time budget is wall-clock time: a pause of the process can
+            # cross it once; a filter that really runs too long fails again.
+            if not any(e.code == "budget_exceeded" and "longer" in e.message for e in exc.errors):
+                raise
+            return spec.filter.evaluate(row, context=context) is True
+    except ExpressionError as exc:
+        raise ValueError(f"the filter of rollup {spec.parent}.{spec.field.name} failed on {spec.child} {row.get('id')}: {exc}") from None
 
 
 def refresh_parents(conn: sa.Connection, schema: CompiledSchema, parent: str, pending: Mapping[str, set[str]],
@@ -561,6 +568,7 @@ def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]
     by wave (each refresh may change what others depend on). Returns the
     number of records refreshed."""
     deps = dependents(schema)
+    context = default_context()
     refreshed = 0
     wave = list(changes)
     for _ in range(MAX_WAVES):
@@ -576,7 +584,7 @@ def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]
                 if spec.incremental:
                     # the old values leave the old parent, the new ones join the new
                     for row, sign in ((change.old, -1), (change.new, 1)):
-                        share = _share(spec, row)
+                        share = _share(spec, row, context)
                         if share is not None and share[1]:
                             amounts = deltas.setdefault(spec.parent, {}).setdefault(share[0], {})
                             amounts[spec.field.name] = amounts.get(spec.field.name, 0) + sign * share[1]
