@@ -120,6 +120,10 @@ class RuleHooks:
     def after_delete(self, conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, row: dict, user) -> None:
         """In the same transaction, after a record went to the recycle bin."""
 
+    def before_restore(self, conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, row: dict, user) -> None:
+        """In the same transaction, before a record comes back from the
+        recycle bin; raise a RecordError to refuse (a duplicate rule)."""
+
     def after_restore(self, conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, row: dict, user) -> None:
         """In the same transaction, after a record came back from the recycle bin."""
 
@@ -758,9 +762,12 @@ class RecordService:
             for other in schema.objects.values():
                 table = schema.table(other.name)
                 where = table.c._deleted_batch == batch if batch else table.c.id == rid
-                ids = [r[0] for r in tx.execute(sa.select(table.c.id).where(where))]
-                if not ids:
+                rows = [dict(r._mapping) for r in tx.execute(sa.select(table).where(where))]
+                if not rows:
                     continue
+                for r in rows:
+                    self.hooks.before_restore(tx, schema, other, r, user)
+                ids = [r["id"] for r in rows]
                 tx.execute(sa.update(table).where(where).values(_deleted_at=None, _deleted_by=None, _deleted_batch=None))
                 for restored in ids:
                     back = dict(tx.execute(sa.select(table).where(table.c.id == restored)).first()._mapping)

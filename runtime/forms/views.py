@@ -501,7 +501,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         except RecordError as exc:
             _ = pages.gettext(request)
             return pages.render(request, "forms/_notice.html", status=exc.status, kind="error",
-                                message=_("The record could not be restored:"), details=[exc.detail])
+                                message=_("The record could not be restored:"),
+                                details=[e["message"] for e in exc.errors if e.get("message")] or [exc.detail])
         return _saved(request, f"/app/{obj.name}/{rid}")
 
     # --- helpers ----------------------------------------------------------------------------

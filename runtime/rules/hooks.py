@@ -26,7 +26,7 @@ from loomcrm.metadata.model import FieldDef
 from loomcrm.platform import systemdb
 
 from ..fields import FieldError
-from ..records import RecordError, RuleHooks, SaveContext
+from ..records import Conflict, RecordError, RuleHooks, SaveContext
 from ..rollups import Change, as_stored, db_fetch, dependents, propagate, refresh_parents, schema_rules
 from .duplicates import check_duplicates
 from .engine import SKIPPABLE, SaveRun
@@ -163,6 +163,17 @@ class Rules(RuleHooks):
 
     def after_delete(self, conn, schema, obj, row, user) -> None:
         propagate(conn, schema, [Change(obj.name, as_stored(conn, schema, obj.name, row), None, None)])
+
+    def before_restore(self, conn, schema, obj, row, user) -> None:
+        """A record back from the recycle bin must not duplicate one saved
+        meanwhile: blocking duplicate rules refuse the restore (409)."""
+        if not obj.duplicate_rules:
+            return
+        locale = getattr(user, "locale", None) or "en"
+        blocks, _ = check_duplicates(conn, schema.table(obj.name), obj, row, row["id"], None, locale)
+        if blocks:
+            raise Conflict(f"restoring this {obj.name} would duplicate a record saved since it was deleted",
+                           [{k: v for k, v in p.items() if v is not None} for p in blocks])
 
     def after_restore(self, conn, schema, obj, row, user) -> None:
         changes = [Change(obj.name, None, row, None)]

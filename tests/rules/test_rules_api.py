@@ -146,7 +146,13 @@ def test_duplicate_leads_by_phone_or_email_are_blocked(crm):
     assert r.status_code == 409 and r.json()["errors"][0]["rule"] == "same_email"
     # a deleted lead no longer counts
     assert client.delete(f"/api/v1/lead/{first['id']}").status_code == 204
-    post(client, "lead", {"name": "B", "source": "website", "status": "new", "phone": "13800138000"})
+    second = post(client, "lead", {"name": "B", "source": "website", "status": "new", "phone": "13800138000"})
+    # ... and cannot come back over the lead saved meanwhile
+    r = client.post(f"/api/v1/lead/{first['id']}/restore")
+    assert r.status_code == 409 and r.json()["errors"][0]["matches"] == [second["id"]], r.text
+    assert client.get(f"/api/v1/lead/{first['id']}").status_code == 404
+    assert client.delete(f"/api/v1/lead/{second['id']}").status_code == 204
+    assert client.post(f"/api/v1/lead/{first['id']}/restore").status_code == 200
 
 
 def test_duplicate_contacts_warn_and_save(crm):
