@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
+from functools import partial
 from dataclasses import dataclass, field as dc_field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -31,7 +32,7 @@ from loomcrm.platform import systemdb
 from loomcrm.platform.db import write_transaction
 
 from .expressions import Compiled
-from .fields import FieldError, field_type
+from .fields import FieldError, FieldType, field_type
 from .fields.dates import iso_utc
 from .rules.compiled import rules_for
 from .rules.duplicates import normalize
@@ -148,6 +149,31 @@ def record_json(obj: ObjectDef, row: dict[str, Any]) -> dict[str, Any]:
 _PLAIN = (str, int, bool, float, type(None))
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+def _record_json_of(plan: _Plan, row: dict[str, Any]) -> dict[str, Any]:
+    """`record_json` of a row just written, with the plan's converters."""
+    created = iso_utc(row["created_at"])
+    out: dict[str, Any] = {"id": row["id"], "version": row["version"], "created_at": created,
+                           "updated_at": created if row["updated_at"] is row["created_at"] else iso_utc(row["updated_at"]),
+                           "created_by": row["created_by"], "updated_by": row["updated_by"], "owner": row["owner"]}
+    for name in plan.names:
+        out[name] = row.get(name)
+    for name, to_json in plan.to_json:
+        value = out[name]
+        if value is not None:
+            out[name] = to_json(value)
+    return out
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """`_json_value` of a record's JSON object, plain values passed through without a call."""
+    plain = _PLAIN
+    return {k: v if type(v) in plain else _json_value(v) for k, v in record.items()}
+
+
 def _json_value(value: Any) -> Any:
     """A JSON-storable form for history and outbox rows."""
     if type(value) in _PLAIN:   # most values: answered first (a save converts every field)
@@ -171,7 +197,10 @@ class _Plan:
     per metadata version (kept in `CompiledSchema.extra`)."""
 
     fields: dict[str, tuple[FieldDef, Any]]       # name -> (field, field type)
+    coercers: dict[str, Any]                      # name -> the field type's coercer for the field
     names: list[str]                              # stored fields, in order
+    to_json: list[tuple[str, Any]]                # (name, stored value -> JSON value) of fields whose JSON differs
+    tracked: list[tuple[str, Any]]                # (name, to_json) of `track_history` fields, in order
     defaults: list[FieldDef]                      # writable fields with a literal default
     auto_numbers: list[FieldDef]
     unique: list[FieldDef]
@@ -192,7 +221,12 @@ def _plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
         table = schema.table(obj.name)
         kinds = {f.name: (f, field_type(f)) for f in obj.fields}
         plan = schema.extra[key] = _Plan(
-            fields=kinds, names=[f.name for f in obj.fields],
+            fields=kinds, coercers={name: kind.coercer(f) for name, (f, kind) in kinds.items()},
+            names=[f.name for f in obj.fields],
+            to_json=[(name, partial(kind.to_json, f)) for name, (f, kind) in kinds.items()
+                     if type(kind).to_json is not FieldType.to_json],
+            tracked=[(name, partial(kinds[name][1].to_json, kinds[name][0]) if name in kinds else _same)
+                     for name in obj.track_history if name in kinds or name == "owner"],
             defaults=[f for f, kind in kinds.values() if f.default is not None and kind.writable],
             auto_numbers=[f for f in obj.fields if f.type == "auto_number"],
             unique=[f for f in obj.fields if f.unique],
@@ -473,7 +507,7 @@ class RecordService:
                 values[f.name] = None
                 continue
             try:
-                value = kind.coerce(f, raw, ctx_fields)
+                value = plan.coercers[f.name](raw, ctx_fields)
                 values[f.name] = None if kind.is_blank(value) else value
             except FieldError as exc:
                 exc.field = f.name
@@ -486,7 +520,7 @@ class RecordService:
             for f in plan.defaults:
                 if f.name not in values:
                     try:
-                        values[f.name] = plan.fields[f.name][1].coerce(f, f.default, ctx_fields)
+                        values[f.name] = plan.coercers[f.name](f.default, ctx_fields)
                     except FieldError:
                         pass
             values.setdefault("owner", getattr(user, "id", None))
@@ -619,8 +653,9 @@ class RecordService:
         tracked = set(obj.track_history)
         for ctx, row in zip(ctxs, rows):
             ctx.values = row
-            out = record_json(obj, row)
-            history += self._history_rows(obj, row["id"], None, row, tracked, uid, True, row["created_at"])
+            out = _record_json_of(plan, row)
+            if plan.tracked:
+                history += self._history_rows(obj, row["id"], None, row, tracked, uid, True, row["created_at"], plan)
             events.append(self._event_row(obj, row["id"], "create", row, None, ctx.changed, uid, row["created_at"], out))
             if ctx.warnings:
                 out = {**out, "_warnings": ctx.warnings}
@@ -646,7 +681,7 @@ class RecordService:
         if result.rowcount != 1:
             raise PreconditionFailed("the record was changed by someone else meanwhile")
         saved = ctx.values = {**old, **values}
-        self._history(conn, obj, old["id"], old, saved, changed, uid, False)
+        self._history(conn, schema, obj, old["id"], old, saved, changed, uid, False)
         out = record_json(obj, saved)
         conn.execute(sa.insert(systemdb.outbox), self._event_row(obj, old["id"], "update", saved, old, changed, uid, now, out))
         self.hooks.after_write(ctx)
@@ -670,21 +705,19 @@ class RecordService:
             last = count
         return last - count + 1
 
-    def _history_rows(self, obj, rid, old, new, changed, uid, is_new, at) -> list[dict[str, Any]]:
+    def _history_rows(self, obj, rid, old, new, changed, uid, is_new, at, plan: _Plan) -> list[dict[str, Any]]:
         rows = []
-        for name in obj.track_history:
-            f = obj.field(name)
-            if name not in changed or (f is None and name != "owner"):
+        for name, to_json in plan.tracked:
+            if name not in changed:
                 continue
-            to_json = (lambda v: v) if f is None else (lambda v, f=f: field_type(f).to_json(f, v))
             rows.append({"object": obj.name, "record_id": rid, "field": name,
                          "old_value": None if is_new else _json_value(to_json(old.get(name))),
                          "new_value": _json_value(to_json(new.get(name))), "changed_by": uid,
                          "changed_at": at, "note": "created" if is_new else None})
         return rows
 
-    def _history(self, conn, obj, rid, old, new, changed, uid, is_new) -> None:
-        rows = self._history_rows(obj, rid, old, new, changed, uid, is_new, now_utc())
+    def _history(self, conn, schema, obj, rid, old, new, changed, uid, is_new) -> None:
+        rows = self._history_rows(obj, rid, old, new, changed, uid, is_new, now_utc(), _plan(schema, obj))
         if rows:
             conn.execute(sa.insert(systemdb.history), rows)
 
@@ -694,7 +727,7 @@ class RecordService:
         if new is not None and new_json is None:
             new_json = record_json(obj, new)
         payload = {"object": obj.name, "id": rid, "version": new["version"] if new else None,
-                   "changed": sorted(changed), "record": _json_value(new_json) if new else None,
+                   "changed": sorted(changed), "record": _plain(new_json) if new else None,
                    "old": {k: _json_value(field_type(obj.field(k)).to_json(obj.field(k), old.get(k)))
                            for k in changed if old and obj.field(k)} if old else None}
         return {"object": obj.name, "record_id": rid, "event": event, "payload": payload, "actor": uid, "created_at": at}

@@ -22,12 +22,19 @@ class _OneOf(FieldType):
     def json_schema(self, field):
         return {"type": "string", "enum": self.values(field)}
 
+    def coercer(self, field):
+        allowed = frozenset(self.values(field))
+
+        def coerce(value, ctx):
+            if not isinstance(value, str):
+                raise FieldError("type", f"{field.name} must be one of its option values")
+            if value not in allowed:
+                raise FieldError("invalid_option", f"{value[:100]!r} is not an option of {field.name}")
+            return value
+        return coerce
+
     def coerce(self, field, value, ctx):
-        if not isinstance(value, str):
-            raise FieldError("type", f"{field.name} must be one of its option values")
-        if value not in self.values(field):
-            raise FieldError("invalid_option", f"{value[:100]!r} is not an option of {field.name}")
-        return value
+        return self.coercer(field)(value, ctx)
 
 
 @register
@@ -63,17 +70,24 @@ class MultiPicklistType(FieldType):
     def json_schema(self, field):
         return {"type": "array", "items": {"type": "string", "enum": self.values(field)}, "uniqueItems": True}
 
-    def coerce(self, field, value, ctx):
-        if isinstance(value, str):  # a single value, or CSV's "a;b"
-            value = [part.strip() for part in value.replace(",", ";").split(";") if part.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise FieldError("type", f"{field.name} must be a list of option values")
+    def coercer(self, field):
         allowed = self.values(field)
-        unknown = [v for v in value if v not in allowed]
-        if unknown:
-            raise FieldError("invalid_option", f"{unknown[0][:100]!r} is not an option of {field.name}")
-        chosen = set(value)
-        return [v for v in allowed if v in chosen]  # option order, no duplicates
+        known = frozenset(allowed)
+
+        def coerce(value, ctx):
+            if isinstance(value, str):  # a single value, or CSV's "a;b"
+                value = [part.strip() for part in value.replace(",", ";").split(";") if part.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise FieldError("type", f"{field.name} must be a list of option values")
+            unknown = [v for v in value if v not in known]
+            if unknown:
+                raise FieldError("invalid_option", f"{unknown[0][:100]!r} is not an option of {field.name}")
+            chosen = set(value)
+            return [v for v in allowed if v in chosen]  # option order, no duplicates
+        return coerce
+
+    def coerce(self, field, value, ctx):
+        return self.coercer(field)(value, ctx)
 
     def parse_text(self, field, text, ctx):
         return self.coerce(field, text, ctx)

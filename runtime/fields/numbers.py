@@ -8,7 +8,7 @@ with more decimals than the field's scale is refused, never rounded.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 
@@ -39,12 +39,18 @@ def to_decimal(field, value: Any) -> Decimal:
     return result
 
 
-def check_range(field, value) -> None:
+def range_check(field) -> Callable[[Any], None]:
+    """A check of a number against the field's `min` and `max`."""
     low, high = getattr(field, "min", None), getattr(field, "max", None)
-    if low is not None and value < Decimal(str(low)):
-        raise FieldError("min", f"{field.name} must be at least {low}")
-    if high is not None and value > Decimal(str(high)):
-        raise FieldError("max", f"{field.name} must be at most {high}")
+    low_d = None if low is None else Decimal(str(low))
+    high_d = None if high is None else Decimal(str(high))
+
+    def check(value) -> None:
+        if low_d is not None and value < low_d:
+            raise FieldError("min", f"{field.name} must be at least {low}")
+        if high_d is not None and value > high_d:
+            raise FieldError("max", f"{field.name} must be at most {high}")
+    return check
 
 
 @register
@@ -66,26 +72,36 @@ class IntegerType(FieldType):
             schema["maximum"] = field.max
         return schema
 
+    def coercer(self, field):
+        check = range_check(field)
+
+        def coerce(value, ctx):
+            number = to_decimal(field, value)
+            if number != number.to_integral_value():
+                raise FieldError("type", f"{field.name} must be a whole number")
+            result = int(number)
+            if not INT_MIN <= result <= INT_MAX:
+                raise FieldError("max" if result > 0 else "min", f"{field.name} is out of range")
+            check(result)
+            return result
+        return coerce
+
     def coerce(self, field, value, ctx):
-        number = to_decimal(field, value)
-        if number != number.to_integral_value():
-            raise FieldError("type", f"{field.name} must be a whole number")
-        result = int(number)
-        if not INT_MIN <= result <= INT_MAX:
-            raise FieldError("max" if result > 0 else "min", f"{field.name} is out of range")
-        check_range(field, result)
-        return result
+        return self.coercer(field)(value, ctx)
 
 
 class _DecimalBase(FieldType):
     operators = COMPARISON_OPS
     default_precision = 18
 
+    # Read from the instance's __dict__: pydantic answers a missing attribute
+    # (currency and percent fields have no precision) through a slow
+    # __getattr__ that raises.
     def precision(self, field) -> int:
-        return getattr(field, "precision", None) or self.default_precision
+        return vars(field).get("precision") or self.default_precision
 
     def scale(self, field) -> int:
-        scale = getattr(field, "scale", None)
+        scale = vars(field).get("scale")
         return 2 if scale is None else scale
 
     def column_type(self, field, objects):
@@ -106,16 +122,25 @@ class _DecimalBase(FieldType):
             schema["maximum"] = field.max
         return schema
 
-    def coerce(self, field, value, ctx):
-        number = to_decimal(field, value)
+    def coercer(self, field):
         scale = self.scale(field)
-        exponent = number.normalize().as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > scale:
-            raise FieldError("scale", f"{field.name} takes at most {scale} decimals")
-        if abs(number) >= Decimal(10) ** (self.precision(field) - scale):
-            raise FieldError("max" if number > 0 else "min", f"{field.name} is too large")
-        check_range(field, number)
-        return number.quantize(Decimal(1).scaleb(-scale))
+        limit = Decimal(10) ** (self.precision(field) - scale)
+        quantum = Decimal(1).scaleb(-scale)
+        check = range_check(field)
+
+        def coerce(value, ctx):
+            number = to_decimal(field, value)
+            exponent = number.normalize().as_tuple().exponent
+            if isinstance(exponent, int) and -exponent > scale:
+                raise FieldError("scale", f"{field.name} takes at most {scale} decimals")
+            if abs(number) >= limit:
+                raise FieldError("max" if number > 0 else "min", f"{field.name} is too large")
+            check(number)
+            return number.quantize(quantum)
+        return coerce
+
+    def coerce(self, field, value, ctx):
+        return self.coercer(field)(value, ctx)
 
     def to_json(self, field, value):
         if value is None:
@@ -161,6 +186,9 @@ class BooleanType(FieldType):
         if isinstance(value, bool):
             return value
         raise FieldError("type", f"{field.name} must be true or false")
+
+    def text_input(self, field, text, ctx):
+        return self.parse_text(field, text, ctx)
 
     def parse_text(self, field, text, ctx):
         lowered = text.strip().lower()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
 from datetime import timezone
-from typing import Any, ClassVar, Mapping
+from functools import partial
+from typing import Any, Callable, ClassVar, Mapping
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -76,9 +77,22 @@ class FieldType:
         """A JSON input value -> the stored Python value, or FieldError."""
         return value
 
+    def coercer(self, field: FieldDef) -> Callable[[Any, FieldContext], Any]:
+        """`coerce` for one field. Types whose checks need work from the
+        field's definition (bounds, option sets) do it here once; the record
+        service keeps one coercer per field per metadata version."""
+        return partial(self.coerce, field)
+
     def parse_text(self, field: FieldDef, text: str, ctx: FieldContext) -> Any:
         """Text from a query string or a CSV cell -> the stored value."""
         return self.coerce(field, text, ctx)
+
+    def text_input(self, field: FieldDef, text: str, ctx: FieldContext) -> Any:
+        """Stripped, non-blank text -> the input value a save takes for it,
+        so that `coerce(text_input(text))` is `parse_text(text)`: the text
+        itself for the types whose `coerce` reads text (so an import coerces
+        each cell once, in the record service)."""
+        return text
 
     def parse_csv(self, field: FieldDef, text: str, ctx: FieldContext) -> Any:
         text = text.strip()
