@@ -7,7 +7,8 @@ history and outbox apply exactly as for an API write).
   the field of the same name (or label) unless `--map COL=FIELD` says
   otherwise; `--map COL=` skips a column. Columns that map to nothing are
   reported and skipped.
-- Cells are parsed per field type (the registry's `parse_csv`); a lookup
+- Cells are read per field type: the record service coerces each cell's
+  text once (the registry's `text_input` says what it is handed); a lookup
   cell names its target by the target's title field value or by its id; a
   user cell by user name or id.
 - Valid rows are saved in batches, one transaction per batch, with the
@@ -418,33 +419,52 @@ class _Resolver:
         return uid
 
 
-def _parse_row(row: _Row, plan, obj: ObjectDef, resolver: _Resolver, conn, ctx, width: int) -> None:
+def _parse_row(row: _Row, plan, resolver: _Resolver, conn, ctx, width: int) -> None:
+    """The row's values as the record service takes them: lookups and users
+    resolved to ids, other cells as text that the service coerces. A row
+    refused here (a lookup that finds nothing) is never saved, so its other
+    cells are coerced here to report every problem of the row at once."""
     if len(row.cells) != width:
         row.errors.append(f"the row has {len(row.cells)} cells, the header has {width}")
         return
     values: dict[str, Any] = {}
-    for index, f in plan:
-        cell = row.cells[index]
-        owner = isinstance(f, str)   # "owner" (comparing a FieldDef with == is slow: pydantic)
-        name = f if owner else f.name
+    errors: list[tuple[int, str]] = []
+    for index, f, kind in plan:
+        text = row.cells[index].strip()
+        owner = kind is None   # "owner" (comparing a FieldDef with == is slow: pydantic)
+        name = "owner" if owner else f.name
         try:
-            text = cell.strip()
-            if owner:
-                values["owner"] = resolver.user(conn, text) if text else None
+            if not text:
+                values[name] = None
+            elif owner:
+                values["owner"] = resolver.user(conn, text)
             elif f.type == "lookup":
-                values[name] = resolver.record(conn, f.to, text) if text else None
+                values[name] = resolver.record(conn, f.to, text)
             elif f.type == "user":
-                values[name] = resolver.user(conn, text) if text else None
+                values[name] = resolver.user(conn, text)
             elif f.type == "related_to":
                 other, sep, ref = text.partition(":")
-                if text and (not sep or other.strip() not in (f.to or [])):
+                if not sep or other.strip() not in (f.to or []):
                     raise FieldError("type", f"write it as OBJECT:TITLE-OR-ID, OBJECT one of {', '.join(f.to or [])}")
-                values[name] = f"{other.strip()}:{resolver.record(conn, other.strip(), ref.strip())}" if text else None
+                values[name] = f"{other.strip()}:{resolver.record(conn, other.strip(), ref.strip())}"
             else:
-                values[name] = field_type(f).parse_csv(f, cell, ctx)
+                values[name] = kind.text_input(f, text, ctx)
         except FieldError as exc:
-            row.errors.append(f"{name}: {exc.code}: {exc.message}")
+            errors.append((index, f"{name}: {exc.code}: {exc.message}"))
+    if errors:
+        failed = {index for index, _ in errors}
+        for index, f, kind in plan:
+            if kind is None or index in failed or f.type in _LINKS or values.get(f.name) is None:
+                continue
+            try:
+                kind.coerce(f, values[f.name], ctx)
+            except FieldError as exc:
+                errors.append((index, f"{f.name}: {exc.code}: {exc.message}"))
+        row.errors.extend(message for _, message in sorted(errors, key=lambda e: e[0]))
     row.values = values
+
+
+_LINKS = ("lookup", "user", "related_to")
 
 
 # --- the rejected file -------------------------------------------------------------------------
@@ -522,6 +542,7 @@ def import_file(runtime, object_name: str, path: str | Path, mapping: Mapping[st
         resolver = _Resolver(runtime.engine, schema)
         ctx = runtime.context
         width = len(source.header)
+        kinds = [(index, f, None) if isinstance(f, str) else (index, f, field_type(f)) for index, f in plan]
         batch: list[_Row] = []
 
         def reject(row: _Row) -> None:
@@ -547,7 +568,7 @@ def import_file(runtime, object_name: str, path: str | Path, mapping: Mapping[st
                 if problem:
                     row.errors.append(problem)
                 else:
-                    _parse_row(row, plan, obj, resolver, read_conn, ctx, width)
+                    _parse_row(row, kinds, resolver, read_conn, ctx, width)
                     read_conn.rollback()   # never hold a read snapshot (or SQLite's lock) across batches
                 batch.append(row)
                 if len(batch) >= batch_size:

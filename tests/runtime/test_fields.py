@@ -107,6 +107,63 @@ def test_csv_parsing():
     assert field_type(c).parse_csv(c, " 12.50 ", CTX) == Decimal("12.50")
 
 
+# Text as a CSV cell brings it, per type: (field keys, good texts, bad texts).
+TEXTS = [
+    ({"type": "text", "max_length": 5}, ["abc"], ["abcdefg"]),
+    ({"type": "long_text"}, ["line one\nline two"], []),
+    ({"type": "integer", "min": 0}, ["7", "7.0", "1e3"], ["-1", "7.5", "seven"]),
+    ({"type": "decimal", "precision": 5, "scale": 2}, ["123.45", "1e2"], ["1234.5", "1.005", "NaN"]),
+    ({"type": "currency", "min": 0, "max": 10}, ["10", "0.10"], ["10.01", "-0.01", "x"]),
+    ({"type": "percent"}, ["12.5"], ["1.234"]),
+    ({"type": "boolean"}, ["Yes", "off", "1"], ["maybe"]),
+    ({"type": "date", "min": "2020-01-01"}, ["2020-01-01"], ["2019-12-31", "2020-13-01", "yesterday"]),
+    ({"type": "datetime"}, ["2024-03-01T08:00", "2024-03-01 08:00:00Z", "2024-03-01"], ["2024-03-01T25:00"]),
+    ({"type": "email"}, ["Ada@Example.COM"], ["not an address"]),
+    ({"type": "phone"}, ["138 0013 8000", "+1 650 253 0000"], ["12"]),
+    ({"type": "url"}, ["example.com/a"], ["ftp://example.com", "mailto:x@y.z"]),
+    ({"type": "picklist", "options": [{"value": "a"}, {"value": "b"}]}, ["a"], ["A", "c"]),
+    ({"type": "stage", "stages": [{"value": "open"}, {"value": "won"}]}, ["won"], ["lost"]),
+    ({"type": "multi_picklist", "options": [{"value": "a"}, {"value": "b"}]}, ["b; a", "a,b,a"], ["a;c"]),
+    ({"type": "lookup", "to": "account"}, ["abc123"], ["x' OR 1=1 --"]),
+    ({"type": "related_to", "to": ["lead"]}, ["lead:abc"], ["account:abc"]),
+]
+
+
+@pytest.mark.parametrize("keys, good, bad", TEXTS, ids=[t[0]["type"] for t in TEXTS])
+def test_text_input_coerced_is_what_the_text_parses_to(keys, good, bad):
+    """An import hands the record service `text_input(text)`, which coerces
+    it: that must give what `parse_text` gives, and refuse what it refuses
+    with the same error."""
+    f = fd(**keys)
+    kind = field_type(f)
+    for text in good:
+        assert coerce(f, kind.text_input(f, text, CTX)) == kind.parse_text(f, text, CTX), text
+    for text in bad:
+        with pytest.raises(FieldError) as parsed:
+            kind.parse_text(f, text, CTX)
+        with pytest.raises(FieldError) as handed:
+            coerce(f, kind.text_input(f, text, CTX))
+        assert (handed.value.code, handed.value.message) == (parsed.value.code, parsed.value.message), text
+
+
+@pytest.mark.parametrize("keys, good, bad", TEXTS, ids=[t[0]["type"] for t in TEXTS])
+def test_a_fields_coercer_is_its_coerce(keys, good, bad):
+    f = fd(**keys)
+    kind = field_type(f)
+    coercer = kind.coercer(f)
+    for text in good:
+        value = kind.text_input(f, text, CTX)
+        assert coercer(value, CTX) == coerce(f, value)
+    for text in bad:
+        try:
+            value = kind.text_input(f, text, CTX)
+        except FieldError:
+            continue   # refused as text already (boolean)
+        with pytest.raises(FieldError) as once:
+            coercer(value, CTX)
+        assert once.value.code == error(f, value)
+
+
 def test_computed_types_are_not_writable():
     f = fd(type="formula", expression="1 + 1", returns="integer")
     assert not field_type(f).writable
