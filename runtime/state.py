@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from loomcrm.metadata.versions import VersionStore
 
 from .expressions.compiled import cache as expression_cache
+from .rules.compiled import clear_rules_cache
 from .fields import DEFAULT_CONTEXT, FieldContext
 from .tables import CompiledSchema, build_schema
 
@@ -54,10 +55,11 @@ class Runtime:
         """Let the previous version go once a new one is in use. The
         engine's cache of compiled statements (500 entries) keys them by
         their tables, so it would keep the tables, types and event hooks of
-        a hundred old versions alive; compiled expressions are keyed by
-        version and could never be hit again. Both refill on demand."""
+        a hundred old versions alive; compiled expressions and rules are
+        keyed by version and could never be hit again. All refill on demand."""
         self.engine.clear_compiled_cache()
         expression_cache.clear()
+        clear_rules_cache()
 
     def invalidate(self) -> None:
         """Forget the version check (after a publish in this process)."""

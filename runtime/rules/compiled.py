@@ -192,8 +192,13 @@ class _Cache:
                 self.items.popitem(last=False)
         return built
 
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
 
 _cache = _Cache()
+clear_rules_cache = _cache.clear
 
 
 def rules_for(objects: Mapping[str, ObjectDef], object_name: str, version: Hashable | None = None) -> RuleSet:
