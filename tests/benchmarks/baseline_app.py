@@ -99,20 +99,25 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def open_engine(url: str) -> sa.Engine:
+# The token check alone, for apps that serve tables of their own (raw_list_app.py).
+AUTH_TABLES = [users, api_tokens]
+
+
+def open_engine(url: str, tables: list[sa.Table] | None = None) -> sa.Engine:
+    """An engine on `url`, with `tables` (all of this app's by default) created if missing."""
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         @sa.event.listens_for(engine, "connect")
         def _wal(dbapi_connection, _record):
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
             dbapi_connection.execute("PRAGMA busy_timeout=30000")
-    meta.create_all(engine)
+    meta.create_all(engine, tables=tables)
     return engine
 
 
 def create_token(url: str) -> str:
     """A user and an API token acting as it; only the token's hash is kept."""
-    engine = open_engine(url)
+    engine = open_engine(url, AUTH_TABLES)
     token = secrets.token_urlsafe(32)
     user_id = uuid.uuid4().hex
     with engine.begin() as conn:
@@ -122,9 +127,9 @@ def create_token(url: str) -> str:
     return token
 
 
-def create_app(url: str) -> FastAPI:
-    engine = open_engine(url)
-    app = FastAPI()
+def bearer_user(engine: sa.Engine):
+    """The FastAPI dependency answering the (id, role) of the request's
+    active token, or 401: one indexed SELECT per request."""
 
     def current_user(authorization: str | None = Header(default=None)):
         scheme, _, token = (authorization or "").partition(" ")
@@ -138,6 +143,14 @@ def create_app(url: str) -> FastAPI:
         if user is None:
             raise HTTPException(401, headers={"WWW-Authenticate": "Bearer"})
         return user
+
+    return current_user
+
+
+def create_app(url: str) -> FastAPI:
+    engine = open_engine(url)
+    app = FastAPI()
+    current_user = bearer_user(engine)
 
     @app.post("/opportunity", status_code=201)
     def create(body: OpportunityIn, user=Depends(current_user)):

@@ -125,11 +125,13 @@ def loom_server(env: dict, folder: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def baseline_server(database_url: str, folder: Path) -> Iterator[str]:
+def baseline_server(database_url: str, folder: Path, script: str = "baseline_app.py") -> Iterator[str]:
+    """A hand-written app beside this file (`baseline_app.py`, or another
+    one serving GET /opportunity) under uvicorn, in its own process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with process([PYTHON, str(HERE / "baseline_app.py"), database_url, str(port)], dict(os.environ),
-                 f"{url}/opportunity?limit=1", folder / f"baseline-{port}.log"):
+    with process([PYTHON, str(HERE / script), database_url, str(port)], dict(os.environ),
+                 f"{url}/opportunity?limit=1", folder / f"{Path(script).stem}-{port}.log"):
         yield url
 
 
