@@ -4,7 +4,7 @@ hardened asteval interpreter, and the SQL back end. The checking half
 
 from loomcrm.metadata.expressions import ExprError, ExpressionError, Scope
 
-from .compiled import Compiled, compile_expression
+from .compiled import Compiled, Session, compile_expression
 from .context import EvalContext, default_context
 
-__all__ = ["Compiled", "EvalContext", "ExprError", "ExpressionError", "Scope", "compile_expression", "default_context"]
+__all__ = ["Compiled", "EvalContext", "ExprError", "ExpressionError", "Scope", "Session", "compile_expression", "default_context"]

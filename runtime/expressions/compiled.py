@@ -11,7 +11,7 @@ from typing import Any, Hashable, Mapping
 from loomcrm.metadata.expressions import Checked, Scope, analyze
 
 from .context import EvalContext, default_context
-from .interpreter import for_thread, prepare
+from .interpreter import _local, for_thread, prepare
 
 
 class Compiled:
@@ -47,6 +47,29 @@ class Compiled:
 
     def __repr__(self) -> str:
         return f"Compiled({self.source!r}, type={self.type!r})"
+
+
+class Session:
+    """Many evaluations under one context (the rules of one save): the
+    thread's interpreter takes the context once, not per expression. Each
+    evaluation still has its own step count and time budget.
+
+    A session may be used from any thread, and around other evaluations
+    (a nested one, another session's): it binds again when it finds the
+    interpreter bound to something else."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: EvalContext):
+        self.context = context
+
+    def evaluate(self, compiled: Compiled, record: Mapping[str, Any]) -> Any:
+        interp = getattr(_local, "interp", None)
+        if interp is None or interp.busy:
+            return compiled.evaluate(record, context=self.context)
+        if interp.owner is not self:
+            interp.bind(self.context, self)
+        return interp.run_bound(compiled._body, compiled.source, record)
 
 
 class _Cache:

@@ -40,6 +40,7 @@ from .values import DECIMALS, MAX_DECIMAL, MAX_NUMBER, EvalFailure, admit, check
 
 _FAST = frozenset({int, bool, Decimal, type(None)}) | {__import__("datetime").date}
 _NUMBERS = (int, Decimal)
+_NOTHING: Mapping[str, Any] = {}
 
 
 # --- operators with SPEC 4 semantics ----------------------------------------------
@@ -135,7 +136,10 @@ class LoomInterpreter(asteval.Interpreter):
             self.node_handlers[name] = getattr(self, f"on_{name}")
         self.record: Mapping[str, Any] = {}
         self.ctx: EvalContext | None = None
+        self.owner: object = None       # what `ctx` was bound for (see `bind`)
         self.tz = None
+        self.clock: datetime | None = None
+        self.budget = 0.0
         self.steps = 0
         self.max_steps = 0
         self.deadline = 0.0
@@ -145,13 +149,27 @@ class LoomInterpreter(asteval.Interpreter):
     # --- entry points -----------------------------------------------------------
 
     def evaluate(self, body: ast.expr, source: str, record: Mapping[str, Any], ctx: EvalContext) -> Any:
-        self.record = record
+        self.bind(ctx)
+        return self.run_bound(body, source, record)
+
+    def bind(self, ctx: EvalContext, owner: object = None) -> None:
+        """Take what every evaluation under `ctx` shares (time zone, clock,
+        budgets); `owner` marks who bound it, so that a session binds once
+        for all its evaluations (`compiled.Session`)."""
         self.ctx = ctx
+        self.owner = owner
         self.tz = ctx.tz
-        self.steps = 0
         self.max_steps = ctx.max_steps
-        self._now = ctx.clock.astimezone(ctx.tz) if ctx.clock is not None else None
-        self.deadline = perf_counter() + ctx.budget_ms / 1000.0
+        self.budget = ctx.budget_ms / 1000.0
+        self.clock = ctx.clock.astimezone(ctx.tz) if ctx.clock is not None else None
+
+    def run_bound(self, body: ast.expr, source: str, record: Mapping[str, Any]) -> Any:
+        """One evaluation under the bound context, with its own step count,
+        time budget and "now" (SPEC 4: the budget is per expression)."""
+        self.record = record
+        self.steps = 0
+        self._now = self.clock
+        self.deadline = perf_counter() + self.budget
         self.busy = True
         try:
             return body.loom_run(self, body)
@@ -165,8 +183,7 @@ class LoomInterpreter(asteval.Interpreter):
             raise _error(source, body, "budget_exceeded", "the expression needed too much memory or depth") from None
         finally:
             self.busy = False
-            self.record = {}
-            self.ctx = None
+            self.record = _NOTHING
 
     def run(self, node, expr=None, lineno=None, with_raise=True):
         """asteval's entry point, kept for the base class's own callers:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from loomcrm.metadata.expressions import ExpressionError
 from loomcrm.metadata.model import FieldDef, FormulaField, LookupField
 
-from ..expressions import Compiled, EvalContext
+from ..expressions import Compiled, EvalContext, Session
 from ..fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
 from . import messages
 from .compiled import RuleSet
@@ -143,11 +143,19 @@ class SaveRun:
                                    user_id=getattr(user, "id", None), roles=frozenset(roles),
                                    timezone=timezone, clock=clock,
                                    **({"budget_ms": budget_ms} if budget_ms is not None else {}))
+        self.session = Session(self.context)
         self.rows: dict = {}
-        self.view = RecordView(rules.objects, self.obj.name, record, fetch, self.rows)
+        self._view: RecordView | None = None
         self.fetch = fetch
         self._visible: dict[str, bool] = {}
         self._broken_reported = False
+
+    @property
+    def view(self) -> RecordView:
+        """The record with its lookup paths (made when an expression reads one)."""
+        if self._view is None:
+            self._view = RecordView(self.rules.objects, self.obj.name, self.record, self.fetch, self.rows)
+        return self._view
 
     # -- helpers ------------------------------------------------------------------
     def evaluate(self, compiled: Compiled, view: Mapping[str, Any] | None = None) -> Any:
@@ -155,14 +163,14 @@ class SaveRun:
             # the view only adds lookup paths: without any, the record is read directly
             view = self.view if compiled.paths else self.record
         try:
-            return compiled.evaluate(view, context=self.context)
+            return self.session.evaluate(compiled, view)
         except ExpressionError as exc:
             # The time budget is wall-clock time: a garbage-collection pause or
             # a busy machine can cross it once. A second try tells a pause
             # from an expression that really runs too long (that fails again).
             if not any(e.code == "budget_exceeded" and "longer" in e.message for e in exc.errors):
                 raise
-            return compiled.evaluate(view, context=self.context)
+            return self.session.evaluate(compiled, view)
 
     def failed(self, what: str, exc: ExpressionError, field: str | None, rule: str | None = None,
                stage: str | None = None) -> None:
