@@ -36,7 +36,7 @@ from .fields import FieldError, FieldType, field_type
 from .fields.dates import iso_utc
 from .rules.compiled import rules_for
 from .rules.duplicates import normalize
-from .tables import CompiledSchema, table_name, uid_of
+from .tables import RECYCLE_COLUMNS, CompiledSchema, table_name, uid_of
 
 WRITABLE_SYSTEM = ("owner",)
 SYSTEM_READ_ONLY = ("id", "version", "created_at", "updated_at", "created_by", "updated_by")
@@ -198,6 +198,7 @@ class _Plan:
 
     fields: dict[str, tuple[FieldDef, Any]]       # name -> (field, field type)
     coercers: dict[str, Any]                      # name -> the field type's coercer for the field
+    writable: dict[str, tuple[Any, Any]]          # name -> (coercer, field type) of the fields a writer may set
     names: list[str]                              # stored fields, in order
     to_json: list[tuple[str, Any]]                # (name, stored value -> JSON value) of fields whose JSON differs
     tracked: list[tuple[str, Any]]                # (name, to_json) of `track_history` fields, in order
@@ -206,7 +207,7 @@ class _Plan:
     unique: list[FieldDef]
     links: list[FieldDef]                         # lookup and related_to fields
     users: list[str]                              # user fields, then owner
-    columns: list[str]                            # every column of the table
+    columns: list[str]                            # the columns a new row is written with
     insert: sa.Insert
     update: sa.Update
     # Whether creates of the object are blind to each other until written
@@ -220,8 +221,10 @@ def _plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
     if plan is None:
         table = schema.table(obj.name)
         kinds = {f.name: (f, field_type(f)) for f in obj.fields}
+        coercers = {name: kind.coercer(f) for name, (f, kind) in kinds.items()}
         plan = schema.extra[key] = _Plan(
-            fields=kinds, coercers={name: kind.coercer(f) for name, (f, kind) in kinds.items()},
+            fields=kinds, coercers=coercers,
+            writable={name: (coercers[name], kind) for name, (f, kind) in kinds.items() if kind.writable and not f.read_only},
             names=[f.name for f in obj.fields],
             to_json=[(name, partial(kind.to_json, f)) for name, (f, kind) in kinds.items()
                      if type(kind).to_json is not FieldType.to_json],
@@ -232,7 +235,8 @@ def _plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
             unique=[f for f in obj.fields if f.unique],
             links=[f for f in obj.fields if f.type in ("lookup", "related_to")],
             users=[f.name for f in obj.fields if f.type == "user"] + ["owner"],
-            columns=list(table.c.keys()),
+            # A new record is not in the recycle bin: its columns for that stay NULL.
+            columns=[name for name in table.c.keys() if name not in RECYCLE_COLUMNS],
             insert=sa.insert(table),
             update=sa.update(table).where(table.c.id == sa.bindparam("_rid"), table.c.version == sa.bindparam("_rversion")),
             independent=_independent(schema, obj))
@@ -486,7 +490,21 @@ class RecordService:
         ctx_fields = self.runtime.context
         errors: list[FieldError] = []
         values: dict[str, Any] = {}
+        writable = plan.writable
         for key, raw in data.items():
+            known = writable.get(key) if isinstance(key, str) else None
+            if known is not None:   # most keys: a field the writer may set
+                if raw is None:
+                    values[key] = None
+                    continue
+                coerce, kind = known
+                try:
+                    value = coerce(raw, ctx_fields)
+                    values[key] = None if kind.is_blank(value) else value
+                except FieldError as exc:
+                    exc.field = key
+                    errors.append(exc)
+                continue
             if key in WRITABLE_SYSTEM:
                 if raw is not None and (not isinstance(raw, str) or len(raw) > 32):
                     errors.append(FieldError("type", "owner must be a user id", key))
@@ -496,22 +514,11 @@ class RecordService:
             if key in SYSTEM_READ_ONLY:
                 errors.append(FieldError("read_only", f"{key} is set by Loom", key))
                 continue
-            f, kind = plan.fields.get(key, (None, None)) if isinstance(key, str) else (None, None)
-            if f is None:
+            f, _ = plan.fields.get(key, (None, None)) if isinstance(key, str) else (None, None)
+            if f is None:   # else a field no writer may set
                 errors.append(FieldError("unknown_field", f"{obj.name} has no field {str(key)[:63]!r}", str(key)[:63]))
                 continue
-            if not kind.writable or f.read_only:
-                errors.append(FieldError("read_only", f"{f.name} is read only", f.name))
-                continue
-            if raw is None:
-                values[f.name] = None
-                continue
-            try:
-                value = plan.coercers[f.name](raw, ctx_fields)
-                values[f.name] = None if kind.is_blank(value) else value
-            except FieldError as exc:
-                exc.field = f.name
-                errors.append(exc)
+            errors.append(FieldError("read_only", f"{f.name} is read only", f.name))
         if expected_version is not None and not is_new and old["version"] != expected_version:
             raise PreconditionFailed(f"the record is at version {old['version']}, not {expected_version}")
 

@@ -105,7 +105,12 @@ class FieldType:
         return value
 
     def is_blank(self, value: Any) -> bool:
-        return value is None or (isinstance(value, str) and value.strip() == "") or value == []
+        # Asked of every value of every save: the common answers first.
+        if value is None:
+            return True
+        if isinstance(value, str):
+            return value.strip() == ""
+        return isinstance(value, list) and not value
 
 
 _REGISTRY: dict[str, FieldType] = {}
