@@ -11,10 +11,11 @@ from typing import Hashable, Iterable, Mapping
 
 from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import (
-    Criterion, DuplicateRule, FieldDef, FormulaField, ObjectDef, StageField, ValidationRule,
+    Criterion, DuplicateRule, FieldDef, FormulaField, ObjectDef, Stage, StageField, ValidationRule,
 )
 
 from ..expressions import Compiled, compile_expression
+from .stages import MovePlan, plan_move
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,23 @@ class StagePlan:
     field: StageField
     order: dict[str, int]
     criteria: dict[tuple[str, str], list[CompiledCriterion]]   # (stage, "exit"/"entry") -> criteria
+    by_value: dict[str, Stage] = dc_field(default_factory=dict)
+
+    def __post_init__(self):
+        self.by_value = {s.value: s for s in self.field.stages}
+        self._moves: dict[tuple, MovePlan | None] = {}
+
+    def move(self, old: str | None, new: str | None, is_new: bool) -> MovePlan | None:
+        """`plan_move` of the field, worked out once per move (read only)."""
+        key = (old, new, is_new)
+        try:
+            return self._moves[key]
+        except KeyError:
+            pass
+        plan = plan_move(self.field, old, new, is_new=is_new)
+        if (old is None or old in self.order) and (new is None or new in self.order):
+            self._moves[key] = plan   # only real stages: a bounded cache
+        return plan
 
 
 @dataclass

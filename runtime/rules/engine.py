@@ -23,7 +23,6 @@ from ..expressions import Compiled, EvalContext, Session
 from ..fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
 from . import messages
 from .compiled import RuleSet
-from .stages import plan_move
 
 Fetch = Callable[[str, str], Mapping[str, Any] | None]
 SKIPPABLE = frozenset({"validation", "stages", "duplicates"})
@@ -118,14 +117,25 @@ def formula_value(f: FormulaField, value: Any) -> Any:
     return value
 
 
+def roles_of(user: Any) -> frozenset[str]:
+    """The roles `has_role()` sees: the user's `roles`, and its `role`."""
+    roles = set(getattr(user, "roles", None) or ())
+    if getattr(user, "role", None):
+        roles.add(user.role)
+    return frozenset(roles)
+
+
 class SaveRun:
     """The rules of one save. Call the steps in order (`run()` does), or one
-    by one as the record service's hooks do; `errors` collects the problems."""
+    by one as the record service's hooks do; `errors` collects the problems.
+    `context`, when given, is the evaluation context to use (it must match
+    `old` and `user`); else it is made from them, `timezone`, `clock` and
+    `budget_ms`."""
 
     def __init__(self, rules: RuleSet, record: dict[str, Any], old: Mapping[str, Any] | None = None, *,
                  user: Any = None, locale: str | None = None, timezone: str | None = None, clock: datetime | None = None,
                  fetch: Fetch | None = None, field_context: FieldContext = DEFAULT_CONTEXT,
-                 skip: Iterable[str] = (), budget_ms: float | None = None):
+                 skip: Iterable[str] = (), budget_ms: float | None = None, context: EvalContext | None = None):
         self.rules = rules
         self.obj = rules.obj
         self.record = record
@@ -136,13 +146,11 @@ class SaveRun:
         self.field_context = field_context
         self.skip = frozenset(skip)
         self.errors: list[dict[str, Any]] = []
-        roles = set(getattr(user, "roles", None) or ())
-        if getattr(user, "role", None):
-            roles.add(user.role)
-        self.context = EvalContext(is_new=self.is_new, prior=old if old is not None else None,
-                                   user_id=getattr(user, "id", None), roles=frozenset(roles),
-                                   timezone=timezone, clock=clock,
-                                   **({"budget_ms": budget_ms} if budget_ms is not None else {}))
+        if context is None:
+            context = EvalContext(is_new=self.is_new, prior=old, user_id=getattr(user, "id", None), roles=roles_of(user),
+                                  timezone=timezone, clock=clock,
+                                  **({"budget_ms": budget_ms} if budget_ms is not None else {}))
+        self.context = context
         self.session = Session(self.context)
         self.rows: dict = {}
         self._view: RecordView | None = None
@@ -318,10 +326,10 @@ class SaveRun:
         for plan in self.rules.stages:
             f = plan.field
             old_value = self.old.get(f.name) if self.old is not None else None
-            move = plan_move(f, old_value, self.record.get(f.name), is_new=self.is_new)
+            move = plan.move(old_value, self.record.get(f.name), self.is_new)
             if move is None:
                 continue
-            stages = {s.value: s for s in f.stages}
+            stages = plan.by_value
             if move.backward:
                 self.errors.append(error(f.name, "stage_backward", messages.text(
                     "stage_backward", self.locale, old=messages.label(stages[old_value], self.locale),

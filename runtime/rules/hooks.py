@@ -29,7 +29,9 @@ from ..fields import FieldError
 from ..records import Conflict, RecordError, RuleHooks, SaveContext
 from ..rollups import Change, as_stored, db_fetch, dependents, propagate, refresh_parents, schema_rules
 from .duplicates import check_duplicates
-from .engine import SKIPPABLE, SaveRun
+from ..expressions import EvalContext
+from ..expressions.settings import timezone_name
+from .engine import SKIPPABLE, SaveRun, roles_of
 
 SKIP_FIELD = "_rules"
 
@@ -79,6 +81,25 @@ class Rules(RuleHooks):
         self.timezone = timezone
         self.clock = clock
         self.budget_ms = budget_ms  # per expression; None: the language's default (10 ms)
+        # None: LOOM_TIMEZONE, read here once rather than on every save
+        self._zone = timezone or timezone_name()
+        self._budget = {"budget_ms": budget_ms} if budget_ms is not None else {}
+        self._create_context: tuple[tuple, EvalContext] | None = None
+
+    def _context(self, user, old) -> EvalContext:
+        """The evaluation context of a save. A create's depends only on the
+        user, so the last one is kept for the next create."""
+        user_id, roles = getattr(user, "id", None), roles_of(user)
+        if old is None:
+            key = (user_id, roles)
+            kept = self._create_context
+            if kept is not None and kept[0] == key:
+                return kept[1]
+        context = EvalContext(is_new=old is None, prior=old, user_id=user_id, roles=roles, timezone=self._zone,
+                              clock=self.clock, **self._budget)
+        if old is None:
+            self._create_context = (key, context)
+        return context
 
     # -- the run of one save -----------------------------------------------------------
     def run_of(self, ctx: SaveContext) -> SaveRun:
@@ -88,8 +109,8 @@ class Rules(RuleHooks):
             if skip is not None and getattr(ctx.user, "role", None) != "admin":
                 raise RecordError("only admins may skip rules", status=403)
             rules = schema_rules(ctx.schema, ctx.obj.name)
-            run = SaveRun(rules, ctx.values, ctx.old, user=ctx.user, timezone=self.timezone, clock=self.clock,
-                          fetch=db_fetch(ctx.conn, ctx.schema), budget_ms=self.budget_ms)
+            run = SaveRun(rules, ctx.values, ctx.old, user=ctx.user, fetch=db_fetch(ctx.conn, ctx.schema),
+                          context=self._context(ctx.user, ctx.old))
             ctx.__dict__["_rules_run"] = run
             ctx.__dict__["_rules_skip"] = skip
             ctx.__dict__["_rules_reported"] = 0
@@ -99,8 +120,10 @@ class Rules(RuleHooks):
         """Move the run's new problems to the save's errors (or, when
         skipped, aside for the history)."""
         run = self.run_of(ctx)
-        skip: Skip | None = ctx.__dict__["_rules_skip"]
         start = ctx.__dict__["_rules_reported"]
+        if start == len(run.errors):
+            return
+        skip: Skip | None = ctx.__dict__["_rules_skip"]
         for problem in run.errors[start:]:
             kind = _kind_of(problem)
             if skip is not None and kind in skip.kinds:
@@ -125,7 +148,10 @@ class Rules(RuleHooks):
         self._flush(ctx)
 
     def is_required(self, ctx: SaveContext, f: FieldDef) -> bool:
-        return bool(f.required) and self.run_of(ctx).is_required(f)
+        if not f.required:
+            return False
+        run = self.run_of(ctx)
+        return f.name not in run.rules.visible_if or run.is_visible(f)
 
     def validate(self, ctx: SaveContext) -> None:
         run = self.run_of(ctx)
