@@ -81,10 +81,22 @@ def _clear(runtime, object_name: str) -> None:
 
 
 def _raw_table(runtime, object_name: str) -> sa.Table:
-    """The Loom table's columns in a plain table of its own."""
+    """A copy of the Loom table, with its unique constraints, foreign keys
+    and indexes (under names of its own): the table a hand-written import
+    would fill, so both sides pay for the same index upkeep and checks."""
     source = runtime.schema().table(object_name)
     meta = sa.MetaData()
-    table = sa.Table(f"raw_{object_name}", meta, *[sa.Column(c.name, c.type, primary_key=c.primary_key) for c in source.columns])
+    name = f"raw_{object_name}"
+    items: list = [sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in source.columns]
+    for n, constraint in enumerate(source.constraints):
+        columns = [c.name for c in constraint.columns]
+        if isinstance(constraint, sa.UniqueConstraint):
+            items.append(sa.UniqueConstraint(*columns, name=f"{name}_uq{n}"))
+        elif isinstance(constraint, sa.ForeignKeyConstraint):
+            items.append(sa.ForeignKeyConstraint(columns, [e.column for e in constraint.elements], name=f"{name}_fk{n}"))
+    table = sa.Table(name, meta, *items)
+    for n, index in enumerate(source.indexes):
+        sa.Index(f"{name}_ix{n}", *[table.c[c.name] for c in index.columns], unique=index.unique)
     meta.create_all(runtime.engine)
     return table
 
