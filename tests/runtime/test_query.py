@@ -99,11 +99,6 @@ def _database(backend, tmp_path_factory):
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def runtime(request, tmp_path_factory):
-    if request.param == "postgresql":
-        from conftest import POSTGRES_AVAILABLE
-
-        if not POSTGRES_AVAILABLE:
-            pytest.skip("PostgreSQL not reachable")
     with _database(request.param, tmp_path_factory) as url:
         engine = engine_for(url)
         install_bundle(engine, bundle_from_json(json.loads(json.dumps(BUNDLE))))
