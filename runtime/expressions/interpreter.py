@@ -300,6 +300,15 @@ class LoomInterpreter(asteval.Interpreter):
         except TypeError:
             raise EvalFailure("type_mismatch", "these values cannot be compared", node) from None
 
+    def on_compare_const(self, node):
+        """`x == 'won'`, `amount > 0`: the right side is a literal."""
+        self.steps += 1
+        left = node.left.loom_run(self, node.left)
+        try:
+            return node.loom_op(left, node.loom_value)
+        except TypeError:
+            raise EvalFailure("type_mismatch", "these values cannot be compared", node) from None
+
     def on_compare(self, node):
         # Chained: a < b < c is a < b and b < c, each operand evaluated once
         # and lazily, as in Python.
@@ -419,9 +428,13 @@ def prepare(tree: ast.Expression) -> ast.expr:
         elif kind is ast.Compare:
             ops = [_COMPARE[type(op)] for op in node.ops]
             if len(ops) == 1:
-                node.loom_run = _L.on_compare1
                 node.loom_op = ops[0]
-                node.loom_right = node.comparators[0]
+                node.loom_right = right = node.comparators[0]
+                if type(right) is ast.Constant:
+                    node.loom_run = _L.on_compare_const
+                    node.loom_value = right.value
+                else:
+                    node.loom_run = _L.on_compare1
             else:
                 node.loom_run = _L.on_compare
                 node.loom_ops = ops
