@@ -153,19 +153,24 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _record_json_of(plan: _Plan, row: dict[str, Any]) -> dict[str, Any]:
-    """`record_json` of a row just written, with the plan's converters."""
+def _record_json_of(plan: _Plan, row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`record_json` of a row just written, with the plan's converters, and
+    its JSON-storable form for the outbox (`_json_value` of it). Only the
+    fields with a converter need one: the others store JSON values
+    (text, integers, booleans, lists of text)."""
     created = iso_utc(row["created_at"])
     out: dict[str, Any] = {"id": row["id"], "version": row["version"], "created_at": created,
                            "updated_at": created if row["updated_at"] is row["created_at"] else iso_utc(row["updated_at"]),
                            "created_by": row["created_by"], "updated_by": row["updated_by"], "owner": row["owner"]}
     for name in plan.names:
         out[name] = row.get(name)
+    plain = out.copy()
     for name, to_json in plan.to_json:
         value = out[name]
         if value is not None:
-            out[name] = to_json(value)
-    return out
+            out[name] = value = to_json(value)
+            plain[name] = value if type(value) in _PLAIN else _json_value(value)
+    return out, plain
 
 
 def _plain(record: dict[str, Any]) -> dict[str, Any]:
@@ -660,10 +665,10 @@ class RecordService:
         tracked = set(obj.track_history)
         for ctx, row in zip(ctxs, rows):
             ctx.values = row
-            out = _record_json_of(plan, row)
+            out, plain = _record_json_of(plan, row)
             if plan.tracked:
                 history += self._history_rows(obj, row["id"], None, row, tracked, uid, True, row["created_at"], plan)
-            events.append(self._event_row(obj, row["id"], "create", row, None, ctx.changed, uid, row["created_at"], out))
+            events.append(self._event_row(obj, row["id"], "create", row, None, ctx.changed, uid, row["created_at"], plain))
             if ctx.warnings:
                 out = {**out, "_warnings": ctx.warnings}
             results.append(out)
@@ -689,8 +694,8 @@ class RecordService:
             raise PreconditionFailed("the record was changed by someone else meanwhile")
         saved = ctx.values = {**old, **values}
         self._history(conn, schema, obj, old["id"], old, saved, changed, uid, False)
-        out = record_json(obj, saved)
-        conn.execute(sa.insert(systemdb.outbox), self._event_row(obj, old["id"], "update", saved, old, changed, uid, now, out))
+        out, plain = _record_json_of(plan, saved)
+        conn.execute(sa.insert(systemdb.outbox), self._event_row(obj, old["id"], "update", saved, old, changed, uid, now, plain))
         self.hooks.after_write(ctx)
         if ctx.warnings:
             out = {**out, "_warnings": ctx.warnings}
@@ -729,12 +734,12 @@ class RecordService:
             conn.execute(sa.insert(systemdb.history), rows)
 
     @staticmethod
-    def _event_row(obj, rid, event, new, old, changed, uid, at, new_json=None) -> dict[str, Any]:
-        """An outbox row; `new_json` is `record_json(obj, new)` when the caller has it."""
-        if new is not None and new_json is None:
-            new_json = record_json(obj, new)
+    def _event_row(obj, rid, event, new, old, changed, uid, at, new_plain=None) -> dict[str, Any]:
+        """An outbox row; `new_plain` is the JSON-storable `record_json(obj, new)` when the caller has it."""
+        if new is not None and new_plain is None:
+            new_plain = _plain(record_json(obj, new))
         payload = {"object": obj.name, "id": rid, "version": new["version"] if new else None,
-                   "changed": sorted(changed), "record": _plain(new_json) if new else None,
+                   "changed": sorted(changed), "record": new_plain if new else None,
                    "old": {k: _json_value(field_type(obj.field(k)).to_json(obj.field(k), old.get(k)))
                            for k in changed if old and obj.field(k)} if old else None}
         return {"object": obj.name, "record_id": rid, "event": event, "payload": payload, "actor": uid, "created_at": at}

@@ -148,6 +148,19 @@ def test_create_many_answers_what_create_answers_row_by_row(rt):
         history = conn.execute(sa.select(systemdb.history.c.record_id, systemdb.history.c.field, systemdb.history.c.new_value)
                                .where(systemdb.history.c.record_id.in_([r["id"] for r in saved]))).all()
     assert [e.record_id for e in events] == [reserved["id"]] + [r["id"] for r in saved]
+    # Each event carries the record as answered, in JSON (exact decimals as text).
+    with rt.engine.connect() as conn:
+        payloads = dict(conn.execute(sa.select(systemdb.outbox.c.record_id, systemdb.outbox.c.payload)
+                                     .where(systemdb.outbox.c.event == "create")).all())
+    for record in saved:
+        storable = {k: str(v) if isinstance(v, Decimal) else v for k, v in record.items() if k != "_warnings"}
+        assert payloads[record["id"]]["record"] == storable
+        assert payloads[record["id"]]["changed"] == sorted(payloads[record["id"]]["changed"])
+    updated = rt.records.update("account", saved[0]["id"], {"revenue": "11", "tier": "gold"}, ADMIN)
+    with rt.engine.connect() as conn:
+        [payload] = conn.execute(sa.select(systemdb.outbox.c.payload).where(systemdb.outbox.c.event == "update")).scalars()
+    assert payload["record"] == {k: str(v) if isinstance(v, Decimal) else v for k, v in updated.items()}
+    assert payload["old"] == {"revenue": "10.50", "tier": "silver", "label": "Acme (silver)"}
     assert sorted((h.record_id, h.field, h.new_value) for h in history) == sorted(
         [(r["id"], "tier", r["tier"]) for r in saved] + [(r["id"], "revenue", None if r["revenue"] is None else str(r["revenue"]))
                                                         for r in saved])
