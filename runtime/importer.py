@@ -433,7 +433,7 @@ def _parse_row(row: _Row, plan, resolver: _Resolver, conn, ctx, width: int) -> N
     errors: list[tuple[int, str]] = []
     for index, f, kind in plan:
         text = row.cells[index].strip()
-        owner = kind is None   # "owner" (comparing a FieldDef with == is slow: pydantic)
+        owner = kind is None   # the record's owner column
         name = "owner" if owner else f.name
         try:
             if not text:
