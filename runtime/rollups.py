@@ -594,6 +594,8 @@ def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]
     by wave (each refresh may change what others depend on). Returns the
     number of records refreshed."""
     deps = dependents(schema)
+    if not any(c.obj in deps.by_child or c.obj in deps.paths for c in changes):
+        return 0  # nothing summarises or reads these records: most saves
     context = default_context()
     refreshed = 0
     wave = list(changes)
