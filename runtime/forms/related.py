@@ -14,6 +14,7 @@ from loomcrm.metadata.model import FieldDef, ObjectDef
 from loomcrm.platform import systemdb
 
 from ..records import record_json
+from ..rules.hooks import SKIP_FIELD
 
 RELATED_ROWS = 5
 TIMELINE_ITEMS = 30
@@ -92,13 +93,15 @@ def related_lists(conn, schema, obj: ObjectDef, rid: str, rows: int = RELATED_RO
 @dataclass
 class TimelineItem:
     at: datetime
-    kind: str                 # "history", "created" or "record"
+    kind: str                 # "history", "created", "record" or "rules_skipped"
     user: str | None = None
     field: FieldDef | None = None
     old: Any = None
     new: Any = None
     obj: ObjectDef | None = None
     record: dict | None = None
+    note: str | None = None       # "rules_skipped": the reason given
+    problems: list[str] = dc_field(default_factory=list)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -117,6 +120,12 @@ def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_I
     rows = conn.execute(sa.select(h).where(h.c.object == obj.name, h.c.record_id == record["id"])
                         .order_by(h.c.changed_at.desc(), h.c.id.desc()).limit(limit)).fetchall()
     for row in rows:
+        if row.field == SKIP_FIELD and (row.new_value or {}).get("problems"):
+            # an admin saved this record past rules it broke: say which, who and why
+            items.append(TimelineItem(_aware(row.changed_at), "rules_skipped", row.changed_by,
+                                      note=(row.note or "").removeprefix("rules skipped: "),
+                                      problems=[p.get("message", "") for p in row.new_value["problems"]]))
+            continue
         if row.field.startswith("_") or row.note == "created":
             continue  # the creation is one entry, below
         items.append(TimelineItem(_aware(row.changed_at), "history", row.changed_by, obj.field(row.field),

@@ -180,6 +180,29 @@ def test_chinese_pages_format_dates_and_money_the_chinese_way(client):
         client.cookies.delete("loom_locale")
 
 
+def test_the_timeline_says_when_an_admin_saved_past_the_rules(client, app):
+    from loomcrm.runtime.records import Actor
+    from loomcrm.runtime.rules.hooks import skip_rules
+
+    runtime = app.state.loom.runtime
+    account = first(client, "account")
+    with skip_rules("migration <b>2019</b>"):
+        old = runtime.records.create("opportunity", {"name": "Old deal", "account": account["id"], "close_date": "2019-05-01"},
+                                     Actor(id=None, role="admin"))
+    page = client.get(f"/app/opportunity/{old['id']}").text
+    assert "Saved past its rules" in page and "migration &lt;b&gt;2019&lt;/b&gt;" in page
+    assert "The expected close date cannot be in the past" in page
+    client.cookies.set("loom_locale", "zh-CN")
+    try:
+        assert "已跳过规则保存" in client.get(f"/app/opportunity/{old['id']}").text
+    finally:
+        client.cookies.delete("loom_locale")
+    # a skip that let nothing past stays in the history, not on the page
+    with skip_rules("nothing to skip"):
+        fine = runtime.records.create("opportunity", {"name": "New deal", "account": account["id"], "close_date": "2099-01-31"}, Actor(id=None, role="admin"))
+    assert "Saved past its rules" not in client.get(f"/app/opportunity/{fine['id']}").text
+
+
 def test_display_escapes_data_and_links_only_web_urls(app):
     schema = app.state.loom.runtime.schema()
     account = schema.object("account")
