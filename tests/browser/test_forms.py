@@ -2,10 +2,13 @@
 with the crm pack and its sample data."""
 
 import re
+import subprocess
 from datetime import date, timedelta
 
 import pytest
 from playwright.sync_api import expect
+
+from support import LOOM
 
 
 def password(server) -> str:
@@ -201,3 +204,17 @@ def test_the_recycle_bin_restores_a_deleted_record(signed_in, server, api):
     row.get_by_role("button", name="Restore").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("回收站测试")
     assert api.get(f"/opportunity/{deal['id']}").status_code == 200
+
+
+def test_an_import_past_the_rules_shows_on_the_timeline(signed_in, server, api, tmp_path):
+    file = tmp_path / "old-deals.csv"
+    file.write_text("name,account,stage,close_date\n恒达 旧系统迁移,苏州恒达精密机械有限公司,initial_contact,2019-05-01\n", "utf-8")
+    imported = subprocess.run([LOOM, "import", "opportunity", str(file), "--user", "admin", "--skip-rules", "旧 CRM 迁移"],
+                              env=server.env, capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0 and "Imported 1 of 1 rows" in imported.stdout, imported.stdout + imported.stderr
+    deal = one(api, "opportunity", q="旧系统迁移")
+    page = signed_in
+    page.goto(f"{server.url}/app/opportunity/{deal['id']}")
+    entry = page.locator(".timeline li.t-rules_skipped")
+    expect(entry).to_contain_text("Saved past its rules: 旧 CRM 迁移")
+    expect(entry).to_contain_text("The expected close date cannot be in the past")
