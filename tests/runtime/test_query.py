@@ -273,13 +273,12 @@ def _plan_nodes(plan: dict) -> list[dict]:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("runtime", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("filter_items", [[("stage", "open")], [("filter", "stage == 'open'")]])
 def test_postgres_reads_pages_from_the_index(runtime, filter_items):
     """The rows with a value come from a backward scan of the (stage, amount)
     index, on the first page and after a cursor, with no sort of the whole
     set; only the tie on the id is sorted, within each amount."""
-    if runtime.engine.dialect.name != "postgresql":
-        pytest.skip("a PostgreSQL plan")
     rows = [{"id": f"p{i:04d}", "stage": ["open", "won"][i % 2], "amount": None if i % 10 == 0 else Decimal(i % 97),
              "created_at": BASE} for i in range(2000)]
     fill(runtime, rows)
