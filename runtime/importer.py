@@ -421,6 +421,9 @@ class _Resolver:
         return uid
 
 
+_LINKS = ("lookup", "user", "related_to")   # cells resolved to ids while reading, not coerced
+
+
 def _parse_row(row: _Row, plan, resolver: _Resolver, conn, ctx, width: int) -> None:
     """The row's values as the record service takes them: lookups and users
     resolved to ids, other cells as text that the service coerces. A row
@@ -464,9 +467,6 @@ def _parse_row(row: _Row, plan, resolver: _Resolver, conn, ctx, width: int) -> N
                 errors.append((index, f"{f.name}: {exc.code}: {exc.message}"))
         row.errors.extend(message for _, message in sorted(errors, key=lambda e: e[0]))
     row.values = values
-
-
-_LINKS = ("lookup", "user", "related_to")
 
 
 # --- the rejected file -------------------------------------------------------------------------

@@ -173,12 +173,6 @@ def _record_json_of(plan: _Plan, row: dict[str, Any]) -> tuple[dict[str, Any], d
     return out, plain
 
 
-def _plain(record: dict[str, Any]) -> dict[str, Any]:
-    """`_json_value` of a record's JSON object, plain values passed through without a call."""
-    plain = _PLAIN
-    return {k: v if type(v) in plain else _json_value(v) for k, v in record.items()}
-
-
 def _json_value(value: Any) -> Any:
     """A JSON-storable form for history and outbox rows."""
     if type(value) in _PLAIN:   # most values: answered first (a save converts every field)
@@ -737,7 +731,7 @@ class RecordService:
     def _event_row(obj, rid, event, new, old, changed, uid, at, new_plain=None) -> dict[str, Any]:
         """An outbox row; `new_plain` is the JSON-storable `record_json(obj, new)` when the caller has it."""
         if new is not None and new_plain is None:
-            new_plain = _plain(record_json(obj, new))
+            new_plain = _json_value(record_json(obj, new))
         payload = {"object": obj.name, "id": rid, "version": new["version"] if new else None,
                    "changed": sorted(changed), "record": new_plain if new else None,
                    "old": {k: _json_value(field_type(obj.field(k)).to_json(obj.field(k), old.get(k)))
