@@ -129,6 +129,7 @@ class RuleHooks:
         """In the same transaction, after a record came back from the recycle bin."""
 
     def is_required(self, ctx: SaveContext, f: FieldDef) -> bool:
+        """Whether `f`, declared `required` and blank in this save, must be given."""
         return f.required
 
 
@@ -202,6 +203,7 @@ class _Plan:
     to_json: list[tuple[str, Any]]                # (name, stored value -> JSON value) of fields whose JSON differs
     tracked: list[tuple[str, Any]]                # (name, to_json) of `track_history` fields, in order
     defaults: list[FieldDef]                      # writable fields with a literal default
+    required: list[tuple[FieldDef, Any]]          # (field, field type) of writable fields declared required
     auto_numbers: list[FieldDef]
     unique: list[FieldDef]
     links: list[FieldDef]                         # lookup and related_to fields
@@ -230,6 +232,7 @@ def _plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
             tracked=[(name, partial(kinds[name][1].to_json, kinds[name][0]) if name in kinds else _same)
                      for name in obj.track_history if name in kinds or name == "owner"],
             defaults=[f for f, kind in kinds.values() if f.default is not None and kind.writable],
+            required=[(f, kind) for f, kind in kinds.values() if f.required and kind.writable],
             auto_numbers=[f for f in obj.fields if f.type == "auto_number"],
             unique=[f for f in obj.fields if f.unique],
             links=[f for f in obj.fields if f.type in ("lookup", "related_to")],
@@ -537,9 +540,9 @@ class RecordService:
         if is_new:
             self.hooks.defaults(ctx)
         self.hooks.compute(ctx)
-        for f, kind in plan.fields.values():
-            if (is_new or f.name in values) and self.hooks.is_required(ctx, f) and kind.writable \
-                    and kind.is_blank(record.get(f.name)) and not any(e.field == f.name for e in errors):
+        for f, kind in plan.required:
+            if (is_new or f.name in values) and kind.is_blank(record.get(f.name)) and self.hooks.is_required(ctx, f) \
+                    and not any(e.field == f.name for e in errors):
                 errors.append(FieldError("required", f"{f.name} is required", f.name))
         return ctx
 

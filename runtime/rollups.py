@@ -55,8 +55,8 @@ import sqlalchemy as sa
 from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import FormulaField, LookupField, RollupField
 
-from .expressions import Compiled, compile_expression
-from .expressions.context import EvalContext, default_context
+from .expressions import Compiled, Session, compile_expression
+from .expressions.context import default_context
 from .expressions.sql import JoinResolver, to_sql
 from .rules.compiled import RuleSet, rules_for
 from .rules.engine import RecordView, SaveRun
@@ -101,6 +101,9 @@ class Dependents:
     # per object, the fields whose refresh something else reads: its own
     # formulas, rollups over it, lookup formulas of other objects
     read: dict[str, frozenset[str]] = dc_field(default_factory=dict)
+    # per child object whose rollups all move by deltas that nothing reads
+    # and that no lookup formula reads: its specs (see `_move_parents`)
+    in_place: dict[str, list[RollupSpec]] = dc_field(default_factory=dict)
 
 
 @dataclass
@@ -196,6 +199,10 @@ def dependents(schema: CompiledSchema) -> Dependents:
     for target, items in deps.paths.items():
         read.setdefault(target, set()).update(dep.leaf for dep in items)
     deps.read = {name: frozenset(fields) for name, fields in read.items()}
+    for child, specs in deps.by_child.items():
+        if child not in deps.paths and all(spec.incremental and spec.field.name not in deps.read.get(spec.parent, ())
+                                           for spec in specs):
+            deps.in_place[child] = specs
     schema.extra["rollup_dependents"] = deps
     return deps
 
@@ -418,7 +425,7 @@ def _delta_statement(schema: CompiledSchema, table, names: tuple[str, ...], dial
     return statement
 
 
-def _share(spec: RollupSpec, row: Mapping[str, Any] | None, context: EvalContext) -> tuple[str, int | Decimal] | None:
+def _share(spec: RollupSpec, row: Mapping[str, Any] | None, session: Session) -> tuple[str, int | Decimal] | None:
     """What the child `row` (None: no such child) adds to its parent's value
     of the incremental rollup `spec`: (parent id, amount), or None."""
     if row is None or row.get("_deleted_at") is not None:
@@ -426,7 +433,7 @@ def _share(spec: RollupSpec, row: Mapping[str, Any] | None, context: EvalContext
     pid = row.get(spec.via)
     if pid is None:
         return None
-    if spec.filter is not None and not _keeps(spec, row, context):
+    if spec.filter is not None and not _keeps(spec, row, session):
         return None
     value = row.get(spec.field.field) if spec.field.field else 1
     if spec.field.function == "count":
@@ -436,16 +443,39 @@ def _share(spec: RollupSpec, row: Mapping[str, Any] | None, context: EvalContext
     return pid, Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
-def _keeps(spec: RollupSpec, row: Mapping[str, Any], context: EvalContext) -> bool:
+def _add_shares(specs: list[RollupSpec], change: Change, session: Session,
+                deltas: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Add what `change` moves of the incremental rollups `specs` to
+    `deltas` (parent object -> parent id -> field -> amount): the old
+    values leave the old parent, the new ones join the new. Zero amounts
+    are left out."""
+    for spec in specs:
+        if change.fields is not None and not (change.fields & spec.deps):
+            continue
+        for row, sign in ((change.old, -1), (change.new, 1)):
+            share = _share(spec, row, session)
+            if share is not None and share[1]:
+                amounts = deltas.setdefault(spec.parent, {}).setdefault(share[0], {})
+                name = spec.field.name
+                moved = amounts.get(name, 0) + sign * share[1]
+                if moved:
+                    amounts[name] = moved
+                else:   # a child whose share did not move
+                    del amounts[name]
+                    if not amounts:
+                        del deltas[spec.parent][share[0]]
+
+
+def _keeps(spec: RollupSpec, row: Mapping[str, Any], session: Session) -> bool:
     try:
         try:
-            return spec.filter.evaluate(row, context=context) is True
+            return session.evaluate(spec.filter, row) is True
         except ExpressionError as exc:
             # The time budget is wall-clock time: a pause of the process can
             # cross it once; a filter that really runs too long fails again.
             if not any(e.code == "budget_exceeded" and "longer" in e.message for e in exc.errors):
                 raise
-            return spec.filter.evaluate(row, context=context) is True
+            return session.evaluate(spec.filter, row) is True
     except ExpressionError as exc:
         raise ValueError(f"the filter of rollup {spec.parent}.{spec.field.name} failed on {spec.child} {row.get('id')}: {exc}") from None
 
@@ -470,21 +500,7 @@ def _refresh(conn, schema: CompiledSchema, parent: str, pending: Mapping[str, se
     if not pending:
         read = dependents(schema).read.get(parent, frozenset())
         if not any(read.intersection(amounts) for amounts in deltas.values()):
-            # Nothing reads these fields: move them in place, one statement
-            # per parent. It is atomic, so exact under concurrent writers
-            # without a lock taken first (READ COMMITTED re-reads the row).
-            missed = {}
-            for pid in sorted(deltas):
-                amounts = deltas[pid]
-                names = tuple(sorted(amounts))
-                statement = _delta_statement(schema, table, names, conn.dialect)
-                result = statement.execute(conn, {"_id": pid, **{f"d_{n}": amounts[n] for n in names}})
-                if result.rowcount != 1:
-                    missed[pid] = set(names)
-            if not missed:
-                return [], len(deltas)
-            changes, written = _refresh(conn, schema, parent, missed, {})
-            return changes, written + len(deltas) - len(missed)
+            return _move_in_place(conn, schema, parent, deltas)
     rows = _lock_rows(conn, schema, table, sorted(pending.keys() | deltas.keys()))
     specs = {s.field.name: s for s in dependents(schema).by_parent.get(parent, [])}
     wanted: dict[str, set[str]] = {}
@@ -510,6 +526,26 @@ def _refresh(conn, schema: CompiledSchema, parent: str, pending: Mapping[str, se
                     new_values[pid][name] = value
     changes = _write_refresh(conn, schema, parent, rows, new_values)
     return changes, len(changes)
+
+
+def _move_in_place(conn, schema: CompiledSchema, parent: str, deltas: Mapping[str, Mapping[str, Any]]) -> tuple[list[Change], int]:
+    """Move rollups that nothing reads by their (non-zero) `deltas`, one
+    statement per parent. It is atomic, so exact under concurrent writers
+    without a lock taken first (READ COMMITTED re-reads the row). A parent
+    whose value was never computed is computed from its children."""
+    table = schema.table(parent)
+    missed = {}
+    for pid in sorted(deltas) if len(deltas) > 1 else deltas:
+        amounts = deltas[pid]
+        names = tuple(sorted(amounts)) if len(amounts) > 1 else tuple(amounts)
+        statement = _delta_statement(schema, table, names, conn.dialect)
+        result = statement.execute(conn, {"_id": pid, **{f"d_{n}": amounts[n] for n in names}})
+        if result.rowcount != 1:
+            missed[pid] = set(names)
+    if not missed:
+        return [], len(deltas)
+    changes, written = _refresh(conn, schema, parent, missed, {})
+    return changes, written + len(deltas) - len(missed)
 
 
 def _write_refresh(conn, schema, obj_name: str, rows: dict[str, dict], new_values: dict[str, dict[str, Any]]) -> list[Change]:
@@ -589,14 +625,26 @@ def as_stored(conn: sa.Connection, schema: CompiledSchema, obj_name: str, row: d
     return {**row, **stored._mapping} if stored is not None else row
 
 
-def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]) -> int:
+def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change], session: Session | None = None) -> int:
     """Bring rollups and lookup formulas up to date after `changes`, wave
     by wave (each refresh may change what others depend on). Returns the
-    number of records refreshed."""
+    number of records refreshed. `session` runs the rollup filters (by
+    default in the configured time zone, without a user)."""
     deps = dependents(schema)
     if not any(c.obj in deps.by_child or c.obj in deps.paths for c in changes):
         return 0  # nothing summarises or reads these records: most saves
-    context = default_context()
+    if session is None:   # incremental filters read only the child's values: any context will do
+        session = Session(default_context())
+    if len(changes) == 1 and changes[0].obj in deps.in_place:
+        # one save of a child whose parents only move by deltas nothing
+        # reads (the common case): no waves to follow
+        deltas: dict[str, dict[str, dict[str, Any]]] = {}
+        _add_shares(deps.in_place[changes[0].obj], changes[0], session, deltas)
+        refreshed = 0
+        for parent, moved in deltas.items():
+            following, written = _move_in_place(conn, schema, parent, moved)
+            refreshed += written + (propagate(conn, schema, following, session) if following else 0)
+        return refreshed
     refreshed = 0
     wave = list(changes)
     for _ in range(MAX_WAVES):
@@ -606,24 +654,19 @@ def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]
         deltas: dict[str, dict[str, dict[str, Any]]] = {}
         following: list[Change] = []
         for change in wave:
-            for spec in deps.by_child.get(change.obj, []):
-                if change.fields is not None and not (change.fields & spec.deps):
-                    continue
-                if spec.incremental:
-                    # the old values leave the old parent, the new ones join the new
-                    for row, sign in ((change.old, -1), (change.new, 1)):
-                        share = _share(spec, row, context)
-                        if share is not None and share[1]:
-                            amounts = deltas.setdefault(spec.parent, {}).setdefault(share[0], {})
-                            amounts[spec.field.name] = amounts.get(spec.field.name, 0) + sign * share[1]
+            specs = deps.by_child.get(change.obj, [])
+            _add_shares([spec for spec in specs if spec.incremental], change, session, deltas)
+            for spec in specs:
+                if spec.incremental or change.fields is not None and not (change.fields & spec.deps):
                     continue
                 for row in (change.old, change.new):
                     pid = row.get(spec.via) if row is not None else None
                     if pid is not None:
                         pending.setdefault(spec.parent, {}).setdefault(pid, set()).add(spec.field.name)
-            following += _path_dependents(conn, schema, change)
+            if change.obj in deps.paths:
+                following += _path_dependents(conn, schema, change)
         refreshed += len(following)
-        for parent in sorted(pending.keys() | deltas.keys()):
+        for parent in sorted(pending.keys() | deltas.keys()) if pending else sorted(deltas):
             changes, written = _refresh(conn, schema, parent, pending.get(parent, {}), deltas.get(parent, {}))
             following += changes
             refreshed += written

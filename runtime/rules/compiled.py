@@ -5,6 +5,7 @@ fields, validation rules, stage criteria. A save only evaluates them."""
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from collections import OrderedDict
 from dataclasses import dataclass, field as dc_field
 from typing import Hashable, Iterable, Mapping
@@ -81,6 +82,8 @@ class RuleSet:
     stages: list[StagePlan] = dc_field(default_factory=list)
     duplicates: list[DuplicateRule] = dc_field(default_factory=list)
     broken: list[Broken] = dc_field(default_factory=list)
+    # a new record's rollup values: it has no children yet
+    new_rollups: dict[str, object] = dc_field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -144,6 +147,8 @@ def build_rules(objects: Mapping[str, ObjectDef], object_name: str, version: Has
     rs = RuleSet(obj=obj, objects=objects, version=version)
     formulas: dict[str, Compiled] = {}
     for f in obj.fields:
+        if f.type == "rollup":
+            rs.new_rollups[f.name] = 0 if f.function == "count" else Decimal(0) if f.function == "sum" else None
         if f.default_expr and f.type not in ("formula", "rollup", "auto_number"):
             c = _compile(rs, f.default_expr, None, "default_expr", f.name)
             if c is not None:

@@ -26,6 +26,7 @@ from .compiled import RuleSet
 
 Fetch = Callable[[str, str], Mapping[str, Any] | None]
 SKIPPABLE = frozenset({"validation", "stages", "duplicates"})
+_NO_SKIP: frozenset[str] = frozenset()
 
 
 def error(field: str | None, code: str, message: str, rule: str | None = None, stage: str | None = None,
@@ -78,8 +79,12 @@ class RecordView(Mapping):
         return row.get(parts[-1]) if row is not None else None
 
 
+_QUANTA = {scale: Decimal(1).scaleb(-scale) for scale in range(19)}
+
+
 def _quantum(scale: int) -> Decimal:
-    return Decimal(1).scaleb(-scale)
+    quantum = _QUANTA.get(scale)
+    return quantum if quantum is not None else Decimal(1).scaleb(-scale)
 
 
 def formula_value(f: FormulaField, value: Any) -> Any:
@@ -119,10 +124,10 @@ def formula_value(f: FormulaField, value: Any) -> Any:
 
 def roles_of(user: Any) -> frozenset[str]:
     """The roles `has_role()` sees: the user's `roles`, and its `role`."""
-    roles = set(getattr(user, "roles", None) or ())
-    if getattr(user, "role", None):
-        roles.add(user.role)
-    return frozenset(roles)
+    roles, role = getattr(user, "roles", None), getattr(user, "role", None)
+    if not roles:   # most users: one role
+        return frozenset((role,)) if role else frozenset()
+    return frozenset(roles) | {role} if role else frozenset(roles)
 
 
 class SaveRun:
@@ -144,7 +149,7 @@ class SaveRun:
         self.user = user
         self.locale = locale or getattr(user, "locale", None) or "en"
         self.field_context = field_context
-        self.skip = frozenset(skip)
+        self.skip = frozenset(skip) if skip else _NO_SKIP
         self.errors: list[dict[str, Any]] = []
         if context is None:
             context = EvalContext(is_new=self.is_new, prior=old, user_id=getattr(user, "id", None), roles=roles_of(user),
@@ -210,9 +215,7 @@ class SaveRun:
             f = plan.field
             if self.record.get(f.name) is None:
                 self.record[f.name] = f.stages[0].value
-        for f in self.obj.fields:
-            if f.type == "rollup":  # a new record has no children yet
-                self.record[f.name] = 0 if f.function == "count" else Decimal(0) if f.function == "sum" else None
+        self.record.update(self.rules.new_rollups)
         for f, compiled in self.rules.defaults:
             kind = field_type(f)
             if not kind.is_blank(self.record.get(f.name)):
