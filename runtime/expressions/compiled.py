@@ -25,7 +25,7 @@ class Compiled:
     A missing key reads as None (a field not set yet, an empty lookup).
     """
 
-    __slots__ = ("source", "type", "names", "paths", "functions", "checked", "_body")
+    __slots__ = ("source", "type", "names", "paths", "functions", "checked", "_run")
 
     def __init__(self, checked: Checked):
         self.checked = checked
@@ -34,16 +34,12 @@ class Compiled:
         self.names = checked.names
         self.paths = frozenset(n for n in checked.names if "." in n)
         self.functions = checked.functions
-        self._body = prepare(checked.tree)
+        self._run = prepare(checked.tree)
 
     def evaluate(self, record: Mapping[str, Any] | None = None, *, context: EvalContext | None = None) -> Any:
         """The value of the expression; ExpressionError on any failure."""
-        return for_thread().evaluate(self._body, self.source, record if record is not None else {},
+        return for_thread().evaluate(self._run, self.source, record if record is not None else {},
                                      context if context is not None else default_context())
-
-    @property
-    def body(self):
-        return self._body
 
     def __repr__(self) -> str:
         return f"Compiled({self.source!r}, type={self.type!r})"
@@ -69,7 +65,7 @@ class Session:
             return compiled.evaluate(record, context=self.context)
         if interp.owner is not self:
             interp.bind(self.context, self)
-        return interp.run_bound(compiled._body, compiled.source, record)
+        return interp.run_bound(compiled._run, compiled.source, record)
 
 
 class _Cache:

@@ -5,9 +5,9 @@ keeps error bookkeeping per node and accepts a wide language. Here the tree
 has already been whitelisted and typed (metadata.expressions), so:
 
 - `prepare()` resolves every node's handler once, when the expression is
-  compiled, and stores it on the node (`loom_run`); running a node is then
-  one attribute load and one call. Operators and library functions are
-  resolved the same way (`loom_op`, `loom_fn`).
+  compiled, as a closure over its children's closures, its operator or
+  library function: running a node is then one call, with no lookups on
+  the tree or by name.
 - Handlers are written for exactly the whitelisted node kinds, with the
   SPEC 4 semantics (None in arithmetic, two-valued comparisons, exact
   decimals) instead of Python's.
@@ -16,8 +16,9 @@ has already been whitelisted and typed (metadata.expressions), so:
   counter on composite nodes.
 - The symbol table holds the function library and nothing else; names read
   the record passed in, never the symbol table.
-- One interpreter per thread (`for_thread()`); compiled trees are shared
-  read-only between threads.
+- One interpreter per thread (`for_thread()`) holds the running
+  evaluation's state; prepared closures hold none and are shared between
+  threads.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import threading
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal, DecimalException
 from time import perf_counter
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import asteval
 
@@ -128,12 +129,9 @@ class LoomInterpreter(asteval.Interpreter):
         # asteval adds `print`; an expression has no business printing.
         self.symtable.pop("print", None)
         self.readonly_symbols = set(self.symtable)
-        # Only the whitelisted node kinds have handlers; anything else that
-        # somehow reached run() is refused by `unimplemented`.
+        # Expressions run only as prepared closures (`prepare`): asteval's own
+        # tree walk refuses every node.
         self.node_handlers = {name: self.unimplemented for name in self.node_handlers}
-        for name in ("expression", "constant", "name", "boolop", "unaryop", "binop", "compare",
-                     "ifexp", "call", "list", "tuple"):
-            self.node_handlers[name] = getattr(self, f"on_{name}")
         self.record: Mapping[str, Any] = {}
         self.ctx: EvalContext | None = None
         self.owner: object = None       # what `ctx` was bound for (see `bind`)
@@ -148,9 +146,9 @@ class LoomInterpreter(asteval.Interpreter):
 
     # --- entry points -----------------------------------------------------------
 
-    def evaluate(self, body: ast.expr, source: str, record: Mapping[str, Any], ctx: EvalContext) -> Any:
+    def evaluate(self, run: Callable, source: str, record: Mapping[str, Any], ctx: EvalContext) -> Any:
         self.bind(ctx)
-        return self.run_bound(body, source, record)
+        return self.run_bound(run, source, record)
 
     def bind(self, ctx: EvalContext, owner: object = None) -> None:
         """Take what every evaluation under `ctx` shares (time zone, clock,
@@ -163,35 +161,33 @@ class LoomInterpreter(asteval.Interpreter):
         self.budget = ctx.budget_ms / 1000.0
         self.clock = ctx.clock.astimezone(ctx.tz) if ctx.clock is not None else None
 
-    def run_bound(self, body: ast.expr, source: str, record: Mapping[str, Any]) -> Any:
-        """One evaluation under the bound context, with its own step count,
-        time budget and "now" (SPEC 4: the budget is per expression)."""
+    def run_bound(self, run: Callable, source: str, record: Mapping[str, Any]) -> Any:
+        """One evaluation of a prepared expression (`prepare`) under the
+        bound context, with its own step count, time budget and "now"
+        (SPEC 4: the budget is per expression)."""
         self.record = record
         self.steps = 0
         self._now = self.clock
         self.deadline = perf_counter() + self.budget
         self.busy = True
         try:
-            return body.loom_run(self, body)
+            return run(self)
         except EvalFailure as failure:
-            raise _error(source, failure.node or body, failure.code, failure.message) from None
+            raise _error(source, failure.node or run.node, failure.code, failure.message) from None
         except (TypeError, ValueError, ArithmeticError, DecimalException, AttributeError, KeyError) as exc:
             # Values of a type the checker could not see (a name of unknown
             # type); reported, never a crash and never a silent None.
-            raise _error(source, body, "type_mismatch", f"the values do not fit the operation: {exc}"[:300]) from None
+            raise _error(source, run.node, "type_mismatch", f"the values do not fit the operation: {exc}"[:300]) from None
         except (RecursionError, MemoryError):
-            raise _error(source, body, "budget_exceeded", "the expression needed too much memory or depth") from None
+            raise _error(source, run.node, "budget_exceeded", "the expression needed too much memory or depth") from None
         finally:
             self.busy = False
             self.record = _NOTHING
 
     def run(self, node, expr=None, lineno=None, with_raise=True):
-        """asteval's entry point, kept for the base class's own callers:
-        dispatches through the handler resolved at prepare time."""
-        handler = getattr(node, "loom_run", None)
-        if handler is None:
-            raise EvalFailure("forbidden_syntax", f"'{type(node).__name__}' cannot be evaluated", node)
-        return handler(self, node)
+        """asteval's entry point: refused, expressions run only as closures
+        prepared from a checked tree."""
+        raise EvalFailure("forbidden_syntax", f"'{type(node).__name__}' cannot be evaluated", node)
 
     def unimplemented(self, node):
         raise EvalFailure("forbidden_syntax", f"'{type(node).__name__}' cannot be evaluated", node)
@@ -210,43 +206,73 @@ class LoomInterpreter(asteval.Interpreter):
     def admit(self, value: Any) -> Any:
         return value if type(value) in _FAST else admit(value, self.tz)
 
-    def tick(self, node) -> None:
-        self.steps += 1
-        if self.steps > self.max_steps:
-            raise EvalFailure("budget_exceeded", f"the expression ran more than {self.max_steps} steps", node)
 
-    # --- handlers (called as node.loom_run(self, node)) --------------------------
+def _error(source: str, node, code: str, message: str) -> ExpressionError:
+    line, col = position(source, getattr(node, "lineno", 1), getattr(node, "col_offset", 0))
+    return ExpressionError(ExprError(code, message, line, col))
 
-    def on_expression(self, node):
-        return node.body.loom_run(self, node.body)
 
-    def on_constant(self, node):
-        return node.value
+# --- preparing a checked tree: one closure per node ------------------------------------
+#
+# Each node becomes a closure over its children's closures, its operator or
+# library function and, for error positions, the node itself: running a node
+# is one call, with no attribute lookups on the tree. `ev` is the running
+# interpreter (record, time zone, clock, budgets).
 
-    def on_name(self, node):
-        value = self.record.get(node.id)
+def prepare(tree: ast.Expression) -> Callable[[LoomInterpreter], Any]:
+    """The closure that runs the checked `tree`; its `node` attribute is
+    the body (the position of errors that have no better one). Raises
+    ExpressionError on a node kind the evaluator does not run (the
+    whitelist should have refused it)."""
+    run = _build(tree.body)
+    run.node = tree.body
+    return run
+
+
+def _build(node) -> Callable[[LoomInterpreter], Any]:
+    builder = _BUILDERS.get(type(node))
+    if builder is None:
+        raise ExpressionError(ExprError("forbidden_syntax", f"'{type(node).__name__}' cannot be evaluated"))
+    return builder(node)
+
+
+def _constant(node):
+    value = node.value
+    return lambda ev: value
+
+
+def _name(node):
+    key = node.id
+
+    def name(ev):
+        value = ev.record.get(key)
         kind = type(value)
         if kind in _FAST:
             return value
         if kind is str and len(value) <= 100_000:
             return value
         try:
-            return admit(value, self.tz)
+            return admit(value, ev.tz)
         except EvalFailure as failure:
             failure.node = node
             raise
+    return name
 
-    def on_list(self, node):
-        return [e.loom_run(self, e) for e in node.elts]
 
-    on_tuple = on_list
+def _list(node):
+    items = tuple(_build(e) for e in node.elts)
+    return lambda ev: [item(ev) for item in items]
 
-    def on_boolop(self, node):
-        self.steps += 1
-        # SPEC semantics: the result is True or False; None counts as false.
-        is_and = node.loom_and
-        for value_node in node.values:
-            value = value_node.loom_run(self, value_node)
+
+def _boolop(node):
+    # SPEC semantics: the result is True or False; None counts as false.
+    operands = tuple((_build(v), v) for v in node.values)
+    is_and = type(node.op) is ast.And
+
+    def boolop(ev):
+        ev.steps += 1
+        for run, operand in operands:
+            value = run(ev)
             if value is True:
                 if not is_and:
                     return True
@@ -254,212 +280,191 @@ class LoomInterpreter(asteval.Interpreter):
                 if is_and:
                     return False
             else:
-                raise EvalFailure("type_mismatch", "'and' / 'or' need true/false values", value_node)
+                raise EvalFailure("type_mismatch", "'and' / 'or' need true/false values", operand)
         return is_and
+    return boolop
 
-    def on_not(self, node):
-        self.steps += 1
-        value = node.operand.loom_run(self, node.operand)
-        if value is None or value is False:
-            return True
-        if value is True:
-            return False
-        raise EvalFailure("type_mismatch", "'not' needs a true/false value", node)
 
-    def on_neg(self, node):
-        self.steps += 1
-        value = node.operand.loom_run(self, node.operand)
+def _unaryop(node):
+    operand = _build(node.operand)
+    if type(node.op) is ast.Not:
+        def not_(ev):
+            ev.steps += 1
+            value = operand(ev)
+            if value is None or value is False:
+                return True
+            if value is True:
+                return False
+            raise EvalFailure("type_mismatch", "'not' needs a true/false value", node)
+        return not_
+    negate = type(node.op) is ast.USub
+
+    def sign(ev):
+        ev.steps += 1
+        value = operand(ev)
         if value is None:
             return None
         if type(value) not in _NUMBERS:
             raise EvalFailure("type_mismatch", "unary minus takes a number", node)
-        return -value if node.loom_negate else value
+        return -value if negate else value
+    return sign
 
-    on_unaryop = on_not
 
-    def on_binop(self, node):
-        self.steps += 1
-        left = node.left.loom_run(self, node.left)
-        right = node.right.loom_run(self, node.right)
-        if left is None or right is None:
+def _binop(node):
+    left, right = _build(node.left), _build(node.right)
+    op, symbol = _ARITHMETIC[type(node.op)]
+
+    def binop(ev):
+        ev.steps += 1
+        a = left(ev)
+        b = right(ev)
+        if a is None or b is None:
             return None   # arithmetic with None gives None
-        if type(left) not in _NUMBERS or type(right) not in _NUMBERS:
-            raise EvalFailure("type_mismatch", f"'{node.loom_symbol}' takes numbers only (join text with concat())", node)
+        if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+            raise EvalFailure("type_mismatch", f"'{symbol}' takes numbers only (join text with concat())", node)
         try:
-            return node.loom_op(left, right)
+            return op(a, b)
         except EvalFailure as failure:
             failure.node = node
             raise
+    return binop
 
-    def on_compare1(self, node):
-        self.steps += 1
-        left = node.left.loom_run(self, node.left)
-        right = node.loom_right.loom_run(self, node.loom_right)
-        try:
-            return node.loom_op(left, right)
-        except TypeError:
-            raise EvalFailure("type_mismatch", "these values cannot be compared", node) from None
 
-    def on_compare_const(self, node):
-        """`x == 'won'`, `amount > 0`: the right side is a literal."""
-        self.steps += 1
-        left = node.left.loom_run(self, node.left)
-        try:
-            return node.loom_op(left, node.loom_value)
-        except TypeError:
-            raise EvalFailure("type_mismatch", "these values cannot be compared", node) from None
+def _compare(node):
+    ops = [_COMPARE[type(op)] for op in node.ops]
+    left = _build(node.left)
+    if len(ops) == 1 and type(node.comparators[0]) is ast.Constant:
+        # `x == 'won'`, `amount > 0`: the right side is a literal
+        op, value = ops[0], node.comparators[0].value
 
-    def on_compare(self, node):
-        # Chained: a < b < c is a < b and b < c, each operand evaluated once
-        # and lazily, as in Python.
-        self.steps += 1
-        left = node.left.loom_run(self, node.left)
-        for op, right_node in zip(node.loom_ops, node.comparators):
-            right = right_node.loom_run(self, right_node)
+        def compare_const(ev):
+            ev.steps += 1
             try:
-                if not op(left, right):
+                return op(left(ev), value)
+            except TypeError:
+                raise EvalFailure("type_mismatch", "these values cannot be compared", node) from None
+        return compare_const
+    if len(ops) == 1:
+        op, right = ops[0], _build(node.comparators[0])
+
+        def compare(ev):
+            ev.steps += 1
+            a = left(ev)
+            b = right(ev)
+            try:
+                return op(a, b)
+            except TypeError:
+                raise EvalFailure("type_mismatch", "these values cannot be compared", node) from None
+        return compare
+    # Chained: a < b < c is a < b and b < c, each operand evaluated once
+    # and lazily, as in Python.
+    steps = tuple(zip(ops, (_build(c) for c in node.comparators)))
+
+    def chained(ev):
+        ev.steps += 1
+        a = left(ev)
+        for op, right in steps:
+            b = right(ev)
+            try:
+                if not op(a, b):
                     return False
             except TypeError:
                 raise EvalFailure("type_mismatch", "these values cannot be compared", node) from None
-            left = right
+            a = b
         return True
+    return chained
 
-    def on_ifexp(self, node):
-        self.steps += 1
-        test = node.test.loom_run(self, node.test)
-        if test is True:
-            return node.body.loom_run(self, node.body)
-        if test is False or test is None:
-            return node.orelse.loom_run(self, node.orelse)
+
+def _ifexp(node):
+    test, body, orelse = _build(node.test), _build(node.body), _build(node.orelse)
+
+    def ifexp(ev):
+        ev.steps += 1
+        condition = test(ev)
+        if condition is True:
+            return body(ev)
+        if condition is False or condition is None:
+            return orelse(ev)
         raise EvalFailure("type_mismatch", "'if' needs a true/false condition", node.test)
+    return ifexp
 
-    def on_call(self, node):
-        self.steps += 1
-        if self.steps > self.max_steps:
-            raise EvalFailure("budget_exceeded", f"the expression ran more than {self.max_steps} steps", node)
-        args = [a.loom_run(self, a) for a in node.args]
-        try:
-            result = node.loom_fn(self, *args)
-        except EvalFailure as failure:
-            failure.node = failure.node or node
-            raise
-        if perf_counter() > self.deadline:
-            raise EvalFailure("budget_exceeded", f"the expression ran longer than its budget ({self.ctx.budget_ms:g} ms)", node)
-        return result
 
+def _over_steps(ev, node) -> EvalFailure:
+    return EvalFailure("budget_exceeded", f"the expression ran more than {ev.max_steps} steps", node)
+
+
+def _over_time(ev, node) -> EvalFailure:
+    return EvalFailure("budget_exceeded", f"the expression ran longer than its budget ({ev.ctx.budget_ms:g} ms)", node)
+
+
+def _call(node):
+    name = node.func.id
+    fn = FUNCTIONS[name]
+    if name in FIELD_FUNCTIONS:
+        # is_changed / prior_value / stage_*: the argument names a field
+        field, stages = node.args[0].id, getattr(node, "loom_stages", None)
+        extra = () if stages is None else (stages,)
+
+        def field_call(ev):
+            ev.steps += 1
+            try:
+                return fn(ev, field, *extra)
+            except EvalFailure as failure:
+                failure.node = failure.node or node
+                raise
+        return field_call
+    args = tuple(_build(a) for a in node.args)
     # Calls of one or two arguments (most calls) without building a list.
+    if len(args) == 1:
+        (a,) = args
 
-    def on_call1(self, node):
-        self.steps += 1
-        if self.steps > self.max_steps:
-            raise EvalFailure("budget_exceeded", f"the expression ran more than {self.max_steps} steps", node)
-        a = node.loom_arg
+        def call1(ev):
+            ev.steps += 1
+            if ev.steps > ev.max_steps:
+                raise _over_steps(ev, node)
+            try:
+                result = fn(ev, a(ev))
+            except EvalFailure as failure:
+                failure.node = failure.node or node
+                raise
+            if perf_counter() > ev.deadline:
+                raise _over_time(ev, node)
+            return result
+        return call1
+    if len(args) == 2:
+        a, b = args
+
+        def call2(ev):
+            ev.steps += 1
+            if ev.steps > ev.max_steps:
+                raise _over_steps(ev, node)
+            try:
+                result = fn(ev, a(ev), b(ev))
+            except EvalFailure as failure:
+                failure.node = failure.node or node
+                raise
+            if perf_counter() > ev.deadline:
+                raise _over_time(ev, node)
+            return result
+        return call2
+
+    def call(ev):
+        ev.steps += 1
+        if ev.steps > ev.max_steps:
+            raise _over_steps(ev, node)
         try:
-            result = node.loom_fn(self, a.loom_run(self, a))
+            result = fn(ev, *[a(ev) for a in args])
         except EvalFailure as failure:
             failure.node = failure.node or node
             raise
-        if perf_counter() > self.deadline:
-            raise EvalFailure("budget_exceeded", f"the expression ran longer than its budget ({self.ctx.budget_ms:g} ms)", node)
+        if perf_counter() > ev.deadline:
+            raise _over_time(ev, node)
         return result
-
-    def on_call2(self, node):
-        self.steps += 1
-        if self.steps > self.max_steps:
-            raise EvalFailure("budget_exceeded", f"the expression ran more than {self.max_steps} steps", node)
-        a, b = node.loom_args
-        try:
-            result = node.loom_fn(self, a.loom_run(self, a), b.loom_run(self, b))
-        except EvalFailure as failure:
-            failure.node = failure.node or node
-            raise
-        if perf_counter() > self.deadline:
-            raise EvalFailure("budget_exceeded", f"the expression ran longer than its budget ({self.ctx.budget_ms:g} ms)", node)
-        return result
-
-    def on_field_call(self, node):
-        """is_changed / prior_value / stage_*: the argument names a field."""
-        self.steps += 1
-        try:
-            if node.loom_stages is not None:
-                return node.loom_fn(self, node.loom_field, node.loom_stages)
-            return node.loom_fn(self, node.loom_field)
-        except EvalFailure as failure:
-            failure.node = failure.node or node
-            raise
+    return call
 
 
-def _error(source: str, node, code: str, message: str) -> ExpressionError:
-    line, col = position(source, getattr(node, "lineno", 1), getattr(node, "col_offset", 0))
-    return ExpressionError(ExprError(code, message, line, col))
-
-
-# --- preparing a checked tree ---------------------------------------------------------
-
-_L = LoomInterpreter
-
-
-def prepare(tree: ast.Expression) -> ast.expr:
-    """Resolve every node's handler (and operator, and library function)
-    once; return the body to run. Raises ExpressionError on a node kind the
-    evaluator does not run (the whitelist should have refused it)."""
-    for node in ast.walk(tree):
-        kind = type(node)
-        if kind is ast.Expression:
-            node.loom_run = _L.on_expression
-        elif kind is ast.Constant:
-            node.loom_run = _L.on_constant
-        elif kind is ast.Name:
-            node.loom_run = _L.on_name
-        elif kind in (ast.List, ast.Tuple):
-            node.loom_run = _L.on_list
-        elif kind is ast.BoolOp:
-            node.loom_run = _L.on_boolop
-            node.loom_and = type(node.op) is ast.And
-        elif kind is ast.UnaryOp:
-            if type(node.op) is ast.Not:
-                node.loom_run = _L.on_not
-            else:
-                node.loom_run = _L.on_neg
-                node.loom_negate = type(node.op) is ast.USub
-        elif kind is ast.BinOp:
-            node.loom_run = _L.on_binop
-            node.loom_op, node.loom_symbol = _ARITHMETIC[type(node.op)]
-        elif kind is ast.Compare:
-            ops = [_COMPARE[type(op)] for op in node.ops]
-            if len(ops) == 1:
-                node.loom_op = ops[0]
-                node.loom_right = right = node.comparators[0]
-                if type(right) is ast.Constant:
-                    node.loom_run = _L.on_compare_const
-                    node.loom_value = right.value
-                else:
-                    node.loom_run = _L.on_compare1
-            else:
-                node.loom_run = _L.on_compare
-                node.loom_ops = ops
-        elif kind is ast.IfExp:
-            node.loom_run = _L.on_ifexp
-        elif kind is ast.Call:
-            name = node.func.id
-            node.loom_fn = FUNCTIONS[name]
-            if name in FIELD_FUNCTIONS:
-                node.loom_run = _L.on_field_call
-                node.loom_field = node.args[0].id
-                node.loom_stages = getattr(node, "loom_stages", None)
-            elif len(node.args) == 1:
-                node.loom_run = _L.on_call1
-                node.loom_arg = node.args[0]
-            elif len(node.args) == 2:
-                node.loom_run = _L.on_call2
-                node.loom_args = tuple(node.args)
-            else:
-                node.loom_run = _L.on_call
-        elif isinstance(node, (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)):
-            continue
-        else:
-            raise ExpressionError(ExprError("forbidden_syntax", f"'{kind.__name__}' cannot be evaluated"))
-    return tree.body
+_BUILDERS = {ast.Constant: _constant, ast.Name: _name, ast.List: _list, ast.Tuple: _list, ast.BoolOp: _boolop,
+             ast.UnaryOp: _unaryop, ast.BinOp: _binop, ast.Compare: _compare, ast.IfExp: _ifexp, ast.Call: _call}
 
 
 _local = threading.local()
