@@ -10,7 +10,7 @@ value that depends on it up to date, in the same transaction:
   grandparents over them (a chain such as payment -> order.paid_amount ->
   account.collected_amount);
 - formulas of other records that read the changed record through a lookup
-  path (`account.industry`).
+  path (`account.industry`), and rollups whose filter does.
 
 How a rollup is kept:
 
@@ -83,7 +83,8 @@ class RollupSpec:
 
 @dataclass(frozen=True)
 class PathDep:
-    """A formula of `obj` reading `path`, whose hop `level` ends on `target`
+    """A formula of `obj` — or, with `rollup`, that rollup's filter over
+    `obj`, its child — reading `path`, one of whose hops ends on `target`
     reading its field `leaf`; `chain` are the lookups from `obj` to `target`."""
 
     obj: str
@@ -91,6 +92,7 @@ class PathDep:
     target: str
     leaf: str
     chain: tuple[tuple[str, str], ...]   # (object, lookup field) per hop, from obj
+    rollup: RollupSpec | None = None
 
 
 @dataclass
@@ -178,22 +180,29 @@ def dependents(schema: CompiledSchema) -> Dependents:
                               _incremental(schema, f, compiled))
             deps.by_child.setdefault(f.from_, []).append(spec)
             deps.by_parent.setdefault(parent.name, []).append(spec)
+    def add_paths(obj, names, rollup: RollupSpec | None = None) -> None:
+        for path in (n for n in names if "." in n):
+            parts = path.split(".")
+            current, chain = obj, []
+            for part in parts[:-1]:
+                lookup = current.field(part)
+                if not isinstance(lookup, LookupField) or lookup.to not in schema.objects:
+                    break
+                chain.append((current.name, part))
+                current = schema.objects[lookup.to]
+                leaf = parts[len(chain)]
+                deps.paths.setdefault(current.name, []).append(PathDep(obj.name, path, current.name, leaf, tuple(chain), rollup))
+
     read: dict[str, set[str]] = {}
     for obj in schema.objects.values():
         rs = rules_for(schema.objects, obj.name, version)
         for _, compiled in rs.formulas:
             read.setdefault(obj.name, set()).update(n for n in compiled.names if "." not in n)
-            for path in (n for n in compiled.names if "." in n):
-                parts = path.split(".")
-                current, chain = obj, []
-                for part in parts[:-1]:
-                    lookup = current.field(part)
-                    if not isinstance(lookup, LookupField) or lookup.to not in schema.objects:
-                        break
-                    chain.append((current.name, part))
-                    current = schema.objects[lookup.to]
-                    leaf = parts[len(chain)]
-                    deps.paths.setdefault(current.name, []).append(PathDep(obj.name, path, current.name, leaf, tuple(chain)))
+            add_paths(obj, compiled.names)
+    for child, specs in deps.by_child.items():
+        for spec in specs:
+            if spec.filter is not None:
+                add_paths(schema.objects[child], spec.filter.paths, spec)
     for child, specs in deps.by_child.items():
         read.setdefault(child, set()).update(*(spec.deps for spec in specs))
     for target, items in deps.paths.items():
@@ -574,7 +583,11 @@ def _write_refresh(conn, schema, obj_name: str, rows: dict[str, dict], new_value
     return changes
 
 
-def _path_dependents(conn, schema, change: Change) -> list[Change]:
+def _path_dependents(conn, schema, change: Change, pending: dict[str, dict[str, set[str]]]) -> list[Change]:
+    """What reads the changed record through a lookup path: formulas of
+    other records, refreshed here (the changes they made), and rollups
+    whose filter reads it, added to `pending` (parent object -> parent id
+    -> rollup fields) to be recomputed."""
     deps = dependents(schema).paths.get(change.obj, [])
     if not deps or change.fields is None or change.new is None:
         return []
@@ -590,7 +603,13 @@ def _path_dependents(conn, schema, change: Change) -> list[Change]:
             ids = set(conn.execute(sa.select(table.c.id).where(table.c[lookup].in_(sorted(ids)), table.c._deleted_at.is_(None))).scalars())
             if not ids:
                 break
-        if ids:
+        if ids and dep.rollup is not None:
+            spec, child = dep.rollup, schema.table(dep.obj)
+            parents = conn.execute(sa.select(child.c[spec.via]).where(child.c.id.in_(sorted(ids)), child.c[spec.via].is_not(None))
+                                   .distinct()).scalars()
+            for pid in parents:
+                pending.setdefault(spec.parent, {}).setdefault(pid, set()).add(spec.field.name)
+        elif ids:
             entry = by_obj.setdefault(dep.obj, (set(), set()))
             entry[0].update(ids)
             entry[1].add(dep.path)
@@ -664,7 +683,7 @@ def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]
                     if pid is not None:
                         pending.setdefault(spec.parent, {}).setdefault(pid, set()).add(spec.field.name)
             if change.obj in deps.paths:
-                following += _path_dependents(conn, schema, change)
+                following += _path_dependents(conn, schema, change, pending)
         refreshed += len(following)
         for parent in sorted(pending.keys() | deltas.keys()) if pending else sorted(deltas):
             changes, written = _refresh(conn, schema, parent, pending.get(parent, {}), deltas.get(parent, {}))

@@ -40,6 +40,8 @@ SHOP = {
             {"name": "rush_count", "type": "rollup", "from": "purchase", "via": "customer", "function": "count",
              "filter": "matches(code, '^R')"},
             {"name": "priced", "type": "rollup", "from": "purchase", "via": "customer", "function": "count", "field": "amount"},
+            {"name": "taxed", "type": "rollup", "from": "purchase", "via": "customer", "function": "sum", "field": "amount",
+             "filter": "coalesce(customer.region.tax_rate, 0) > 0"},
             {"name": "vip", "type": "formula", "expression": "total >= 1000", "returns": "boolean"}]},
         {"name": "purchase", "fields": [
             {"name": "code", "type": "text"},
@@ -118,6 +120,30 @@ def test_formula_over_two_lookups_updates_when_a_parent_changes(shop):
     assert get(client, "purchase", p["id"])["tax"] == 12
     # the chain: region.revenue sums customer.total
     assert get(client, "region", south["id"])["revenue"] == 200 and get(client, "region", north["id"])["revenue"] == 0
+
+
+def test_a_filter_over_a_lookup_path_follows_the_looked_up_records(shop):
+    client, runtime = shop
+    free = post(client, "region", {"name": "Free port", "tax_rate": 0})
+    taxed = post(client, "region", {"name": "Inland", "tax_rate": 8})
+    c = post(client, "customer", {"name": "Acme", "region": free["id"]})
+    other = post(client, "customer", {"name": "Other", "region": free["id"]})
+    for amount in (100, 50):
+        post(client, "purchase", {"customer": c["id"], "amount": amount})
+    post(client, "purchase", {"customer": other["id"], "amount": 7})
+    assert get(client, "customer", c["id"])["taxed"] == 0
+    # the record two hops away changes: every customer of the region follows
+    patch(client, "region", free["id"], {"tax_rate": 5})
+    assert get(client, "customer", c["id"])["taxed"] == 150 and get(client, "customer", other["id"])["taxed"] == 7
+    patch(client, "region", free["id"], {"tax_rate": 0})
+    assert get(client, "customer", c["id"])["taxed"] == 0
+    # the first hop changes: the customer moves to a taxed region
+    patch(client, "customer", c["id"], {"region": taxed["id"]})
+    assert get(client, "customer", c["id"])["taxed"] == 150
+    patch(client, "region", taxed["id"], {"name": "Inland (renamed)"})   # a field the filter does not read
+    assert get(client, "customer", c["id"])["taxed"] == 150
+    with runtime.engine.connect() as conn:
+        assert check_drift(conn, runtime.schema()) == []
 
 
 def test_reparenting_moves_the_amount_and_cascade_restore_brings_it_back(shop):
