@@ -23,7 +23,7 @@ from functools import partial
 from dataclasses import dataclass, field as dc_field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -284,6 +284,19 @@ def _independent(schema: CompiledSchema, obj: ObjectDef) -> bool:
     return True
 
 
+_OUTBOX = sa.insert(systemdb.outbox)
+_HISTORY = sa.insert(systemdb.history)
+
+
+def _cached(schema: CompiledSchema, key: tuple, build: Callable[[], Any]) -> Any:
+    """A statement built once per metadata version (kept in `schema.extra`):
+    building a SELECT with its conditions costs about as much as running it."""
+    statement = schema.extra.get(key)
+    if statement is None:
+        statement = schema.extra[key] = build()
+    return statement
+
+
 def _alive(table: sa.Table):
     return table.c._deleted_at.is_(None) if "_deleted_at" in table.c else sa.true()
 
@@ -347,11 +360,13 @@ class RecordService:
         if not isinstance(rid, str) or not 0 < len(rid) <= 32:
             raise NotFound(f"no {obj.name} record {str(rid)[:40]!r}")
         table = schema.table(obj.name)
-        query = sa.select(table).where(table.c.id == rid)
-        query = query.where(table.c._deleted_at.is_not(None) if deleted else table.c._deleted_at.is_(None))
-        if lock and conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        lock = lock and conn.dialect.name == "postgresql"
+
+        def build():
+            query = sa.select(table).where(table.c.id == sa.bindparam("rid"),
+                                           table.c._deleted_at.is_not(None) if deleted else table.c._deleted_at.is_(None))
+            return query.with_for_update() if lock else query
+        row = conn.execute(_cached(schema, ("records.load", obj.name, deleted, lock), build), {"rid": rid}).first()
         if row is None:
             raise NotFound(f"no {obj.name} record {rid!r}" + (" in the recycle bin" if deleted else ""))
         return dict(row._mapping)
@@ -553,7 +568,9 @@ class RecordService:
         they ask the database."""
         if exists is None:
             def exists(table, rid):
-                return conn.execute(sa.select(table.c.id).where(table.c.id == rid, _alive(table))).first() is not None
+                query = _cached(schema, ("records.exists", table.name),
+                                lambda: sa.select(table.c.id).where(table.c.id == sa.bindparam("rid"), _alive(table)))
+                return conn.execute(query, {"rid": rid}).first() is not None
         if is_taken is None:
             own = schema.table(obj.name)
             own_id = None if ctx.is_new else ctx.old["id"]
@@ -670,8 +687,8 @@ class RecordService:
                 out = {**out, "_warnings": ctx.warnings}
             results.append(out)
         if history:
-            conn.execute(sa.insert(systemdb.history), history)
-        conn.execute(sa.insert(systemdb.outbox), events)
+            conn.execute(_HISTORY, history)
+        conn.execute(_OUTBOX, events)
         self.hooks.after_write_many(ctxs)
         return results
 
@@ -692,7 +709,7 @@ class RecordService:
         saved = ctx.values = {**old, **values}
         self._history(conn, schema, obj, old["id"], old, saved, changed, uid, False)
         out, plain = _record_json_of(plan, saved)
-        conn.execute(sa.insert(systemdb.outbox), self._event_row(obj, old["id"], "update", saved, old, changed, uid, now, plain))
+        conn.execute(_OUTBOX, self._event_row(obj, old["id"], "update", saved, old, changed, uid, now, plain))
         self.hooks.after_write(ctx)
         if ctx.warnings:
             out = {**out, "_warnings": ctx.warnings}
@@ -728,7 +745,7 @@ class RecordService:
     def _history(self, conn, schema, obj, rid, old, new, changed, uid, is_new) -> None:
         rows = self._history_rows(obj, rid, old, new, changed, uid, is_new, now_utc(), _plan(schema, obj))
         if rows:
-            conn.execute(sa.insert(systemdb.history), rows)
+            conn.execute(_HISTORY, rows)
 
     @staticmethod
     def _event_row(obj, rid, event, new, old, changed, uid, at, new_plain=None) -> dict[str, Any]:
@@ -742,7 +759,7 @@ class RecordService:
         return {"object": obj.name, "record_id": rid, "event": event, "payload": payload, "actor": uid, "created_at": at}
 
     def _event(self, conn, obj, rid, event, new, old, changed, uid) -> None:
-        conn.execute(sa.insert(systemdb.outbox), self._event_row(obj, rid, event, new, old, changed, uid, now_utc()))
+        conn.execute(_OUTBOX, self._event_row(obj, rid, event, new, old, changed, uid, now_utc()))
 
     # -- recycle bin --------------------------------------------------------------
     def delete(self, object_name: str, rid: str, user, *, expected_version: int | None = None, conn=None, schema=None) -> None:
