@@ -286,6 +286,11 @@ def _independent(schema: CompiledSchema, obj: ObjectDef) -> bool:
 
 _OUTBOX = sa.insert(systemdb.outbox)
 _HISTORY = sa.insert(systemdb.history)
+# auto-number counters: take `step` numbers from counter `counter`
+_BUMP = sa.update(systemdb.counters).where(systemdb.counters.c.key == sa.bindparam("counter")) \
+    .values(value=systemdb.counters.c.value + sa.bindparam("step"))
+_BUMP_RETURNING = _BUMP.returning(systemdb.counters.c.value)
+_COUNTER = sa.select(systemdb.counters.c.value).where(systemdb.counters.c.key == sa.bindparam("counter"))
 
 
 def _cached(schema: CompiledSchema, key: tuple, build: Callable[[], Any]) -> Any:
@@ -576,10 +581,11 @@ class RecordService:
             own_id = None if ctx.is_new else ctx.old["id"]
 
             def is_taken(f, value):
-                query = sa.select(own.c.id).where(own.c[f.name] == value)
-                if own_id is not None:
-                    query = query.where(own.c.id != own_id)
-                return conn.execute(query.limit(1)).first() is not None
+                def build():
+                    query = sa.select(own.c.id).where(own.c[f.name] == sa.bindparam("value", type_=own.c[f.name].type))
+                    return (query if own_id is None else query.where(own.c.id != sa.bindparam("own"))).limit(1)
+                query = _cached(schema, ("records.taken", obj.name, f.name, own_id is None), build)
+                return conn.execute(query, {"value": value, "own": own_id}).first() is not None
         errors = ctx.errors
         for name, target, target_id, message in self._links(schema, obj, ctx):
             if target is None or not exists(target, target_id):
@@ -717,17 +723,15 @@ class RecordService:
 
     def _next_numbers(self, conn, obj, f, count: int) -> int:
         """Take `count` numbers from the field's counter; answers the first."""
-        key = f"{uid_of(obj)}:{uid_of(f)}"
-        counters = systemdb.counters
-        bump = sa.update(counters).where(counters.c.key == key).values(value=counters.c.value + count)
+        params = {"counter": f"{uid_of(obj)}:{uid_of(f)}", "step": count}
         if conn.dialect.update_returning:
-            last = conn.execute(bump.returning(counters.c.value)).scalar()
-        elif conn.execute(bump).rowcount:
-            last = conn.execute(sa.select(counters.c.value).where(counters.c.key == key)).scalar()
+            last = conn.execute(_BUMP_RETURNING, params).scalar()
+        elif conn.execute(_BUMP, params).rowcount:
+            last = conn.execute(_COUNTER, params).scalar()
         else:
             last = None
         if last is None:
-            conn.execute(sa.insert(counters).values(key=key, value=count))
+            conn.execute(sa.insert(systemdb.counters), {"key": params["counter"], "value": count})
             last = count
         return last - count + 1
 

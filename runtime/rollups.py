@@ -356,7 +356,11 @@ def db_fetch(conn: sa.Connection, schema: CompiledSchema):
         table = schema.tables.get(object_name)
         if table is None:
             return None
-        row = conn.execute(sa.select(table).where(table.c.id == rid, table.c._deleted_at.is_(None))).first()
+        key = ("rollup_fetch", object_name)
+        query = schema.extra.get(key)
+        if query is None:   # built once per metadata version: building costs about as much as running
+            query = schema.extra[key] = sa.select(table).where(table.c.id == sa.bindparam("rid"), table.c._deleted_at.is_(None))
+        row = conn.execute(query, {"rid": rid}).first()
         return dict(row._mapping) if row is not None else None
     return fetch
 
