@@ -103,8 +103,8 @@ class Dependents:
     # per object, the fields whose refresh something else reads: its own
     # formulas, rollups over it, lookup formulas of other objects
     read: dict[str, frozenset[str]] = dc_field(default_factory=dict)
-    # per child object whose rollups all move by deltas that nothing reads
-    # and that no lookup formula reads: its specs (see `_move_parents`)
+    # per child object whose rollups all move by deltas that nothing reads,
+    # and that nothing reads through a lookup: its specs (see `propagate`)
     in_place: dict[str, list[RollupSpec]] = dc_field(default_factory=dict)
 
 
@@ -180,6 +180,7 @@ def dependents(schema: CompiledSchema) -> Dependents:
                               _incremental(schema, f, compiled))
             deps.by_child.setdefault(f.from_, []).append(spec)
             deps.by_parent.setdefault(parent.name, []).append(spec)
+
     def add_paths(obj, names, rollup: RollupSpec | None = None) -> None:
         for path in (n for n in names if "." in n):
             parts = path.split(".")

@@ -5,9 +5,9 @@ fields, validation rules, stage criteria. A save only evaluates them."""
 from __future__ import annotations
 
 import threading
-from decimal import Decimal
 from collections import OrderedDict
 from dataclasses import dataclass, field as dc_field
+from decimal import Decimal
 from typing import Hashable, Iterable, Mapping
 
 from loomcrm.metadata.expressions import ExpressionError, Scope
