@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from loomcrm.metadata.model import DuplicateRule, ObjectDef
 
 from ..fields import field_type
+from ..tables import CompiledSchema
 from . import messages
 from .engine import error
 
@@ -31,30 +32,54 @@ def normalize(kind: str, value: Any) -> Any:
     return value
 
 
-def _prefilter(column, kind: str, value: Any):
-    """A condition the database can use; the exact comparison follows in Python."""
+def _prefilter(column, kind: str, probe):
+    """A condition the database can use (`probe` is the bound value from
+    `_probe`); the exact comparison follows in Python."""
+    if kind in ("text", "long_text"):
+        return sa.func.replace(sa.func.lower(column), " ", "") == probe
+    if kind in ("email", "url"):
+        return sa.func.lower(column) == probe
+    return column == probe
+
+
+def _probe(kind: str, value: Any) -> Any:
     if kind in ("text", "long_text") and isinstance(value, str):
-        squeezed = "".join(normalize(kind, value).split())
-        return sa.func.replace(sa.func.lower(column), " ", "") == squeezed.lower()
+        return "".join(normalize(kind, value).split()).lower()
     if kind in ("email", "url") and isinstance(value, str):
-        return sa.func.lower(column) == normalize(kind, value).lower()
-    return column == value
+        return normalize(kind, value).lower()
+    return value
 
 
-def find_matches(conn: sa.Connection, table: sa.Table, obj: ObjectDef, rule: DuplicateRule,
+def _query(schema: CompiledSchema, obj: ObjectDef, rule: DuplicateRule, fields: list, other_than: bool):
+    """The candidates' query of `rule`, built once per metadata version (it
+    costs about as much to build as to run): values bound as v0, v1, ...,
+    and `rid` when the record itself is left out."""
+    key = ("duplicates", obj.name, rule.name, tuple(rule.fields), other_than)
+    query = schema.extra.get(key)
+    if query is None:
+        table = schema.table(obj.name)
+        conditions = [table.c._deleted_at.is_(None)]
+        if other_than:
+            conditions.append(table.c.id != sa.bindparam("rid"))
+        for i, f in enumerate(fields):
+            column = table.c[f.name]
+            conditions.append(_prefilter(column, f.type, sa.bindparam(f"v{i}", type_=column.type)))
+        query = schema.extra[key] = (sa.select(table.c.id, *[table.c[f.name] for f in fields]).where(*conditions)
+                                     .order_by(table.c.id).limit(MAX_MATCHES * 5))
+    return query
+
+
+def find_matches(conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, rule: DuplicateRule,
                  record: Mapping[str, Any], rid: str | None) -> list[str]:
     fields = [obj.field(name) for name in rule.fields]
     if any(f is None for f in fields) or any(field_type(f).is_blank(record.get(f.name)) for f in fields):
         return []
-    conditions = [table.c._deleted_at.is_(None)]
+    params = {f"v{i}": _probe(f.type, record[f.name]) for i, f in enumerate(fields)}
     if rid is not None:
-        conditions.append(table.c.id != rid)
-    for f in fields:
-        conditions.append(_prefilter(table.c[f.name], f.type, record[f.name]))
-    query = sa.select(table.c.id, *[table.c[f.name] for f in fields]).where(*conditions).order_by(table.c.id)
+        params["rid"] = rid
     wanted = [normalize(f.type, record[f.name]) for f in fields]
     matches = []
-    for row in conn.execute(query.limit(MAX_MATCHES * 5)):
+    for row in conn.execute(_query(schema, obj, rule, fields, rid is not None), params):
         if [normalize(f.type, row._mapping[f.name]) for f in fields] == wanted:
             matches.append(row.id)
             if len(matches) >= MAX_MATCHES:
@@ -62,7 +87,7 @@ def find_matches(conn: sa.Connection, table: sa.Table, obj: ObjectDef, rule: Dup
     return matches
 
 
-def check_duplicates(conn: sa.Connection, table: sa.Table, obj: ObjectDef, record: Mapping[str, Any],
+def check_duplicates(conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, record: Mapping[str, Any],
                      rid: str | None, changed: set[str] | None, locale: str) -> tuple[list[dict], list[dict]]:
     """(blocking problems, warnings) of `record`; a rule runs on create and
     when one of its fields changed."""
@@ -70,7 +95,7 @@ def check_duplicates(conn: sa.Connection, table: sa.Table, obj: ObjectDef, recor
     for rule in obj.duplicate_rules:
         if changed is not None and not (set(rule.fields) & changed):
             continue
-        matches = find_matches(conn, table, obj, rule, record, rid)
+        matches = find_matches(conn, schema, obj, rule, record, rid)
         if not matches:
             continue
         message = messages.declared(rule.message, locale) or messages.text(

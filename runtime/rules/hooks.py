@@ -163,7 +163,7 @@ class Rules(RuleHooks):
         run.check_stages()
         self._flush(ctx)
         if ctx.obj.duplicate_rules:
-            blocks, warnings = check_duplicates(ctx.conn, ctx.schema.table(ctx.obj.name), ctx.obj, ctx.values,
+            blocks, warnings = check_duplicates(ctx.conn, ctx.schema, ctx.obj, ctx.values,
                                                 None if ctx.is_new else ctx.old["id"], None if ctx.is_new else ctx.changed,
                                                 run.locale)
             skip: Skip | None = ctx.__dict__["_rules_skip"]
@@ -198,7 +198,7 @@ class Rules(RuleHooks):
         if not obj.duplicate_rules:
             return
         locale = getattr(user, "locale", None) or "en"
-        blocks, _ = check_duplicates(conn, schema.table(obj.name), obj, row, row["id"], None, locale)
+        blocks, _ = check_duplicates(conn, schema, obj, row, row["id"], None, locale)
         if blocks:
             raise Conflict(f"restoring this {obj.name} would duplicate a record saved since it was deleted",
                            [{k: v for k, v in p.items() if v is not None} for p in blocks])
