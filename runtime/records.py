@@ -36,7 +36,7 @@ from .fields import FieldError, FieldType, field_type
 from .fields.dates import iso_utc
 from .rules.compiled import rules_for
 from .rules.duplicates import normalize
-from .tables import RECYCLE_COLUMNS, CompiledSchema, table_name, uid_of
+from .tables import RECYCLE_COLUMNS, CompiledSchema, uid_of
 
 WRITABLE_SYSTEM = ("owner",)
 SYSTEM_READ_ONLY = ("id", "version", "created_at", "updated_at", "created_by", "updated_by")
@@ -129,7 +129,7 @@ class RuleHooks:
         """In the same transaction, after a record came back from the recycle bin."""
 
     def is_required(self, ctx: SaveContext, f: FieldDef) -> bool:
-        """Whether `f`, declared `required` and blank in this save, must be given."""
+        """Whether `f`, declared `required`, must be given in this save."""
         return f.required
 
 
@@ -561,7 +561,7 @@ class RecordService:
             self.hooks.defaults(ctx)
         self.hooks.compute(ctx)
         for f, kind in plan.required:
-            if (is_new or f.name in values) and kind.is_blank(record.get(f.name)) and self.hooks.is_required(ctx, f) \
+            if (is_new or f.name in values) and self.hooks.is_required(ctx, f) and kind.is_blank(record.get(f.name)) \
                     and not any(e.field == f.name for e in errors):
                 errors.append(FieldError("required", f"{f.name} is required", f.name))
         return ctx

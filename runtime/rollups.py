@@ -382,11 +382,12 @@ def _lock_rows(conn, schema: CompiledSchema, table, ids: list[str]) -> dict[str,
 
 
 def _update_statement(schema: CompiledSchema, table, columns: frozenset[str]):
+    # bind names start with "_": field names cannot, so they never clash with a column
     key = ("rollup_update", table.name, columns)
     statement = schema.extra.get(key)
     if statement is None:
         statement = sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
-            {name: sa.bindparam(f"v_{name}", type_=table.c[name].type) for name in columns})
+            {name: sa.bindparam(f"_v_{name}", type_=table.c[name].type) for name in columns})
         schema.extra[key] = statement
     return statement
 
@@ -426,7 +427,7 @@ def _delta_statement(schema: CompiledSchema, table, names: tuple[str, ...], dial
         values = {}
         for name in names:
             column = table.c[name]
-            moved = column + sa.bindparam(f"d_{name}", type_=column.type)
+            moved = column + sa.bindparam(f"_d_{name}", type_=column.type)
             if dialect.name == "sqlite" and not isinstance(column.type, sa.Integer):
                 # SQLite keeps decimals as binary floating point: rounding each
                 # sum to the stored scale keeps the error of one addition
@@ -549,11 +550,11 @@ def _move_in_place(conn, schema: CompiledSchema, parent: str, deltas: Mapping[st
     whose value was never computed is computed from its children."""
     table = schema.table(parent)
     missed = {}
-    for pid in sorted(deltas) if len(deltas) > 1 else deltas:
+    for pid in sorted(deltas):
         amounts = deltas[pid]
-        names = tuple(sorted(amounts)) if len(amounts) > 1 else tuple(amounts)
+        names = tuple(sorted(amounts))
         statement = _delta_statement(schema, table, names, conn.dialect)
-        result = statement.execute(conn, {"_id": pid, **{f"d_{n}": amounts[n] for n in names}})
+        result = statement.execute(conn, {"_id": pid, **{f"_d_{n}": amounts[n] for n in names}})
         if result.rowcount != 1:
             missed[pid] = set(names)
     if not missed:
@@ -583,9 +584,19 @@ def _write_refresh(conn, schema, obj_name: str, rows: dict[str, dict], new_value
         update = {k: record[k] for k in record if k in table.c and not _same(record[k], old.get(k))}
         if not update:
             continue
-        conn.execute(_update_statement(schema, table, frozenset(update)), {"_id": pid, **{f"v_{k}": v for k, v in update.items()}})
+        conn.execute(_update_statement(schema, table, frozenset(update)), {"_id": pid, **{f"_v_{k}": v for k, v in update.items()}})
         changes.append(Change(obj_name, old, record, set(update)))
     return changes
+
+
+def _select_in(conn, query, column, values: set, chunk: int = 500) -> set:
+    """The first column of `query` where `column` is one of `values`, asked
+    in chunks (a record read through a lookup can have many readers; SQLite
+    takes at most 32,766 parameters in one statement)."""
+    ordered, found = sorted(values), set()
+    for start in range(0, len(ordered), chunk):
+        found.update(conn.execute(query.where(column.in_(ordered[start:start + chunk]))).scalars())
+    return found
 
 
 def _path_dependents(conn, schema, change: Change, pending: dict[str, dict[str, set[str]]]) -> list[Change]:
@@ -605,14 +616,13 @@ def _path_dependents(conn, schema, change: Change, pending: dict[str, dict[str, 
         ids = {rid}
         for obj_name, lookup in reversed(dep.chain):
             table = schema.table(obj_name)
-            ids = set(conn.execute(sa.select(table.c.id).where(table.c[lookup].in_(sorted(ids)), table.c._deleted_at.is_(None))).scalars())
+            ids = _select_in(conn, sa.select(table.c.id).where(table.c._deleted_at.is_(None)), table.c[lookup], ids)
             if not ids:
                 break
         if ids and dep.rollup is not None:
             spec, child = dep.rollup, schema.table(dep.obj)
-            parents = conn.execute(sa.select(child.c[spec.via]).where(child.c.id.in_(sorted(ids)), child.c[spec.via].is_not(None))
-                                   .distinct()).scalars()
-            for pid in parents:
+            via = child.c[spec.via]
+            for pid in _select_in(conn, sa.select(via).where(via.is_not(None)).distinct(), child.c.id, ids):
                 pending.setdefault(spec.parent, {}).setdefault(pid, set()).add(spec.field.name)
         elif ids:
             entry = by_obj.setdefault(dep.obj, (set(), set()))
@@ -649,25 +659,25 @@ def as_stored(conn: sa.Connection, schema: CompiledSchema, obj_name: str, row: d
     return {**row, **stored._mapping} if stored is not None else row
 
 
-def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change], session: Session | None = None) -> int:
+def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]) -> int:
     """Bring rollups and lookup formulas up to date after `changes`, wave
     by wave (each refresh may change what others depend on). Returns the
-    number of records refreshed. `session` runs the rollup filters (by
-    default in the configured time zone, without a user)."""
+    number of records refreshed."""
     deps = dependents(schema)
     if not any(c.obj in deps.by_child or c.obj in deps.paths for c in changes):
         return 0  # nothing summarises or reads these records: most saves
-    if session is None:   # incremental filters read only the child's values: any context will do
-        session = Session(default_context())
+    # Delta filters run in the context recomputations use (`compute_rollup`),
+    # so both agree on dates in the company's time zone.
+    session = Session(default_context())
     if len(changes) == 1 and changes[0].obj in deps.in_place:
         # one save of a child whose parents only move by deltas nothing
         # reads (the common case): no waves to follow
         deltas: dict[str, dict[str, dict[str, Any]]] = {}
         _add_shares(deps.in_place[changes[0].obj], changes[0], session, deltas)
         refreshed = 0
-        for parent, moved in deltas.items():
-            following, written = _move_in_place(conn, schema, parent, moved)
-            refreshed += written + (propagate(conn, schema, following, session) if following else 0)
+        for parent in sorted(deltas):   # parents locked in one order, as everywhere
+            following, written = _move_in_place(conn, schema, parent, deltas[parent])
+            refreshed += written + (propagate(conn, schema, following) if following else 0)
         return refreshed
     refreshed = 0
     wave = list(changes)
@@ -690,7 +700,7 @@ def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]
             if change.obj in deps.paths:
                 following += _path_dependents(conn, schema, change, pending)
         refreshed += len(following)
-        for parent in sorted(pending.keys() | deltas.keys()) if pending else sorted(deltas):
+        for parent in sorted(pending.keys() | deltas.keys()):
             changes, written = _refresh(conn, schema, parent, pending.get(parent, {}), deltas.get(parent, {}))
             following += changes
             refreshed += written

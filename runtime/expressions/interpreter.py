@@ -37,7 +37,7 @@ from loomcrm.metadata.expressions.errors import ExprError, ExpressionError, posi
 
 from .context import EvalContext
 from .library import FIELD_FUNCTIONS, FUNCTIONS
-from .values import DECIMALS, MAX_DECIMAL, MAX_NUMBER, EvalFailure, admit, check_text
+from .values import DECIMALS, MAX_DECIMAL, MAX_NUMBER, EvalFailure, admit
 
 _FAST = frozenset({int, bool, Decimal, type(None)}) | {__import__("datetime").date}
 _NUMBERS = (int, Decimal)
@@ -45,10 +45,6 @@ _NOTHING: Mapping[str, Any] = {}
 
 
 # --- operators with SPEC 4 semantics ----------------------------------------------
-
-def _num(a: Any, symbol: str) -> None:
-    raise EvalFailure("type_mismatch", f"'{symbol}' takes numbers only, not {type(a).__name__}")
-
 
 def _bounded(value):
     limit = MAX_DECIMAL if type(value) is Decimal else MAX_NUMBER
@@ -119,7 +115,8 @@ _COMPARE = {
 
 
 class LoomInterpreter(asteval.Interpreter):
-    """Runs prepared trees; see the module docstring."""
+    """The state of one thread's running evaluation (record, context,
+    budgets, clock) that prepared closures read; see the module docstring."""
 
     def __init__(self):
         library = {name: fn for name, fn in FUNCTIONS.items()}
@@ -130,8 +127,8 @@ class LoomInterpreter(asteval.Interpreter):
         self.symtable.pop("print", None)
         self.readonly_symbols = set(self.symtable)
         # Expressions run only as prepared closures (`prepare`): asteval's own
-        # tree walk refuses every node.
-        self.node_handlers = {name: self.unimplemented for name in self.node_handlers}
+        # tree walk has no handlers (and `run` refuses every node).
+        self.node_handlers = {}
         self.record: Mapping[str, Any] = {}
         self.ctx: EvalContext | None = None
         self.owner: object = None       # what `ctx` was bound for (see `bind`)
@@ -187,9 +184,6 @@ class LoomInterpreter(asteval.Interpreter):
     def run(self, node, expr=None, lineno=None, with_raise=True):
         """asteval's entry point: refused, expressions run only as closures
         prepared from a checked tree."""
-        raise EvalFailure("forbidden_syntax", f"'{type(node).__name__}' cannot be evaluated", node)
-
-    def unimplemented(self, node):
         raise EvalFailure("forbidden_syntax", f"'{type(node).__name__}' cannot be evaluated", node)
 
     # --- helpers for the library ------------------------------------------------
@@ -339,8 +333,9 @@ def _compare(node):
 
         def compare_const(ev):
             ev.steps += 1
+            a = left(ev)
             try:
-                return op(left(ev), value)
+                return op(a, value)
             except TypeError:
                 raise EvalFailure("type_mismatch", "these values cannot be compared", node) from None
         return compare_const

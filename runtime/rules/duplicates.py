@@ -43,10 +43,11 @@ def _prefilter(column, kind: str, probe):
 
 
 def _probe(kind: str, value: Any) -> Any:
-    if kind in ("text", "long_text") and isinstance(value, str):
-        return "".join(normalize(kind, value).split()).lower()
-    if kind in ("email", "url") and isinstance(value, str):
-        return normalize(kind, value).lower()
+    """The value `_prefilter` compares with, normalised as its SQL side is."""
+    if kind in ("text", "long_text"):
+        return "".join(normalize(kind, str(value)).split()).lower()
+    if kind in ("email", "url"):
+        return normalize(kind, str(value)).lower()
     return value
 
 

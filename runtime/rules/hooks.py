@@ -29,7 +29,7 @@ from ..fields import FieldError
 from ..records import Conflict, RecordError, RuleHooks, SaveContext
 from ..rollups import Change, as_stored, db_fetch, dependents, propagate, refresh_parents, schema_rules
 from .duplicates import check_duplicates
-from ..expressions import EvalContext, Session
+from ..expressions import EvalContext
 from ..expressions.settings import timezone_name
 from .engine import SKIPPABLE, SaveRun, roles_of
 
@@ -85,8 +85,6 @@ class Rules(RuleHooks):
         self._zone = timezone or timezone_name()
         self._budget = {"budget_ms": budget_ms} if budget_ms is not None else {}
         self._create_context: tuple[tuple, EvalContext] | None = None
-        # rollup filters read only the child's own values (see rollups.propagate)
-        self._filters = Session(EvalContext(timezone=self._zone, clock=clock, **self._budget))
 
     def _context(self, user, old) -> EvalContext:
         """The evaluation context of a save. A create's depends only on the
@@ -187,10 +185,10 @@ class Rules(RuleHooks):
                 note=f"rules skipped: {skip.reason}", changed_by=getattr(ctx.user, "id", None),
                 changed_at=datetime.now(timezone.utc)))
         fields = None if ctx.is_new else set(ctx.changed)
-        propagate(ctx.conn, ctx.schema, [Change(ctx.obj.name, ctx.old, saved, fields)], self._filters)
+        propagate(ctx.conn, ctx.schema, [Change(ctx.obj.name, ctx.old, saved, fields)])
 
     def after_delete(self, conn, schema, obj, row, user) -> None:
-        propagate(conn, schema, [Change(obj.name, as_stored(conn, schema, obj.name, row), None, None)], self._filters)
+        propagate(conn, schema, [Change(obj.name, as_stored(conn, schema, obj.name, row), None, None)])
 
     def before_restore(self, conn, schema, obj, row, user) -> None:
         """A record back from the recycle bin must not duplicate one saved
@@ -210,7 +208,7 @@ class Rules(RuleHooks):
         names = {spec.field.name for spec in dependents(schema).by_parent.get(obj.name, [])}
         if names:
             changes += refresh_parents(conn, schema, obj.name, {row["id"]: names})
-        propagate(conn, schema, changes, self._filters)
+        propagate(conn, schema, changes)
 
 
 def _conflicts(ctx: SaveContext) -> list:

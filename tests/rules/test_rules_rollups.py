@@ -381,3 +381,60 @@ def test_deleting_a_parent_that_children_forget_refreshes_their_formulas_and_rol
     c2, p2 = get(client, "customer", c["id"]), get(client, "purchase", p["id"])
     assert c2["region"] is None and c2["version"] == c["version"] + 1
     assert (p2["tax"], p2["region_name"], p2["version"]) == (0, None, p["version"])
+
+
+# A child whose parent's rollups are all counts and sums that nothing reads:
+# its saves take the short path of `propagate` (moves in place, no waves).
+TEAMS = {
+    "manifest": {"format": "loom/1", "name": "teams", "version": "1.0.0"},
+    "objects": [
+        {"name": "team", "fields": [
+            {"name": "name", "type": "text", "required": True},
+            {"name": "open_amount", "type": "rollup", "from": "deal", "via": "team", "function": "sum", "field": "amount",
+             "filter": "status == 'open'"},
+            {"name": "deals", "type": "rollup", "from": "deal", "via": "team", "function": "count"}]},
+        {"name": "deal", "fields": [
+            {"name": "team", "type": "lookup", "to": "team", "on_delete": "set_null"},
+            {"name": "amount", "type": "currency"},
+            {"name": "status", "type": "picklist", "options": [{"value": "open"}, {"value": "won"}], "default": "open"}]},
+    ],
+}
+
+
+def test_rollups_nothing_reads_move_in_place_through_every_kind_of_change(database_url):
+    from loomcrm.runtime.rollups import dependents
+
+    engine = engine_for(database_url)
+    install_bundle(engine, bundle_from_json(json.loads(json.dumps(TEAMS))))
+    app, runtime = make_app(engine)
+    client = TestClient(app, headers={"Authorization": "Bearer user"})
+    try:
+        assert [s.field.name for s in dependents(runtime.schema()).in_place["deal"]] == ["open_amount", "deals"]
+        a, b = post(client, "team", {"name": "A"}), post(client, "team", {"name": "B"})
+
+        def totals(team):
+            t = get(client, "team", team["id"])
+            return t["open_amount"], t["deals"]
+
+        first = post(client, "deal", {"team": a["id"], "amount": 100})
+        second = post(client, "deal", {"team": a["id"], "amount": 50})
+        post(client, "deal", {"team": a["id"], "amount": 30, "status": "won"})
+        assert totals(a) == (150, 3)
+        patch(client, "deal", first["id"], {"amount": 120})
+        assert totals(a) == (170, 3)
+        patch(client, "deal", second["id"], {"team": b["id"], "amount": 55})     # moves and changes at once
+        assert (totals(a), totals(b)) == ((120, 2), (55, 1))
+        patch(client, "deal", first["id"], {"status": "won"})                   # leaves the filter
+        assert totals(a) == (0, 2)
+        assert client.delete(f"/api/v1/deal/{second['id']}").status_code == 204
+        assert totals(b) == (0, 0)
+        assert client.post(f"/api/v1/deal/{second['id']}/restore").status_code == 200
+        assert totals(b) == (55, 1)
+        table = runtime.schema().table("team")
+        with engine.begin() as conn:    # as rollup fields added after the children
+            conn.execute(sa.update(table).where(table.c.id == b["id"]).values(open_amount=None, deals=None))
+        post(client, "deal", {"team": b["id"], "amount": 5})
+        assert totals(b) == (60, 2)
+        assert no_drift(runtime) == []
+    finally:
+        engine.dispose()
