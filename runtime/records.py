@@ -23,7 +23,7 @@ from functools import partial
 from dataclasses import dataclass, field as dc_field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 
@@ -217,32 +217,32 @@ class _Plan:
 
 
 def _plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
-    key = ("records.plan", obj.name)
-    plan = schema.extra.get(key)
-    if plan is None:
-        table = schema.table(obj.name)
-        kinds = {f.name: (f, field_type(f)) for f in obj.fields}
-        coercers = {name: kind.coercer(f) for name, (f, kind) in kinds.items()}
-        plan = schema.extra[key] = _Plan(
-            fields=kinds, coercers=coercers,
-            writable={name: (coercers[name], kind) for name, (f, kind) in kinds.items() if kind.writable and not f.read_only},
-            names=[f.name for f in obj.fields],
-            to_json=[(name, partial(kind.to_json, f)) for name, (f, kind) in kinds.items()
-                     if type(kind).to_json is not FieldType.to_json],
-            tracked=[(name, partial(kinds[name][1].to_json, kinds[name][0]) if name in kinds else _same)
-                     for name in obj.track_history if name in kinds or name == "owner"],
-            defaults=[f for f, kind in kinds.values() if f.default is not None and kind.writable],
-            required=[(f, kind) for f, kind in kinds.values() if f.required and kind.writable],
-            auto_numbers=[f for f in obj.fields if f.type == "auto_number"],
-            unique=[f for f in obj.fields if f.unique],
-            links=[f for f in obj.fields if f.type in ("lookup", "related_to")],
-            users=[f.name for f in obj.fields if f.type == "user"] + ["owner"],
-            # A new record is not in the recycle bin: its columns for that stay NULL.
-            columns=[name for name in table.c.keys() if name not in RECYCLE_COLUMNS],
-            insert=sa.insert(table),
-            update=sa.update(table).where(table.c.id == sa.bindparam("_rid"), table.c.version == sa.bindparam("_rversion")),
-            independent=_independent(schema, obj))
-    return plan
+    return schema.cached(("records.plan", obj.name), lambda: _make_plan(schema, obj))
+
+
+def _make_plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
+    table = schema.table(obj.name)
+    kinds = {f.name: (f, field_type(f)) for f in obj.fields}
+    coercers = {name: kind.coercer(f) for name, (f, kind) in kinds.items()}
+    return _Plan(
+        fields=kinds, coercers=coercers,
+        writable={name: (coercers[name], kind) for name, (f, kind) in kinds.items() if kind.writable and not f.read_only},
+        names=[f.name for f in obj.fields],
+        to_json=[(name, partial(kind.to_json, f)) for name, (f, kind) in kinds.items()
+                 if type(kind).to_json is not FieldType.to_json],
+        tracked=[(name, partial(kinds[name][1].to_json, kinds[name][0]) if name in kinds else _same)
+                 for name in obj.track_history if name in kinds or name == "owner"],
+        defaults=[f for f, kind in kinds.values() if f.default is not None and kind.writable],
+        required=[(f, kind) for f, kind in kinds.values() if f.required and kind.writable],
+        auto_numbers=[f for f in obj.fields if f.type == "auto_number"],
+        unique=[f for f in obj.fields if f.unique],
+        links=[f for f in obj.fields if f.type in ("lookup", "related_to")],
+        users=[f.name for f in obj.fields if f.type == "user"] + ["owner"],
+        # A new record is not in the recycle bin: its columns for that stay NULL.
+        columns=[name for name in table.c.keys() if name not in RECYCLE_COLUMNS],
+        insert=sa.insert(table),
+        update=sa.update(table).where(table.c.id == sa.bindparam("_rid"), table.c.version == sa.bindparam("_rversion")),
+        independent=_independent(schema, obj))
 
 
 def _compiled_in(value: Any) -> Iterator[Compiled]:
@@ -291,15 +291,6 @@ _BUMP = sa.update(systemdb.counters).where(systemdb.counters.c.key == sa.bindpar
     .values(value=systemdb.counters.c.value + sa.bindparam("step"))
 _BUMP_RETURNING = _BUMP.returning(systemdb.counters.c.value)
 _COUNTER = sa.select(systemdb.counters.c.value).where(systemdb.counters.c.key == sa.bindparam("counter"))
-
-
-def _cached(schema: CompiledSchema, key: tuple, build: Callable[[], Any]) -> Any:
-    """A statement built once per metadata version (kept in `schema.extra`):
-    building a SELECT with its conditions costs about as much as running it."""
-    statement = schema.extra.get(key)
-    if statement is None:
-        statement = schema.extra[key] = build()
-    return statement
 
 
 def _alive(table: sa.Table):
@@ -371,7 +362,7 @@ class RecordService:
             query = sa.select(table).where(table.c.id == sa.bindparam("rid"),
                                            table.c._deleted_at.is_not(None) if deleted else table.c._deleted_at.is_(None))
             return query.with_for_update() if lock else query
-        row = conn.execute(_cached(schema, ("records.load", obj.name, deleted, lock), build), {"rid": rid}).first()
+        row = conn.execute(schema.cached(("records.load", obj.name, deleted, lock), build), {"rid": rid}).first()
         if row is None:
             raise NotFound(f"no {obj.name} record {rid!r}" + (" in the recycle bin" if deleted else ""))
         return dict(row._mapping)
@@ -573,7 +564,7 @@ class RecordService:
         they ask the database."""
         if exists is None:
             def exists(table, rid):
-                query = _cached(schema, ("records.exists", table.name),
+                query = schema.cached(("records.exists", table.name),
                                 lambda: sa.select(table.c.id).where(table.c.id == sa.bindparam("rid"), _alive(table)))
                 return conn.execute(query, {"rid": rid}).first() is not None
         if is_taken is None:
@@ -584,7 +575,7 @@ class RecordService:
                 def build():
                     query = sa.select(own.c.id).where(own.c[f.name] == sa.bindparam("value", type_=own.c[f.name].type))
                     return (query if own_id is None else query.where(own.c.id != sa.bindparam("own"))).limit(1)
-                query = _cached(schema, ("records.taken", obj.name, f.name, own_id is None), build)
+                query = schema.cached(("records.taken", obj.name, f.name, own_id is None), build)
                 return conn.execute(query, {"value": value, "own": own_id}).first() is not None
         errors = ctx.errors
         for name, target, target_id, message in self._links(schema, obj, ctx):

@@ -46,6 +46,7 @@ recompute`); `check_drift` reports them (`loom rollups check`).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field as dc_field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Mapping
@@ -138,28 +139,20 @@ def _plain(value):
 def rules_version(schema: CompiledSchema):
     """A cache key for compiled expressions unique to this schema object:
     two databases at the same version number never share compiled rules."""
-    token = schema.extra.get("rules_token")
-    if token is None:
-        import uuid
-
-        token = schema.extra.setdefault("rules_token", (schema.version, uuid.uuid4().hex))
-    return token
+    return schema.cached("rules_token", lambda: (schema.version, uuid.uuid4().hex))
 
 
 def schema_rules(schema: CompiledSchema, object_name: str) -> RuleSet:
     """`rules_for` the object, kept on the schema: a save looks them up
     without the shared cache's lock."""
-    key = ("rules", object_name)
-    rules = schema.extra.get(key)
-    if rules is None:
-        rules = schema.extra[key] = rules_for(schema.objects, object_name, rules_version(schema))
-    return rules
+    return schema.cached(("rules", object_name), lambda: rules_for(schema.objects, object_name, rules_version(schema)))
 
 
 def dependents(schema: CompiledSchema) -> Dependents:
-    cached = schema.extra.get("rollup_dependents")
-    if cached is not None:
-        return cached
+    return schema.cached("rollup_dependents", lambda: _find_dependents(schema))
+
+
+def _find_dependents(schema: CompiledSchema) -> Dependents:
     version = rules_version(schema)
     deps = Dependents()
     for parent in schema.objects.values():
@@ -213,7 +206,6 @@ def dependents(schema: CompiledSchema) -> Dependents:
         if child not in deps.paths and all(spec.incremental and spec.field.name not in deps.read.get(spec.parent, ())
                                            for spec in specs):
             deps.in_place[child] = specs
-    schema.extra["rollup_dependents"] = deps
     return deps
 
 
@@ -277,10 +269,11 @@ def _aggregate_python(fn: str, values: list) -> Any:
 def _statement(schema: CompiledSchema, spec: RollupSpec, dialect: str, all_parents: bool):
     """("sql" | "rows" | "python", statement): built once per schema and
     rollup, the parent ids bound at run time (an expanding IN)."""
-    key = ("rollup_statement", spec.parent, spec.field.name, dialect, all_parents)
-    cached = schema.extra.get(key)
-    if cached is not None:
-        return cached
+    return schema.cached(("rollup_statement", spec.parent, spec.field.name, dialect, all_parents),
+                         lambda: _make_statement(schema, spec, dialect, all_parents))
+
+
+def _make_statement(schema: CompiledSchema, spec: RollupSpec, dialect: str, all_parents: bool):
     child = schema.table(spec.child).alias("rc")
     tables = {**schema.tables, spec.child: child}
     via = child.c[spec.via]
@@ -300,19 +293,14 @@ def _statement(schema: CompiledSchema, spec: RollupSpec, dialect: str, all_paren
             conditions.append(to_sql(spec.filter, resolver))
             from_ = resolver.from_clause
         except ExpressionError:
-            result = ("python", sa.select(child).where(*conditions))
-            schema.extra[key] = result
-            return result
+            return "python", sa.select(child).where(*conditions)
     if fn in ("sum", "avg") and dialect == "sqlite":   # SQLite sums decimals as floats: add them in Python
-        result = ("rows", sa.select(via, column).select_from(from_).where(*conditions))
+        return "rows", sa.select(via, column).select_from(from_).where(*conditions)
+    if fn == "count":
+        agg = sa.func.count(column) if column is not None else sa.func.count()
     else:
-        if fn == "count":
-            agg = sa.func.count(column) if column is not None else sa.func.count()
-        else:
-            agg = getattr(sa.func, fn)(column)
-        result = ("sql", sa.select(via, agg).select_from(from_).where(*conditions).group_by(via))
-    schema.extra[key] = result
-    return result
+        agg = getattr(sa.func, fn)(column)
+    return "sql", sa.select(via, agg).select_from(from_).where(*conditions).group_by(via)
 
 
 def compute_rollup(conn: sa.Connection, schema: CompiledSchema, spec: RollupSpec, parent_ids: Iterable[str] | None) -> dict[str, Any]:
@@ -357,10 +345,8 @@ def db_fetch(conn: sa.Connection, schema: CompiledSchema):
         table = schema.tables.get(object_name)
         if table is None:
             return None
-        key = ("rollup_fetch", object_name)
-        query = schema.extra.get(key)
-        if query is None:   # built once per metadata version: building costs about as much as running
-            query = schema.extra[key] = sa.select(table).where(table.c.id == sa.bindparam("rid"), table.c._deleted_at.is_(None))
+        query = schema.cached(("rollup_fetch", object_name), lambda: sa.select(table).where(
+            table.c.id == sa.bindparam("rid"), table.c._deleted_at.is_(None)))
         row = conn.execute(query, {"rid": rid}).first()
         return dict(row._mapping) if row is not None else None
     return fetch
@@ -369,27 +355,21 @@ def db_fetch(conn: sa.Connection, schema: CompiledSchema):
 # --- refreshing after a change -------------------------------------------------------
 
 def _lock_rows(conn, schema: CompiledSchema, table, ids: list[str]) -> dict[str, dict]:
-    key = ("rollup_lock", table.name, conn.dialect.name)
-    query = schema.extra.get(key)
-    if query is None:
+    def build():
         query = sa.select(table).where(table.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(table.c.id)
         if conn.dialect.name == "postgresql":
             # NO KEY UPDATE: compatible with the KEY SHARE lock a child's foreign
             # key check takes, so two child writers never deadlock on the parent.
             query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE
-        schema.extra[key] = query
+        return query
+    query = schema.cached(("rollup_lock", table.name, conn.dialect.name), build)
     return {r.id: dict(r._mapping) for r in conn.execute(query, {"ids": ids})}
 
 
 def _update_statement(schema: CompiledSchema, table, columns: frozenset[str]):
     # bind names start with "_": field names cannot, so they never clash with a column
-    key = ("rollup_update", table.name, columns)
-    statement = schema.extra.get(key)
-    if statement is None:
-        statement = sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
-            {name: sa.bindparam(f"_v_{name}", type_=table.c[name].type) for name in columns})
-        schema.extra[key] = statement
-    return statement
+    return schema.cached(("rollup_update", table.name, columns), lambda: sa.update(table).where(
+        table.c.id == sa.bindparam("_id")).values({name: sa.bindparam(f"_v_{name}", type_=table.c[name].type) for name in columns}))
 
 
 class _Prepared:
@@ -421,9 +401,7 @@ class _Prepared:
 def _delta_statement(schema: CompiledSchema, table, names: tuple[str, ...], dialect) -> _Prepared:
     """UPDATE ... SET f = f + :d_f per field, for a parent whose values are
     all stored (a NULL one was never computed: it matches no row)."""
-    key = ("rollup_delta", table.name, names, dialect.name)
-    statement = schema.extra.get(key)
-    if statement is None:
+    def build():
         values = {}
         for name in names:
             column = table.c[name]
@@ -436,8 +414,8 @@ def _delta_statement(schema: CompiledSchema, table, names: tuple[str, ...], dial
             values[name] = moved
         statement = sa.update(table).where(table.c.id == sa.bindparam("_id", type_=table.c.id.type),
                                            *(table.c[n].is_not(None) for n in names)).values(values)
-        statement = schema.extra[key] = _Prepared(statement, dialect)
-    return statement
+        return _Prepared(statement, dialect)
+    return schema.cached(("rollup_delta", table.name, names, dialect.name), build)
 
 
 def _share(spec: RollupSpec, row: Mapping[str, Any] | None, session: Session) -> tuple[str, int | Decimal] | None:

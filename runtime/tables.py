@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field as dc_field
-from typing import Iterable, Mapping
+from typing import Any, Callable, Hashable, Iterable, Mapping
 
 import sqlalchemy as sa
 
@@ -145,6 +145,15 @@ class CompiledSchema:
 
     def table(self, name: str) -> sa.Table:
         return self.tables[name]
+
+    def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """`build()`, once per metadata version: plans, rules and statements
+        made from this schema, kept in `extra` under `key`. (Building a
+        statement with its conditions costs about as much as running it.)"""
+        value = self.extra.get(key)
+        if value is None:
+            value = self.extra[key] = build()
+        return value
 
 
 def build_schema(objects: Iterable[ObjectDef], version: int = 0) -> CompiledSchema:

@@ -93,10 +93,7 @@ def install_openapi(app, runtime, prefix: str = "/api/v1") -> None:
 
     def openapi() -> dict[str, Any]:
         schema = runtime.schema()
-        cached = schema.extra.get("openapi")
-        if cached is None:
-            base = get_openapi(title=app.title, version=app.version, openapi_version="3.1.0", routes=app.routes)
-            cached = schema.extra["openapi"] = build_openapi(schema, base, prefix)
-        return cached
+        return schema.cached("openapi", lambda: build_openapi(
+            schema, get_openapi(title=app.title, version=app.version, openapi_version="3.1.0", routes=app.routes), prefix))
 
     app.openapi = openapi

@@ -52,12 +52,10 @@ def _probe(kind: str, value: Any) -> Any:
 
 
 def _query(schema: CompiledSchema, obj: ObjectDef, rule: DuplicateRule, fields: list, other_than: bool):
-    """The candidates' query of `rule`, built once per metadata version (it
-    costs about as much to build as to run): values bound as v0, v1, ...,
-    and `rid` when the record itself is left out."""
-    key = ("duplicates", obj.name, rule.name, tuple(rule.fields), other_than)
-    query = schema.extra.get(key)
-    if query is None:
+    """The candidates' query of `rule`, built once per metadata version:
+    values bound as v0, v1, ..., and `rid` when the record itself is left
+    out."""
+    def build():
         table = schema.table(obj.name)
         conditions = [table.c._deleted_at.is_(None)]
         if other_than:
@@ -65,9 +63,9 @@ def _query(schema: CompiledSchema, obj: ObjectDef, rule: DuplicateRule, fields: 
         for i, f in enumerate(fields):
             column = table.c[f.name]
             conditions.append(_prefilter(column, f.type, sa.bindparam(f"v{i}", type_=column.type)))
-        query = schema.extra[key] = (sa.select(table.c.id, *[table.c[f.name] for f in fields]).where(*conditions)
-                                     .order_by(table.c.id).limit(MAX_MATCHES * 5))
-    return query
+        return (sa.select(table.c.id, *[table.c[f.name] for f in fields]).where(*conditions)
+                .order_by(table.c.id).limit(MAX_MATCHES * 5))
+    return schema.cached(("duplicates", obj.name, rule.name, tuple(rule.fields), other_than), build)
 
 
 def find_matches(conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, rule: DuplicateRule,
