@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from loomcrm.metadata.versions import VersionStore
 
-from .expressions.compiled import cache as expression_cache
+from .expressions.compiled import clear_cache as clear_expression_cache
 from .rules.compiled import clear_rules_cache
 from .fields import DEFAULT_CONTEXT, FieldContext
 from .tables import CompiledSchema, build_schema
@@ -58,7 +58,7 @@ class Runtime:
         a hundred old versions alive; compiled expressions and rules are
         keyed by version and could never be hit again. All refill on demand."""
         self.engine.clear_compiled_cache()
-        expression_cache.clear()
+        clear_expression_cache()
         clear_rules_cache()
 
     def invalidate(self) -> None:

@@ -5,8 +5,9 @@ the result per source, expected type and metadata version."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Any, Hashable, Mapping
+
+from cachetools import LRUCache
 
 from loomcrm.metadata.expressions import Checked, Scope, analyze
 
@@ -68,35 +69,15 @@ class Session:
         return interp.run_bound(compiled._run, compiled.source, record)
 
 
-class _Cache:
-    """A small thread-safe LRU: compiled expressions by (source, expected
-    type, object, metadata version, extra names)."""
-
-    def __init__(self, size: int = 4096):
-        self.size = size
-        self.items: OrderedDict[Hashable, Compiled] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Compiled | None:
-        with self.lock:
-            item = self.items.get(key)
-            if item is not None:
-                self.items.move_to_end(key)
-            return item
-
-    def put(self, key: Hashable, value: Compiled) -> None:
-        with self.lock:
-            self.items[key] = value
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self.lock:
-            self.items.clear()
+# Compiled expressions by (source, expected type, object, metadata version,
+# extra names); cachetools' LRU is not thread-safe by itself.
+cache: LRUCache = LRUCache(maxsize=4096)
+_lock = threading.Lock()
 
 
-cache = _Cache()
+def clear_cache() -> None:
+    with _lock:
+        cache.clear()
 
 
 def _key(source: str, scope: Scope, expect: str | None) -> Hashable | None:
@@ -115,10 +96,12 @@ def compile_expression(source: str, scope: Scope, expect: str | None = None) -> 
     """Check and prepare `source`; ExpressionError lists every problem."""
     key = _key(source, scope, expect)
     if key is not None:
-        hit = cache.get(key)
+        with _lock:
+            hit = cache.get(key)
         if hit is not None:
             return hit
     compiled = Compiled(analyze(source, scope, expect=expect))
     if key is not None:
-        cache.put(key, compiled)
+        with _lock:
+            cache[key] = compiled
     return compiled

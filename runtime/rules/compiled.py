@@ -5,10 +5,11 @@ fields, validation rules, stage criteria. A save only evaluates them."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field as dc_field
 from decimal import Decimal
 from typing import Hashable, Iterable, Mapping
+
+from cachetools import LRUCache
 
 from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import (
@@ -193,38 +194,27 @@ def build_rules(objects: Mapping[str, ObjectDef], object_name: str, version: Has
     return rs
 
 
-class _Cache:
-    def __init__(self, size: int = 512):
-        self.size = size
-        self.items: OrderedDict[Hashable, RuleSet] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, objects: Mapping[str, ObjectDef], object_name: str, version: Hashable | None) -> RuleSet:
-        if version is None:
-            return build_rules(objects, object_name, None)
-        key = (version, id(objects), object_name)
-        with self.lock:
-            hit = self.items.get(key)
-            if hit is not None and hit.objects is objects:
-                self.items.move_to_end(key)
-                return hit
-        built = build_rules(objects, object_name, version)
-        with self.lock:
-            self.items[key] = built
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return built
-
-    def clear(self) -> None:
-        with self.lock:
-            self.items.clear()
+# Rule sets by (metadata version, objects mapping, object name).
+_cache: LRUCache = LRUCache(maxsize=512)
+_lock = threading.Lock()
 
 
-_cache = _Cache()
-clear_rules_cache = _cache.clear
+def clear_rules_cache() -> None:
+    with _lock:
+        _cache.clear()
 
 
 def rules_for(objects: Mapping[str, ObjectDef], object_name: str, version: Hashable | None = None) -> RuleSet:
     """The compiled rules of `object_name`, built once per metadata version
     (and per objects mapping: two databases at the same version never share)."""
-    return _cache.get(objects, object_name, version)
+    if version is None:
+        return build_rules(objects, object_name, None)
+    key = (version, id(objects), object_name)
+    with _lock:
+        hit = _cache.get(key)
+    if hit is not None and hit.objects is objects:   # ids are reused once an object is gone
+        return hit
+    built = build_rules(objects, object_name, version)
+    with _lock:
+        _cache[key] = built
+    return built

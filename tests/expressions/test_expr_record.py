@@ -10,7 +10,7 @@ import pytest
 
 from loomcrm.metadata.expressions import ExpressionError, Scope, check
 from loomcrm.runtime.expressions import compile_expression
-from loomcrm.runtime.expressions.compiled import cache
+from loomcrm.runtime.expressions.compiled import clear_cache
 
 from .crm import OBJECTS
 from .helpers import ctx
@@ -92,7 +92,7 @@ def test_unknown_function_message_suggests():
 
 
 def test_compiled_expressions_are_cached_per_version():
-    cache.clear()
+    clear_cache()
     a = compile_expression("amount > 1", SCOPE, "boolean")
     assert compile_expression("amount > 1", SCOPE, "boolean") is a
     assert compile_expression("amount > 1", Scope(OBJECTS, "opportunity", version="v2"), "boolean") is not a
