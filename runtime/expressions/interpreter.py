@@ -224,10 +224,16 @@ def prepare(tree: ast.Expression) -> Callable[[LoomInterpreter], Any]:
 
 
 def _build(node) -> Callable[[LoomInterpreter], Any]:
+    # The checker's whitelist already refused all of this; refused again here
+    # so that nothing it might miss runs (or is silently left out).
     builder = _BUILDERS.get(type(node))
-    if builder is None:
+    if builder is None or type(node) is ast.Call and (node.keywords or type(node.func) is not ast.Name):
         raise ExpressionError(ExprError("forbidden_syntax", f"'{type(node).__name__}' cannot be evaluated"))
-    return builder(node)
+    try:
+        return builder(node)
+    except KeyError as missing:   # an operator or function the evaluator does not have
+        what = getattr(missing.args[0], "__name__", missing.args[0])
+        raise ExpressionError(ExprError("forbidden_syntax", f"'{what}' cannot be evaluated")) from None
 
 
 def _constant(node):

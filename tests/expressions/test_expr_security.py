@@ -3,6 +3,7 @@ budget, and the process carries on."""
 
 from __future__ import annotations
 
+import ast
 import os
 from datetime import date
 from decimal import Decimal as D
@@ -11,7 +12,7 @@ import pytest
 
 from loomcrm.metadata.expressions import ExpressionError
 from loomcrm.runtime.expressions.adhoc import evaluate_with_vars
-from loomcrm.runtime.expressions.interpreter import LoomInterpreter
+from loomcrm.runtime.expressions.interpreter import LoomInterpreter, prepare
 
 from .helpers import ctx
 
@@ -99,6 +100,14 @@ def test_step_budget_stops_an_evaluation():
     with pytest.raises(ExpressionError) as info:
         evaluate_with_vars("len(concat(s, s, s))", {"s": "a"}, ctx(max_steps=1))
     assert info.value.code == "budget_exceeded"
+
+
+@pytest.mark.parametrize("source", ["f(x=1)", "a ** b", "a is b", "nope(1)", "x.y(1)", "[*a]", "a[0]", "lambda: 1"])
+def test_the_evaluator_refuses_what_the_checker_refuses(source):
+    """Defence in depth: a tree that got past the checker still does not run."""
+    with pytest.raises(ExpressionError) as info:
+        prepare(ast.parse(source, mode="eval"))
+    assert info.value.code == "forbidden_syntax"
 
 
 def test_the_interpreter_has_only_the_library():
