@@ -113,6 +113,15 @@ def ddl_transaction(engine: Engine) -> Iterator[Connection]:
                 _raw_pragma(conn, "foreign_keys=ON")
 
 
+IN_CHUNK = 500   # values per IN (...): SQLite takes at most 32,766 parameters in one statement
+
+
+def chunks(items: list, size: int = IN_CHUNK) -> Iterator[list]:
+    """`items` in slices small enough for one IN (...) each."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 def _raw_pragma(conn: Connection, pragma: str) -> None:
     # Through the driver, outside any transaction: SQLite ignores a
     # foreign_keys pragma inside one, and SQLAlchemy would begin one.

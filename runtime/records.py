@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from loomcrm.metadata.model import FieldDef, ObjectDef
 from loomcrm.platform import systemdb
-from loomcrm.platform.db import write_transaction
+from loomcrm.platform.db import chunks, write_transaction
 
 from .expressions import Compiled
 from .fields import FieldError, FieldType, field_type
@@ -40,7 +40,6 @@ from .tables import RECYCLE_COLUMNS, CompiledSchema, uid_of
 
 WRITABLE_SYSTEM = ("owner",)
 SYSTEM_READ_ONLY = ("id", "version", "created_at", "updated_at", "created_by", "updated_by")
-IN_CHUNK = 500   # values per IN (...) of a batch's checks
 
 
 class RecordError(Exception):
@@ -295,11 +294,6 @@ _COUNTER = sa.select(systemdb.counters.c.value).where(systemdb.counters.c.key ==
 
 def _alive(table: sa.Table):
     return table.c._deleted_at.is_(None) if "_deleted_at" in table.c else sa.true()
-
-
-def _chunks(items: list, size: int = IN_CHUNK) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _key(value: Any) -> Any:
@@ -627,7 +621,7 @@ class RecordService:
         found: dict[str, set] = {}
         for name, (table, ids) in wanted.items():
             found[name] = set()
-            for chunk in _chunks(sorted(ids)):
+            for chunk in chunks(sorted(ids)):
                 found[name].update(conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk), _alive(table))).scalars())
         return found
 
@@ -641,7 +635,7 @@ class RecordService:
         taken: dict[str, set] = {}
         for name, values in wanted.items():
             taken[name] = set()
-            for chunk in _chunks(list(values)):
+            for chunk in chunks(list(values)):
                 taken[name].update(map(_key, conn.execute(sa.select(table.c[name]).where(table.c[name].in_(chunk)).distinct()).scalars()))
         return taken
 

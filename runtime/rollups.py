@@ -55,6 +55,7 @@ import sqlalchemy as sa
 
 from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import FormulaField, LookupField, RollupField
+from loomcrm.platform.db import chunks
 
 from .expressions import Compiled, Session, compile_expression
 from .expressions.context import default_context
@@ -567,13 +568,12 @@ def _write_refresh(conn, schema, obj_name: str, rows: dict[str, dict], new_value
     return changes
 
 
-def _select_in(conn, query, column, values: set, chunk: int = 500) -> set:
+def _select_in(conn, query, column, values: set) -> set:
     """The first column of `query` where `column` is one of `values`, asked
-    in chunks (a record read through a lookup can have many readers; SQLite
-    takes at most 32,766 parameters in one statement)."""
-    ordered, found = sorted(values), set()
-    for start in range(0, len(ordered), chunk):
-        found.update(conn.execute(query.where(column.in_(ordered[start:start + chunk]))).scalars())
+    in chunks (a record read through a lookup can have many readers)."""
+    found = set()
+    for chunk in chunks(sorted(values)):
+        found.update(conn.execute(query.where(column.in_(chunk))).scalars())
     return found
 
 
