@@ -20,7 +20,9 @@ How a rollup is kept:
   back, what it gives now is added to its new parent. A re-parented child,
   a delete, a restore, a child entering or leaving the filter each move
   the right parents by the exact amount (Decimals; blanks add nothing, so
-  a sum of nothing stays 0, SPEC §3.2).
+  a sum of nothing stays 0, SPEC §3.2). When nothing else reads the
+  parent's value, the database moves it itself, by triggers each publish
+  creates (`rollup_triggers`); `propagate` then leaves it alone.
 - Every other rollup (min / max / avg, filters through lookups or on
   values of the moment) is recomputed from the children; the filter runs
   in SQL where the SQL back end can translate it, else in Python.
@@ -151,6 +153,27 @@ def schema_rules(schema: CompiledSchema, object_name: str) -> RuleSet:
 
 def dependents(schema: CompiledSchema) -> Dependents:
     return schema.cached("rollup_dependents", lambda: _find_dependents(schema))
+
+
+def live_dependents(conn: sa.Connection, schema: CompiledSchema) -> Dependents:
+    """`dependents` less the rollups the database keeps by triggers
+    (`rollup_triggers`): what `propagate` has to do itself."""
+    def build():
+        from .rollup_triggers import maintained   # it builds on this module
+
+        kept = maintained(conn, schema)
+        full = dependents(schema)
+        if not kept:
+            return full
+        live = Dependents(by_parent=full.by_parent, paths=full.paths, read=full.read)
+        for child, specs in full.by_child.items():
+            left = [spec for spec in specs if (spec.parent, spec.field.name) not in kept]
+            if left:
+                live.by_child[child] = left
+                if child in full.in_place:
+                    live.in_place[child] = left
+        return live
+    return schema.cached(("rollup_dependents_live", conn.dialect.name), build)
 
 
 def _find_dependents(schema: CompiledSchema) -> Dependents:
@@ -641,7 +664,7 @@ def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]
     """Bring rollups and lookup formulas up to date after `changes`, wave
     by wave (each refresh may change what others depend on). Returns the
     number of records refreshed."""
-    deps = dependents(schema)
+    deps = live_dependents(conn, schema)
     if not any(c.obj in deps.by_child or c.obj in deps.paths for c in changes):
         return 0  # nothing summarises or reads these records: most saves
     # Delta filters run in the context recomputations use (`compute_rollup`),

@@ -31,6 +31,7 @@ from typing import Any, Mapping, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from loomcrm.metadata.expressions import ExprError, ExpressionError
 from loomcrm.metadata.expressions.errors import position
@@ -131,6 +132,24 @@ def to_sql(compiled: Compiled, resolver: SqlResolver, *, context: EvalContext | 
     a boolean expression (for WHERE), else a value. `today()`, `now()`,
     `current_user()` and `has_role()` are bound from `context`."""
     return _Translator(compiled.source, resolver, context or default_context()).top(compiled.checked.tree.body)
+
+
+def sql_text(clause: ColumnElement, dialect: sa.engine.Dialect) -> str:
+    """`clause` as SQL text with every value written in, for DDL such as a
+    trigger's body, which takes no parameters. (SQLAlchemy's literal_binds
+    misses some: SQLite's IS NOT.) CompileError if a value cannot be written."""
+    compiler = dialect.statement_compiler(dialect, None)
+
+    def inline(element):
+        if isinstance(element, _PerDialect):
+            return replacement_traverse(element.dialects.get(dialect.name, element.default), {}, inline)
+        if isinstance(element, BindParameter):
+            return sa.literal_column(compiler.render_literal_value(element.effective_value, element.type))
+        return None
+    compiled = replacement_traverse(clause, {}, inline).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    if compiled.positiontup or compiled.binds:
+        raise sa.exc.CompileError("a value could not be written into the SQL")
+    return str(compiled)
 
 
 class _Translator:

@@ -32,8 +32,9 @@ from loomcrm.platform import systemdb
 from loomcrm.platform.db import ddl_transaction
 
 from ..fields import DEFAULT_CONTEXT, FieldContext, field_type
+from ..rollup_triggers import drop_triggers, sync_triggers
 from ..tables import (
-    declared_index_name, foreign_key_name, index_specs, table_items, table_name, uid_of, unique_name,
+    build_schema, declared_index_name, foreign_key_name, index_specs, table_items, table_name, uid_of, unique_name,
 )
 from .checks import check_snapshot
 from .plan import CLEAR, Plan, Step, make_plan
@@ -381,7 +382,11 @@ def publish(engine: Engine, snapshot: Snapshot | None = None, *, comment: str = 
             if from_draft:
                 store.discard_draft(conn)
             return PublishResult(version=base, plan=plan)
+        # Loom's triggers name tables: off while tables change, then those
+        # of the new version (rollups the database keeps itself)
+        drop_triggers(conn)
         deferred = apply_plan(conn, plan, confirm=confirm, user_id=user_id, ctx=ctx, on_step=on_step)
+        sync_triggers(conn, build_schema(snapshot.objects, base + 1))
         version = store.record_version(conn, snapshot, expected_base=base, comment=comment, user_id=user_id)
         if after is not None:
             after(conn, version, plan)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -401,15 +402,27 @@ TEAMS = {
 }
 
 
-def test_rollups_nothing_reads_move_in_place_through_every_kind_of_change(database_url):
-    from loomcrm.runtime.rollups import dependents
+@pytest.mark.parametrize("kept_by", ["triggers", "record service"])
+def test_rollups_nothing_reads_move_in_place_through_every_kind_of_change(database_url, kept_by):
+    from loomcrm.runtime.rollup_triggers import drop_triggers, maintained
+    from loomcrm.runtime.rollups import dependents, live_dependents
 
     engine = engine_for(database_url)
     install_bundle(engine, bundle_from_json(json.loads(json.dumps(TEAMS))))
+    if kept_by == "record service":   # a database published before Loom made triggers
+        with engine.begin() as conn:
+            drop_triggers(conn)
     app, runtime = make_app(engine)
     client = TestClient(app, headers={"Authorization": "Bearer user"})
     try:
         assert [s.field.name for s in dependents(runtime.schema()).in_place["deal"]] == ["open_amount", "deals"]
+        with engine.connect() as conn:
+            kept = maintained(conn, runtime.schema())
+            left = live_dependents(conn, runtime.schema()).by_child.get("deal", [])
+        if kept_by == "triggers":
+            assert kept == {("team", "open_amount"), ("team", "deals")} and left == []
+        else:
+            assert kept == set() and [s.field.name for s in left] == ["open_amount", "deals"]
         a, b = post(client, "team", {"name": "A"}), post(client, "team", {"name": "B"})
 
         def totals(team):
@@ -436,5 +449,52 @@ def test_rollups_nothing_reads_move_in_place_through_every_kind_of_change(databa
         post(client, "deal", {"team": b["id"], "amount": 5})
         assert totals(b) == (60, 2)
         assert no_drift(runtime) == []
+    finally:
+        engine.dispose()
+
+
+def test_triggers_keep_rollups_for_writes_made_around_loom_and_follow_a_changed_filter(database_url):
+    from loomcrm.runtime.rollup_triggers import maintained
+
+    teams = json.loads(json.dumps(TEAMS))
+    # quotes and a percent sign written into the trigger's SQL
+    teams["objects"][0]["fields"].append({"name": "odd", "type": "rollup", "from": "deal", "via": "team",
+                                          "function": "count", "filter": "status != \"50% o'clock\""})
+    engine = engine_for(database_url)
+    install_bundle(engine, bundle_from_json(teams))
+    app, runtime = make_app(engine)
+    client = TestClient(app, headers={"Authorization": "Bearer user"})
+    try:
+        with engine.connect() as conn:
+            assert ("team", "odd") in maintained(conn, runtime.schema())
+        a = post(client, "team", {"name": "A"})
+        post(client, "deal", {"team": a["id"], "amount": 100})
+        won = post(client, "deal", {"team": a["id"], "amount": 40, "status": "won"})
+        deals = runtime.schema().table("deal")
+        with engine.begin() as conn:   # SQL by hand, around the record service
+            now = datetime.now(timezone.utc)
+            conn.execute(sa.insert(deals).values(id="byhand", team=a["id"], amount=Decimal("7.25"), status="open", version=1,
+                                                 created_at=now, updated_at=now))
+            conn.execute(sa.update(deals).where(deals.c.id == won["id"]).values(status="open"))
+        t = get(client, "team", a["id"])
+        assert (t["open_amount"], t["deals"], t["odd"]) == (Decimal("147.25"), 3, 3)
+        with engine.begin() as conn:
+            conn.execute(sa.delete(deals).where(deals.c.id == "byhand"))
+        assert get(client, "team", a["id"])["deals"] == 2
+
+        # A new version whose filter differs: its trigger replaces the old
+        # one, nothing is counted twice
+        bundle = json.loads(json.dumps(teams))
+        bundle["manifest"]["version"] = "1.1.0"
+        bundle["objects"][0]["fields"][1]["filter"] = "status == 'won'"
+        install_bundle(engine, bundle_from_json(bundle))
+        app2, runtime2 = make_app(engine)
+        client2 = TestClient(app2, headers={"Authorization": "Bearer user"})
+        with engine.begin() as conn:   # a changed filter leaves stored values to a recompute
+            recompute(conn, runtime2.schema())
+        post(client2, "deal", {"team": a["id"], "amount": 60, "status": "won"})
+        t = get(client2, "team", a["id"])
+        assert (t["open_amount"], t["deals"]) == (60, 3)
+        assert no_drift(runtime2) == []
     finally:
         engine.dispose()
