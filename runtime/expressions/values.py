@@ -40,6 +40,8 @@ class EvalFailure(Exception):
 
 
 NUMBER_TYPES = (int, Decimal)
+# Values an expression takes as they are (anything else goes through `admit`)
+PLAIN = frozenset({int, bool, Decimal, type(None), date})
 
 
 def check_number(value: Any) -> Any:

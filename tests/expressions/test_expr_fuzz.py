@@ -10,9 +10,10 @@ from decimal import Decimal as D
 
 from hypothesis import given, settings, strategies as st
 
-from loomcrm.metadata.expressions import ExpressionError
+from loomcrm.metadata.expressions import ExpressionError, Scope, analyze
 from loomcrm.metadata.expressions.functions import SIGNATURES
-from loomcrm.runtime.expressions.adhoc import evaluate_with_vars
+from loomcrm.runtime.expressions.adhoc import _type_of, evaluate_with_vars
+from loomcrm.runtime.expressions.compiled import Compiled
 from loomcrm.runtime.expressions.interpreter import for_thread
 
 from .helpers import ctx
@@ -69,3 +70,57 @@ def test_random_text(source):
 @given(st.text(alphabet="abdfmnst_()[]{}.,:'\"+-*/%<>=!~&|^@ 019ifnotandorlambda", max_size=60))
 def test_random_python_like_text(source):
     _run(source)
+
+
+def _outcome(compiled, context):
+    try:
+        value = compiled.evaluate(VARS, context=context)
+    except ExpressionError as exc:
+        return "error", [(e.code, e.line, e.column) for e in exc.errors]
+    return "value", type(value), repr(value)
+
+
+# Well-typed trees (most random ones fail the checker): numbers, text and
+# conditions over the same variables, with None, zero and huge values.
+numbers = st.deferred(lambda: st.one_of(
+    st.sampled_from(["a", "b", "n", "0", "1", "-3", "0.5", "10**60", "len(s)", "year(d)"]),
+    st.builds("({} {} {})".format, numbers, st.sampled_from(["+", "-", "*", "/", "//", "%"]), numbers),
+    st.builds("-{}".format, numbers),
+    st.builds("round({}, {})".format, numbers, st.sampled_from(["0", "2", "-1", "a", "b"])),
+    st.builds("coalesce({}, {})".format, numbers, numbers),
+    st.builds("({} if {} else {})".format, numbers, conditions, numbers)))
+texts = st.deferred(lambda: st.one_of(
+    st.sampled_from(["s", "t", "n", "'Acme'", "' x '", "''"]),
+    st.builds("concat({}, {})".format, texts, texts), st.builds("upper({})".format, texts),
+    st.builds("trim({})".format, texts), st.builds("coalesce({}, {})".format, texts, texts)))
+conditions = st.deferred(lambda: st.one_of(
+    st.sampled_from(["f", "True", "False", "n"]),
+    st.builds("({} {} {})".format, numbers, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), numbers),
+    st.builds("({} < {} <= {})".format, numbers, numbers, numbers),
+    st.builds("({} == {})".format, texts, texts), st.builds("({} in [{}, 'Acme'])".format, texts, texts),
+    st.builds("({} {} {})".format, conditions, st.sampled_from(["and", "or"]), conditions),
+    st.builds("(not {})".format, conditions), st.builds("is_blank({})".format, st.one_of(texts, numbers)),
+    st.builds("contains({}, {})".format, texts, texts)))
+typed_trees = st.one_of(numbers, texts, conditions)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(trees, typed_trees))
+def test_the_fast_path_gives_what_the_closures_give(source):
+    """The generated function (`straight`) agrees with the closures it
+    stands in for: the same value, or the same error at the same place."""
+    scope = Scope(objects={}, object_name="", extra_names={k: _type_of(v) for k, v in VARS.items()})
+    try:
+        fast, reference = Compiled(analyze(source, scope)), Compiled(analyze(source, scope))
+    except ExpressionError:
+        return
+    reference._run.fast = None
+    context = ctx(max_steps=MAX_STEPS)
+    assert _outcome(fast, context) == _outcome(reference, context)
+
+
+def test_typical_rules_take_the_fast_path():
+    scope = Scope(objects={}, object_name="", extra_names={"amount": "number", "stage": "text", "notes": "text"})
+    for source in ["round(coalesce(amount, 0) * 95 / 100, 2)", "is_blank(amount) or amount > 0",
+                   "stage == 'won' and len(trim(notes)) >= 2", "1 < amount <= 10", "amount if amount > 0 else -amount"]:
+        assert Compiled(analyze(source, scope))._run.fast is not None, source

@@ -1,0 +1,186 @@
+"""The fast path of the evaluator: a checked tree as one Python function of
+straight-line code, so that running an expression is one call instead of
+one closure call per node (`interpreter.prepare`).
+
+The closures stay the reference. The generated function runs only where
+it must give what they give: when the expression has no more composite
+nodes than the step budget (so it cannot run out of steps), and it gives
+up (`Fallback`, or any exception) wherever the closures would report an
+error; `LoomInterpreter.run_bound` then runs the closures, which report
+the error at its node. Its time budget is checked once, at the end.
+
+Nothing the expression's author wrote becomes source text: field names,
+literals, functions and operators are taken from a table (`K0`, `F1`,
+...), and the source is made only of generated names and Python
+operators. Node kinds the closures do not run are refused by `_build`
+first; a tree too deep for Python's compiler gets no fast path.
+"""
+
+from __future__ import annotations
+
+import ast
+from decimal import Decimal
+from typing import Any, Callable
+
+from .library import FIELD_FUNCTIONS, FUNCTIONS
+from .values import MAX_TEXT, PLAIN, admit
+
+Fast = Callable[[Any, Callable[[str], Any]], Any]
+
+
+class Fallback(Exception):
+    """The closures must run: they report the error at its node."""
+
+
+def _fail():
+    raise Fallback
+
+
+def _name(ev, value):
+    # The record's value if it is not of a plain type (see interpreter._name)
+    if type(value) is str and len(value) <= MAX_TEXT:
+        return value
+    return admit(value, ev.tz)
+
+
+_CMP = {ast.Eq: "{a} == {b}", ast.NotEq: "{a} != {b}", ast.In: "{a} in {b}", ast.NotIn: "{a} not in {b}",
+        ast.Lt: "{a} is not None and {b} is not None and {a} < {b}",
+        ast.LtE: "{a} is not None and {b} is not None and {a} <= {b}",
+        ast.Gt: "{a} is not None and {b} is not None and {a} > {b}",
+        ast.GtE: "{a} is not None and {b} is not None and {a} >= {b}"}
+
+
+class _Writer:
+    def __init__(self, arithmetic: dict):
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {}
+        self.arithmetic = arithmetic
+        self.temps = 0
+        self.size = 0    # composite nodes: the most steps the closures could count
+
+    def ref(self, value: Any) -> str:
+        name = f"K{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def temp(self) -> str:
+        self.temps += 1
+        return f"v{self.temps}"
+
+    def put(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+    def fail(self, indent: int) -> None:
+        self.put(indent, "else:")
+        self.put(indent + 1, "fail()")
+
+    # Each node writes the statements that compute it at `indent` and
+    # answers the name holding its value.
+    def node(self, node, indent: int) -> str:
+        kind = type(node)
+        if kind is ast.Constant:
+            return self.ref(node.value)
+        if kind is ast.Name:
+            v = self.temp()
+            self.put(indent, f"{v} = get({self.ref(node.id)})")
+            self.put(indent, f"if type({v}) not in FAST: {v} = name(ev, {v})")
+            return v
+        if kind in (ast.List, ast.Tuple):
+            items = [self.node(e, indent) for e in node.elts]
+            v = self.temp()
+            self.put(indent, f"{v} = [{', '.join(items)}]")
+            return v
+        self.size += 1
+        v = self.temp()
+        if kind is ast.BoolOp:
+            self.boolop(node.values, type(node.op) is ast.And, v, indent)
+        elif kind is ast.UnaryOp:
+            a = self.node(node.operand, indent)
+            if type(node.op) is ast.Not:
+                self.put(indent, f"if {a} is None or {a} is False: {v} = True")
+                self.put(indent, f"elif {a} is True: {v} = False")
+            else:
+                self.put(indent, f"if {a} is None: {v} = None")
+                self.put(indent, f"elif type({a}) in NUMBERS: {v} = {'-' if type(node.op) is ast.USub else ''}{a}")
+            self.fail(indent)
+        elif kind is ast.BinOp:
+            a, b = self.node(node.left, indent), self.node(node.right, indent)
+            op = self.ref(self.arithmetic[type(node.op)][0])
+            self.put(indent, f"if {a} is None or {b} is None: {v} = None")
+            self.put(indent, f"elif type({a}) in NUMBERS and type({b}) in NUMBERS: {v} = {op}({a}, {b})")
+            self.fail(indent)
+        elif kind is ast.Compare:
+            self.compare(node, v, indent)
+        elif kind is ast.IfExp:
+            t = self.node(node.test, indent)
+            self.put(indent, f"if {t} is True:")
+            self.put(indent + 1, f"{v} = {self.node(node.body, indent + 1)}")
+            self.put(indent, f"elif {t} is False or {t} is None:")
+            self.put(indent + 1, f"{v} = {self.node(node.orelse, indent + 1)}")
+            self.fail(indent)
+        elif kind is ast.Call:
+            name = node.func.id
+            fn = self.ref(FUNCTIONS[name])
+            if name in FIELD_FUNCTIONS:
+                stages = getattr(node, "loom_stages", None)
+                args = [self.ref(node.args[0].id)] + ([] if stages is None else [self.ref(stages)])
+            else:
+                args = [self.node(a, indent) for a in node.args]
+            self.put(indent, f"{v} = {fn}(ev{''.join(', ' + a for a in args)})")
+        else:
+            raise Fallback
+        return v
+
+    def boolop(self, values: list, is_and: bool, v: str, indent: int) -> None:
+        # SPEC semantics: True or False; None counts as false; else an error
+        a = self.node(values[0], indent)
+        rest = values[1:]
+        if is_and:
+            self.put(indent, f"if {a} is True:")
+            if rest:
+                self.boolop(rest, is_and, v, indent + 1)
+            else:
+                self.put(indent + 1, f"{v} = True")
+            self.put(indent, f"elif {a} is False or {a} is None: {v} = False")
+        else:
+            self.put(indent, f"if {a} is True: {v} = True")
+            self.put(indent, f"elif {a} is False or {a} is None:")
+            if rest:
+                self.boolop(rest, is_and, v, indent + 1)
+            else:
+                self.put(indent + 1, f"{v} = False")
+        self.fail(indent)
+
+    def compare(self, node, v: str, indent: int) -> None:
+        # Operands are evaluated lazily and once, as in Python; a TypeError
+        # (values that cannot be compared) gives up to the closures.
+        a = self.node(node.left, indent)
+        self.put(indent, f"{v} = False")
+        for op, right in zip(node.ops, node.comparators):
+            b = self.node(right, indent)
+            self.put(indent, f"if {_CMP[type(op)].format(a=a, b=b)}:")
+            indent += 1
+            a = b
+        self.put(indent, f"{v} = True")
+
+
+def straight(tree: ast.Expression, arithmetic: dict) -> tuple[Fast | None, int]:
+    """(the function, its most steps) for a checked `tree`; the function
+    is None where there is no fast path. `arithmetic` maps operator node
+    types to the closures' (function, symbol)."""
+    writer = _Writer(arithmetic)
+    try:
+        result = writer.node(tree.body, 1)
+    except (Fallback, KeyError, AttributeError, IndexError):
+        return None, writer.size
+    source = "\n".join(["def run(ev, get):", *writer.lines, f"    return {result}"])
+    scope = {"__builtins__": {}, "type": type, "FAST": PLAIN, "NUMBERS": _NUMBERS, "name": _name, "fail": _fail,
+             **writer.names}
+    try:
+        exec(compile(source, "<expression>", "exec"), scope)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):   # nested too deep for Python's compiler
+        return None, writer.size
+    return scope["run"], writer.size
+
+
+_NUMBERS = frozenset({int, Decimal})
