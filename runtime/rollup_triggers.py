@@ -110,7 +110,7 @@ def _definition(schema: CompiledSchema, spec: RollupSpec, dialect) -> TriggerSet
         return f"round({column} + {amount}, 6)" if rounded else f"{column} + {amount}"
 
     # A parent whose value was never computed (NULL: a field added since) is
-    # computed from its children, after the moves (which pass it by).
+    # computed from its children instead of moved.
     others = child.alias("loom_c")
     conditions = [others.c[spec.via] == parent.c.id, others.c._deleted_at.is_(None)]
     if spec.filter is not None:
@@ -132,10 +132,18 @@ def _definition(schema: CompiledSchema, spec: RollupSpec, dialect) -> TriggerSet
         def move(row: str, sign: str) -> str:
             return (f"UPDATE {target} SET {column} = {moved(f'{sign}{share(row)}')} "
                     f"WHERE id = {row}.{via} AND {column} IS NOT NULL AND {counted(row)};")
-        bodies = {"i": f"AFTER INSERT ON {quote(child.name)} BEGIN {move('NEW', '')} {fill(f'NEW.{via}')} END",
+
+        def move_or_fill(row: str, sign: str) -> str:
+            # one row changed: its parent is moved, or computed with it
+            value = sa.case((stored.is_(None), everything), else_=sa.literal_column(moved(f"{sign}{share(row)}")))
+            return sql_text(sa.update(parent).where(parent.c.id == sa.literal_column(f"{row}.{via}"),
+                                                    sa.literal_column(counted(row))).values({stored: value}), dialect) + ";"
+        # an update moves two parents (or one twice): the moves first, then
+        # whichever of them was never computed
+        bodies = {"i": f"AFTER INSERT ON {quote(child.name)} BEGIN {move_or_fill('NEW', '')} END",
                   "u": f"AFTER UPDATE OF {watched} ON {quote(child.name)} "
                        f"BEGIN {move('OLD', '-')} {move('NEW', '')} {fill(f'OLD.{via}', f'NEW.{via}')} END",
-                  "d": f"AFTER DELETE ON {quote(child.name)} BEGIN {move('OLD', '-')} {fill(f'OLD.{via}')} END"}
+                  "d": f"AFTER DELETE ON {quote(child.name)} BEGIN {move_or_fill('OLD', '-')} END"}
         base = _name(spec, repr(sorted(bodies.items())))
         return TriggerSet(spec, tuple(f"{base}_{kind}" for kind in bodies),
                           tuple(f"CREATE TRIGGER {base}_{kind} {body}" for kind, body in bodies.items()))

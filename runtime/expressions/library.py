@@ -21,7 +21,7 @@ import re2
 
 from .values import MAX_TEXT, EvalFailure, check_number, check_text, to_text
 
-_ROUNDING = Context(prec=250, rounding=ROUND_HALF_UP, traps=[InvalidOperation])
+ROUNDING = Context(prec=250, rounding=ROUND_HALF_UP, traps=[InvalidOperation])
 _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
@@ -192,10 +192,10 @@ def round_(ev, x, digits=0):
         return x
     # Half away from zero, as spreadsheets do (round(2.675, 2) == 2.68);
     # exact because 2.675 is a decimal, not a float.
-    result = _ROUNDING.quantize(Decimal(x), Decimal(1).scaleb(-digits))
+    result = ROUNDING.quantize(Decimal(x), Decimal(1).scaleb(-digits))
     if type(x) is int:
         return int(result)
-    return result if digits > 0 else _ROUNDING.quantize(result, Decimal(1))
+    return result if digits > 0 else ROUNDING.quantize(result, Decimal(1))
 
 
 def abs_(ev, x):

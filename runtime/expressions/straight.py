@@ -22,7 +22,7 @@ import ast
 from decimal import Decimal
 from typing import Any, Callable
 
-from .library import FIELD_FUNCTIONS, FUNCTIONS
+from .library import FIELD_FUNCTIONS, FUNCTIONS, ROUNDING
 from .values import MAX_TEXT, PLAIN, admit
 
 Fast = Callable[[Any, Callable[[str], Any]], Any]
@@ -83,7 +83,7 @@ class _Writer:
         if kind is ast.Name:
             v = self.temp()
             self.put(indent, f"{v} = get({self.ref(node.id)})")
-            self.put(indent, f"if type({v}) not in FAST: {v} = name(ev, {v})")
+            self.put(indent, f"if type({v}) not in PLAIN: {v} = name(ev, {v})")
             return v
         if kind in (ast.List, ast.Tuple):
             items = [self.node(e, indent) for e in node.elts]
@@ -126,10 +126,35 @@ class _Writer:
                 args = [self.ref(node.args[0].id)] + ([] if stages is None else [self.ref(stages)])
             else:
                 args = [self.node(a, indent) for a in node.args]
-            self.put(indent, f"{v} = {fn}(ev{''.join(', ' + a for a in args)})")
+            if not self.inline(name, node, args, v, indent):
+                self.put(indent, f"{v} = {fn}(ev{''.join(', ' + a for a in args)})")
         else:
             raise Fallback
         return v
+
+    def inline(self, name: str, node, args: list[str], v: str, indent: int) -> bool:
+        """The commonest calls written out for their common cases (the
+        arguments are already evaluated, as for any call); the library
+        function answers every other case."""
+        fn = self.ref(FUNCTIONS[name])
+        if name == "coalesce" and len(args) == 2:
+            a, b = args
+            self.put(indent, f"{v} = {a} if {a} is not None else {b}")
+        elif name == "is_blank" and len(args) == 1:
+            (a,) = args
+            self.put(indent, f"if {a} is None: {v} = True")
+            self.put(indent, f"elif type({a}) in PLAIN: {v} = False")
+            self.put(indent, f"else: {v} = {fn}(ev, {a})")
+        elif (name == "round" and len(args) == 2 and type(node.args[1]) is ast.Constant
+              and type(node.args[1].value) is int and 0 < node.args[1].value <= 30):
+            # a Decimal to a fixed number of places: the quantize round() makes
+            a, digits = args
+            quantum = self.ref(Decimal(1).scaleb(-node.args[1].value))
+            self.put(indent, f"if type({a}) is Decimal: {v} = quantize({a}, {quantum})")
+            self.put(indent, f"else: {v} = {fn}(ev, {a}, {digits})")
+        else:
+            return False
+        return True
 
     def boolop(self, values: list, is_and: bool, v: str, indent: int) -> None:
         # SPEC semantics: True or False; None counts as false; else an error
@@ -174,8 +199,8 @@ def straight(tree: ast.Expression, arithmetic: dict) -> tuple[Fast | None, int]:
     except (Fallback, KeyError, AttributeError, IndexError):
         return None, writer.size
     source = "\n".join(["def run(ev, get):", *writer.lines, f"    return {result}"])
-    scope = {"__builtins__": {}, "type": type, "FAST": PLAIN, "NUMBERS": _NUMBERS, "name": _name, "fail": _fail,
-             **writer.names}
+    scope = {"__builtins__": {}, "type": type, "PLAIN": PLAIN, "NUMBERS": _NUMBERS, "Decimal": Decimal,
+             "quantize": ROUNDING.quantize, "name": _name, "fail": _fail, **writer.names}
     try:
         exec(compile(source, "<expression>", "exec"), scope)
     except (SyntaxError, RecursionError, MemoryError, ValueError):   # nested too deep for Python's compiler
