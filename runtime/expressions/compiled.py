@@ -13,6 +13,7 @@ from loomcrm.metadata.expressions import Checked, Scope, analyze
 
 from .context import EvalContext, default_context
 from .interpreter import _local, for_thread, prepare
+from .straight import straight_rules
 
 
 class Compiled:
@@ -67,6 +68,24 @@ class Session:
         if interp.owner is not self:
             interp.bind(self.context, self)
         return interp.run_bound(compiled._run, compiled.source, record)
+
+    def run_rules(self, program, record: Mapping[str, Any]) -> list | None:
+        """The outcomes of a `rules_program` (True, False, None when the rule's
+        `when` did not hold, GAVE_UP where the rule must be evaluated alone),
+        or None when they all must."""
+        interp = getattr(_local, "interp", None)
+        if interp is None or interp.busy:
+            return None
+        if interp.owner is not self:
+            interp.bind(self.context, self)
+        return interp.run_rules(program, record)
+
+
+def rules_program(rules: list[tuple[Compiled | None, Compiled]]):
+    """One generated function deciding validation rules given as (`when`
+    or None, `check`) pairs (see `straight.straight_rules`); None when it
+    cannot be made. Run it with `Session.run_rules`."""
+    return straight_rules([(when.checked.tree if when is not None else None, check.checked.tree) for when, check in rules])
 
 
 # Compiled expressions by (source, expected type, object, metadata version,

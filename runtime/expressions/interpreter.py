@@ -27,7 +27,7 @@ import ast
 import io
 import threading
 from datetime import datetime
-from decimal import ROUND_FLOOR, Decimal, DecimalException
+from decimal import Decimal, DecimalException
 from time import perf_counter
 from typing import Any, Callable, Mapping
 
@@ -37,83 +37,14 @@ from loomcrm.metadata.expressions.errors import ExprError, ExpressionError, posi
 
 from .context import EvalContext
 from .library import FIELD_FUNCTIONS, FUNCTIONS
+from .operators import ARITHMETIC, COMPARE
 from .straight import straight
-from .values import DECIMALS, MAX_DECIMAL, MAX_NUMBER, PLAIN, EvalFailure, admit
+from .values import PLAIN, EvalFailure, admit
 
 _FAST = PLAIN
 _NUMBERS = (int, Decimal)
 _NOTHING: Mapping[str, Any] = {}
 _GAVE_UP = object()
-
-
-# --- operators with SPEC 4 semantics ----------------------------------------------
-
-def _bounded(value):
-    limit = MAX_DECIMAL if type(value) is Decimal else MAX_NUMBER
-    if -limit < value < limit:
-        return value
-    raise EvalFailure("value_too_large", "a number exceeds 10**100")
-
-
-def _add(a, b):
-    if type(a) is int and type(b) is int:
-        return _bounded(a + b)
-    return _bounded(DECIMALS.add(a, b))
-
-
-def _sub(a, b):
-    if type(a) is int and type(b) is int:
-        return _bounded(a - b)
-    return _bounded(DECIMALS.subtract(a, b))
-
-
-def _mul(a, b):
-    if type(a) is int and type(b) is int:
-        return _bounded(a * b)
-    return _bounded(DECIMALS.multiply(a, b))
-
-
-def _nonzero(b):
-    if not b:
-        raise EvalFailure("division_by_zero", "division by zero")
-
-
-def _div(a, b):
-    # Always exact decimal division: 7 / 2 is 3.5, never a float.
-    _nonzero(b)
-    return _bounded(DECIMALS.divide(Decimal(a), Decimal(b)))
-
-
-def _floordiv(a, b):
-    _nonzero(b)
-    if type(a) is int and type(b) is int:
-        return a // b
-    # Floor, like Python's ints (Decimal's own // truncates toward zero).
-    return _bounded(DECIMALS.divide(Decimal(a), Decimal(b)).to_integral_value(ROUND_FLOOR))
-
-
-def _mod(a, b):
-    _nonzero(b)
-    if type(a) is int and type(b) is int:
-        return a % b
-    a, b = Decimal(a), Decimal(b)
-    return _bounded(DECIMALS.subtract(a, DECIMALS.multiply(b, DECIMALS.divide(a, b).to_integral_value(ROUND_FLOOR))))
-
-
-_ARITHMETIC = {ast.Add: (_add, "+"), ast.Sub: (_sub, "-"), ast.Mult: (_mul, "*"), ast.Div: (_div, "/"),
-               ast.FloorDiv: (_floordiv, "//"), ast.Mod: (_mod, "%")}
-
-# A comparison with None is false, except == / != (SPEC 4).
-_COMPARE = {
-    ast.Eq: lambda a, b: a == b,
-    ast.NotEq: lambda a, b: a != b,
-    ast.Lt: lambda a, b: a is not None and b is not None and a < b,
-    ast.LtE: lambda a, b: a is not None and b is not None and a <= b,
-    ast.Gt: lambda a, b: a is not None and b is not None and a > b,
-    ast.GtE: lambda a, b: a is not None and b is not None and a >= b,
-    ast.In: lambda a, items: a in items,
-    ast.NotIn: lambda a, items: a not in items,
-}
 
 
 class LoomInterpreter(asteval.Interpreter):
@@ -192,6 +123,23 @@ class LoomInterpreter(asteval.Interpreter):
             self.busy = False
             self.record = _NOTHING
 
+    def run_rules(self, program: Callable, record: Mapping[str, Any]) -> list | None:
+        """The outcomes of a rules program (`straight.straight_rules`) under
+        the bound context; None if it ran past one expression's time budget
+        (each rule then runs alone, with its own)."""
+        self.record = record
+        self.steps = 0
+        self.deadline = perf_counter() + self.budget
+        self.busy = True
+        try:
+            outcomes = program(self, record.get)
+        except Exception:   # the program catches each rule's own; anything else: each runs alone
+            return None
+        finally:
+            self.busy = False
+            self.record = _NOTHING
+        return outcomes if perf_counter() <= self.deadline else None
+
     def run(self, node, expr=None, lineno=None, with_raise=True):
         """asteval's entry point: refused, expressions run only as closures
         prepared from a checked tree."""
@@ -231,7 +179,7 @@ def prepare(tree: ast.Expression) -> Callable[[LoomInterpreter], Any]:
     kind the evaluator does not run (the whitelist should have refused it)."""
     run = _build(tree.body)
     run.node = tree.body
-    run.fast, run.size = straight(tree, _ARITHMETIC)
+    run.fast, run.size = straight(tree)
     return run
 
 
@@ -324,7 +272,7 @@ def _unaryop(node):
 
 def _binop(node):
     left, right = _build(node.left), _build(node.right)
-    op, symbol = _ARITHMETIC[type(node.op)]
+    op, symbol = ARITHMETIC[type(node.op)]
 
     def binop(ev):
         ev.steps += 1
@@ -343,7 +291,7 @@ def _binop(node):
 
 
 def _compare(node):
-    ops = [_COMPARE[type(op)] for op in node.ops]
+    ops = [COMPARE[type(op)] for op in node.ops]
     left = _build(node.left)
     if len(ops) == 1 and type(node.comparators[0]) is ast.Constant:
         # `x == 'won'`, `amount > 0`: the right side is a literal

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from .library import FIELD_FUNCTIONS, FUNCTIONS, ROUNDING
+from .operators import ARITHMETIC
 from .values import MAX_TEXT, PLAIN, admit
 
 Fast = Callable[[Any, Callable[[str], Any]], Any]
@@ -51,10 +52,9 @@ _CMP = {ast.Eq: "{a} == {b}", ast.NotEq: "{a} != {b}", ast.In: "{a} in {b}", ast
 
 
 class _Writer:
-    def __init__(self, arithmetic: dict):
+    def __init__(self):
         self.lines: list[str] = []
         self.names: dict[str, Any] = {}
-        self.arithmetic = arithmetic
         self.temps = 0
         self.size = 0    # composite nodes: the most steps the closures could count
 
@@ -105,7 +105,7 @@ class _Writer:
             self.fail(indent)
         elif kind is ast.BinOp:
             a, b = self.node(node.left, indent), self.node(node.right, indent)
-            op = self.ref(self.arithmetic[type(node.op)][0])
+            op = self.ref(ARITHMETIC[type(node.op)][0])
             self.put(indent, f"if {a} is None or {b} is None: {v} = None")
             self.put(indent, f"elif type({a}) in NUMBERS and type({b}) in NUMBERS: {v} = {op}({a}, {b})")
             self.fail(indent)
@@ -189,23 +189,65 @@ class _Writer:
         self.put(indent, f"{v} = True")
 
 
-def straight(tree: ast.Expression, arithmetic: dict) -> tuple[Fast | None, int]:
+def straight(tree: ast.Expression) -> tuple[Fast | None, int]:
     """(the function, its most steps) for a checked `tree`; the function
-    is None where there is no fast path. `arithmetic` maps operator node
-    types to the closures' (function, symbol)."""
-    writer = _Writer(arithmetic)
+    is None where there is no fast path."""
+    writer = _Writer()
     try:
         result = writer.node(tree.body, 1)
     except (Fallback, KeyError, AttributeError, IndexError):
         return None, writer.size
-    source = "\n".join(["def run(ev, get):", *writer.lines, f"    return {result}"])
-    scope = {"__builtins__": {}, "type": type, "PLAIN": PLAIN, "NUMBERS": _NUMBERS, "Decimal": Decimal,
-             "quantize": ROUNDING.quantize, "name": _name, "fail": _fail, **writer.names}
+    return _function(writer, f"    return {result}"), writer.size
+
+
+GAVE_UP = object()   # a rule the program could not decide: it runs alone
+
+
+def straight_rules(rules: list[tuple[ast.Expression | None, ast.Expression]]) -> Fast | None:
+    """One function deciding validation rules, each a (`when` or None,
+    `check`) pair of checked trees: it answers a list with, per rule, True
+    (holds), False (broken), None (`when` did not hold) or GAVE_UP (the
+    closures must run it, alone: an error, a budget, no fast path). Each
+    rule gets its own "now", as each evaluation does."""
+    writer = _Writer()
+    for when, check in rules:
+        try:
+            mark = len(writer.lines)
+            writer.put(1, "try:")
+            writer.put(2, "ev._now = clock")
+            steps, indent = 0, 2
+            if when is not None:
+                writer.size = 0
+                w = writer.node(when.body, 2)
+                steps = writer.size
+                writer.put(2, f"if {w} is not True: out(None)")
+                writer.put(2, "else:")
+                writer.put(3, "ev._now = clock")
+                indent = 3
+            writer.size = 0
+            c = writer.node(check.body, indent)
+            writer.put(indent, f"out({c} is True)")
+            writer.put(1, "except Exception: out(GAVE_UP)")
+            # more composite nodes than steps allowed: the closures count them
+            writer.lines.insert(mark + 1, f"        if ev.max_steps < {max(steps, writer.size)}: fail()")
+        except (Fallback, KeyError, AttributeError, IndexError):
+            del writer.lines[mark:]
+            writer.put(1, "out(GAVE_UP)")
+    head = ["    clock = ev.clock", "    outcomes = []", "    out = outcomes.append"]
+    writer.lines[:0] = head
+    return _function(writer, "    return outcomes")
+
+
+def _function(writer: _Writer, last: str) -> Fast | None:
+    source = "\n".join(["def run(ev, get):", *writer.lines, last])
+    scope = {"__builtins__": {}, "type": type, "Exception": Exception, "PLAIN": PLAIN, "NUMBERS": _NUMBERS,
+             "Decimal": Decimal, "quantize": ROUNDING.quantize, "name": _name, "fail": _fail, "GAVE_UP": GAVE_UP,
+             **writer.names}
     try:
         exec(compile(source, "<expression>", "exec"), scope)
     except (SyntaxError, RecursionError, MemoryError, ValueError):   # nested too deep for Python's compiler
-        return None, writer.size
-    return scope["run"], writer.size
+        return None
+    return scope["run"]
 
 
 _NUMBERS = frozenset({int, Decimal})

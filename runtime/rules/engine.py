@@ -20,6 +20,7 @@ from loomcrm.metadata.expressions import ExpressionError
 from loomcrm.metadata.model import FieldDef, FormulaField, LookupField
 
 from ..expressions import Compiled, EvalContext, Session
+from ..expressions.straight import GAVE_UP
 from ..fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
 from . import messages
 from .compiled import RuleSet
@@ -311,14 +312,22 @@ class SaveRun:
     def check_rules(self) -> None:
         if "validation" in self.skip:
             return
-        for rule, when, check in self.rules.rules:
-            try:
-                if when is not None and self.evaluate(when) is not True:
-                    continue
-                ok = self.evaluate(check) is True
-            except ExpressionError as exc:
-                self.failed(f"rule {rule.name}", exc, rule.field, rule.name)
+        rules = self.rules
+        outcomes = None
+        if rules.rules_program is not None:   # all at once; a rule it cannot decide runs alone
+            outcomes = self.session.run_rules(rules.rules_program, self.view if rules.rules_paths else self.record)
+        for i, (rule, when, check) in enumerate(rules.rules):
+            ok = outcomes[i] if outcomes is not None else GAVE_UP
+            if ok is None:
                 continue
+            if ok is GAVE_UP:
+                try:
+                    if when is not None and self.evaluate(when) is not True:
+                        continue
+                    ok = self.evaluate(check) is True
+                except ExpressionError as exc:
+                    self.failed(f"rule {rule.name}", exc, rule.field, rule.name)
+                    continue
             if not ok:
                 message = messages.declared(rule.message, self.locale) or messages.text("rule", self.locale, rule=rule.name)
                 self.errors.append(error(rule.field, "rule", message, rule.name))
