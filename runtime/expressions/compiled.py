@@ -5,7 +5,7 @@ the result per source, expected type and metadata version."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Hashable, Mapping
+from typing import Any, Callable, Hashable, Mapping
 
 from cachetools import LRUCache
 
@@ -13,7 +13,7 @@ from loomcrm.metadata.expressions import Checked, Scope, analyze
 
 from .context import EvalContext, default_context
 from .interpreter import _local, for_thread, prepare
-from .straight import straight_rules
+from .straight import straight_formulas, straight_rules
 
 
 class Compiled:
@@ -69,23 +69,30 @@ class Session:
             interp.bind(self.context, self)
         return interp.run_bound(compiled._run, compiled.source, record)
 
-    def run_rules(self, program, record: Mapping[str, Any]) -> list | None:
-        """The outcomes of a `rules_program` (True, False, None when the rule's
-        `when` did not hold, GAVE_UP where the rule must be evaluated alone),
-        or None when they all must."""
+    def run_program(self, program, record: Mapping[str, Any], *more: Any) -> Any:
+        """What a `rules_program` or `formulas_program` answers over `record`,
+        or None when each expression must run alone."""
         interp = getattr(_local, "interp", None)
         if interp is None or interp.busy:
             return None
         if interp.owner is not self:
             interp.bind(self.context, self)
-        return interp.run_rules(program, record)
+        return interp.run_program(program, record, *more)
 
 
 def rules_program(rules: list[tuple[Compiled | None, Compiled]]):
     """One generated function deciding validation rules given as (`when`
-    or None, `check`) pairs (see `straight.straight_rules`); None when it
-    cannot be made. Run it with `Session.run_rules`."""
+    or None, `check`) pairs (see `straight.straight_rules`): per rule True,
+    False, None (its `when` did not hold) or GAVE_UP (it must run alone).
+    None when it cannot be made. Run it with `Session.run_program`."""
     return straight_rules([(when.checked.tree if when is not None else None, check.checked.tree) for when, check in rules])
+
+
+def formulas_program(formulas: list[tuple[Compiled, str, Callable[[Any], Any]]]):
+    """One generated function computing formulas given as (expression,
+    field name, store) triples in order (see `straight.straight_formulas`);
+    run it with `Session.run_program(program, view, record)`."""
+    return straight_formulas([(compiled.checked.tree, name, store) for compiled, name, store in formulas])
 
 
 # Compiled expressions by (source, expected type, object, metadata version,

@@ -123,22 +123,22 @@ class LoomInterpreter(asteval.Interpreter):
             self.busy = False
             self.record = _NOTHING
 
-    def run_rules(self, program: Callable, record: Mapping[str, Any]) -> list | None:
-        """The outcomes of a rules program (`straight.straight_rules`) under
-        the bound context; None if it ran past one expression's time budget
-        (each rule then runs alone, with its own)."""
+    def run_program(self, program: Callable, record: Mapping[str, Any], *more: Any) -> Any:
+        """What a program of several expressions (`straight.straight_rules`,
+        `straight_formulas`) answers under the bound context; None if it ran
+        past one expression's time budget (each then runs alone, with its own)."""
         self.record = record
         self.steps = 0
         self.deadline = perf_counter() + self.budget
         self.busy = True
         try:
-            outcomes = program(self, record.get)
-        except Exception:   # the program catches each rule's own; anything else: each runs alone
+            result = program(self, record.get, *more)
+        except Exception:   # a program catches its expressions' own; anything else: each runs alone
             return None
         finally:
             self.busy = False
             self.record = _NOTHING
-        return outcomes if perf_counter() <= self.deadline else None
+        return result if perf_counter() <= self.deadline else None
 
     def run(self, node, expr=None, lineno=None, with_raise=True):
         """asteval's entry point: refused, expressions run only as closures

@@ -238,8 +238,33 @@ def straight_rules(rules: list[tuple[ast.Expression | None, ast.Expression]]) ->
     return _function(writer, "    return outcomes")
 
 
-def _function(writer: _Writer, last: str) -> Fast | None:
-    source = "\n".join(["def run(ev, get):", *writer.lines, last])
+def straight_formulas(formulas: list[tuple[ast.Expression, str, Callable[[Any], Any]]]) -> Fast | None:
+    """One function computing formulas, each a (checked tree, field name,
+    `store`) triple, in order: it sets `record[name] = store(value)` for
+    each (formulas read the ones before them) and answers how many it
+    did; it stops at the first it cannot do (an error, a budget, no fast
+    path, `store` refusing the value), which the closures then run."""
+    writer = _Writer()
+    writer.put(1, "try:")
+    for tree, name, store in formulas:
+        writer.size = 0
+        mark = len(writer.lines)
+        try:
+            writer.put(2, "ev._now = clock")
+            v = writer.node(tree.body, 2)
+        except (Fallback, KeyError, AttributeError, IndexError):
+            del writer.lines[mark:]
+            break
+        writer.lines.insert(mark, f"        if ev.max_steps < {writer.size}: fail()")
+        writer.put(2, f"record[{writer.ref(name)}] = {writer.ref(store)}({v})")
+        writer.put(2, "done += 1")
+    writer.put(1, "except Exception: pass")
+    writer.lines[:0] = ["    clock = ev.clock", "    done = 0"]
+    return _function(writer, "    return done", "def run(ev, get, record):")
+
+
+def _function(writer: _Writer, last: str, head: str = "def run(ev, get):") -> Fast | None:
+    source = "\n".join([head, *writer.lines, last])
     scope = {"__builtins__": {}, "type": type, "Exception": Exception, "PLAIN": PLAIN, "NUMBERS": _NUMBERS,
              "Decimal": Decimal, "quantize": ROUNDING.quantize, "name": _name, "fail": _fail, "GAVE_UP": GAVE_UP,
              **writer.names}

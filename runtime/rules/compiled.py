@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field as dc_field
 from decimal import Decimal
+from functools import partial
 from typing import Callable, Hashable, Iterable, Mapping
 
 from cachetools import LRUCache
@@ -17,7 +18,8 @@ from loomcrm.metadata.model import (
 )
 
 from ..expressions import Compiled, compile_expression
-from ..expressions.compiled import rules_program
+from ..expressions.compiled import formulas_program, rules_program
+from .formulas import formula_value
 from .stages import MovePlan, plan_move
 
 
@@ -81,8 +83,11 @@ class RuleSet:
     visible_if: dict[str, Compiled] = dc_field(default_factory=dict)
     read_only_if: dict[str, Compiled] = dc_field(default_factory=dict)
     rules: list[tuple[ValidationRule, Compiled | None, Compiled]] = dc_field(default_factory=list)
-    # the rules as one generated function (`expressions.rules_program`), and
+    # the formulas and the rules, each as one generated function
+    # (`expressions.compiled.formulas_program`, `rules_program`), and
     # whether they read lookup paths
+    formulas_program: Callable | None = None
+    formulas_paths: bool = False
     rules_program: Callable | None = None
     rules_paths: bool = False
     stages: list[StagePlan] = dc_field(default_factory=list)
@@ -195,6 +200,9 @@ def build_rules(objects: Mapping[str, ObjectDef], object_name: str, version: Has
         check = _compile(rs, rule.check, "boolean", "rule", rule.field, rule.name)
         if check is not None and (when is not None or not rule.when):
             rs.rules.append((rule, when, check))
+    if rs.formulas:
+        rs.formulas_program = formulas_program([(compiled, f.name, partial(formula_value, f)) for f, compiled in rs.formulas])
+        rs.formulas_paths = any(compiled.paths for _, compiled in rs.formulas)
     if rs.rules:
         rs.rules_program = rules_program([(when, check) for _, when, check in rs.rules])
         rs.rules_paths = any(c is not None and c.paths for _, when, check in rs.rules for c in (when, check))

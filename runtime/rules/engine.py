@@ -12,8 +12,7 @@ record service reads the database; tests pass a dict).
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from loomcrm.metadata.expressions import ExpressionError
@@ -24,6 +23,7 @@ from ..expressions.straight import GAVE_UP
 from ..fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
 from . import messages
 from .compiled import RuleSet
+from .formulas import formula_value
 
 Fetch = Callable[[str, str], Mapping[str, Any] | None]
 SKIPPABLE = frozenset({"validation", "stages", "duplicates"})
@@ -78,49 +78,6 @@ class RecordView(Mapping):
             if row is None:
                 return None
         return row.get(parts[-1]) if row is not None else None
-
-
-_QUANTA = {scale: Decimal(1).scaleb(-scale) for scale in range(19)}
-
-
-def _quantum(scale: int) -> Decimal:
-    quantum = _QUANTA.get(scale)
-    return quantum if quantum is not None else Decimal(1).scaleb(-scale)
-
-
-def formula_value(f: FormulaField, value: Any) -> Any:
-    """A formula's result in the form its column stores; ValueError when
-    the expression gave a value of another kind."""
-    if value is None:
-        return None
-    kind = f.returns
-    if kind == "text":
-        return value if isinstance(value, str) else str(value)
-    if kind == "boolean":
-        if isinstance(value, bool):
-            return value
-        raise ValueError("the formula gave no true/false value")
-    if kind in ("integer", "decimal", "currency", "percent"):
-        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-            raise ValueError("the formula gave no number")
-        number = Decimal(value)
-        try:
-            if kind == "integer":
-                return int(number.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-            return number.quantize(_quantum(f.scale if f.scale is not None else 6), rounding=ROUND_HALF_UP)
-        except InvalidOperation:
-            raise ValueError("the number is too large") from None
-    if kind == "date":
-        if isinstance(value, datetime):
-            return value.date()
-        if isinstance(value, date):
-            return value
-        raise ValueError("the formula gave no date")
-    if kind == "datetime":
-        if isinstance(value, datetime):
-            return value
-        raise ValueError("the formula gave no date and time")
-    return value
 
 
 def roles_of(user: Any) -> frozenset[str]:
@@ -236,7 +193,21 @@ class SaveRun:
     def compute_formulas(self, only: Iterable[tuple[FormulaField, Compiled]] | None = None) -> set[str]:
         """Formulas in dependency order; the names whose value changed."""
         changed = set()
-        for f, compiled in (self.rules.formulas if only is None else only):
+        formulas = self.rules.formulas if only is None else only
+        program = self.rules.formulas_program if only is None else None
+        if program is not None:   # all at once, as far as it goes; the rest one by one
+            record = self.record
+            before = [record.get(f.name) for f, _ in formulas]
+            done = self.session.run_program(program, self.view if self.rules.formulas_paths else record, record)
+            if done is None:   # past a time budget: every formula again, one by one, from the values before
+                for (f, _), old in zip(formulas, before):
+                    record[f.name] = old
+                done = 0
+            for (f, _), old in zip(formulas[:done], before):
+                if old != record[f.name]:
+                    changed.add(f.name)
+            formulas = formulas[done:]
+        for f, compiled in formulas:
             try:
                 value = formula_value(f, self.evaluate(compiled))
             except ExpressionError as exc:
@@ -315,7 +286,7 @@ class SaveRun:
         rules = self.rules
         outcomes = None
         if rules.rules_program is not None:   # all at once; a rule it cannot decide runs alone
-            outcomes = self.session.run_rules(rules.rules_program, self.view if rules.rules_paths else self.record)
+            outcomes = self.session.run_program(rules.rules_program, self.view if rules.rules_paths else self.record)
         for i, (rule, when, check) in enumerate(rules.rules):
             ok = outcomes[i] if outcomes is not None else GAVE_UP
             if ok is None:

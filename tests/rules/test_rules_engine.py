@@ -269,3 +269,45 @@ def test_all_problems_of_a_save_come_together():
 
 def test_rules_compile_once_per_version():
     assert rules_for(crm_objects(), "opportunity", "v-test") is rules_for(crm_objects(), "opportunity", "v-test")
+
+
+# --- formulas and rules run as one generated function each -----------------------------
+
+PROGRAMMED = ObjectDef.model_validate({"name": "thing", "fields": [
+    {"name": "a", "type": "integer"},
+    {"name": "code", "type": "text"},
+    {"name": "big", "type": "boolean"},
+    {"name": "ratio", "type": "formula", "expression": "round(100 / a, 2)", "returns": "decimal", "scale": 2},
+    {"name": "parsed", "type": "formula", "expression": "number(code)", "returns": "decimal"},
+    {"name": "flag", "type": "formula", "expression": "a if big else 'x'", "returns": "integer"},
+    {"name": "total", "type": "formula", "expression": "coalesce(ratio, 0) + coalesce(parsed, 0)", "returns": "decimal",
+     "scale": 2}],
+    "validation_rules": [
+        {"name": "positive", "check": "a > 0", "message": "positive"},
+        {"name": "short", "check": "len(code) < 4", "when": "not is_blank(code)", "message": "short"},
+        {"name": "divides", "check": "100 % a == 0", "when": "big", "message": "divides"},
+        {"name": "parsed_small", "check": "number(code) < 50", "message": "parsed"},
+        {"name": "deep", "check": "((((a + 1) + 1) + 1) + 1) > 0", "message": "deep"}]})
+
+
+@pytest.mark.parametrize("record", [
+    {"a": 4, "code": "12", "big": True}, {"a": 0, "code": "12", "big": True}, {"a": 3, "code": "abc", "big": False},
+    {"a": None, "code": None, "big": None}, {"a": -7, "code": "99999", "big": True}, {"a": 5, "code": " 7 ", "big": True},
+    {"a": 8, "code": "9" * 40, "big": False}])
+@pytest.mark.parametrize("max_steps", [10_000, 3])
+def test_the_generated_programs_give_what_one_by_one_evaluation_gives(record, max_steps):
+    """Errors (division by zero, text that is no number, a number too large
+    for its formula's column, a step budget) make a program hand the rest
+    to one-by-one evaluation: the values and errors are the same as without it."""
+    from loomcrm.runtime.expressions import EvalContext
+
+    programmed = build_rules({"thing": PROGRAMMED}, "thing")
+    plain = build_rules({"thing": PROGRAMMED}, "thing")
+    plain.formulas_program = plain.rules_program = None
+    assert programmed.formulas_program is not None and programmed.rules_program is not None
+    outcomes = []
+    for rs in (programmed, plain):
+        rec = dict(record, ratio=None, parsed=None, flag=None, total=None)
+        run = SaveRun(rs, rec, None, context=EvalContext(is_new=True, max_steps=max_steps, timezone="UTC"))
+        outcomes.append((run.run(), repr(rec)))   # repr: the same decimals, to the same places
+    assert outcomes[0] == outcomes[1]
