@@ -14,7 +14,12 @@ translate — is kept by `rollups.propagate` as before, never by both.
 Each publish drops every Loom trigger before it changes tables (SQLite
 rebuilds a table to alter it, and a trigger naming a table mid-rebuild
 breaks the rebuild) and creates the new version's afterwards
-(`sync_triggers`), in the publish's transaction.
+(`sync_triggers`), in the publish's transaction. Other processes take the
+new version within `Runtime.refresh_interval` (1 s): a publish that moves
+a rollup between a trigger and the record service (a formula starts to
+read it, its filter changes) can leave drift from saves made in that
+second by a process still on the old version; `loom rollups check` finds
+it, as it finds drift from a changed filter.
 
 What a trigger adds and takes back is what `rollups._share` computes: a
 child that is not deleted, has a parent and passes the filter gives its

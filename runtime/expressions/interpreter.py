@@ -19,6 +19,9 @@ has already been whitelisted and typed (metadata.expressions), so:
 - One interpreter per thread (`for_thread()`) holds the running
   evaluation's state; prepared closures hold none and are shared between
   threads.
+- Each tree is also written out as one Python function (`straight`), which
+  `run_bound` tries first; the closures stay the reference and report every
+  error at its node.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import ast
 import io
 import threading
 from datetime import datetime
-from decimal import Decimal, DecimalException
+from decimal import DecimalException
 from time import perf_counter
 from typing import Any, Callable, Mapping
 
@@ -39,10 +42,8 @@ from .context import EvalContext
 from .library import FIELD_FUNCTIONS, FUNCTIONS
 from .operators import ARITHMETIC, COMPARE
 from .straight import straight
-from .values import PLAIN, EvalFailure, admit
+from .values import NUMBER_TYPES, PLAIN, EvalFailure, admit
 
-_FAST = PLAIN
-_NUMBERS = (int, Decimal)
 _NOTHING: Mapping[str, Any] = {}
 _GAVE_UP = object()
 
@@ -154,10 +155,10 @@ class LoomInterpreter(asteval.Interpreter):
 
     def field(self, name: str) -> Any:
         value = self.record.get(name)
-        return value if type(value) in _FAST else admit(value, self.tz)
+        return value if type(value) in PLAIN else admit(value, self.tz)
 
     def admit(self, value: Any) -> Any:
-        return value if type(value) in _FAST else admit(value, self.tz)
+        return value if type(value) in PLAIN else admit(value, self.tz)
 
 
 def _error(source: str, node, code: str, message: str) -> ExpressionError:
@@ -207,7 +208,7 @@ def _name(node):
     def name(ev):
         value = ev.record.get(key)
         kind = type(value)
-        if kind in _FAST:
+        if kind in PLAIN:
             return value
         if kind is str and len(value) <= 100_000:
             return value
@@ -264,7 +265,7 @@ def _unaryop(node):
         value = operand(ev)
         if value is None:
             return None
-        if type(value) not in _NUMBERS:
+        if type(value) not in NUMBER_TYPES:
             raise EvalFailure("type_mismatch", "unary minus takes a number", node)
         return -value if negate else value
     return sign
@@ -280,7 +281,7 @@ def _binop(node):
         b = right(ev)
         if a is None or b is None:
             return None   # arithmetic with None gives None
-        if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+        if type(a) not in NUMBER_TYPES or type(b) not in NUMBER_TYPES:
             raise EvalFailure("type_mismatch", f"'{symbol}' takes numbers only (join text with concat())", node)
         try:
             return op(a, b)

@@ -10,7 +10,7 @@ error; `LoomInterpreter.run_bound` then runs the closures, which report
 the error at its node. Its time budget is checked once, at the end.
 
 Nothing the expression's author wrote becomes source text: field names,
-literals, functions and operators are taken from a table (`K0`, `F1`,
+literals, functions and operators are taken from a table (`K0`, `K1`,
 ...), and the source is made only of generated names and Python
 operators. Node kinds the closures do not run are refused by `_build`
 first; a tree too deep for Python's compiler gets no fast path.
@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .library import FIELD_FUNCTIONS, FUNCTIONS, ROUNDING
 from .operators import ARITHMETIC
-from .values import MAX_TEXT, PLAIN, admit
+from .values import MAX_TEXT, NUMBER_TYPES, PLAIN, admit
 
 Fast = Callable[[Any, Callable[[str], Any]], Any]
 
@@ -265,14 +265,14 @@ def straight_formulas(formulas: list[tuple[ast.Expression, str, Callable[[Any], 
 
 def _function(writer: _Writer, last: str, head: str = "def run(ev, get):") -> Fast | None:
     source = "\n".join([head, *writer.lines, last])
-    scope = {"__builtins__": {}, "type": type, "Exception": Exception, "PLAIN": PLAIN, "NUMBERS": _NUMBERS,
+    scope = {"__builtins__": {}, "type": type, "Exception": Exception, "PLAIN": PLAIN, "NUMBERS": NUMBER_TYPES,
              "Decimal": Decimal, "quantize": ROUNDING.quantize, "name": _name, "fail": _fail, "GAVE_UP": GAVE_UP,
              **writer.names}
     try:
         exec(compile(source, "<expression>", "exec"), scope)
     except (SyntaxError, RecursionError, MemoryError, ValueError):   # nested too deep for Python's compiler
         return None
-    return scope["run"]
+    run = scope["run"]
+    run.source = source   # what it runs, for reading (and for the tests that check it)
+    return run
 
-
-_NUMBERS = frozenset({int, Decimal})

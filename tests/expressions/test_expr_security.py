@@ -124,3 +124,29 @@ def test_process_alive_and_no_side_effects(tmp_path):
     assert not marker.exists()
     assert evaluate_with_vars("1 + 1", {}, ctx()) == 2
     assert os.getpid() > 0
+
+
+def test_nothing_an_author_writes_becomes_source_of_the_fast_path():
+    """The generated function (`straight`) names its values from a table:
+    text, numbers and field names written by the author never appear in
+    the source it compiles, whatever they hold."""
+    import io
+    import keyword
+    import tokenize
+
+    from loomcrm.metadata.expressions import Scope, analyze
+    from loomcrm.runtime.expressions.compiled import Compiled
+
+    hostile = ["\"'); __import__('os').system('id'); ('\"", "'\\n    import os\\n'", "'\"\"\"'", "'#'", "'\\\\'"]
+    scope = Scope(objects={}, object_name="", extra_names={"name": "text", "amount": "number"})
+    allowed = {"run", "ev", "get", "record", "type", "PLAIN", "NUMBERS", "Decimal", "quantize", "name", "fail",
+               "GAVE_UP", "Exception", "clock", "done", "outcomes", "out", "_now", "max_steps"}
+    for text in hostile:
+        for source in [f"concat(name, {text}) == {text}", f"{text} in [name, {text}]",
+                       f"(amount + 1 if contains(name, {text}) else 2) > 1"]:
+            fast = Compiled(analyze(source, scope))._run.fast
+            assert fast is not None, source
+            tokens = list(tokenize.generate_tokens(io.StringIO(fast.source).readline))
+            assert not [t for t in tokens if t.type == tokenize.STRING], fast.source
+            names = {t.string for t in tokens if t.type == tokenize.NAME} - set(keyword.kwlist)
+            assert {n for n in names if not (n[0] in "Kv" and n[1:].isdigit())} <= allowed, fast.source
