@@ -27,7 +27,6 @@ bundle reader removes it before the models see the file.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 import sys

@@ -34,7 +34,7 @@ from loomcrm.platform.db import write_transaction
 from .fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
 from .migrate.checks import check_snapshot
 from .migrate.execute import PublishResult, plan_for, publish
-from .records import Invalid, RecordError, RecordService
+from .records import RecordError, RecordService
 from .tables import build_schema
 
 

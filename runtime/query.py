@@ -24,7 +24,7 @@ from loomcrm.metadata.model import ObjectDef
 from .expressions import compile_expression
 from .expressions.sql import JoinResolver, to_sql
 from .fields import FieldContext, FieldError, field_type
-from .fields.dates import iso_utc, parse_datetime
+from .fields.dates import parse_datetime
 from .records import RecordError, record_json
 from .tables import CompiledSchema
 

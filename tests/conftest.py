@@ -7,8 +7,6 @@ failure, never a silent skip.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import pytest

@@ -32,7 +32,7 @@ from . import dryrun, savedviews
 from .board import build_board, totals
 from .conditions import FieldState, field_states, working_record
 from .display import Display
-from .listing import COUNT_CAP, PAGE_SIZE, count_capped, export_csv, list_params, searchable, sortable
+from .listing import COUNT_CAP, count_capped, export_csv, list_params, searchable, sortable
 from .refs import Refs, record_title, title_column
 from .related import list_columns, related_lists, timeline
 from .widgets import editable, form_fields, input_value, parse_form, sections, widget

@@ -53,7 +53,7 @@ def conversion_failures(conn, plan: Plan, op: d.ChangeType, ctx, table: str | No
     table = table or old_table_of(plan, op.obj)
     column = column or op.old.name
     objects = {o.name: o for o in plan.old.objects}
-    old_type, new_type = field_type(op.old), field_type(op.field)
+    old_type = field_type(op.old)
     col_type = old_type.column_type(op.old, objects)
     t = typed_table(table, column, col_type)
     failures, sample, converted, failed = 0, [], {}, []

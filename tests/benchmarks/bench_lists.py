@@ -114,7 +114,7 @@ def run(quick: bool = False) -> list[Figure]:
             cursor, last = first.json()["next_cursor"], first.json()["data"][-1]
             for _ in range(depth - 1):
                 page = client.get("/api/v1/opportunity", params={**params, "cursor": cursor}).json()
-                before, cursor, last = last, page["next_cursor"], page["data"][-1]
+                cursor, last = page["next_cursor"], page["data"][-1]
             deep_params = {**params, "cursor": cursor}
             amount, last_id = Decimal(str(last["amount"])), last["id"]   # the raw deep page starts after the same record
 

@@ -4,7 +4,6 @@ SQLite and PostgreSQL (property-based), and says what cannot run in SQL."""
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal as D
 
 import pytest
 import sqlalchemy as sa

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 

@@ -113,7 +113,6 @@ def _random_edits_match_a_fresh_build(migrated_url, fresh_url, data):
         for name, fields in state.items():
             extra = [f for f in fields if f["type"] in SAMPLE and not f.get("unique")]
             if extra:
-                ids = list(select_all(engine, name))
                 with engine.begin() as conn:
                     table = sa.Table(f"o_{name}", sa.MetaData(), autoload_with=conn)  # typed binds on both databases
                     for f in extra[-1:]:
