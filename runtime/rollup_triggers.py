@@ -5,11 +5,12 @@ child's own write then moves its parents in the same statement, without a
 second round trip from the record service, and writes made around Loom
 (SQL by hand) keep the value exact too.
 
-A trigger's name is a hash of its definition, so the record service knows
-which rollups the database keeps by looking the names up (`maintained`,
-once per metadata version): a rollup whose trigger is missing — a database
-published before triggers existed, a filter the SQL back end cannot
-translate — is kept by `rollups.propagate` as before, never by both.
+A trigger's name holds a hash of its rollup and one of its definition, so
+the record service knows which rollups the database keeps by looking the
+names up (`maintained`, once per metadata version): a rollup without a
+trigger — a database published before triggers existed, a filter the SQL
+back end cannot translate — is kept by `rollups.propagate` as before,
+never by both.
 
 Each publish drops every Loom trigger before it changes tables (SQLite
 rebuilds a table to alter it, and a trigger naming a table mid-rebuild
@@ -128,6 +129,13 @@ def _definition(schema: CompiledSchema, spec: RollupSpec, dialect) -> TriggerSet
     everything = sa.select(total).where(*conditions).scalar_subquery()
     stored = parent.c[spec.field.name]
 
+    def move_or_fill(pid: str, amount: str, condition: str | None = None) -> str:
+        """Add `amount` to parent `pid`'s value, or compute a value never
+        computed (the child's change included)."""
+        value = sa.case((stored.is_(None), everything), else_=sa.literal_column(moved(amount)))
+        where = [parent.c.id == sa.literal_column(pid)] + ([sa.literal_column(condition)] if condition else [])
+        return sql_text(sa.update(parent).where(*where).values({stored: value}), dialect) + ";"
+
     def fill(*ids: str) -> str:
         return sql_text(sa.update(parent).where(parent.c.id.in_([sa.literal_column(i) for i in ids]), stored.is_(None))
                         .values({stored: everything}), dialect) + ";"
@@ -137,45 +145,42 @@ def _definition(schema: CompiledSchema, spec: RollupSpec, dialect) -> TriggerSet
         def move(row: str, sign: str) -> str:
             return (f"UPDATE {target} SET {column} = {moved(f'{sign}{share(row)}')} "
                     f"WHERE id = {row}.{via} AND {column} IS NOT NULL AND {counted(row)};")
-
-        def move_or_fill(row: str, sign: str) -> str:
-            # one row changed: its parent is moved, or computed with it
-            value = sa.case((stored.is_(None), everything), else_=sa.literal_column(moved(f"{sign}{share(row)}")))
-            return sql_text(sa.update(parent).where(parent.c.id == sa.literal_column(f"{row}.{via}"),
-                                                    sa.literal_column(counted(row))).values({stored: value}), dialect) + ";"
-        # an update moves two parents (or one twice): the moves first, then
-        # whichever of them was never computed
-        bodies = {"i": f"AFTER INSERT ON {quote(child.name)} BEGIN {move_or_fill('NEW', '')} END",
+        # An update moves two parents (or one twice): the moves first, then
+        # whichever of them was never computed.
+        bodies = {"i": f"AFTER INSERT ON {quote(child.name)} "
+                       f"BEGIN {move_or_fill(f'NEW.{via}', share('NEW'), counted('NEW'))} END",
                   "u": f"AFTER UPDATE OF {watched} ON {quote(child.name)} "
                        f"BEGIN {move('OLD', '-')} {move('NEW', '')} {fill(f'OLD.{via}', f'NEW.{via}')} END",
-                  "d": f"AFTER DELETE ON {quote(child.name)} BEGIN {move_or_fill('OLD', '-')} END"}
+                  "d": f"AFTER DELETE ON {quote(child.name)} "
+                       f"BEGIN {move_or_fill(f'OLD.{via}', '-' + share('OLD'), counted('OLD'))} END"}
         base = _name(spec, repr(sorted(bodies.items())))
         return TriggerSet(spec, tuple(f"{base}_{kind}" for kind in bodies),
                           tuple(f"CREATE TRIGGER {base}_{kind} {body}" for kind, body in bodies.items()))
-    # PostgreSQL: one function per rollup; the old and the new parent are
-    # moved in id order, as the record service locks parents
-    update = f"UPDATE {target} SET {column} = {moved('amount')} WHERE id = pid AND {column} IS NOT NULL;"
+    # PostgreSQL: one function per rollup. The old and the new parent are
+    # moved in id order, as the record service locks parents, each by one
+    # statement that also computes a never-computed value: a concurrent
+    # writer waiting for the row re-reads it (READ COMMITTED) and adds to
+    # what the first one stored. Variables start with "_loom_", as no
+    # field's name can.
     body = f"""
-DECLARE old_id text; new_id text; old_amount numeric := 0; new_amount numeric := 0; pid text; amount numeric;
-  old_parent text; new_parent text;
+DECLARE _loom_old text; _loom_new text; _loom_old_amount numeric := 0; _loom_new_amount numeric := 0;
 BEGIN
   IF TG_OP <> 'INSERT' THEN
-    old_parent := OLD.{via};
-    IF {counted('OLD')} THEN old_id := OLD.{via}; old_amount := -{share('OLD')}; END IF;
+    IF {counted('OLD')} THEN _loom_old := OLD.{via}; _loom_old_amount := -{share('OLD')}; END IF;
   END IF;
   IF TG_OP <> 'DELETE' THEN
-    new_parent := NEW.{via};
-    IF {counted('NEW')} THEN new_id := NEW.{via}; new_amount := {share('NEW')}; END IF;
+    IF {counted('NEW')} THEN _loom_new := NEW.{via}; _loom_new_amount := {share('NEW')}; END IF;
   END IF;
-  IF old_id = new_id THEN new_amount := new_amount + old_amount; old_id := NULL; END IF;
-  IF old_id IS NOT NULL AND old_amount <> 0 AND (new_id IS NULL OR old_id < new_id) THEN
-    pid := old_id; amount := old_amount; {update} old_id := NULL;
+  IF _loom_old = _loom_new THEN _loom_new_amount := _loom_new_amount + _loom_old_amount; _loom_old := NULL; END IF;
+  IF _loom_old IS NOT NULL AND _loom_old_amount <> 0 AND (_loom_new IS NULL OR _loom_old < _loom_new) THEN
+    {move_or_fill('_loom_old', '_loom_old_amount')} _loom_old := NULL;
   END IF;
-  IF new_id IS NOT NULL AND new_amount <> 0 THEN pid := new_id; amount := new_amount; {update} END IF;
-  IF old_id IS NOT NULL AND old_amount <> 0 THEN pid := old_id; amount := old_amount; {update} END IF;
-  {fill('old_parent', 'new_parent')}
+  IF _loom_new IS NOT NULL AND _loom_new_amount <> 0 THEN {move_or_fill('_loom_new', '_loom_new_amount')} END IF;
+  IF _loom_old IS NOT NULL AND _loom_old_amount <> 0 THEN {move_or_fill('_loom_old', '_loom_old_amount')} END IF;
   RETURN NULL;
 END"""
+    if "$loom$" in body:   # a filter's text would end the quoted body
+        raise sa.exc.CompileError("the filter holds the function body's quote")
     trigger = f"AFTER INSERT OR DELETE OR UPDATE OF {watched} ON {quote(child.name)} FOR EACH ROW"
     name = _name(spec, body + trigger)
     return TriggerSet(spec, (name,), (
@@ -183,9 +188,13 @@ END"""
         f"CREATE TRIGGER {name} {trigger} EXECUTE FUNCTION {name}()"))
 
 
+def _identity(parent: str, field: str) -> str:
+    """The part of a trigger's name that says which rollup it keeps."""
+    return f"{PREFIX}{hashlib.sha256(f'{parent}.{field}'.encode()).hexdigest()[:12]}_"
+
+
 def _name(spec: RollupSpec, definition: str) -> str:
-    digest = hashlib.sha256(f"{spec.parent}.{spec.field.name}:{definition}".encode()).hexdigest()[:24]
-    return f"{PREFIX}{digest}"
+    return _identity(spec.parent, spec.field.name) + hashlib.sha256(definition.encode()).hexdigest()[:12]
 
 
 def _existing(conn: sa.Connection) -> dict[str, str | None]:
@@ -210,11 +219,14 @@ def _existing(conn: sa.Connection) -> dict[str, str | None]:
 
 def maintained(conn: sa.Connection, schema: CompiledSchema) -> frozenset[tuple[str, str]]:
     """(parent, field) of the rollups this database keeps by triggers,
-    asked once per metadata version."""
+    asked once per metadata version. A trigger of an older definition (made
+    by an earlier publish or Loom version) counts too: it moves the value,
+    so the record service must not; the next publish replaces it."""
     def find():
         present = _existing(conn)
-        return frozenset((s.spec.parent, s.spec.field.name) for s in trigger_sets(schema, conn.dialect)
-                         if all(name in present for name in s.names))
+        specs = [spec for items in dependents(schema).by_child.values() for spec in items]
+        return frozenset((spec.parent, spec.field.name) for spec in specs
+                         if any(name.startswith(_identity(spec.parent, spec.field.name)) for name in present))
     return schema.cached(("rollups_maintained", conn.dialect.name), find)
 
 
@@ -228,12 +240,10 @@ def drop_triggers(conn: sa.Connection) -> None:
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {quote(table)}" if conn.dialect.name == "postgresql" else ""))
 
 
-def sync_triggers(conn: sa.Connection, schema: CompiledSchema) -> list[RollupSpec]:
+def sync_triggers(conn: sa.Connection, schema: CompiledSchema) -> None:
     """Create the triggers of `schema` (after `drop_triggers` and the
-    table changes); the rollups now kept by the database."""
-    created = []
+    table changes)."""
     for made in trigger_sets(schema, conn.dialect):
         for statement in made.ddl:
+            # psycopg reads % as a placeholder even without parameters
             conn.exec_driver_sql(statement.replace("%", "%%") if conn.dialect.name == "postgresql" else statement)
-        created.append(made.spec)
-    return created

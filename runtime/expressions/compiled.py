@@ -72,9 +72,7 @@ class Session:
     def run_program(self, program, record: Mapping[str, Any], *more: Any) -> Any:
         """What a `rules_program` or `formulas_program` answers over `record`,
         or None when each expression must run alone."""
-        interp = getattr(_local, "interp", None)
-        if interp is None or interp.busy:
-            return None
+        interp = for_thread()
         if interp.owner is not self:
             interp.bind(self.context, self)
         return interp.run_program(program, record, *more)

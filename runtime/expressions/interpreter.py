@@ -42,10 +42,9 @@ from .context import EvalContext
 from .library import FIELD_FUNCTIONS, FUNCTIONS
 from .operators import ARITHMETIC, COMPARE
 from .straight import straight
-from .values import NUMBER_TYPES, PLAIN, EvalFailure, admit
+from .values import NUMBER_TYPES, PLAIN, EvalFailure, admit, admit_read
 
 _NOTHING: Mapping[str, Any] = {}
-_GAVE_UP = object()
 
 
 class LoomInterpreter(asteval.Interpreter):
@@ -105,12 +104,9 @@ class LoomInterpreter(asteval.Interpreter):
             fast = run.fast
             if fast is not None and run.size <= self.max_steps:
                 try:
-                    value = fast(self, record.get)
+                    return fast(self, record.get)
                 except Exception:   # the closures report it, at its node
-                    value = _GAVE_UP
-                if value is not _GAVE_UP and perf_counter() <= self.deadline:
-                    return value
-                self.deadline = perf_counter() + self.budget   # the closures run afresh
+                    self.deadline = perf_counter() + self.budget   # and run afresh
             return run(self)
         except EvalFailure as failure:
             raise _error(source, failure.node or run.node, failure.code, failure.message) from None
@@ -126,20 +122,18 @@ class LoomInterpreter(asteval.Interpreter):
 
     def run_program(self, program: Callable, record: Mapping[str, Any], *more: Any) -> Any:
         """What a program of several expressions (`straight.straight_rules`,
-        `straight_formulas`) answers under the bound context; None if it ran
-        past one expression's time budget (each then runs alone, with its own)."""
+        `straight_formulas`) answers under the bound context; None if it
+        failed as a whole (each expression then runs alone)."""
         self.record = record
         self.steps = 0
-        self.deadline = perf_counter() + self.budget
         self.busy = True
         try:
-            result = program(self, record.get, *more)
-        except Exception:   # a program catches its expressions' own; anything else: each runs alone
+            return program(self, record.get, *more)
+        except Exception:   # a program catches its expressions' own
             return None
         finally:
             self.busy = False
             self.record = _NOTHING
-        return result if perf_counter() <= self.deadline else None
 
     def run(self, node, expr=None, lineno=None, with_raise=True):
         """asteval's entry point: refused, expressions run only as closures
@@ -207,13 +201,10 @@ def _name(node):
 
     def name(ev):
         value = ev.record.get(key)
-        kind = type(value)
-        if kind in PLAIN:
-            return value
-        if kind is str and len(value) <= 100_000:
+        if type(value) in PLAIN:
             return value
         try:
-            return admit(value, ev.tz)
+            return admit_read(value, ev.tz)
         except EvalFailure as failure:
             failure.node = node
             raise

@@ -135,21 +135,26 @@ def to_sql(compiled: Compiled, resolver: SqlResolver, *, context: EvalContext | 
 
 
 def sql_text(clause: ColumnElement, dialect: sa.engine.Dialect) -> str:
-    """`clause` as SQL text with every value written in, for DDL such as a
-    trigger's body, which takes no parameters. (SQLAlchemy's literal_binds
-    misses some: SQLite's IS NOT.) CompileError if a value cannot be written."""
+    """`clause` as plain SQL text with every value written in, for DDL such
+    as a trigger's body, which takes no parameters. (SQLAlchemy's
+    literal_binds misses some: SQLite's IS NOT.) CompileError if a value
+    cannot be written."""
     compiler = dialect.statement_compiler(dialect, None)
+    # drivers with %s placeholders get every % doubled in compiled text
+    escaped = dialect.paramstyle in ("format", "pyformat")
 
     def inline(element):
         if isinstance(element, _PerDialect):
             return replacement_traverse(element.dialects.get(dialect.name, element.default), {}, inline)
         if isinstance(element, BindParameter):
-            return sa.literal_column(compiler.render_literal_value(element.effective_value, element.type))
+            text = compiler.render_literal_value(element.effective_value, element.type)
+            return sa.literal_column(text.replace("%%", "%") if escaped else text)
         return None
     compiled = replacement_traverse(clause, {}, inline).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
     if compiled.positiontup or compiled.binds:
         raise sa.exc.CompileError("a value could not be written into the SQL")
-    return str(compiled)
+    text = str(compiled)
+    return text.replace("%%", "%") if escaped else text
 
 
 class _Translator:

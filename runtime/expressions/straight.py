@@ -6,8 +6,9 @@ The closures stay the reference. The generated function runs only where
 it must give what they give: when the expression has no more composite
 nodes than the step budget (so it cannot run out of steps), and it gives
 up (`Fallback`, or any exception) wherever the closures would report an
-error; `LoomInterpreter.run_bound` then runs the closures, which report
-the error at its node. Its time budget is checked once, at the end.
+error, and when the time budget has run out after a library call (the
+closures check it there too); `LoomInterpreter.run_bound` then runs the
+closures, which report the error at its node.
 
 Nothing the expression's author wrote becomes source text: field names,
 literals, functions and operators are taken from a table (`K0`, `K1`,
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import ast
 from decimal import Decimal
+from time import perf_counter
 from typing import Any, Callable
 
 from .library import FIELD_FUNCTIONS, FUNCTIONS, ROUNDING
 from .operators import ARITHMETIC
-from .values import MAX_TEXT, NUMBER_TYPES, PLAIN, admit
+from .values import NUMBER_TYPES, PLAIN, admit_read
 
 Fast = Callable[[Any, Callable[[str], Any]], Any]
 
@@ -37,12 +39,10 @@ def _fail():
     raise Fallback
 
 
-def _name(ev, value):
-    # The record's value if it is not of a plain type (see interpreter._name)
-    if type(value) is str and len(value) <= MAX_TEXT:
-        return value
-    return admit(value, ev.tz)
-
+_DEEPEST = 90   # indentation levels (Python's limit is 100)
+# calls written out where the arguments allow (see `_Writer.inline`); no
+# time passes in them
+_INLINE = frozenset({"coalesce", "is_blank", "round"})
 
 _CMP = {ast.Eq: "{a} == {b}", ast.NotEq: "{a} != {b}", ast.In: "{a} in {b}", ast.NotIn: "{a} not in {b}",
         ast.Lt: "{a} is not None and {b} is not None and {a} < {b}",
@@ -68,6 +68,8 @@ class _Writer:
         return f"v{self.temps}"
 
     def put(self, indent: int, line: str) -> None:
+        if indent > _DEEPEST:
+            raise Fallback   # deeper than Python's compiler takes
         self.lines.append("    " * indent + line)
 
     def fail(self, indent: int) -> None:
@@ -83,7 +85,7 @@ class _Writer:
         if kind is ast.Name:
             v = self.temp()
             self.put(indent, f"{v} = get({self.ref(node.id)})")
-            self.put(indent, f"if type({v}) not in PLAIN: {v} = name(ev, {v})")
+            self.put(indent, f"if type({v}) not in PLAIN: {v} = admit_read({v}, ev.tz)")
             return v
         if kind in (ast.List, ast.Tuple):
             items = [self.node(e, indent) for e in node.elts]
@@ -126,17 +128,18 @@ class _Writer:
                 args = [self.ref(node.args[0].id)] + ([] if stages is None else [self.ref(stages)])
             else:
                 args = [self.node(a, indent) for a in node.args]
-            if not self.inline(name, node, args, v, indent):
+            if not self.inline(name, fn, node, args, v, indent):
                 self.put(indent, f"{v} = {fn}(ev{''.join(', ' + a for a in args)})")
+            if name not in _INLINE:   # as the closures do: the time budget after each call
+                self.put(indent, "if ticks() > ev.deadline: fail()")
         else:
             raise Fallback
         return v
 
-    def inline(self, name: str, node, args: list[str], v: str, indent: int) -> bool:
+    def inline(self, name: str, fn: str, node, args: list[str], v: str, indent: int) -> bool:
         """The commonest calls written out for their common cases (the
         arguments are already evaluated, as for any call); the library
-        function answers every other case."""
-        fn = self.ref(FUNCTIONS[name])
+        function `fn` answers every other case."""
         if name == "coalesce" and len(args) == 2:
             a, b = args
             self.put(indent, f"{v} = {a} if {a} is not None else {b}")
@@ -157,36 +160,39 @@ class _Writer:
         return True
 
     def boolop(self, values: list, is_and: bool, v: str, indent: int) -> None:
-        # SPEC semantics: True or False; None counts as false; else an error
-        a = self.node(values[0], indent)
-        rest = values[1:]
-        if is_and:
-            self.put(indent, f"if {a} is True:")
-            if rest:
-                self.boolop(rest, is_and, v, indent + 1)
+        # SPEC semantics: True or False; None counts as false; else an error.
+        # Each operand runs while the answer is still open (`v` keeps its
+        # first value), at one indentation however many there are.
+        going = "True" if is_and else "False"
+        self.put(indent, f"{v} = {going}")
+        for i, operand in enumerate(values):
+            inner = indent if i == 0 else indent + 1
+            if i:
+                self.put(indent, f"if {v} is {going}:")
+            a = self.node(operand, inner)
+            if is_and:
+                self.put(inner, f"if {a} is False or {a} is None: {v} = False")
+                self.put(inner, f"elif {a} is not True: fail()")
             else:
-                self.put(indent + 1, f"{v} = True")
-            self.put(indent, f"elif {a} is False or {a} is None: {v} = False")
-        else:
-            self.put(indent, f"if {a} is True: {v} = True")
-            self.put(indent, f"elif {a} is False or {a} is None:")
-            if rest:
-                self.boolop(rest, is_and, v, indent + 1)
-            else:
-                self.put(indent + 1, f"{v} = False")
-        self.fail(indent)
+                self.put(inner, f"if {a} is True: {v} = True")
+                self.put(inner, f"elif {a} is not False and {a} is not None: fail()")
 
     def compare(self, node, v: str, indent: int) -> None:
         # Operands are evaluated lazily and once, as in Python; a TypeError
         # (values that cannot be compared) gives up to the closures.
         a = self.node(node.left, indent)
-        self.put(indent, f"{v} = False")
-        for op, right in zip(node.ops, node.comparators):
-            b = self.node(right, indent)
-            self.put(indent, f"if {_CMP[type(op)].format(a=a, b=b)}:")
-            indent += 1
-            a = b
         self.put(indent, f"{v} = True")
+        for i, (op, right) in enumerate(zip(node.ops, node.comparators)):
+            inner = indent if i == 0 else indent + 1
+            if i:
+                self.put(indent, f"if {v} is True:")
+            b = self.node(right, inner)
+            self.put(inner, f"if not ({_CMP[type(op)].format(a=a, b=b)}): {v} = False")
+            a = b
+
+
+# A tree the writer cannot write out (or that is too deep for it): no fast path
+_NO_FAST_PATH = (Fallback, KeyError, AttributeError, IndexError, RecursionError)
 
 
 def straight(tree: ast.Expression) -> tuple[Fast | None, int]:
@@ -195,7 +201,7 @@ def straight(tree: ast.Expression) -> tuple[Fast | None, int]:
     writer = _Writer()
     try:
         result = writer.node(tree.body, 1)
-    except (Fallback, KeyError, AttributeError, IndexError):
+    except _NO_FAST_PATH:
         return None, writer.size
     return _function(writer, f"    return {result}"), writer.size
 
@@ -208,32 +214,32 @@ def straight_rules(rules: list[tuple[ast.Expression | None, ast.Expression]]) ->
     `check`) pair of checked trees: it answers a list with, per rule, True
     (holds), False (broken), None (`when` did not hold) or GAVE_UP (the
     closures must run it, alone: an error, a budget, no fast path). Each
-    rule gets its own "now", as each evaluation does."""
+    expression gets its own "now" and time budget, as each evaluation does."""
     writer = _Writer()
     for when, check in rules:
+        mark = len(writer.lines)
         try:
-            mark = len(writer.lines)
             writer.put(1, "try:")
-            writer.put(2, "ev._now = clock")
             steps, indent = 0, 2
             if when is not None:
+                writer.put(2, "ev._now = clock; ev.deadline = ticks() + budget")
                 writer.size = 0
                 w = writer.node(when.body, 2)
                 steps = writer.size
                 writer.put(2, f"if {w} is not True: out(None)")
                 writer.put(2, "else:")
-                writer.put(3, "ev._now = clock")
                 indent = 3
+            writer.put(indent, "ev._now = clock; ev.deadline = ticks() + budget")
             writer.size = 0
             c = writer.node(check.body, indent)
             writer.put(indent, f"out({c} is True)")
             writer.put(1, "except Exception: out(GAVE_UP)")
             # more composite nodes than steps allowed: the closures count them
             writer.lines.insert(mark + 1, f"        if ev.max_steps < {max(steps, writer.size)}: fail()")
-        except (Fallback, KeyError, AttributeError, IndexError):
+        except _NO_FAST_PATH:
             del writer.lines[mark:]
             writer.put(1, "out(GAVE_UP)")
-    head = ["    clock = ev.clock", "    outcomes = []", "    out = outcomes.append"]
+    head = ["    clock, budget = ev.clock, ev.budget", "    outcomes = []", "    out = outcomes.append"]
     writer.lines[:0] = head
     return _function(writer, "    return outcomes")
 
@@ -250,29 +256,30 @@ def straight_formulas(formulas: list[tuple[ast.Expression, str, Callable[[Any], 
         writer.size = 0
         mark = len(writer.lines)
         try:
-            writer.put(2, "ev._now = clock")
+            writer.put(2, "ev._now = clock; ev.deadline = ticks() + budget")
             v = writer.node(tree.body, 2)
-        except (Fallback, KeyError, AttributeError, IndexError):
+        except _NO_FAST_PATH:
             del writer.lines[mark:]
             break
         writer.lines.insert(mark, f"        if ev.max_steps < {writer.size}: fail()")
         writer.put(2, f"record[{writer.ref(name)}] = {writer.ref(store)}({v})")
         writer.put(2, "done += 1")
+    if len(writer.lines) == 1:
+        return None   # not even the first formula
     writer.put(1, "except Exception: pass")
-    writer.lines[:0] = ["    clock = ev.clock", "    done = 0"]
+    writer.lines[:0] = ["    clock, budget = ev.clock, ev.budget", "    done = 0"]
     return _function(writer, "    return done", "def run(ev, get, record):")
 
 
 def _function(writer: _Writer, last: str, head: str = "def run(ev, get):") -> Fast | None:
     source = "\n".join([head, *writer.lines, last])
     scope = {"__builtins__": {}, "type": type, "Exception": Exception, "PLAIN": PLAIN, "NUMBERS": NUMBER_TYPES,
-             "Decimal": Decimal, "quantize": ROUNDING.quantize, "name": _name, "fail": _fail, "GAVE_UP": GAVE_UP,
-             **writer.names}
+             "Decimal": Decimal, "quantize": ROUNDING.quantize, "ticks": perf_counter, "admit_read": admit_read, "fail": _fail,
+             "GAVE_UP": GAVE_UP, **writer.names}
     try:
         exec(compile(source, "<expression>", "exec"), scope)
-    except (SyntaxError, RecursionError, MemoryError, ValueError):   # nested too deep for Python's compiler
+    except (SyntaxError, RecursionError, MemoryError, ValueError):   # too deep for Python's compiler after all
         return None
     run = scope["run"]
     run.source = source   # what it runs, for reading (and for the tests that check it)
     return run
-

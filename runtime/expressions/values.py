@@ -57,6 +57,15 @@ def check_text(value: str) -> str:
     return value
 
 
+def admit_read(value: Any, tz: tzinfo) -> Any:
+    """A record's value as an expression reads it, for a value not of a
+    `PLAIN` type: text up to MAX_TEXT as it is (the common case), anything
+    else through `admit`."""
+    if type(value) is str and len(value) <= MAX_TEXT:
+        return value
+    return admit(value, tz)
+
+
 def admit(value: Any, tz: tzinfo, *, nested: bool = False) -> Any:
     """The plain value for `value` as given by a caller, or EvalFailure."""
     kind = type(value)

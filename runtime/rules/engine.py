@@ -199,7 +199,7 @@ class SaveRun:
             record = self.record
             before = [record.get(f.name) for f, _ in formulas]
             done = self.session.run_program(program, self.view if self.rules.formulas_paths else record, record)
-            if done is None:   # past a time budget: every formula again, one by one, from the values before
+            if done is None:   # it failed as a whole: every formula again, one by one, from the values before
                 for (f, _), old in zip(formulas, before):
                     record[f.name] = old
                 done = 0

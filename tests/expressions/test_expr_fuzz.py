@@ -124,3 +124,13 @@ def test_typical_rules_take_the_fast_path():
     for source in ["round(coalesce(amount, 0) * 95 / 100, 2)", "is_blank(amount) or amount > 0",
                    "stage == 'won' and len(trim(notes)) >= 2", "1 < amount <= 10", "amount if amount > 0 else -amount"]:
         assert Compiled(analyze(source, scope))._run.fast is not None, source
+
+
+def test_a_long_flat_chain_takes_the_fast_path():
+    scope = Scope(objects={}, object_name="", extra_names={"a": "number"})
+    for op in ("or", "and"):
+        source = f" {op} ".join(f"a > {i}" for i in range(300))
+        compiled = Compiled(analyze(source, scope))
+        assert compiled._run.fast is not None
+        assert compiled.evaluate({"a": 150}, context=ctx()) is (op == "or")
+        assert compiled.evaluate({"a": None}, context=ctx()) is False

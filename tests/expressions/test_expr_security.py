@@ -139,8 +139,9 @@ def test_nothing_an_author_writes_becomes_source_of_the_fast_path():
 
     hostile = ["\"'); __import__('os').system('id'); ('\"", "'\\n    import os\\n'", "'\"\"\"'", "'#'", "'\\\\'"]
     scope = Scope(objects={}, object_name="", extra_names={"name": "text", "amount": "number"})
-    allowed = {"run", "ev", "get", "record", "type", "PLAIN", "NUMBERS", "Decimal", "quantize", "name", "fail",
-               "GAVE_UP", "Exception", "clock", "done", "outcomes", "out", "_now", "max_steps"}
+    allowed = {"run", "ev", "get", "record", "type", "PLAIN", "NUMBERS", "Decimal", "quantize", "admit_read", "tz", "fail",
+               "GAVE_UP", "Exception", "clock", "done", "outcomes", "out", "_now", "max_steps", "ticks", "deadline",
+               "budget"}
     for text in hostile:
         for source in [f"concat(name, {text}) == {text}", f"{text} in [name, {text}]",
                        f"(amount + 1 if contains(name, {text}) else 2) > 1"]:
@@ -150,3 +151,29 @@ def test_nothing_an_author_writes_becomes_source_of_the_fast_path():
             assert not [t for t in tokens if t.type == tokenize.STRING], fast.source
             names = {t.string for t in tokens if t.type == tokenize.NAME} - set(keyword.kwlist)
             assert {n for n in names if not (n[0] in "Kv" and n[1:].isdigit())} <= allowed, fast.source
+
+
+def test_the_fast_path_keeps_the_time_budget_after_each_call(monkeypatch):
+    """A slow library call stops the generated function as it stops the
+    closures: after the call that crossed the budget, not at the end."""
+    import time
+
+    from loomcrm.metadata.expressions import Scope, analyze
+    from loomcrm.runtime.expressions import library
+    from loomcrm.runtime.expressions.compiled import Compiled
+
+    calls = []
+
+    def slow_trim(ev, s):
+        calls.append(s)
+        time.sleep(0.005)
+        return library.trim(ev, s)
+
+    monkeypatch.setitem(library.FUNCTIONS, "trim", slow_trim)
+    compiled = Compiled(analyze("concat(" + ", ".join(["trim(s)"] * 40) + ")",
+                                Scope(objects={}, object_name="", extra_names={"s": "text"})))
+    assert compiled._run.fast is not None
+    with pytest.raises(ExpressionError) as caught:
+        compiled.evaluate({"s": " a "}, context=ctx(budget_ms=10))
+    assert caught.value.errors[0].code == "budget_exceeded"
+    assert len(calls) <= 10   # a few calls of the fast path, a few of the closures, not 40 and 40

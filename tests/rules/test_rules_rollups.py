@@ -457,9 +457,13 @@ def test_triggers_keep_rollups_for_writes_made_around_loom_and_follow_a_changed_
     from loomcrm.runtime.rollup_triggers import maintained
 
     teams = json.loads(json.dumps(TEAMS))
-    # quotes and a percent sign written into the trigger's SQL
-    teams["objects"][0]["fields"].append({"name": "odd", "type": "rollup", "from": "deal", "via": "team",
-                                          "function": "count", "filter": "status != \"50% o'clock\""})
+    # quotes and a percent sign written into the trigger's SQL; a parent
+    # field named like what a trigger might hold in a variable
+    teams["objects"][1]["fields"].append({"name": "note", "type": "text"})
+    teams["objects"][0]["fields"] += [
+        {"name": "odd", "type": "rollup", "from": "deal", "via": "team", "function": "count",
+         "filter": "note == \"50% o'clock\" or contains(coalesce(note, ''), '%_')"},
+        {"name": "amount", "type": "currency"}, {"name": "pid", "type": "text"}]
     engine = engine_for(database_url)
     install_bundle(engine, bundle_from_json(teams))
     app, runtime = make_app(engine)
@@ -467,9 +471,9 @@ def test_triggers_keep_rollups_for_writes_made_around_loom_and_follow_a_changed_
     try:
         with engine.connect() as conn:
             assert ("team", "odd") in maintained(conn, runtime.schema())
-        a = post(client, "team", {"name": "A"})
-        post(client, "deal", {"team": a["id"], "amount": 100})
-        won = post(client, "deal", {"team": a["id"], "amount": 40, "status": "won"})
+        a = post(client, "team", {"name": "A", "amount": 1, "pid": "x"})
+        post(client, "deal", {"team": a["id"], "amount": 100, "note": "50% o'clock"})
+        won = post(client, "deal", {"team": a["id"], "amount": 40, "status": "won", "note": "5%_off"})
         deals = runtime.schema().table("deal")
         with engine.begin() as conn:   # SQL by hand, around the record service
             now = datetime.now(timezone.utc)
@@ -477,7 +481,7 @@ def test_triggers_keep_rollups_for_writes_made_around_loom_and_follow_a_changed_
                                                  created_at=now, updated_at=now))
             conn.execute(sa.update(deals).where(deals.c.id == won["id"]).values(status="open"))
         t = get(client, "team", a["id"])
-        assert (t["open_amount"], t["deals"], t["odd"]) == (Decimal("147.25"), 3, 3)
+        assert (t["open_amount"], t["deals"], t["odd"]) == (Decimal("147.25"), 3, 2)
         with engine.begin() as conn:
             conn.execute(sa.delete(deals).where(deals.c.id == "byhand"))
         assert get(client, "team", a["id"])["deals"] == 2
@@ -496,5 +500,47 @@ def test_triggers_keep_rollups_for_writes_made_around_loom_and_follow_a_changed_
         t = get(client2, "team", a["id"])
         assert (t["open_amount"], t["deals"]) == (60, 3)
         assert no_drift(runtime2) == []
+    finally:
+        engine.dispose()
+
+
+def test_a_parent_never_computed_loses_no_child_written_concurrently(database_url):
+    """Two writers add children to a parent whose rollups were never
+    computed: the second waits for the first and adds to what it stored."""
+    engine = engine_for(database_url)
+    install_bundle(engine, bundle_from_json(json.loads(json.dumps(TEAMS))))
+    app, runtime = make_app(engine)
+    client = TestClient(app, headers={"Authorization": "Bearer user"})
+    try:
+        a = post(client, "team", {"name": "A"})
+        teams, deals = runtime.schema().table("team"), runtime.schema().table("deal")
+        with engine.begin() as conn:
+            conn.execute(sa.update(teams).where(teams.c.id == a["id"]).values(open_amount=None, deals=None))
+
+        def deal(conn, rid):
+            now = datetime.now(timezone.utc)
+            conn.execute(sa.insert(deals).values(id=rid, team=a["id"], amount=Decimal("5"), status="open", version=1,
+                                                 created_at=now, updated_at=now))
+
+        failures = []
+
+        def second():
+            try:
+                with engine.begin() as conn:
+                    deal(conn, "second")
+            except Exception as exc:  # reported below
+                failures.append(exc)
+
+        with engine.connect() as first:
+            with first.begin():
+                deal(first, "first")
+                waiting = threading.Thread(target=second)
+                waiting.start()
+                waiting.join(0.5)   # it waits for the first writer's lock
+        waiting.join()
+        assert failures == []
+        t = get(client, "team", a["id"])
+        assert (t["open_amount"], t["deals"]) == (10, 2)
+        assert no_drift(runtime) == []
     finally:
         engine.dispose()
