@@ -1,16 +1,17 @@
-"""Rollups the database keeps itself: a count or sum that moves by deltas
-(`rollups._incremental`) and that nothing else reads is maintained by
-triggers on the child table, created with each published version. The
-child's own write then moves its parents in the same statement, without a
-second round trip from the record service, and writes made around Loom
-(SQL by hand) keep the value exact too.
+"""Rollups the database keeps itself: counts and sums that move by deltas
+(`rollups._incremental`) and that nothing else reads are maintained by
+triggers on the child table, created with each published version, one set
+per child table and lookup. The child's own write then moves its parents
+in the same statement, without a second round trip from the record
+service, and writes made around Loom (SQL by hand) keep the values exact
+too.
 
-A trigger's name holds a hash of its rollup and one of its definition, so
-the record service knows which rollups the database keeps by looking the
-names up (`maintained`, once per metadata version): a rollup without a
-trigger — a database published before triggers existed, a filter the SQL
-back end cannot translate — is kept by `rollups.propagate` as before,
-never by both.
+A trigger's name holds a hash of its child table and lookup and one of its
+definition, so the record service knows which rollups the database keeps
+by looking the names up (`maintained`, once per metadata version): a
+rollup without a trigger — a database published before triggers existed,
+a filter the SQL back end cannot translate — is kept by
+`rollups.propagate` as before, never by both.
 
 Each publish drops every Loom trigger before it changes tables (SQLite
 rebuilds a table to alter it, and a trigger naming a table mid-rebuild
@@ -22,12 +23,8 @@ read it, its filter changes) can leave drift from saves made in that
 second by a process still on the old version; `loom rollups check` finds
 it, as it finds drift from a changed filter.
 
-What a trigger adds and takes back is what `rollups._share` computes: a
-child that is not deleted, has a parent and passes the filter gives its
-value (a sum skips blanks; a count counts the child, or its non-blank
-value). A parent whose value is NULL (never computed: a field added since)
-is computed from its children instead, as the record service does.
-"""
+A parent whose value is NULL (never computed: a field added since) is
+computed from its children instead of moved, as the record service does."""
 
 from __future__ import annotations
 
@@ -47,8 +44,10 @@ PREFIX = "loom_r_"
 
 @dataclass(frozen=True)
 class TriggerSet:
-    spec: RollupSpec
-    names: tuple[str, ...]          # the triggers that must all exist
+    """The triggers of one child table's rollups through one lookup."""
+
+    specs: tuple[RollupSpec, ...]
+    identity: str                   # what every one of its names starts with
     ddl: tuple[str, ...]            # statements creating them (and, on PostgreSQL, their function)
 
 
@@ -72,129 +71,169 @@ def eligible(schema: CompiledSchema) -> list[RollupSpec]:
 
 
 def trigger_sets(schema: CompiledSchema, dialect) -> list[TriggerSet]:
-    """The triggers this version wants, per rollup the SQL back end can
-    express."""
+    """The triggers this version wants: one set per child table and lookup,
+    for the rollups through it the SQL back end can express."""
     return schema.cached(("rollup_triggers_wanted", dialect.name), lambda: _trigger_sets(schema, dialect))
 
 
 def _trigger_sets(schema: CompiledSchema, dialect) -> list[TriggerSet]:
-    out = []
+    if dialect.name not in ("sqlite", "postgresql"):
+        return []
+    groups: dict[tuple[str, str], list[_Rollup]] = {}
     for spec in eligible(schema):
         try:
-            made = _definition(schema, spec, dialect)
+            groups.setdefault((spec.child, spec.via), []).append(_Rollup(schema, spec, dialect))
         except (ExpressionError, sa.exc.CompileError, NotImplementedError):
             continue   # kept by the record service
-        if made is not None:
-            out.append(made)
+    out = []
+    for (child, via), rollups in sorted(groups.items()):
+        try:
+            out.append(_definition(schema, child, via, rollups, dialect))
+        except sa.exc.CompileError:
+            continue
     return out
 
 
-def _definition(schema: CompiledSchema, spec: RollupSpec, dialect) -> TriggerSet | None:
-    if dialect.name not in ("sqlite", "postgresql"):
-        return None
-    quote = dialect.identifier_preparer.quote
-    child, parent = schema.table(spec.child), schema.table(spec.parent)
-    column, target, via = quote(spec.field.name), quote(parent.name), quote(spec.via)
-    sqlite = dialect.name == "sqlite"
-    # SQLite keeps decimals as binary floating point: a sum is rounded to
-    # its 6 stored decimals after each move, as the record service's delta is
-    rounded = sqlite and not isinstance(parent.c[spec.field.name].type, sa.Integer)
+class _Rollup:
+    """One rollup's pieces of SQL for a trigger. What a child gives is what
+    `rollups._share` computes: a child that is not deleted, has a parent
+    and passes the filter gives its value (a sum skips blanks; a count
+    counts the child, or its non-blank value)."""
 
-    def counted(row: str) -> str:
-        parts = [f"{row}._deleted_at IS NULL", f"{row}.{via} IS NOT NULL"]
+    def __init__(self, schema: CompiledSchema, spec: RollupSpec, dialect):
+        self.spec, self.dialect = spec, dialect
+        self.quote = quote = dialect.identifier_preparer.quote
+        self.child, self.parent = child, parent = schema.table(spec.child), schema.table(spec.parent)
+        self.stored = parent.c[spec.field.name]
+        # SQLite keeps decimals as binary floating point: a sum is rounded to
+        # its 6 stored decimals after each move, as the record service's delta is
+        self.rounded = dialect.name == "sqlite" and not isinstance(self.stored.type, sa.Integer)
+        self.filters = {row: (sql_text(to_sql(spec.filter, _RowResolver(row, child, quote)), dialect)
+                              if spec.filter is not None else None) for row in ("OLD", "NEW")}
+        # a parent never computed (NULL: a field added since) is computed
+        # from its children instead of moved
+        others = child.alias("loom_c")
+        conditions = [others.c[spec.via] == parent.c.id, others.c._deleted_at.is_(None)]
         if spec.filter is not None:
-            parts.append(f"({sql_text(to_sql(spec.filter, _RowResolver(row, child, quote)), dialect)})")
-        return " AND ".join(parts)
-
-    def share(row: str) -> str:
-        value = f"{row}.{quote(spec.field.field)}" if spec.field.field else None
+            conditions.append(to_sql(spec.filter, JoinResolver(schema.objects, spec.child, {**schema.tables, spec.child: others})))
         if spec.field.function == "count":
+            total = sa.func.count(others.c[spec.field.field]) if spec.field.field else sa.func.count()
+        else:
+            total = sa.func.coalesce(sa.func.sum(others.c[spec.field.field]), 0)
+            total = sa.func.round(total, 6) if self.rounded else total
+        self.everything = sa.select(total).where(*conditions).scalar_subquery()
+
+    def counts(self, row: str) -> str:
+        """The filter on `row` (deleted and parentless rows are left out
+        by the caller)."""
+        return f"({self.filters[row]})" if self.filters[row] is not None else "TRUE"
+
+    def share(self, row: str) -> str:
+        f = self.spec.field
+        value = f"{row}.{self.quote(f.field)}" if f.field else None
+        if f.function == "count":
             return "1" if value is None else f"(CASE WHEN {value} IS NULL THEN 0 ELSE 1 END)"
         return f"COALESCE({value}, 0)"
 
-    def moved(amount: str) -> str:
-        return f"round({column} + {amount}, 6)" if rounded else f"{column} + {amount}"
+    def given(self, row: str) -> str:
+        """What `row` gives its parent (0 when the filter leaves it out)."""
+        return f"(CASE WHEN {self.counts(row)} THEN {self.share(row)} ELSE 0 END)"
 
-    # A parent whose value was never computed (NULL: a field added since) is
-    # computed from its children instead of moved.
-    others = child.alias("loom_c")
-    conditions = [others.c[spec.via] == parent.c.id, others.c._deleted_at.is_(None)]
-    if spec.filter is not None:
-        conditions.append(to_sql(spec.filter, JoinResolver(schema.objects, spec.child, {**schema.tables, spec.child: others})))
-    if spec.field.function == "count":
-        total = sa.func.count(others.c[spec.field.field]) if spec.field.field else sa.func.count()
-    else:
-        total = sa.func.coalesce(sa.func.sum(others.c[spec.field.field]), 0)
-        total = sa.func.round(total, 6) if rounded else total
-    everything = sa.select(total).where(*conditions).scalar_subquery()
-    stored = parent.c[spec.field.name]
+    def moved(self, amount: str, fill: bool = True):
+        """The parent's new value after `amount`; never computed: computed
+        (`fill`) or left NULL."""
+        column = f"{self.quote(self.parent.name)}.{self.quote(self.spec.field.name)}"
+        plus = f"round({column} + {amount}, 6)" if self.rounded else f"{column} + {amount}"
+        return sa.case((self.stored.is_(None), self.everything if fill else sa.null()), else_=sa.literal_column(plus))
 
-    def move_or_fill(pid: str, amount: str, condition: str | None = None) -> str:
-        """Add `amount` to parent `pid`'s value, or compute a value never
-        computed (the child's change included)."""
-        value = sa.case((stored.is_(None), everything), else_=sa.literal_column(moved(amount)))
+
+def _definition(schema: CompiledSchema, child_name: str, via_name: str, rollups: list[_Rollup], dialect) -> TriggerSet:
+    quote = dialect.identifier_preparer.quote
+    child, parent = rollups[0].child, rollups[0].parent
+    via = quote(via_name)
+    identity = _identity(child_name, via_name)
+    watched = ", ".join(quote(name) for name in sorted(set().union(*(r.spec.deps for r in rollups)) | {"_deleted_at"}))
+
+    def update(pid: str, amounts: list[str], condition: str | None = None, fill: bool = True) -> str:
+        """One statement moving each rollup of parent `pid` by its amount."""
         where = [parent.c.id == sa.literal_column(pid)] + ([sa.literal_column(condition)] if condition else [])
-        return sql_text(sa.update(parent).where(*where).values({stored: value}), dialect) + ";"
+        values = {r.stored: r.moved(amount, fill) for r, amount in zip(rollups, amounts)}
+        return sql_text(sa.update(parent).where(*where).values(values), dialect) + ";"
 
-    def fill(*ids: str) -> str:
-        return sql_text(sa.update(parent).where(parent.c.id.in_([sa.literal_column(i) for i in ids]), stored.is_(None))
-                        .values({stored: everything}), dialect) + ";"
+    def gives(row: str) -> str:
+        """`row` is a live child with a parent that some rollup counts."""
+        return f"{row}._deleted_at IS NULL AND {row}.{via} IS NOT NULL AND ({' OR '.join(r.counts(row) for r in rollups)})"
 
-    watched = ", ".join(quote(name) for name in sorted(spec.deps | {"_deleted_at"}))
-    if sqlite:
-        def move(row: str, sign: str) -> str:
-            return (f"UPDATE {target} SET {column} = {moved(f'{sign}{share(row)}')} "
-                    f"WHERE id = {row}.{via} AND {column} IS NOT NULL AND {counted(row)};")
-        # An update moves two parents (or one twice): the moves first, then
-        # whichever of them was never computed.
-        bodies = {"i": f"AFTER INSERT ON {quote(child.name)} "
-                       f"BEGIN {move_or_fill(f'NEW.{via}', share('NEW'), counted('NEW'))} END",
-                  "u": f"AFTER UPDATE OF {watched} ON {quote(child.name)} "
-                       f"BEGIN {move('OLD', '-')} {move('NEW', '')} {fill(f'OLD.{via}', f'NEW.{via}')} END",
-                  "d": f"AFTER DELETE ON {quote(child.name)} "
-                       f"BEGIN {move_or_fill(f'OLD.{via}', '-' + share('OLD'), counted('OLD'))} END"}
-        base = _name(spec, repr(sorted(bodies.items())))
-        return TriggerSet(spec, tuple(f"{base}_{kind}" for kind in bodies),
+    def given(row: str, sign: str = "") -> list[str]:
+        return [sign + r.given(row) for r in rollups]
+
+    if dialect.name == "sqlite":
+        # An update moves two parents (or one twice): the moves first (a
+        # value never computed stays NULL), then whichever was never computed.
+        fill = sql_text(sa.update(parent).where(
+            parent.c.id.in_([sa.literal_column(f"OLD.{via}"), sa.literal_column(f"NEW.{via}")]),
+            sa.or_(*(r.stored.is_(None) for r in rollups))).values(
+            {r.stored: sa.case((r.stored.is_(None), r.everything), else_=r.stored) for r in rollups}), dialect) + ";"
+        table = quote(child.name)
+        insert = update(f"NEW.{via}", given("NEW"), gives("NEW"))
+        delete = update(f"OLD.{via}", given("OLD", "-"), gives("OLD"))
+        moves = (update(f"OLD.{via}", given("OLD", "-"), gives("OLD"), fill=False) + " "
+                 + update(f"NEW.{via}", given("NEW"), gives("NEW"), fill=False))
+        bodies = {"i": f"AFTER INSERT ON {table} BEGIN {insert} END",
+                  "u": f"AFTER UPDATE OF {watched} ON {table} BEGIN {moves} {fill} END",
+                  "d": f"AFTER DELETE ON {table} BEGIN {delete} END"}
+        base = identity + _digest(repr(sorted(bodies.items())))
+        return TriggerSet(tuple(r.spec for r in rollups), identity,
                           tuple(f"CREATE TRIGGER {base}_{kind} {body}" for kind, body in bodies.items()))
-    # PostgreSQL: one function per rollup. The old and the new parent are
-    # moved in id order, as the record service locks parents, each by one
-    # statement that also computes a never-computed value: a concurrent
-    # writer waiting for the row re-reads it (READ COMMITTED) and adds to
-    # what the first one stored. Variables start with "_loom_", as no
-    # field's name can.
+    # PostgreSQL: one function for the lookup's rollups. The old and the new
+    # parent are each moved by one statement for all of them, in id order as
+    # the record service locks parents; the statement also computes a value
+    # never computed, so a concurrent writer waiting for the row re-reads it
+    # (READ COMMITTED) and adds to what the first stored. Variables start
+    # with "_loom_", as no field's name can, and columns are qualified.
+    olds = [f"_loom_old_{i}" for i in range(len(rollups))]
+    news = [f"_loom_new_{i}" for i in range(len(rollups))]
+    declare = " ".join(f"{name} numeric := 0;" for name in olds + news)
+    take_old = " ".join(f"{name} := {amount};" for name, amount in zip(olds, given("OLD", "-")))
+    take_new = " ".join(f"{name} := {amount};" for name, amount in zip(news, given("NEW")))
+    merge = " ".join(f"{new} := {new} + {old};" for old, new in zip(olds, news))
     body = f"""
-DECLARE _loom_old text; _loom_new text; _loom_old_amount numeric := 0; _loom_new_amount numeric := 0;
+#variable_conflict use_column
+DECLARE _loom_old text; _loom_new text; {declare}
 BEGIN
   IF TG_OP <> 'INSERT' THEN
-    IF {counted('OLD')} THEN _loom_old := OLD.{via}; _loom_old_amount := -{share('OLD')}; END IF;
+    IF {gives('OLD')} THEN _loom_old := OLD.{via}; {take_old} END IF;
   END IF;
   IF TG_OP <> 'DELETE' THEN
-    IF {counted('NEW')} THEN _loom_new := NEW.{via}; _loom_new_amount := {share('NEW')}; END IF;
+    IF {gives('NEW')} THEN _loom_new := NEW.{via}; {take_new} END IF;
   END IF;
-  IF _loom_old = _loom_new THEN _loom_new_amount := _loom_new_amount + _loom_old_amount; _loom_old := NULL; END IF;
-  IF _loom_old IS NOT NULL AND _loom_old_amount <> 0 AND (_loom_new IS NULL OR _loom_old < _loom_new) THEN
-    {move_or_fill('_loom_old', '_loom_old_amount')} _loom_old := NULL;
+  IF _loom_old = _loom_new THEN {merge} _loom_old := NULL; END IF;
+  IF {' AND '.join(f'{name} = 0' for name in olds)} THEN _loom_old := NULL; END IF;
+  IF {' AND '.join(f'{name} = 0' for name in news)} THEN _loom_new := NULL; END IF;
+  IF _loom_old IS NOT NULL AND (_loom_new IS NULL OR _loom_old < _loom_new) THEN
+    {update('_loom_old', olds)} _loom_old := NULL;
   END IF;
-  IF _loom_new IS NOT NULL AND _loom_new_amount <> 0 THEN {move_or_fill('_loom_new', '_loom_new_amount')} END IF;
-  IF _loom_old IS NOT NULL AND _loom_old_amount <> 0 THEN {move_or_fill('_loom_old', '_loom_old_amount')} END IF;
+  IF _loom_new IS NOT NULL THEN {update('_loom_new', news)} END IF;
+  IF _loom_old IS NOT NULL THEN {update('_loom_old', olds)} END IF;
   RETURN NULL;
 END"""
     if "$loom$" in body:   # a filter's text would end the quoted body
-        raise sa.exc.CompileError("the filter holds the function body's quote")
+        raise sa.exc.CompileError("a filter holds the function body's quote")
     trigger = f"AFTER INSERT OR DELETE OR UPDATE OF {watched} ON {quote(child.name)} FOR EACH ROW"
-    name = _name(spec, body + trigger)
-    return TriggerSet(spec, (name,), (
+    name = identity + _digest(body + trigger)
+    return TriggerSet(tuple(r.spec for r in rollups), identity, (
         f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $loom${body}$loom$",
         f"CREATE TRIGGER {name} {trigger} EXECUTE FUNCTION {name}()"))
 
 
-def _identity(parent: str, field: str) -> str:
-    """The part of a trigger's name that says which rollup it keeps."""
-    return f"{PREFIX}{hashlib.sha256(f'{parent}.{field}'.encode()).hexdigest()[:12]}_"
+def _identity(child: str, via: str) -> str:
+    """The start of a trigger's name: which child table and lookup it keeps
+    the rollups of."""
+    return f"{PREFIX}{_digest(f'{child}.{via}')}_"
 
 
-def _name(spec: RollupSpec, definition: str) -> str:
-    return _identity(spec.parent, spec.field.name) + hashlib.sha256(definition.encode()).hexdigest()[:12]
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _existing(conn: sa.Connection) -> dict[str, str | None]:
@@ -220,13 +259,12 @@ def _existing(conn: sa.Connection) -> dict[str, str | None]:
 def maintained(conn: sa.Connection, schema: CompiledSchema) -> frozenset[tuple[str, str]]:
     """(parent, field) of the rollups this database keeps by triggers,
     asked once per metadata version. A trigger of an older definition (made
-    by an earlier publish or Loom version) counts too: it moves the value,
+    by an earlier publish or Loom version) counts too: it moves the values,
     so the record service must not; the next publish replaces it."""
     def find():
-        present = _existing(conn)
-        specs = [spec for items in dependents(schema).by_child.values() for spec in items]
-        return frozenset((spec.parent, spec.field.name) for spec in specs
-                         if any(name.startswith(_identity(spec.parent, spec.field.name)) for name in present))
+        triggers = [name for name, table in _existing(conn).items() if table is not None]
+        return frozenset((spec.parent, spec.field.name) for made in trigger_sets(schema, conn.dialect)
+                         if any(name.startswith(made.identity) for name in triggers) for spec in made.specs)
     return schema.cached(("rollups_maintained", conn.dialect.name), find)
 
 
@@ -245,5 +283,6 @@ def sync_triggers(conn: sa.Connection, schema: CompiledSchema) -> None:
     table changes)."""
     for made in trigger_sets(schema, conn.dialect):
         for statement in made.ddl:
-            # psycopg reads % as a placeholder even without parameters
-            conn.exec_driver_sql(statement.replace("%", "%%") if conn.dialect.name == "postgresql" else statement)
+            # a driver with %s placeholders reads % as one even without parameters
+            escaped = conn.dialect.paramstyle in ("format", "pyformat")
+            conn.exec_driver_sql(statement.replace("%", "%%") if escaped else statement)

@@ -40,10 +40,6 @@ def _fail():
 
 
 _DEEPEST = 90   # indentation levels (Python's limit is 100)
-# calls written out where the arguments allow (see `_Writer.inline`); no
-# time passes in them
-_INLINE = frozenset({"coalesce", "is_blank", "round"})
-
 _CMP = {ast.Eq: "{a} == {b}", ast.NotEq: "{a} != {b}", ast.In: "{a} in {b}", ast.NotIn: "{a} not in {b}",
         ast.Lt: "{a} is not None and {b} is not None and {a} < {b}",
         ast.LtE: "{a} is not None and {b} is not None and {a} <= {b}",
@@ -130,7 +126,7 @@ class _Writer:
                 args = [self.node(a, indent) for a in node.args]
             if not self.inline(name, fn, node, args, v, indent):
                 self.put(indent, f"{v} = {fn}(ev{''.join(', ' + a for a in args)})")
-            if name not in _INLINE:   # as the closures do: the time budget after each call
+            if name not in FIELD_FUNCTIONS:   # as the closures do: the time budget after each call
                 self.put(indent, "if ticks() > ev.deadline: fail()")
         else:
             raise Fallback

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal as D
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from loomcrm.metadata.expressions import ExpressionError, Scope, analyze
@@ -134,3 +135,12 @@ def test_a_long_flat_chain_takes_the_fast_path():
         assert compiled._run.fast is not None
         assert compiled.evaluate({"a": 150}, context=ctx()) is (op == "or")
         assert compiled.evaluate({"a": None}, context=ctx()) is False
+
+
+@pytest.mark.parametrize("source", ["coalesce(a, 1)", "is_blank(s)", "round(b, 2)", "len(s) > 1", "a + 1 > 2"])
+def test_a_spent_time_budget_stops_the_fast_path_as_it_stops_the_closures(source):
+    scope = Scope(objects={}, object_name="", extra_names={k: _type_of(v) for k, v in VARS.items()})
+    fast, reference = Compiled(analyze(source, scope)), Compiled(analyze(source, scope))
+    reference._run.fast = None
+    context = ctx(budget_ms=0)
+    assert _outcome(fast, context) == _outcome(reference, context)
