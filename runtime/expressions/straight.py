@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from .library import FIELD_FUNCTIONS, FUNCTIONS, ROUNDING
 from .operators import ARITHMETIC
-from .values import NUMBER_TYPES, PLAIN, admit_read
+from .values import DECIMALS, MAX_DECIMAL, MAX_NUMBER, NUMBER_TYPES, PLAIN, admit_read
 
 Fast = Callable[[Any, Callable[[str], Any]], Any]
 
@@ -40,6 +40,11 @@ def _fail():
 
 
 _DEEPEST = 90   # indentation levels (Python's limit is 100)
+# + - * and / written out: (the operator on two whole numbers, the exact
+# decimal operation); see operators.py
+_ARITHMETIC = {ast.Add: ("+", "DECIMALS.add"), ast.Sub: ("-", "DECIMALS.subtract"),
+               ast.Mult: ("*", "DECIMALS.multiply"), ast.Div: (None, "DECIMALS.divide")}
+
 _CMP = {ast.Eq: "{a} == {b}", ast.NotEq: "{a} != {b}", ast.In: "{a} in {b}", ast.NotIn: "{a} not in {b}",
         ast.Lt: "{a} is not None and {b} is not None and {a} < {b}",
         ast.LtE: "{a} is not None and {b} is not None and {a} <= {b}",
@@ -103,10 +108,21 @@ class _Writer:
             self.fail(indent)
         elif kind is ast.BinOp:
             a, b = self.node(node.left, indent), self.node(node.right, indent)
-            op = self.ref(ARITHMETIC[type(node.op)][0])
             self.put(indent, f"if {a} is None or {b} is None: {v} = None")
-            self.put(indent, f"elif type({a}) in NUMBERS and type({b}) in NUMBERS: {v} = {op}({a}, {b})")
-            self.fail(indent)
+            written = _ARITHMETIC.get(type(node.op))
+            if written is None:   # // and %: the operators' own functions
+                op = self.ref(ARITHMETIC[type(node.op)][0])
+                self.put(indent, f"elif type({a}) in NUMBERS and type({b}) in NUMBERS: {v} = {op}({a}, {b})")
+                self.fail(indent)
+            else:   # as operators._add & co. do: whole numbers stay whole, the rest exact decimals, bounded
+                symbol, decimal = written
+                if symbol is not None:
+                    self.put(indent, f"elif type({a}) is int and type({b}) is int: {v} = {a} {symbol} {b}")
+                nonzero = f" and {b}" if symbol is None else ""   # x / 0: the closures report it
+                self.put(indent, f"elif type({a}) in NUMBERS and type({b}) in NUMBERS{nonzero}: {v} = {decimal}({a}, {b})")
+                self.fail(indent)
+                self.put(indent, f"if {v} is not None and not (-HIGH < {v} < HIGH if type({v}) is int "
+                                 f"else LOW < {v} < TOP): fail()")
         elif kind is ast.Compare:
             self.compare(node, v, indent)
         elif kind is ast.IfExp:
@@ -269,7 +285,8 @@ def straight_formulas(formulas: list[tuple[ast.Expression, str, Callable[[Any], 
 
 def _function(writer: _Writer, last: str, head: str = "def run(ev, get):") -> Fast | None:
     source = "\n".join([head, *writer.lines, last])
-    scope = {"__builtins__": {}, "type": type, "Exception": Exception, "PLAIN": PLAIN, "NUMBERS": NUMBER_TYPES,
+    scope = {"__builtins__": {}, "type": type, "int": int, "Exception": Exception, "PLAIN": PLAIN, "NUMBERS": NUMBER_TYPES,
+             "DECIMALS": DECIMALS, "HIGH": MAX_NUMBER, "LOW": -MAX_DECIMAL, "TOP": MAX_DECIMAL,
              "Decimal": Decimal, "quantize": ROUNDING.quantize, "ticks": perf_counter, "admit_read": admit_read, "fail": _fail,
              "GAVE_UP": GAVE_UP, **writer.names}
     try:

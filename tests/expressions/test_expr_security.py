@@ -141,7 +141,7 @@ def test_nothing_an_author_writes_becomes_source_of_the_fast_path():
     scope = Scope(objects={}, object_name="", extra_names={"name": "text", "amount": "number"})
     allowed = {"run", "ev", "get", "record", "type", "PLAIN", "NUMBERS", "Decimal", "quantize", "admit_read", "tz", "fail",
                "GAVE_UP", "Exception", "clock", "done", "outcomes", "out", "_now", "max_steps", "ticks", "deadline",
-               "budget"}
+               "budget", "int", "DECIMALS", "add", "subtract", "multiply", "divide", "HIGH", "LOW", "TOP"}
     for text in hostile:
         for source in [f"concat(name, {text}) == {text}", f"{text} in [name, {text}]",
                        f"(amount + 1 if contains(name, {text}) else 2) > 1"]:
