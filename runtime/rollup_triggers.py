@@ -165,7 +165,8 @@ def _definition(schema: CompiledSchema, child_name: str, via_name: str, rollups:
         return f"{row}._deleted_at IS NULL AND {row}.{via} IS NOT NULL AND ({' OR '.join(r.counts(row) for r in rollups)})"
 
     def given(row: str, sign: str = "") -> list[str]:
-        return [sign + r.given(row) for r in rollups]
+        # where `gives(row)` holds, a lone rollup counts the row
+        return [sign + (r.share(row) if len(rollups) == 1 else r.given(row)) for r in rollups]
 
     if dialect.name == "sqlite":
         # An update moves two parents (or one twice): the moves first (a

@@ -550,3 +550,32 @@ def test_a_parent_never_computed_loses_no_child_written_concurrently(database_ur
         assert no_drift(runtime) == []
     finally:
         engine.dispose()
+
+
+def test_a_lone_filtered_sum_kept_by_a_trigger_follows_every_kind_of_change(database_url):
+    bundle = json.loads(json.dumps(TEAMS))
+    bundle["objects"][0]["fields"] = [f for f in bundle["objects"][0]["fields"] if f["name"] != "deals"]
+    engine = engine_for(database_url)
+    install_bundle(engine, bundle_from_json(bundle))
+    app, runtime = make_app(engine)
+    client = TestClient(app, headers={"Authorization": "Bearer user"})
+    try:
+        from loomcrm.runtime.rollup_triggers import maintained
+
+        with engine.connect() as conn:
+            assert maintained(conn, runtime.schema()) == {("team", "open_amount")}
+        a, b = post(client, "team", {"name": "A"}), post(client, "team", {"name": "B"})
+        first = post(client, "deal", {"team": a["id"], "amount": 100})
+        post(client, "deal", {"team": a["id"], "amount": 30, "status": "won"})
+        patch(client, "deal", first["id"], {"team": b["id"], "amount": 70})
+        assert (get(client, "team", a["id"])["open_amount"], get(client, "team", b["id"])["open_amount"]) == (0, 70)
+        patch(client, "deal", first["id"], {"status": "won"})
+        assert get(client, "team", b["id"])["open_amount"] == 0
+        patch(client, "deal", first["id"], {"status": "open"})
+        assert client.delete(f"/api/v1/deal/{first['id']}").status_code == 204
+        assert get(client, "team", b["id"])["open_amount"] == 0
+        assert client.post(f"/api/v1/deal/{first['id']}/restore").status_code == 200
+        assert get(client, "team", b["id"])["open_amount"] == 70
+        assert no_drift(runtime) == []
+    finally:
+        engine.dispose()
