@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from functools import partial
+from functools import partial, wraps
 from dataclasses import dataclass, field as dc_field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -322,6 +322,29 @@ def _refusal(exc: sa.exc.DBAPIError) -> RecordError:
     return Conflict(reason) if isinstance(exc, sa.exc.IntegrityError) else RecordError(reason)
 
 
+# PostgreSQL aborted the transaction to break a deadlock or a serialization
+# conflict: nothing of it was kept, and running it again is what resolves it
+_RETRIED_STATES = frozenset({"40P01", "40001"})
+_ATTEMPTS = 3
+
+
+def _retried(write):
+    """A write in a transaction of its own runs again (up to `_ATTEMPTS`
+    times) when the database aborted it to let a concurrent one through;
+    inside the caller's transaction (`conn=`), the caller decides."""
+    @wraps(write)
+    def run(self, *args, **kwargs):
+        if kwargs.get("conn") is not None:
+            return write(self, *args, **kwargs)
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return write(self, *args, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                if attempt == _ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in _RETRIED_STATES:
+                    raise
+    return run
+
+
 class RecordService:
     def __init__(self, runtime, hooks: RuleHooks):
         self.runtime = runtime
@@ -371,6 +394,7 @@ class RecordService:
             return record_json(obj, self._load(own, schema, obj, rid))
 
     # -- writes -----------------------------------------------------------------
+    @_retried
     def create(self, object_name: str, data: dict[str, Any], user, *, conn=None, schema=None) -> dict[str, Any]:
         schema = self._schema(conn, schema)
         obj = self.object_of(schema, object_name)
@@ -472,6 +496,7 @@ class RecordService:
         flush()
         return results
 
+    @_retried
     def update(self, object_name: str, rid: str, data: dict[str, Any], user, *, expected_version: int | None = None,
                conn=None, schema=None) -> dict[str, Any]:
         schema = self._schema(conn, schema)
@@ -751,6 +776,7 @@ class RecordService:
         conn.execute(_OUTBOX, self._event_row(obj, rid, event, new, old, changed, uid, now_utc()))
 
     # -- recycle bin --------------------------------------------------------------
+    @_retried
     def delete(self, object_name: str, rid: str, user, *, expected_version: int | None = None, conn=None, schema=None) -> None:
         schema = self._schema(conn, schema)
         obj = self.object_of(schema, object_name)
@@ -799,6 +825,7 @@ class RecordService:
         self.hooks.compute(ctx)
         self._update(conn, schema, obj, ctx, user)
 
+    @_retried
     def restore(self, object_name: str, rid: str, user, *, conn=None, schema=None) -> dict[str, Any]:
         """Bring a deleted record back, with the records its delete cascaded to."""
         schema = self._schema(conn, schema)

@@ -579,3 +579,42 @@ def test_a_lone_filtered_sum_kept_by_a_trigger_follows_every_kind_of_change(data
         assert no_drift(runtime) == []
     finally:
         engine.dispose()
+
+
+def test_a_save_the_database_aborts_to_break_a_deadlock_runs_again(database_url):
+    """A re-parented child moves its old and new parent (a trigger, in id
+    order) while another transaction holds the new parent and then asks for
+    the old one: PostgreSQL aborts the save to break the deadlock (the other
+    side waits longer before it looks), and the record service runs it again."""
+    engine = engine_for(database_url)
+    install_bundle(engine, bundle_from_json(json.loads(json.dumps(TEAMS))))
+    app, runtime = make_app(engine)
+    client = TestClient(app, headers={"Authorization": "Bearer user"})
+    try:
+        first, second = sorted((post(client, "team", {"name": "A"})["id"], post(client, "team", {"name": "B"})["id"]))
+        deal = post(client, "deal", {"team": first, "amount": 10})
+        teams = runtime.schema().table("team")
+        outcome = []
+
+        def move():
+            try:
+                outcome.append(runtime.records.update("deal", deal["id"], {"team": second}, USERS["Bearer user"]))
+            except Exception as exc:  # reported below
+                outcome.append(exc)
+
+        with engine.connect() as other:
+            if other.dialect.name == "postgresql":
+                other.exec_driver_sql("SET deadlock_timeout = '10s'")
+                other.commit()
+            with other.begin():
+                other.execute(sa.update(teams).where(teams.c.id == second).values(name="B2"))
+                saving = threading.Thread(target=move)
+                saving.start()
+                saving.join(0.5)   # the save holds the old parent and waits for the new one
+                other.execute(sa.update(teams).where(teams.c.id == first).values(name="A2"))
+        saving.join()
+        assert not isinstance(outcome[0], Exception), outcome[0]
+        assert (get(client, "team", first)["open_amount"], get(client, "team", second)["open_amount"]) == (0, 10)
+        assert no_drift(runtime) == []
+    finally:
+        engine.dispose()
