@@ -88,7 +88,7 @@ def _trigger_sets(schema: CompiledSchema, dialect) -> list[TriggerSet]:
     out = []
     for (child, via), rollups in sorted(groups.items()):
         try:
-            out.append(_definition(schema, child, via, rollups, dialect))
+            out.append(_definition(child, via, rollups, dialect))
         except sa.exc.CompileError:
             continue
     return out
@@ -101,7 +101,7 @@ class _Rollup:
     counts the child, or its non-blank value)."""
 
     def __init__(self, schema: CompiledSchema, spec: RollupSpec, dialect):
-        self.spec, self.dialect = spec, dialect
+        self.spec = spec
         self.quote = quote = dialect.identifier_preparer.quote
         self.child, self.parent = child, parent = schema.table(spec.child), schema.table(spec.parent)
         self.stored = parent.c[spec.field.name]
@@ -147,7 +147,7 @@ class _Rollup:
         return sa.case((self.stored.is_(None), self.everything if fill else sa.null()), else_=sa.literal_column(plus))
 
 
-def _definition(schema: CompiledSchema, child_name: str, via_name: str, rollups: list[_Rollup], dialect) -> TriggerSet:
+def _definition(child_name: str, via_name: str, rollups: list[_Rollup], dialect) -> TriggerSet:
     quote = dialect.identifier_preparer.quote
     child, parent = rollups[0].child, rollups[0].parent
     via = quote(via_name)
