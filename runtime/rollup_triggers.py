@@ -237,7 +237,7 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _existing(conn: sa.Connection) -> dict[str, str | None]:
+def existing(conn: sa.Connection) -> dict[str, str | None]:
     """Loom's triggers in the database: name -> table (None for a
     PostgreSQL trigger function)."""
     pattern = PREFIX.replace("_", r"\_") + "%"
@@ -263,7 +263,7 @@ def maintained(conn: sa.Connection, schema: CompiledSchema) -> frozenset[tuple[s
     by an earlier publish or Loom version) counts too: it moves the values,
     so the record service must not; the next publish replaces it."""
     def find():
-        triggers = [name for name, table in _existing(conn).items() if table is not None]
+        triggers = [name for name, table in existing(conn).items() if table is not None]
         return frozenset((spec.parent, spec.field.name) for made in trigger_sets(schema, conn.dialect)
                          if any(name.startswith(made.identity) for name in triggers) for spec in made.specs)
     return schema.cached(("rollups_maintained", conn.dialect.name), find)
@@ -272,7 +272,7 @@ def maintained(conn: sa.Connection, schema: CompiledSchema) -> frozenset[tuple[s
 def drop_triggers(conn: sa.Connection) -> None:
     """Every Loom trigger (before a publish changes tables)."""
     quote = conn.dialect.identifier_preparer.quote
-    for name, table in _existing(conn).items():
+    for name, table in existing(conn).items():
         if table is None:
             conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {name} CASCADE")
         else:

@@ -6,6 +6,7 @@ parent and amount at once, blanks, deletes and restores)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -17,7 +18,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from loomcrm.runtime.install import bundle_from_json, install_bundle
-from loomcrm.runtime.rollups import check_drift, recompute
+from loomcrm.runtime.rollup_triggers import existing, maintained
+from loomcrm.runtime.rollups import check_drift, dependents, live_dependents, recompute
 
 from rules_app import USERS, make_app
 from runtime_helpers import engine_for
@@ -402,17 +404,27 @@ TEAMS = {
 }
 
 
+@contextlib.contextmanager
+def installed(database_url, bundle):
+    """(engine, runtime, API client) of a new database with `bundle`."""
+    engine = engine_for(database_url)
+    install_bundle(engine, bundle_from_json(json.loads(json.dumps(bundle))))
+    app, runtime = make_app(engine)
+    try:
+        yield engine, runtime, TestClient(app, headers={"Authorization": "Bearer user"})
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("kept_by", ["triggers", "record service"])
 def test_rollups_nothing_reads_move_in_place_through_every_kind_of_change(database_url, kept_by):
-    from loomcrm.runtime.rollup_triggers import _existing, maintained
-    from loomcrm.runtime.rollups import dependents, live_dependents
 
     engine = engine_for(database_url)
     install_bundle(engine, bundle_from_json(json.loads(json.dumps(TEAMS))))
     if kept_by == "record service":   # a database published before Loom made triggers
         with engine.begin() as conn:
             # the triggers alone: a PostgreSQL function left without its trigger keeps nothing
-            for name, table in _existing(conn).items():
+            for name, table in existing(conn).items():
                 if table is not None:
                     conn.exec_driver_sql(f"DROP TRIGGER {name}" + (f' ON "{table}"' if conn.dialect.name == "postgresql" else ""))
     app, runtime = make_app(engine)
@@ -457,8 +469,6 @@ def test_rollups_nothing_reads_move_in_place_through_every_kind_of_change(databa
 
 
 def test_triggers_keep_rollups_for_writes_made_around_loom_and_follow_a_changed_filter(database_url):
-    from loomcrm.runtime.rollup_triggers import maintained
-
     teams = json.loads(json.dumps(TEAMS))
     # quotes and a percent sign written into the trigger's SQL; a parent
     # field named like what a trigger might hold in a variable
@@ -470,11 +480,7 @@ def test_triggers_keep_rollups_for_writes_made_around_loom_and_follow_a_changed_
         # names PL/pgSQL gives its own variables in a trigger
         {"name": "found", "type": "rollup", "from": "deal", "via": "team", "function": "count"},
         {"name": "tg_op", "type": "rollup", "from": "deal", "via": "team", "function": "sum", "field": "amount"}]
-    engine = engine_for(database_url)
-    install_bundle(engine, bundle_from_json(teams))
-    app, runtime = make_app(engine)
-    client = TestClient(app, headers={"Authorization": "Bearer user"})
-    try:
+    with installed(database_url, teams) as (engine, runtime, client):
         with engine.connect() as conn:
             assert ("team", "odd") in maintained(conn, runtime.schema())
         a = post(client, "team", {"name": "A", "amount": 1, "pid": "x"})
@@ -506,18 +512,12 @@ def test_triggers_keep_rollups_for_writes_made_around_loom_and_follow_a_changed_
         t = get(client2, "team", a["id"])
         assert (t["open_amount"], t["deals"]) == (60, 3)
         assert no_drift(runtime2) == []
-    finally:
-        engine.dispose()
 
 
 def test_a_parent_never_computed_loses_no_child_written_concurrently(database_url):
     """Two writers add children to a parent whose rollups were never
     computed: the second waits for the first and adds to what it stored."""
-    engine = engine_for(database_url)
-    install_bundle(engine, bundle_from_json(json.loads(json.dumps(TEAMS))))
-    app, runtime = make_app(engine)
-    client = TestClient(app, headers={"Authorization": "Bearer user"})
-    try:
+    with installed(database_url, TEAMS) as (engine, runtime, client):
         a = post(client, "team", {"name": "A"})
         teams, deals = runtime.schema().table("team"), runtime.schema().table("deal")
         with engine.begin() as conn:
@@ -548,20 +548,12 @@ def test_a_parent_never_computed_loses_no_child_written_concurrently(database_ur
         t = get(client, "team", a["id"])
         assert (t["open_amount"], t["deals"]) == (10, 2)
         assert no_drift(runtime) == []
-    finally:
-        engine.dispose()
 
 
 def test_a_lone_filtered_sum_kept_by_a_trigger_follows_every_kind_of_change(database_url):
     bundle = json.loads(json.dumps(TEAMS))
     bundle["objects"][0]["fields"] = [f for f in bundle["objects"][0]["fields"] if f["name"] != "deals"]
-    engine = engine_for(database_url)
-    install_bundle(engine, bundle_from_json(bundle))
-    app, runtime = make_app(engine)
-    client = TestClient(app, headers={"Authorization": "Bearer user"})
-    try:
-        from loomcrm.runtime.rollup_triggers import maintained
-
+    with installed(database_url, bundle) as (engine, runtime, client):
         with engine.connect() as conn:
             assert maintained(conn, runtime.schema()) == {("team", "open_amount")}
         a, b = post(client, "team", {"name": "A"}), post(client, "team", {"name": "B"})
@@ -577,8 +569,6 @@ def test_a_lone_filtered_sum_kept_by_a_trigger_follows_every_kind_of_change(data
         assert client.post(f"/api/v1/deal/{first['id']}/restore").status_code == 200
         assert get(client, "team", b["id"])["open_amount"] == 70
         assert no_drift(runtime) == []
-    finally:
-        engine.dispose()
 
 
 def test_a_save_the_database_aborts_to_break_a_deadlock_runs_again(database_url):
@@ -586,11 +576,7 @@ def test_a_save_the_database_aborts_to_break_a_deadlock_runs_again(database_url)
     order) while another transaction holds the new parent and then asks for
     the old one: PostgreSQL aborts the save to break the deadlock (the other
     side waits longer before it looks), and the record service runs it again."""
-    engine = engine_for(database_url)
-    install_bundle(engine, bundle_from_json(json.loads(json.dumps(TEAMS))))
-    app, runtime = make_app(engine)
-    client = TestClient(app, headers={"Authorization": "Bearer user"})
-    try:
+    with installed(database_url, TEAMS) as (engine, runtime, client):
         first, second = sorted((post(client, "team", {"name": "A"})["id"], post(client, "team", {"name": "B"})["id"]))
         deal = post(client, "deal", {"team": first, "amount": 10})
         teams = runtime.schema().table("team")
@@ -616,5 +602,3 @@ def test_a_save_the_database_aborts_to_break_a_deadlock_runs_again(database_url)
         assert not isinstance(outcome[0], Exception), outcome[0]
         assert (get(client, "team", first)["open_amount"], get(client, "team", second)["open_amount"]) == (0, 10)
         assert no_drift(runtime) == []
-    finally:
-        engine.dispose()
