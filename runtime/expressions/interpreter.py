@@ -285,32 +285,8 @@ def _binop(node):
 def _compare(node):
     ops = [COMPARE[type(op)] for op in node.ops]
     left = _build(node.left)
-    if len(ops) == 1 and type(node.comparators[0]) is ast.Constant:
-        # `x == 'won'`, `amount > 0`: the right side is a literal
-        op, value = ops[0], node.comparators[0].value
-
-        def compare_const(ev):
-            ev.steps += 1
-            a = left(ev)
-            try:
-                return op(a, value)
-            except TypeError:
-                raise EvalFailure("type_mismatch", "these values cannot be compared", node) from None
-        return compare_const
-    if len(ops) == 1:
-        op, right = ops[0], _build(node.comparators[0])
-
-        def compare(ev):
-            ev.steps += 1
-            a = left(ev)
-            b = right(ev)
-            try:
-                return op(a, b)
-            except TypeError:
-                raise EvalFailure("type_mismatch", "these values cannot be compared", node) from None
-        return compare
-    # Chained: a < b < c is a < b and b < c, each operand evaluated once
-    # and lazily, as in Python.
+    # a < b < c is a < b and b < c, each operand evaluated once and
+    # lazily, as in Python (a single comparison is a chain of one)
     steps = tuple(zip(ops, (_build(c) for c in node.comparators)))
 
     def chained(ev):
@@ -367,39 +343,6 @@ def _call(node):
                 raise
         return field_call
     args = tuple(_build(a) for a in node.args)
-    # Calls of one or two arguments (most calls) without building a list.
-    if len(args) == 1:
-        (a,) = args
-
-        def call1(ev):
-            ev.steps += 1
-            if ev.steps > ev.max_steps:
-                raise _over_steps(ev, node)
-            try:
-                result = fn(ev, a(ev))
-            except EvalFailure as failure:
-                failure.node = failure.node or node
-                raise
-            if perf_counter() > ev.deadline:
-                raise _over_time(ev, node)
-            return result
-        return call1
-    if len(args) == 2:
-        a, b = args
-
-        def call2(ev):
-            ev.steps += 1
-            if ev.steps > ev.max_steps:
-                raise _over_steps(ev, node)
-            try:
-                result = fn(ev, a(ev), b(ev))
-            except EvalFailure as failure:
-                failure.node = failure.node or node
-                raise
-            if perf_counter() > ev.deadline:
-                raise _over_time(ev, node)
-            return result
-        return call2
 
     def call(ev):
         ev.steps += 1
