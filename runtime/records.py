@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, Iterator
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as sa_postgresql, sqlite as sa_sqlite
 
 from loomcrm.metadata.model import FieldDef, ObjectDef
 from loomcrm.platform import systemdb
@@ -292,6 +293,12 @@ _BUMP_RETURNING = _BUMP.returning(systemdb.counters.c.value)
 _COUNTER = sa.select(systemdb.counters.c.value).where(systemdb.counters.c.key == sa.bindparam("counter"))
 
 
+def _counter_start(dialect: str) -> sa.Insert:
+    """A counter's row at 0, unless another writer created it first."""
+    insert = {"postgresql": sa_postgresql.insert, "sqlite": sa_sqlite.insert}[dialect]
+    return insert(systemdb.counters).values(key=sa.bindparam("counter"), value=0).on_conflict_do_nothing()
+
+
 def _alive(table: sa.Table):
     return table.c._deleted_at.is_(None) if "_deleted_at" in table.c else sa.true()
 
@@ -317,9 +324,49 @@ def _duplicate_keys(obj: ObjectDef, plan: _Plan, record: dict[str, Any]) -> set[
     return keys
 
 
-def _refusal(exc: sa.exc.DBAPIError) -> RecordError:
-    reason = f"the database refused the values: {str(exc.orig).splitlines()[0][:200]}"
-    return Conflict(reason) if isinstance(exc, sa.exc.IntegrityError) else RecordError(reason)
+# What a database refusal means, by SQLSTATE (PostgreSQL) or by the
+# start of SQLite's message. The answer never quotes the database: its
+# constraint, table and file names are not the user's business.
+_REFUSALS = {
+    "23505": ("unique", "this value is taken by another record"),
+    "23503": ("not_found", "the linked record does not exist"),
+    "23502": ("required", "a value is required"),
+    "22001": ("too_long", "the value is too long"),
+    "22003": ("max", "the number is too large"),
+}
+_SQLITE_REFUSALS = {"UNIQUE constraint failed": "23505", "FOREIGN KEY constraint failed": "23503",
+                    "NOT NULL constraint failed": "23502"}
+
+
+def _refusal(exc: sa.exc.DBAPIError, obj: ObjectDef | None = None) -> RecordError:
+    """A write the database refused, as the contract's problem: a unique
+    clash is a 409 with code `unique` on its field, a missing link a 422
+    `not_found`, anything else a 409 that names nothing of the database."""
+    text = str(exc.orig)
+    state = getattr(exc.orig, "sqlstate", None) or next(
+        (code for prefix, code in _SQLITE_REFUSALS.items() if text.startswith(prefix)), None)
+    code, message = _REFUSALS.get(state, ("conflict", "the database refused the values"))
+    field = _refused_field(exc, obj, text) if obj is not None else None
+    errors = [{"field": field, "code": code, "message": message}]
+    if code in ("unique", "conflict"):
+        return Conflict(message, errors)
+    return Invalid(message, errors)
+
+
+def _refused_field(exc: sa.exc.DBAPIError, obj: ObjectDef, text: str) -> str | None:
+    """The field a refusal is about: from PostgreSQL's diagnostics (the
+    constraint's or column's name) or SQLite's `table.column`."""
+    from .tables import foreign_key_name, unique_name
+
+    diag = getattr(exc.orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None)
+    column = getattr(diag, "column_name", None)
+    if column is None and ":" in text:
+        column = text.split(":", 1)[1].strip().split(",")[0].rpartition(".")[2] or None
+    for f in obj.fields:
+        if f.name == column or constraint in (unique_name(obj, f), foreign_key_name(obj, f)):
+            return f.name
+    return None
 
 
 # PostgreSQL aborted the transaction to break a deadlock or a serialization
@@ -453,7 +500,7 @@ class RecordService:
         except RecordError as exc:
             return exc
         except sa.exc.DBAPIError as exc:
-            return _refusal(exc)
+            return _refusal(exc, obj)
 
     def _create_batch(self, conn, schema, obj, rows, user) -> list[dict[str, Any] | RecordError]:
         plan = _plan(schema, obj)
@@ -689,8 +736,10 @@ class RecordService:
                     row[f.name] = field_type(f).format(f, numbers[f.name] + n)
                 rows.append(row)
             conn.execute(plan.insert, rows)
-        except sa.exc.IntegrityError as exc:
-            raise _refusal(exc) from None
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) in _RETRIED_STATES:
+                raise
+            raise _refusal(exc, obj) from None
         history, events, results = [], [], []
         tracked = set(obj.track_history)
         for ctx, row in zip(ctxs, rows):
@@ -718,8 +767,10 @@ class RecordService:
         values.update(version=old["version"] + 1, updated_at=now, updated_by=uid)
         try:
             result = conn.execute(plan.update, {**values, "_rid": old["id"], "_rversion": old["version"]})
-        except sa.exc.IntegrityError as exc:
-            raise _refusal(exc) from None
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) in _RETRIED_STATES:
+                raise
+            raise _refusal(exc, obj) from None
         if result.rowcount != 1:
             raise PreconditionFailed("the record was changed by someone else meanwhile")
         saved = ctx.values = {**old, **values}
@@ -732,18 +783,25 @@ class RecordService:
         return out
 
     def _next_numbers(self, conn, obj, f, count: int) -> int:
-        """Take `count` numbers from the field's counter; answers the first."""
+        """Take `count` numbers from the field's counter; answers the first.
+        The first number of a new counter creates its row with INSERT ...
+        ON CONFLICT DO NOTHING, then takes the number as always: two
+        writers that both find no row never clash on creating it."""
         params = {"counter": f"{uid_of(obj)}:{uid_of(f)}", "step": count}
-        if conn.dialect.update_returning:
-            last = conn.execute(_BUMP_RETURNING, params).scalar()
-        elif conn.execute(_BUMP, params).rowcount:
-            last = conn.execute(_COUNTER, params).scalar()
-        else:
-            last = None
+        last = self._bump(conn, params)
         if last is None:
-            conn.execute(sa.insert(systemdb.counters), {"key": params["counter"], "value": count})
-            last = count
+            conn.execute(_counter_start(conn.dialect.name), {"counter": params["counter"]})
+            last = self._bump(conn, params)
         return last - count + 1
+
+    @staticmethod
+    def _bump(conn, params) -> int | None:
+        """Add `step` to a counter atomically; its new value, or None when the counter has no row yet."""
+        if conn.dialect.update_returning:
+            return conn.execute(_BUMP_RETURNING, params).scalar()
+        if conn.execute(_BUMP, params).rowcount:
+            return conn.execute(_COUNTER, params).scalar()
+        return None
 
     def _history_rows(self, obj, rid, old, new, changed, uid, is_new, at, plan: _Plan) -> list[dict[str, Any]]:
         rows = []

@@ -104,3 +104,62 @@ def test_restrict_blocks_delete(database_url):
         rt.records.delete("account", acc["id"], ALICE)
     assert info.value.errors[0]["code"] == "restricted"
     engine.dispose()
+
+
+def _at_once(count: int, work) -> list:
+    """`work(i)` in `count` threads released together; each result or the exception it raised."""
+    import threading
+
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except Exception as exc:  # collected: the test looks at each
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.postgres
+def test_concurrent_first_auto_numbers_never_clash(postgres_url):
+    """Eight writers that all find a new auto-number counter missing create
+    it once between them, and every create gets its own number."""
+    engine = engine_for(postgres_url)
+    publish(engine, snap(ACCOUNT))
+    runtime = Runtime(engine, refresh_interval=0)
+    for round_ in range(6):
+        with engine.begin() as conn:
+            conn.execute(sa.delete(systemdb.counters))
+        results = _at_once(8, lambda i: runtime.records.create("account", {"name": f"Acme {round_}-{i}"}, ALICE))
+        assert [r for r in results if isinstance(r, Exception)] == []
+        codes = sorted(r["code"] for r in results)
+        assert codes == [f"ACC-{n:04d}" for n in range(1, 9)]
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_unique_clash_the_database_catches_names_the_field_not_the_constraint(postgres_url):
+    """Writers racing for one unique value: one wins, every other gets the
+    contract's 409 `unique` on the field, whether the record service's
+    check or the database's constraint caught it."""
+    engine = engine_for(postgres_url)
+    publish(engine, snap(ACCOUNT))
+    runtime = Runtime(engine, refresh_interval=0)
+    for round_ in range(5):
+        results = _at_once(8, lambda i: runtime.records.create("account", {"name": f"Same {round_}"}, ALICE))
+        refused = [r for r in results if isinstance(r, Exception)]
+        assert len(refused) == 7 and all(isinstance(r, Conflict) for r in refused), refused
+        for r in refused:
+            assert [(e["field"], e["code"]) for e in r.errors] == [("name", "unique")]
+            text = (r.detail + " ".join(e["message"] for e in r.errors)).lower()
+            assert "constraint" not in text and "o_account" not in text and "uq_" not in text
+    engine.dispose()
+
