@@ -1,0 +1,58 @@
+"""Editing records in Debian's chromium as a new user would: lookups in
+every form, two people saving one record, failed saves on a phone."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from test_forms import one, password, sign_in
+
+
+@pytest.fixture
+def signed_in(page, server):
+    sign_in(page, server)
+    return page
+
+
+def _objects_with_links(api):
+    objects = api.get("/_meta/objects").json()["data"]
+    return [o for o in objects if any(f["type"] in ("lookup", "related_to") for f in o["fields"])]
+
+
+def test_every_lookup_in_every_form_offers_and_takes_a_record(signed_in, server, api):
+    page = signed_in
+    walked = 0
+    for obj in _objects_with_links(api):
+        page.goto(f"{server.url}/app/{obj['name']}/new")
+        boxes = page.locator("#record-form .lookup")
+        for i in range(boxes.count()):
+            box = boxes.nth(i)
+            if not box.is_visible():
+                continue
+            search = box.locator(".lookup-search")
+            search.click()
+            option = box.locator(".lookup-option").first
+            expect(option).to_be_visible()
+            label = option.get_attribute("data-label")
+            option.click()
+            expect(search).to_have_value(label)
+            hidden = box.locator('input[type="hidden"]')
+            pattern = r"^[a-z_]+:[0-9a-f]{32}$" if box.get_attribute("data-kind") == "related" else r"^[0-9a-f]{32}$"
+            assert re.match(pattern, hidden.input_value()), (obj["name"], hidden.get_attribute("name"))
+            walked += 1
+    assert walked >= 8
+
+
+def test_a_lookup_picked_by_typing_is_saved(signed_in, server, api):
+    page = signed_in
+    page.goto(f"{server.url}/app/contact/new")
+    page.get_by_role("textbox", name="Name", exact=True).fill("林晓")
+    account = page.get_by_role("combobox", name="Account")
+    account.fill("恒达")
+    page.get_by_role("option", name=re.compile("苏州恒达精密机械有限公司")).click()
+    page.get_by_label("Email").fill("lin.xiao@example.com")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("林晓")
+    saved = one(api, "contact", q="林晓")
+    assert saved["account"] == one(api, "account", q="苏州恒达精密机械有限公司")["id"]
