@@ -28,7 +28,7 @@ from loomcrm.platform import auth, i18n
 
 from ..query import BadQuery, ListParams, list_records
 from ..records import NotFound, PreconditionFailed, RecordError, record_json
-from . import dryrun, savedviews
+from . import dryrun, merge, savedviews
 from .board import build_board, totals
 from .conditions import FieldState, field_states, working_record
 from .display import Display
@@ -365,7 +365,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         schema, obj = pages.obj(object_name)
         form = _multi(await request.form())
         rid = (form.get("_id") or [None])[-1] or None
-        version = _int((form.get("_version") or [None])[-1])
+        base = merge.parse_base(obj, (form.get("_base") or [None])[-1]) if rid else None
         touched = set(",".join(form.get("_touched", [])).split(",")) - {""}
         data = parse_form(obj, form, pages.tz)
         locale = locale_of(request)
@@ -381,7 +381,9 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
                 computed_json = record_json(obj, {**{"id": "", "version": 0, "created_at": None, "updated_at": None,
                                                      "created_by": None, "updated_by": None, "owner": None}, **computed})
                 refs.collect(obj, [computed_json])
-            status, errors = dryrun.check(runtime, obj.name, rid, data, acting, expected_version=version) if touched else (None, [])
+            # What a submit would save: the user's changes on top of the record as stored now.
+            mine = merge.Merge(obj, runtime.context).changes(data, base) if rid else data
+            status, errors = dryrun.check(runtime, obj.name, rid, mine, acting) if touched else (None, [])
             return states, computed_json, refs, errors
 
         states, computed, refs, errors = await run_in_threadpool(run)
@@ -416,24 +418,46 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
 
     @router.post("/{object_name}/{rid}/edit", dependencies=[Depends(_csrf)])
     async def update(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+        """Saves what the user changed against the values the form started
+        from (see `merge`): what others saved meanwhile stays, unless both
+        changed one field, which the form then shows side by side."""
         schema, obj = pages.obj(object_name)
-        form = await request.form()
-        data = parse_form(obj, _multi(form), pages.tz)
+        form = _multi(await request.form())
+        data = parse_form(obj, form, pages.tz)
         version = _int(form.get("_version"))
-        locale = locale_of(request)
+        base = merge.parse_base(obj, (form.get("_base") or [None])[-1])
+        merging = merge.Merge(obj, runtime.context)
+        mine = merging.changes(data, base)
+        acting = _locale_user(user, locale_of(request))
+
+        def save():
+            for _attempt in range(3):
+                current = runtime.records.get(obj.name, rid, schema=schema)
+                clashes = []
+                if version is not None and current["version"] != version:
+                    clashes = merging.clashes(mine, base, current)
+                if clashes:
+                    return current, clashes
+                if not mine:
+                    return current, []
+                try:
+                    runtime.records.update(obj.name, rid, mine, acting, expected_version=current["version"])
+                    return None, []
+                except PreconditionFailed:
+                    continue   # saved by someone else between the read and the write: look again
+            raise PreconditionFailed("the record keeps changing")
+
         try:
-            await run_in_threadpool(lambda: runtime.records.update(obj.name, rid, data, _locale_user(user, locale),
-                                                                   expected_version=version))
-        except PreconditionFailed:
-            current = runtime.records.get(obj.name, rid, schema=schema)
-            return _form_page(request, schema, obj, rid, current, data, user, status=409, conflict=current,
-                              touched="*")
+            current, clashes = await run_in_threadpool(save)
         except NotFound:
             raise HTTPException(status_code=404, detail="This record does not exist or is in the recycle bin.") from None
         except RecordError as exc:
             current = runtime.records.get(obj.name, rid, schema=schema)
-            return _form_page(request, schema, obj, rid, {**current, "version": version or current["version"]}, data, user,
-                              errors=exc.errors or [{"field": None, "message": exc.detail}], status=422, touched="*")
+            return _form_page(request, schema, obj, rid, current, {**current, **mine}, user, status=422, touched="*",
+                              errors=exc.errors or [{"field": None, "message": exc.detail}])
+        if clashes:
+            return _form_page(request, schema, obj, rid, current, {**current, **mine}, user, status=409, conflict=current,
+                              clashes=clashes, touched="*")
         return _saved(request, f"/app/{obj.name}/{rid}")
 
     @router.patch("/{object_name}/{rid}/move", dependencies=[Depends(_csrf)])
@@ -507,9 +531,12 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
 
     # --- helpers ----------------------------------------------------------------------------
     def _form_page(request, schema, obj, rid, current, values, user, *, errors=None, status=200, conflict=None,
-                   touched=""):
+                   clashes=(), touched=""):
         """The create/edit form. `values` are JSON values (a record, or what
-        the user sent); `current` is the stored record when editing."""
+        the user sent); `current` is the stored record when editing, and
+        the values the form starts from (`_base`). `clashes` are the fields
+        the user and someone else both changed (with `conflict`, the record
+        as they saved it)."""
         locale = locale_of(request)
         acting = _locale_user(user, locale)
         with runtime.engine.connect() as conn:
@@ -527,17 +554,15 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
                 refs.collect(obj, [conflict])
         ui = pages.display(schema, locale, refs)
         by_field = localize_errors(errors or [], obj, locale)
-        differences = []
-        if conflict is not None:
-            for f in form_fields(obj):
-                if editable(f) and f.name in values and _jsonish(obj, values).get(f.name) != conflict.get(f.name):
-                    differences.append((f, conflict.get(f.name), _jsonish(obj, values).get(f.name)))
+        mine = _jsonish(obj, values)
+        differences = [(f, conflict.get(f.name), mine.get(f.name)) for f in clashes] if conflict is not None else []
         return pages.render(request, "forms/form.html", status=status, obj=obj, rid=rid, current=current,
                             values=_jsonish(obj, shown), states=states, errors=by_field, ui=ui, sections=sections(obj),
                             widget=widget, editable=editable, input_value=lambda f, v: input_value(f, v, pages.tz),
                             title=record_title(obj, current) if current else None, conflict=conflict,
                             differences=differences, touched=touched,
-                            version=(conflict or current or {}).get("version"), FieldState=FieldState,
+                            version=(current or {}).get("version"), FieldState=FieldState,
+                            base=merge.base_json(obj, current) if current else "",
                             objects=schema.objects, users=_users(runtime.engine))
 
     return router

@@ -56,3 +56,47 @@ def test_a_lookup_picked_by_typing_is_saved(signed_in, server, api):
     expect(page.get_by_role("heading", level=1)).to_have_text("林晓")
     saved = one(api, "contact", q="林晓")
     assert saved["account"] == one(api, "account", q="苏州恒达精密机械有限公司")["id"]
+
+
+def test_two_tabs_editing_one_deal_lose_nothing(browser, server, api):
+    from test_forms import _new_opportunity
+
+    deal = _new_opportunity(api, "两个标签页的商机")
+    context = browser.new_context(locale="en-US")
+    tab1, tab2 = context.new_page(), context.new_page()
+    sign_in(tab1, server)
+    edit = f"{server.url}/app/opportunity/{deal['id']}/edit"
+
+    # different fields: both changes are kept, no question asked
+    tab1.goto(edit)
+    tab2.goto(edit)
+    tab1.get_by_label("Competitors").fill("Rival A")
+    tab1.get_by_role("button", name="Save").click()
+    expect(tab1.get_by_role("heading", level=1)).to_have_text("两个标签页的商机")
+    tab2.get_by_label("Next step").fill("Call the CFO")
+    tab2.get_by_role("button", name="Save").click()
+    expect(tab2.get_by_role("heading", level=1)).to_have_text("两个标签页的商机")
+    saved = api.get(f"/opportunity/{deal['id']}").json()
+    assert (saved["competitor"], saved["next_step"]) == ("Rival A", "Call the CFO")
+
+    # the same field: the form shows just that field, and saving again keeps the other's change elsewhere
+    tab1.goto(edit)
+    tab2.goto(edit)
+    tab1.get_by_label("Competitors").fill("Rival B")
+    tab1.get_by_label("Next step").fill("Send the quote")
+    tab1.get_by_role("button", name="Save").click()
+    expect(tab1.get_by_role("heading", level=1)).to_have_text("两个标签页的商机")
+    tab2.get_by_label("Next step").fill("Book a demo")
+    tab2.get_by_role("button", name="Save").click()
+    notice = tab2.get_by_role("alert").filter(has_text="Someone else saved this record")
+    expect(notice).to_be_visible()
+    rows = notice.locator("table.diff tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Next step")
+    expect(rows.first).to_contain_text("Send the quote")
+    expect(tab2.get_by_label("Competitors")).to_have_value("Rival B")
+    tab2.get_by_role("button", name="Save").click()
+    expect(tab2.get_by_role("heading", level=1)).to_have_text("两个标签页的商机")
+    saved = api.get(f"/opportunity/{deal['id']}").json()
+    assert (saved["competitor"], saved["next_step"]) == ("Rival B", "Book a demo")
+    context.close()

@@ -129,6 +129,58 @@ def test_a_stale_edit_is_explained_not_lost(client):
     assert again.status_code == 200 and first(client, "opportunity", q="鲜果汇")["next_step"] == "mine"
 
 
+def _edit_form(client, object_name, rid) -> dict[str, str]:
+    """The hidden inputs of an edit form as the browser would send them back."""
+    return _hidden(client.get(f"/app/{object_name}/{rid}/edit").text)
+
+
+def test_a_save_over_someone_elses_change_of_another_field_keeps_both(client):
+    deal = first(client, "opportunity", q="鲜果汇")
+    opened = _edit_form(client, "opportunity", deal["id"])
+    client.patch(f"/api/v1/opportunity/{deal['id']}", json={"competitor": "Theirs Ltd"})
+    # the form still holds the old competitor; the user changed only the next step
+    saved = client.post(f"/app/opportunity/{deal['id']}/edit",
+                        data={**opened, "name": deal["name"], "competitor": deal.get("competitor") or "", "next_step": "Demo on Friday"})
+    assert saved.status_code == 200, saved.text[:300]
+    now = first(client, "opportunity", q="鲜果汇")
+    assert now["competitor"] == "Theirs Ltd" and now["next_step"] == "Demo on Friday"
+
+
+def test_a_clash_lists_only_the_fields_both_changed_and_a_second_save_keeps_the_others(client):
+    deal = first(client, "opportunity", q="鲜果汇")
+    opened = _edit_form(client, "opportunity", deal["id"])
+    client.patch(f"/api/v1/opportunity/{deal['id']}", json={"competitor": "Rival Inc", "next_step": "Their step"})
+    form = {**opened, "name": deal["name"], "competitor": deal.get("competitor") or "", "next_step": "My step"}
+    page = client.post(f"/app/opportunity/{deal['id']}/edit", data=form)
+    assert page.status_code == 409 and "Someone else saved this record" in page.text
+    table = page.text.split('<table class="diff">')[1].split("</table>")[0]
+    assert "Next step" in table and "Competitors" not in table
+    assert 'value="Rival Inc"' in page.text and 'value="My step"' in page.text   # theirs merged in, mine kept
+    again = client.post(f"/app/opportunity/{deal['id']}/edit",
+                        data={**_hidden(page.text), "name": deal["name"], "competitor": "Rival Inc", "next_step": "My step"})
+    assert again.status_code == 200
+    now = first(client, "opportunity", q="鲜果汇")
+    assert now["competitor"] == "Rival Inc" and now["next_step"] == "My step"
+
+
+def test_the_conflict_notice_is_in_chinese(client):
+    deal = first(client, "opportunity", q="鲜果汇")
+    opened = _edit_form(client, "opportunity", deal["id"])
+    client.patch(f"/api/v1/opportunity/{deal['id']}", json={"next_step": "他们的下一步"})
+    page = client.post(f"/app/opportunity/{deal['id']}/edit", headers={"Accept-Language": "zh-CN"},
+                       data={**opened, "name": deal["name"], "next_step": "我的下一步"})
+    assert page.status_code == 409
+    assert "他人已保存的值" in page.text and "下一步" in page.text.split('<table class="diff">')[1]
+    assert "Someone else" not in page.text
+
+
+def _hidden(text: str) -> dict[str, str]:
+    import html
+
+    return {name: html.unescape(value) for name, value in
+            re.findall(r'<input type="hidden" name="(_version|_base)" value="([^"]*)"', text)}
+
+
 def test_a_board_move_goes_through_the_record_service(client):
     deal = first(client, "opportunity", q="蓉通物流")
     response = client.patch(f"/app/opportunity/{deal['id']}/move", json={"field": "stage", "value": "needs_analysis", "version": deal["version"]})
