@@ -67,8 +67,15 @@ def parse(source: str) -> ast.Expression:
     except SyntaxError as exc:
         msg = exc.msg or "invalid syntax"
         code = "too_deep" if ("too many nested" in msg or "too complex" in msg) else "syntax"
-        line = exc.lineno or 1
-        column = (exc.offset or 1) + (indent if line == 1 else 0)
+        line, offset = exc.lineno or 1, exc.offset
+        if not offset:
+            # Python reports an expression cut short (`stage == 'won' or`)
+            # at offset 0: the problem is where the text ends.
+            lines = body.rstrip().splitlines() or [""]
+            line, offset = len(lines), len(lines[-1]) + 1
+            if msg == "invalid syntax":
+                msg = "the expression ends too early: something is missing at its end"
+        column = offset + (indent if line == 1 else 0)
         raise ExpressionError(ExprError(code, msg, line, column)) from None
     except (ValueError, MemoryError, RecursionError) as exc:  # null bytes; pathological nesting
         code = "syntax" if isinstance(exc, ValueError) else "too_deep"

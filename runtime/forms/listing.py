@@ -73,6 +73,23 @@ def export_csv(conn, schema, obj: ObjectDef, params: ListParams, ids: list[str] 
     return out.getvalue()
 
 
+def example_filter(obj: ObjectDef) -> str:
+    """A filter over this object's own fields, as the filter box's
+    placeholder: a number and a choice when it has them."""
+    parts = []
+    number = next((f for f in obj.fields if f.type in ("currency", "decimal", "integer") and field_type(f).writable), None)
+    choice = next((f for f in obj.fields if f.type in ("stage", "picklist") and (f.stages if f.type == "stage" else f.options)), None)
+    text = next((f for f in obj.fields if f.type == "text"), None)
+    if number is not None:
+        parts.append(f"{number.name} > {10000 if number.type != 'integer' else 10}")
+    if choice is not None:
+        first = (choice.stages if choice.type == "stage" else choice.options)[0].value
+        parts.append(f"{choice.name} == '{first}'")
+    if len(parts) < 2 and text is not None:
+        parts.append(f"not is_blank({text.name})")
+    return " and ".join(parts) or "created_at >= add_days(today(), -30)"
+
+
 def sortable(obj: ObjectDef, name: str) -> bool:
     from ..query import SORTABLE_SYSTEM, UNSORTABLE
 

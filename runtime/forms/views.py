@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -32,7 +33,7 @@ from . import dryrun, merge, savedviews
 from .board import build_board, totals
 from .conditions import FieldState, field_states, working_record
 from .display import Display
-from .listing import COUNT_CAP, count_capped, export_csv, list_params, searchable, sortable
+from .listing import COUNT_CAP, count_capped, example_filter, export_csv, list_params, searchable, sortable
 from .refs import Refs, record_title, title_column
 from .related import list_columns, related_lists, timeline
 from .widgets import editable, form_fields, input_value, parse_form, sections, widget
@@ -48,6 +49,39 @@ ERROR_TEXTS = {  # field error codes whose server message names the field in Eng
     "unique": "Another record already has this value.",
     "read_only": "This field cannot be changed.",
 }
+
+
+# Expression problems in a filter, by code, in the user's words; English
+# pages show the checker's own, more precise message.
+EXPRESSION_TEXTS = {
+    "syntax": "The filter is not written correctly here.",
+    "forbidden_syntax": "This is not allowed in a filter.",
+    "unknown_name": "There is no such field: %(name)s",
+    "unknown_function": "There is no such function: %(name)s",
+    "arity": "This function is given the wrong number of values.",
+    "type_mismatch": "These values cannot be compared or combined.",
+    "not_a_field": "This function needs a field name here.",
+    "too_long": "The filter is too long.",
+    "too_deep": "The filter is nested too deeply.",
+    "not_sql": "This part cannot be used in a list filter.",
+    "invalid_regex": "This pattern is not a valid regular expression.",
+}
+
+
+def filter_problem(exc: RecordError, locale: str) -> str:
+    """A refused list filter or query, in the user's words, with the line
+    and column of an expression problem."""
+    found = [e for e in exc.errors if e.get("line")]
+    if not found:
+        message = exc.errors[0].get("message") if exc.errors else exc.detail
+        return message if locale == "en" else i18n.gettext(locale, "The list cannot be shown with these settings.")
+    e = found[0]
+    message = e.get("message", "")
+    if locale != "en" and e.get("code") in EXPRESSION_TEXTS:
+        quoted = re.search(r"'([^']{1,63})'", message)
+        message = i18n.gettext(locale, EXPRESSION_TEXTS[e["code"]]).replace("%(name)s", quoted.group(1) if quoted else "")
+    where = i18n.gettext(locale, "Line %(line)s, column %(column)s:")
+    return where.replace("%(line)s", str(e["line"])).replace("%(column)s", str(e["column"])) + " " + message
 
 
 def _ui_user(request: Request):
@@ -249,7 +283,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         sort = params.sort if error is None else []
         extra = [(k, v) for k, v in items if k not in ("filter", "sort", "q", "cursor", "view", "limit")]
         context = dict(obj=obj, columns=columns, rows=rows, cursor=cursor, count=count, exact=exact, cap=COUNT_CAP,
-                       error=error, current=current, sort=sort, extra=extra, view=view,
+                       error=filter_problem(error, locale) if error else None, current=current, sort=sort,
+                       extra=extra, view=view, filter_example=example_filter(obj),
                        views=savedviews.list_views(runtime.engine, user.id, obj.name),
                        ui=pages.display(schema, locale, refs), record_title=record_title, sortable=sortable,
                        filter_fields=_filter_fields(obj, pages.display(schema, locale)),
@@ -331,7 +366,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
             error, refs = exc, None
         kanban = obj.layouts.kanban
         card_fields = [obj.field(n) for n in kanban.card if obj.field(n) is not None]
-        return pages.render(request, "forms/board.html", obj=obj, columns=columns, error=error,
+        return pages.render(request, "forms/board.html", obj=obj, columns=columns,
+                            error=filter_problem(error, locale) if error else None,
                             group=obj.field(kanban.group_by), sum_field=obj.field(kanban.sum) if kanban.sum else None,
                             card_fields=card_fields, ui=pages.display(schema, locale, refs), record_title=record_title,
                             current={k: v for k, v in items if k in ("filter", "q")})

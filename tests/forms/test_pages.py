@@ -86,6 +86,28 @@ def test_a_bad_filter_expression_is_explained(client):
     assert "This filter cannot be used" in page.text and 'aria-invalid="true"' in page.text
 
 
+def test_a_filter_error_says_where_and_in_chinese_too(client):
+    page = client.get("/app/opportunity", params={"filter": "stage == 'won' or"})
+    assert page.status_code == 400 and "Line 1, column 18:" in page.text
+    zh = client.get("/app/opportunity", params={"filter": "stage == 'won' and amout > 5"}, headers={"Accept-Language": "zh-CN"})
+    error = zh.text.split('id="filter-error"')[1].split(">", 1)[1].split("</p>")[0]
+    assert "第 1 行，第 20 列" in error and "没有这个字段：amout" in error
+    assert not re.search(r"[A-Za-z]{5,}", error.replace("amout", ""))
+
+
+def test_the_filter_placeholder_names_the_objects_own_fields(client, app):
+    schema = app.state.loom.runtime.schema()
+    for name in ("lead", "opportunity", "task"):
+        page = client.get(f"/app/{name}")
+        example = re.search(r'id="list-filter"[^>]*placeholder="([^"]*)"', page.text.replace("\n", " "), re.S).group(1)
+        import html as html_
+
+        # every name in it is a field of this object, and it is a filter the list accepts
+        names = set(re.findall(r"\b([a-z_]+)\b(?=\s*(?:[<>=!]|\)))", html_.unescape(example)))
+        assert names and all(schema.object(name).field(n) for n in names), (name, example)
+        assert client.get(f"/app/{name}", params={"filter": html_.unescape(example)}).status_code == 200
+
+
 def test_filters_sort_and_counts(client):
     page = client.get("/app/opportunity", params={"filter": "amount > 30000", "sort": "-amount"})
     assert page.status_code == 200

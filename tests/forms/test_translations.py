@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from loomcrm.platform import i18n
-from loomcrm.runtime.forms.views import ERROR_TEXTS
+from loomcrm.runtime.forms.views import ERROR_TEXTS, EXPRESSION_TEXTS
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = [*(REPO / "runtime" / "forms" / "templates").rglob("*.html"), *(REPO / "platform" / "templates").rglob("*.html")]
@@ -19,7 +19,7 @@ def chrome_texts() -> set[str]:
         source = path.read_text()
         texts |= set(re.findall(r'_\("((?:[^"\\]|\\.)+)"\)', source))
         texts |= set(re.findall(r'gettext\([^,()]+, "((?:[^"\\]|\\.)+)"', source))
-    return texts | set(ERROR_TEXTS.values())
+    return texts | set(ERROR_TEXTS.values()) | set(EXPRESSION_TEXTS.values())
 
 
 def test_every_chrome_text_is_translated():
