@@ -73,7 +73,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     admin, password = None, None
     if auth.count_users(engine) == 0:
         password = secrets.token_urlsafe(12)
-        admin = auth.create_user(engine, "admin", "admin", password, display_name="Administrator")
+        admin = auth.create_user(engine, "admin", "admin", password)
     installed = install_default_pack(engine, user_id=admin.id if admin else None, context=field_context(settings))
     if installed is not None:
         typer.echo(f"Installed the crm pack {installed.version} ({installed.rows_loaded} sample records).")

@@ -40,6 +40,7 @@ from .rules.duplicates import normalize
 from .tables import RECYCLE_COLUMNS, CompiledSchema, uid_of
 
 WRITABLE_SYSTEM = ("owner",)
+RESTRICTED_SHOWN = 5   # records named in a delete that `restrict` blocks
 SYSTEM_READ_ONLY = ("id", "version", "created_at", "updated_at", "created_by", "updated_by")
 
 
@@ -859,9 +860,15 @@ class RecordService:
             table = schema.table(child.name)
             alive = sa.and_(table.c[f.name] == row["id"], table.c._deleted_at.is_(None))
             if f.on_delete == "restrict":
-                if conn.execute(sa.select(table.c.id).where(alive).limit(1)).first() is not None:
-                    raise Conflict(f"{child.name} records still link to this {obj.name}",
-                                   [{"field": f.name, "code": "restricted", "message": f"{child.name}.{f.name} links here"}])
+                linked = conn.execute(sa.select(table.c.id).where(alive).order_by(table.c.created_at, table.c.id)
+                                      .limit(RESTRICTED_SHOWN + 1)).scalars().all()
+                if linked:
+                    count = len(linked) if len(linked) <= RESTRICTED_SHOWN else conn.execute(
+                        sa.select(sa.func.count()).select_from(table).where(alive)).scalar()
+                    raise Conflict(f"{count} {child.name} record(s) still link to this {obj.name} through {f.name}",
+                                   [{"field": f.name, "code": "restricted", "object": child.name, "count": count,
+                                     "matches": linked[:RESTRICTED_SHOWN],
+                                     "message": f"{count} {child.name} record(s) link to this {obj.name} through {f.name}"}])
             elif f.on_delete == "set_null":
                 for r in conn.execute(sa.select(table).where(alive)).fetchall():
                     self._detach(conn, schema, child, dict(r._mapping), f.name, user)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from loomcrm.metadata.model import ObjectDef, localized
@@ -84,6 +85,11 @@ def filter_problem(exc: RecordError, locale: str) -> str:
     return where.replace("%(line)s", str(e["line"])).replace("%(column)s", str(e["column"])) + " " + message
 
 
+def N_(message: str) -> str:
+    """Marks a page error's text for translation: the error page shows it in the user's language."""
+    return message
+
+
 def _ui_user(request: Request):
     """The signed-in user; unsafe requests need the CSRF token in the
     X-CSRF-Token header (htmx) or the form's csrf_token field."""
@@ -125,7 +131,7 @@ class Pages:
         schema = self.runtime.schema()
         obj = schema.object(name)
         if obj is None:
-            raise HTTPException(status_code=404, detail=f"There is no object {name[:63]!r}.")
+            raise HTTPException(status_code=404, detail=N_("There is no such page."))
         return schema, obj
 
     def render(self, request: Request, template: str, status: int = 200, headers=None, **context) -> HTMLResponse:
@@ -140,26 +146,56 @@ class Pages:
         return lambda message: i18n.gettext(locale, message)
 
 
-def localize_errors(errors: list[dict], obj: ObjectDef, locale: str) -> dict[str | None, list[str]]:
-    """Errors by field name (None: the record as a whole), in the user's words."""
+# Problems with a value itself: a rule or criterion on the same field was
+# judged on a value that is missing or was refused, and would only repeat it.
+VALUE_CODES = frozenset({"required", "type", "too_long", "pattern", "invalid_option", "min", "max", "not_found"})
+
+
+def localize_errors(errors: list[dict], obj: ObjectDef, locale: str, *, links: bool = False) -> dict[str | None, list[str]]:
+    """Errors by field name (None: the record as a whole), in the user's
+    words, each message once. With `links`, a duplicate names the records
+    it matches with links to them (HTML-safe Markup)."""
     out: dict[str | None, list[str]] = {}
+    refused = {e.get("field") for e in errors if e.get("code") in VALUE_CODES and e.get("field")}
     for e in errors:
         name = e.get("field")
         if name is not None and obj.field(name) is None and name != "owner":
             name = None
         code = e.get("code")
+        if code in ("rule", "stage_criteria") and name in refused:
+            continue
         if code in ERROR_TEXTS and not e.get("rule") and not e.get("stage"):
             message = i18n.gettext(locale, ERROR_TEXTS[code])
+        elif code == "required" and e.get("stage"):
+            message = i18n.gettext(locale, "Required to leave the stage %(stage)s.").replace(
+                "%(stage)s", _stage_label(obj, e["stage"], locale))
         elif code in ("min", "max") and not e.get("rule"):
             f = obj.field(name) if name else None
             bound = getattr(f, code, None)
             message = i18n.gettext(locale, "At least %(n)s." if code == "min" else "At most %(n)s.").replace("%(n)s", str(bound))
         else:
             message = e.get("message") or code or ""
+        if links and e.get("matches"):
+            message = _with_links(message, obj, e["matches"], locale)
         out.setdefault(name, [])
         if message not in out[name]:
             out[name].append(message)
     return out
+
+
+def _stage_label(obj: ObjectDef, value: str, locale: str) -> str:
+    stage = next((s for f in obj.fields if f.type == "stage" for s in f.stages if s.value == value), None)
+    return localized(stage.label, locale, value) if stage is not None else value
+
+
+def _with_links(message: str, obj: ObjectDef, ids: list[str], locale: str) -> Markup:
+    """A duplicate's message followed by links to the records it matches."""
+    if len(ids) == 1:
+        anchors = [(ids[0], i18n.gettext(locale, "Open the existing record"))]
+    else:
+        anchors = [(rid, i18n.gettext(locale, "Match %(n)s").replace("%(n)s", str(n))) for n, rid in enumerate(ids[:5], 1)]
+    return Markup("{} {}").format(message, Markup(" ").join(
+        Markup('<a href="/app/{}/{}" target="_blank" rel="noopener">{}</a>').format(obj.name, rid, text) for rid, text in anchors))
 
 
 # --- the record page (also used by the benchmark) ------------------------------------
@@ -301,7 +337,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         try:
             params = list_params(items, obj, runtime.context)
         except BadQuery as exc:
-            raise HTTPException(status_code=400, detail=exc.detail) from None
+            raise HTTPException(status_code=400, detail=filter_problem(exc, locale_of(request))) from None
         with runtime.engine.connect() as conn:
             body = export_csv(conn, schema, obj, params, ids or None)
         return Response(body.encode("utf-8"), media_type="text/csv; charset=utf-8",
@@ -313,21 +349,30 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         form = await request.form()
         ids = form.getlist("ids")[:500]
         _ = pages.gettext(request)
-        failed = []
+        failed, deleted = [], []
+        locale = locale_of(request)
 
         def run():
             for rid in ids:
                 try:
                     runtime.records.delete(obj.name, rid, user)
+                    deleted.append(rid)
                 except RecordError as exc:
-                    failed.append((rid, exc.detail))
+                    failed.append((rid, exc))
+            with runtime.engine.connect() as conn:
+                refs = Refs(schema, conn)
+                refs.load({obj.name: {rid for rid, _exc in failed}})
+            return [{"text": f"{refs.title(obj.name, rid)}: {problem['text']}", "links": problem.get("links")}
+                    for rid, exc in failed for problem in _delete_problems(runtime, schema, exc, locale)]
 
-        await run_in_threadpool(run)
+        details = await run_in_threadpool(run)
+        message = _("%(n)s records moved to the recycle bin.").replace("%(n)s", str(len(deleted)))
         if failed:
-            message = _("%(n)s records could not be deleted:").replace("%(n)s", str(len(failed)))
-            return pages.render(request, "forms/_notice.html", status=409, kind="error", message=message,
-                                details=[d for _rid, d in failed])
-        return Response(status_code=204, headers={"HX-Refresh": "true"})
+            message += " " + _("%(n)s records could not be deleted:").replace("%(n)s", str(len(failed)))
+        # the deleted rows leave the list in place (out-of-band); the notice says where they went
+        return pages.render(request, "forms/_notice.html", kind="error" if failed else "success", message=message,
+                            details=details, link=("/app/bin", _("Open the recycle bin")) if deleted else None,
+                            removed_rows=deleted)
 
     @router.post("/{object_name}/views", dependencies=[Depends(_csrf)])
     async def save_view(object_name: str, request: Request, user=Depends(_ui_user)):
@@ -351,7 +396,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
     def board(object_name: str, request: Request, user=Depends(_ui_user)):
         schema, obj = pages.obj(object_name)
         if obj.layouts.kanban is None:
-            raise HTTPException(status_code=404, detail="This object has no board.")
+            raise HTTPException(status_code=404, detail=N_("This object has no board."))
         locale = locale_of(request)
         items = list(request.query_params.multi_items())
         layout = obj.layouts.list_
@@ -424,7 +469,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
 
         states, computed, refs, errors = await run_in_threadpool(run)
         ui = pages.display(schema, locale, refs)
-        by_field = localize_errors(errors, obj, locale)
+        by_field = localize_errors(errors, obj, locale, links=True)
         shown = [f for f in form_fields(obj) if f.name in touched or "*" in touched]
         formulas = {f.name: ui.text(obj, f, computed.get(f.name)) for f in form_fields(obj) if not editable(f)}
         trigger = {"loom:state": {"fields": {n: [s.visible, s.required, s.read_only] for n, s in states.items()},
@@ -440,7 +485,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         try:
             context = record_page(runtime, schema, obj, rid, locale_of(request))
         except NotFound:
-            raise HTTPException(status_code=404, detail="This record does not exist or is in the recycle bin.") from None
+            raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
         return pages.render(request, "forms/record.html", record_title=record_title, **context)
 
     @router.get("/{object_name}/{rid}/edit", response_class=HTMLResponse)
@@ -449,7 +494,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         try:
             current = runtime.records.get(obj.name, rid, schema=schema)
         except NotFound:
-            raise HTTPException(status_code=404, detail="This record does not exist or is in the recycle bin.") from None
+            raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
         return _form_page(request, schema, obj, rid, current, current, user)
 
     @router.post("/{object_name}/{rid}/edit", dependencies=[Depends(_csrf)])
@@ -486,7 +531,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         try:
             current, clashes = await run_in_threadpool(save)
         except NotFound:
-            raise HTTPException(status_code=404, detail="This record does not exist or is in the recycle bin.") from None
+            raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
         except RecordError as exc:
             current = runtime.records.get(obj.name, rid, schema=schema)
             return _form_page(request, schema, obj, rid, current, {**current, **mine}, user, status=422, touched="*",
@@ -522,13 +567,11 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
             by_field = localize_errors(exc.errors or [{"field": None, "message": exc.detail}], obj, locale)
             display = pages.display(schema, locale)
             errors = []
-            for field_name, messages in by_field.items():
+            for field_name, messages in by_field.items():   # one entry per field, its label once
                 target = obj.field(field_name) if field_name else None
-                for message in messages:
-                    label = display.label(target) if target else None
-                    errors.append({"field": field_name, "label": label if label and label not in message else None,
-                                   "message": message,
-                                   "fix": f"/app/{obj.name}/{rid}/edit" + (f"#field-{field_name}" if field_name else "")})
+                errors.append({"field": field_name, "label": display.label(target) if target else None,
+                               "message": "; ".join(messages),
+                               "fix": f"/app/{obj.name}/{rid}/edit" + (f"#field-{field_name}" if field_name else "")})
             return JSONResponse({"errors": errors}, status_code=exc.status)
         answer: dict[str, Any] = {"version": saved["version"], "value": saved.get(f.name)}
         kanban = obj.layouts.kanban
@@ -548,9 +591,9 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
             await run_in_threadpool(runtime.records.delete, obj.name, rid, user)
         except RecordError as exc:
             _ = pages.gettext(request)
-            details = [e.get("message", "") for e in exc.errors] or [exc.detail]
             return pages.render(request, "forms/_notice.html", status=exc.status, kind="error",
-                                message=_("The record could not be deleted:"), details=details)
+                                message=_("The record could not be deleted:"),
+                                details=_delete_problems(runtime, schema, exc, locale_of(request)))
         return _saved(request, f"/app/{obj.name}")
 
     @router.post("/{object_name}/{rid}/restore", dependencies=[Depends(_csrf)])
@@ -589,7 +632,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
             if conflict is not None:
                 refs.collect(obj, [conflict])
         ui = pages.display(schema, locale, refs)
-        by_field = localize_errors(errors or [], obj, locale)
+        by_field = localize_errors(errors or [], obj, locale, links=True)
         mine = _jsonish(obj, values)
         differences = [(f, conflict.get(f.name), mine.get(f.name)) for f in clashes] if conflict is not None else []
         return pages.render(request, "forms/form.html", status=status, obj=obj, rid=rid, current=current,
@@ -602,6 +645,26 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
                             objects=schema.objects, users=_users(runtime.engine))
 
     return router
+
+
+def _delete_problems(runtime, schema, exc: RecordError, locale: str) -> list[dict[str, Any]]:
+    """Why a delete was refused, in words: for `restrict`, how many records
+    of which object still link here, with links to the first of them."""
+    out = []
+    for e in exc.errors or [{"message": exc.detail}]:
+        child = schema.object(e.get("object") or "")
+        if e.get("code") != "restricted" or child is None:
+            out.append({"text": e.get("message", "")})
+            continue
+        ids = e.get("matches") or []
+        with runtime.engine.connect() as conn:
+            refs = Refs(schema, conn)
+            refs.load({child.name: set(ids)})
+        text = i18n.gettext(locale, "%(count)s %(objects)s still link to this record. Delete them or link them elsewhere first:")
+        plural = localized(child.plural_label, locale, "") or localized(child.label, locale, child.name)
+        out.append({"text": text.replace("%(count)s", str(e.get("count", len(ids)))).replace("%(objects)s", plural),
+                    "links": [(f"/app/{child.name}/{rid}", refs.title(child.name, rid)) for rid in ids]})
+    return out
 
 
 def _users(engine) -> list[dict[str, str]]:

@@ -118,11 +118,43 @@ def test_filters_sort_and_counts(client):
 def test_create_shows_errors_next_to_fields_then_saves(client):
     page = client.post("/app/lead/new", data={"email": "nope", "source": "website"})
     assert page.status_code == 422
-    assert re.search(r'id="err-name"[^>]*>[^<]*required', page.text)
-    assert re.search(r'id="err-email"[^>]*>[^<]+<', page.text)
+    assert re.search(r'id="err-name"[^>]*><span class="msg">[^<]*required', page.text)
+    assert re.search(r'id="err-email"[^>]*><span class="msg">[^<]+<', page.text)
     saved = client.post("/app/lead/new", data={"name": "赵敏", "email": "zhao.min@example.com", "source": "website"},
                         headers={"HX-Request": "true"})
     assert saved.status_code == 204 and saved.headers["HX-Redirect"].startswith("/app/lead/")
+
+
+def test_a_blocked_duplicate_links_to_the_record_it_matches(client):
+    account = first(client, "account", q="恒达")
+    page = client.post("/app/account/new", data={"name": account["name"]})
+    assert page.status_code == 422 or page.status_code == 409
+    error = page.text.split('id="err-name"')[1].split("</p>")[0]
+    assert "An account with this name already exists" in error
+    assert f'href="/app/account/{account["id"]}"' in error and "Open the existing record" in error
+
+
+def test_an_invalid_phone_says_one_thing(client):
+    page = client.post("/app/lead/new", data={"name": "手机号测试", "phone": "12345", "source": "website"})
+    error = page.text.split('id="err-phone"')[1].split("</p>")[0]
+    assert error.count('class="msg"') == 1, error
+    assert "Enter a valid value." in error
+
+
+def test_a_refused_stage_move_names_each_field_once(client):
+    deal = client.post("/api/v1/opportunity", json={
+        "name": "阶段测试", "account": first(client, "account", q="恒达")["id"], "stage": "initial_contact",
+        "close_date": "2099-01-01"}).json()
+    response = client.patch(f"/app/opportunity/{deal['id']}/move", json={"field": "stage", "value": "demo_quote", "version": deal["version"]})
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    fields = [e["field"] for e in errors]
+    assert len(fields) == len(set(fields)) and {"contact", "requirements", "budget"} <= set(fields)
+    budget = next(e for e in errors if e["field"] == "budget")
+    assert budget["label"] == "Budget" and budget["message"] == "Required to leave the stage Needs analysis."
+    zh = client.patch(f"/app/opportunity/{deal['id']}/move", headers={"Accept-Language": "zh-CN"},
+                      json={"field": "stage", "value": "demo_quote", "version": deal["version"]}).json()["errors"]
+    assert next(e for e in zh if e["field"] == "budget")["message"] == "离开“需求分析与验证”阶段前必须填写。"
 
 
 def test_the_live_check_reports_state_and_errors_of_touched_fields(client):
@@ -231,11 +263,30 @@ def test_bulk_delete_export_and_restore(client):
     assert export.status_code == 200 and export.text.startswith("\ufeffid,") and "赵敏" in export.text
     assert export.text.count("\n") == 2
     deleted = client.post("/app/lead/bulk-delete", data={"ids": [lead["id"]]})
-    assert deleted.status_code == 204
+    assert deleted.status_code == 200 and "1 records moved to the recycle bin." in deleted.text
+    assert f'<tr id="row-{lead["id"]}" hx-swap-oob="delete">' in deleted.text and 'href="/app/bin"' in deleted.text
     assert client.get(f"/api/v1/lead/{lead['id']}").status_code == 404
     assert "赵敏" in client.get("/app/bin").text
     assert client.post(f"/app/lead/{lead['id']}/restore").status_code in (200, 303)
     assert client.get(f"/api/v1/lead/{lead['id']}").status_code == 200
+
+
+def test_a_delete_that_restrict_blocks_names_the_linked_records(client):
+    account = client.post("/api/v1/account", json={"name": "限制删除测试公司"}).json()
+    deals = [client.post("/api/v1/opportunity", json={"name": f"限制删除商机{i}", "account": account["id"], "stage": "initial_contact",
+                                                       "close_date": "2099-01-01"}).json() for i in range(2)]
+    zh = client.post(f"/app/account/{account['id']}/delete", headers={"Accept-Language": "zh-CN"})
+    assert zh.status_code == 409
+    assert "仍有 2 条商机关联到此记录" in zh.text and "links here" not in zh.text
+    for deal in deals:
+        assert f'href="/app/opportunity/{deal["id"]}">{deal["name"]}</a>' in zh.text
+
+
+def test_a_missing_record_is_explained_in_chinese(client):
+    page = client.get("/app/opportunity/" + "0" * 32, headers={"Accept-Language": "zh-CN"})
+    assert page.status_code == 404
+    assert "该记录不存在或已在回收站中。" in page.text and "未找到" in page.text and "does not exist" not in page.text
+    assert "没有这个页面。" in client.get("/app/no_such_object", headers={"Accept-Language": "zh-CN"}).text
 
 
 def test_search_and_lookup_typeahead(client):
