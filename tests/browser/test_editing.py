@@ -100,3 +100,53 @@ def test_two_tabs_editing_one_deal_lose_nothing(browser, server, api):
     saved = api.get(f"/opportunity/{deal['id']}").json()
     assert (saved["competitor"], saved["next_step"]) == ("Rival B", "Book a demo")
     context.close()
+
+
+def test_a_failed_save_on_a_phone_shows_the_summary_and_focuses_the_first_problem(browser, server):
+    context = browser.new_context(viewport={"width": 375, "height": 740}, locale="zh-CN", has_touch=True)
+    page = context.new_page()
+    page.goto(f"{server.url}/login")
+    page.get_by_label("用户名").fill("admin")
+    page.get_by_label("密码").fill(password(server))
+    page.get_by_role("button", name="登录").click()
+    page.goto(f"{server.url}/app/opportunity/new")
+    page.get_by_role("button", name="保存").tap()
+    summary = page.locator("#error-summary")
+    expect(summary).to_be_visible()
+    expect(summary).to_contain_text("请修改标出的字段")
+    expect(summary).to_contain_text("商机名称：此项为必填项。")
+    focused = page.locator(":focus")
+    expect(focused).to_have_attribute("id", "in-name")
+    box = focused.bounding_box()
+    assert 0 <= box["y"] and box["y"] + box["height"] <= 740 and box["x"] + box["width"] <= 375
+    expect(page.locator("#err-name")).to_be_in_viewport()
+    # the summary's links go to each field
+    summary.get_by_role("link").nth(1).tap()
+    second = page.locator(":focus")
+    expect(second).to_be_in_viewport()
+    assert second.get_attribute("id") != "in-name"
+    context.close()
+
+
+def test_typing_fast_over_a_slow_connection_logs_no_errors(signed_in, server):
+    import time
+
+    page = signed_in
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+
+    def slow(route):
+        time.sleep(0.4)
+        route.continue_()
+
+    page.route(re.compile(r".*/app/(_lookup|lead/form/check).*"), slow)
+    page.goto(f"{server.url}/app/lead/new")
+    page.get_by_role("textbox", name="Name", exact=True).press_sequentially("王小明同学", delay=120)
+    page.get_by_label("Company").press_sequentially("青禾贸易有限公司", delay=120)
+    page.get_by_label("Email").fill("fast.typist@example.com")
+    page.get_by_label("Lead source").select_option("website")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("王小明同学")
+    page.unroute_all(behavior="ignoreErrors")
+    assert problems == []

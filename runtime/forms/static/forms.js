@@ -56,14 +56,41 @@
     if (names.indexOf(box.dataset.field) < 0) names.push(box.dataset.field);
     touched.value = names.join(",");
   }, true);
-  // A submit supersedes pending checks.
+  // A submit supersedes pending checks. Checks queue behind each other
+  // (hx-sync "queue last") instead of aborting, and an answer for a form
+  // that was submitted or replaced meanwhile is dropped: an aborted request
+  // would be logged as an error by htmx.
   document.addEventListener("submit", function (e) {
     var live = e.target.querySelector && e.target.querySelector(".form-live");
-    if (live && window.htmx) htmx.trigger(live, "htmx:abort");
+    if (live) live.dataset.submitted = "true";
   }, true);
-  document.addEventListener("htmx:afterSwap", function () {
-    var first = document.querySelector("#record-form .field.has-error input:not([type=hidden]), #record-form .field.has-error select, #record-form .field.has-error textarea");
-    if (first && document.activeElement === document.body) first.focus();
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (e.target.dataset && e.target.dataset.submitted) e.preventDefault();
+  });
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var elt = e.detail.requestConfig && e.detail.requestConfig.elt;
+    if (elt && (!elt.isConnected || (elt.dataset && elt.dataset.submitted))) e.detail.shouldSwap = false;
+  });
+  // A refused save: the summary lists the problems and focus goes to the
+  // first invalid field, scrolled into view (after htmx's own scrolling).
+  function focusFirstError() {
+    var form = document.getElementById("record-form");
+    if (!form || !form.querySelector("#error-summary")) return;
+    var first = form.querySelector(".field.has-error input:not([type=hidden]), .field.has-error select, .field.has-error textarea");
+    if (!first || (document.activeElement && document.activeElement !== document.body && form.contains(document.activeElement))) return;
+    first.focus({ preventScroll: true });
+    first.closest(".field").scrollIntoView({ block: "center" });
+  }
+  document.addEventListener("htmx:afterSettle", function (e) { if (e.target.id === "main") focusFirstError(); });
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", focusFirstError); else focusFirstError();
+  document.addEventListener("click", function (e) {
+    var link = e.target.closest && e.target.closest("#error-summary a[data-focus]");
+    if (!link) return;
+    var input = document.getElementById(link.dataset.focus);
+    if (!input) return;
+    e.preventDefault();
+    input.focus({ preventScroll: true });
+    input.closest(".field").scrollIntoView({ block: "center" });
   });
 
   // --- lookup typeahead --------------------------------------------------------
