@@ -259,12 +259,16 @@ def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams):
     for name, op, value in params.filters:
         query = query.where(_condition(table.c[name], op, value))
     if params.q:
-        needle = "%" + _escape_like(params.q.lower()) + "%"
-        columns = [table.c[f.name] for f in obj.fields if field_type(f).searchable]
-        if columns:
-            query = query.where(sa.or_(*[sa.func.lower(c).like(needle, escape="\\") for c in columns]))
-        else:
-            query = query.where(sa.false())
+        # Each field searched for the text as its type stores it (a phone
+        # typed with spaces matches its E.164 digits).
+        matches = []
+        for f in obj.fields:
+            kind = field_type(f)
+            text = kind.search_text(params.q) if kind.searchable else None
+            if text:
+                needle = "%" + _escape_like(text.lower()) + "%"
+                matches.append(sa.func.lower(table.c[f.name]).like(needle, escape="\\"))
+        query = query.where(sa.or_(*matches) if matches else sa.false())
     return table, query
 
 

@@ -83,6 +83,11 @@ class FieldType:
         service keeps one coercer per field per metadata version."""
         return partial(self.coerce, field)
 
+    def search_text(self, text: str) -> str | None:
+        """A search box's text as it would appear in this type's stored
+        values (None: it cannot appear in them); for searchable types."""
+        return text
+
     def parse_text(self, field: FieldDef, text: str, ctx: FieldContext) -> Any:
         """Text from a query string or a CSV cell -> the stored value."""
         return self.coerce(field, text, ctx)

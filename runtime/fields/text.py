@@ -113,6 +113,10 @@ class EmailType(FieldType):
         return result.normalized
 
 
+_PHONE_SEPARATORS = re.compile(r"[\s()./\-\u3000]")
+_PHONE_DIGITS = re.compile(r"^\+?\d{3,}$")
+
+
 @register
 class PhoneType(FieldType):
     name = "phone"
@@ -127,6 +131,13 @@ class PhoneType(FieldType):
 
     def json_schema(self, field):
         return {"type": "string", "maxLength": 64}
+
+    def search_text(self, text):
+        # Stored in E.164 (+8613912345678): "139 1234 5678" and "139-1234-5678" are its digits.
+        digits = _PHONE_SEPARATORS.sub("", text)
+        if not _PHONE_DIGITS.match(digits):
+            return None
+        return digits.lstrip("+")
 
     def coerce(self, field, value, ctx: FieldContext):
         value = _as_str(field, value).strip()

@@ -289,6 +289,16 @@ def test_a_missing_record_is_explained_in_chinese(client):
     assert "没有这个页面。" in client.get("/app/no_such_object", headers={"Accept-Language": "zh-CN"}).text
 
 
+def test_search_finds_a_phone_number_typed_with_spaces(client):
+    lead = client.post("/api/v1/lead", json={"name": "号码搜索", "phone": "13912345678", "source": "website"})
+    assert lead.status_code == 201, lead.text
+    for typed in ("139 1234 5678", "139-1234-5678", "+86 139 1234 5678", "1234 5678"):
+        found = client.get("/api/v1/lead", params={"q": typed}).json()["data"]
+        assert [r["name"] for r in found] == ["号码搜索"], typed
+    assert "号码搜索" in client.get("/app/search", params={"q": "139 1234 5678"}).text
+    assert client.get("/api/v1/lead", params={"q": "139 1234 5679"}).json()["data"] == []
+
+
 def test_search_and_lookup_typeahead(client):
     assert "苏州恒达精密机械有限公司" in client.get("/app/search", params={"q": "恒达"}).text
     options = client.get("/app/_lookup", params={"object": "account", "q": "恒达"}).text
