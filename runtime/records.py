@@ -40,6 +40,8 @@ from .rules.duplicates import normalize
 from .tables import RECYCLE_COLUMNS, CompiledSchema, uid_of
 
 WRITABLE_SYSTEM = ("owner",)
+# History rows about the whole record, besides one per tracked field.
+EDITED_FIELD, DELETED_FIELD, RESTORED_FIELD = "_edited", "_deleted", "_restored"
 RESTRICTED_SHOWN = 5   # records named in a delete that `restrict` blocks
 SYSTEM_READ_ONLY = ("id", "version", "created_at", "updated_at", "created_by", "updated_by")
 
@@ -203,6 +205,8 @@ class _Plan:
     names: list[str]                              # stored fields, in order
     to_json: list[tuple[str, Any]]                # (name, stored value -> JSON value) of fields whose JSON differs
     tracked: list[tuple[str, Any]]                # (name, to_json) of `track_history` fields, in order
+    tracked_updates: list[tuple[str, Any]]        # the same, and the owner: its changes are always kept
+    untracked: frozenset[str]                     # fields whose changes are kept without values
     defaults: list[FieldDef]                      # writable fields with a literal default
     required: list[tuple[FieldDef, Any]]          # (field, field type) of writable fields declared required
     auto_numbers: list[FieldDef]
@@ -225,14 +229,17 @@ def _make_plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
     table = schema.table(obj.name)
     kinds = {f.name: (f, field_type(f)) for f in obj.fields}
     coercers = {name: kind.coercer(f) for name, (f, kind) in kinds.items()}
+    tracked = [(name, partial(kinds[name][1].to_json, kinds[name][0]) if name in kinds else _same)
+               for name in obj.track_history if name in kinds or name == "owner"]
     return _Plan(
         fields=kinds, coercers=coercers,
         writable={name: (coercers[name], kind) for name, (f, kind) in kinds.items() if kind.writable and not f.read_only},
         names=[f.name for f in obj.fields],
         to_json=[(name, partial(kind.to_json, f)) for name, (f, kind) in kinds.items()
                  if type(kind).to_json is not FieldType.to_json],
-        tracked=[(name, partial(kinds[name][1].to_json, kinds[name][0]) if name in kinds else _same)
-                 for name in obj.track_history if name in kinds or name == "owner"],
+        tracked=tracked,
+        tracked_updates=tracked + ([] if "owner" in obj.track_history else [("owner", _same)]),
+        untracked=frozenset(name for name, (f, kind) in kinds.items() if kind.writable and name not in obj.track_history),
         defaults=[f for f, kind in kinds.values() if f.default is not None and kind.writable],
         required=[(f, kind) for f, kind in kinds.values() if f.required and kind.writable],
         auto_numbers=[f for f in obj.fields if f.type == "auto_number"],
@@ -805,15 +812,30 @@ class RecordService:
         return None
 
     def _history_rows(self, obj, rid, old, new, changed, uid, is_new, at, plan: _Plan) -> list[dict[str, Any]]:
+        """History rows of a save: each `track_history` field with its old
+        and new value; on an update also a change of owner, always, and one
+        `_edited` row naming the other fields that changed (without values)."""
         rows = []
-        for name, to_json in plan.tracked:
+        tracked = plan.tracked if is_new else plan.tracked_updates
+        for name, to_json in tracked:
             if name not in changed:
                 continue
             rows.append({"object": obj.name, "record_id": rid, "field": name,
                          "old_value": None if is_new else _json_value(to_json(old.get(name))),
                          "new_value": _json_value(to_json(new.get(name))), "changed_by": uid,
                          "changed_at": at, "note": "created" if is_new else None})
+        if not is_new:
+            others = sorted(name for name in changed if name in plan.untracked)
+            if others:
+                rows.append({"object": obj.name, "record_id": rid, "field": EDITED_FIELD, "old_value": None,
+                             "new_value": others, "changed_by": uid, "changed_at": at, "note": None})
         return rows
+
+    @staticmethod
+    def _mark(conn, obj, rid, field: str, uid, at) -> None:
+        """A history row for something that happened to the whole record (deleted, restored)."""
+        conn.execute(_HISTORY, {"object": obj.name, "record_id": rid, "field": field, "old_value": None,
+                                "new_value": None, "changed_by": uid, "changed_at": at, "note": None})
 
     def _history(self, conn, schema, obj, rid, old, new, changed, uid, is_new) -> None:
         rows = self._history_rows(obj, rid, old, new, changed, uid, is_new, now_utc(), _plan(schema, obj))
@@ -878,6 +900,7 @@ class RecordService:
         table = schema.table(obj.name)
         conn.execute(sa.update(table).where(table.c.id == row["id"])
                      .values(_deleted_at=now, _deleted_by=uid, _deleted_batch=batch))
+        self._mark(conn, obj, row["id"], DELETED_FIELD, uid, now)
         self._event(conn, obj, row["id"], "delete", None, row, set(), uid)
         self.hooks.after_delete(conn, schema, obj, row, user)
 
@@ -910,6 +933,7 @@ class RecordService:
                 ids = [r["id"] for r in rows]
                 tx.execute(sa.update(table).where(where).values(_deleted_at=None, _deleted_by=None, _deleted_batch=None))
                 for restored in ids:
+                    self._mark(tx, other, restored, RESTORED_FIELD, uid, now_utc())
                     back = dict(tx.execute(sa.select(table).where(table.c.id == restored)).first()._mapping)
                     self._event(tx, other, restored, "restore", back, None, set(), uid)
                     self.hooks.after_restore(tx, schema, other, back, user)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from loomcrm.metadata.model import FieldDef, ObjectDef
 from loomcrm.platform import systemdb
 
-from ..records import record_json
+from ..records import DELETED_FIELD, EDITED_FIELD, RESTORED_FIELD, record_json
 from ..rules.hooks import SKIP_FIELD
 
 RELATED_ROWS = 5
@@ -93,7 +93,7 @@ def related_lists(conn, schema, obj: ObjectDef, rid: str, rows: int = RELATED_RO
 @dataclass
 class TimelineItem:
     at: datetime
-    kind: str                 # "history", "created", "record" or "rules_skipped"
+    kind: str                 # "history", "owner", "edited", "created", "deleted", "restored", "record" or "rules_skipped"
     user: str | None = None
     field: FieldDef | None = None
     old: Any = None
@@ -102,6 +102,7 @@ class TimelineItem:
     record: dict | None = None
     note: str | None = None       # "rules_skipped": the reason given
     problems: list[str] = dc_field(default_factory=list)
+    fields: list[FieldDef] = dc_field(default_factory=list)   # "edited": the fields changed
 
 
 def _aware(moment: datetime) -> datetime:
@@ -126,10 +127,22 @@ def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_I
                                       note=(row.note or "").removeprefix("rules skipped: "),
                                       problems=[p.get("message", "") for p in row.new_value["problems"]]))
             continue
+        if row.field in (DELETED_FIELD, RESTORED_FIELD):
+            items.append(TimelineItem(_aware(row.changed_at), row.field.strip("_"), row.changed_by))
+            continue
+        if row.field == EDITED_FIELD:
+            fields = [f for f in (obj.field(name) for name in row.new_value or []) if f is not None]
+            if fields:
+                items.append(TimelineItem(_aware(row.changed_at), "edited", row.changed_by, fields=fields))
+            continue
         if row.field.startswith("_") or row.note == "created":
             continue  # the creation is one entry, below
-        items.append(TimelineItem(_aware(row.changed_at), "history", row.changed_by, obj.field(row.field),
-                                  row.old_value, row.new_value))
+        if row.field == "owner":
+            items.append(TimelineItem(_aware(row.changed_at), "owner", row.changed_by, old=row.old_value, new=row.new_value))
+            continue
+        f = obj.field(row.field)
+        if f is not None:   # a field since dropped has no label to show
+            items.append(TimelineItem(_aware(row.changed_at), "history", row.changed_by, f, row.old_value, row.new_value))
     created = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
     items.append(TimelineItem(created, "created", record.get("created_by")))
     for child, f in links_to(schema, obj):

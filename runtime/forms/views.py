@@ -212,7 +212,7 @@ def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str) -> dict[
         for e in events:
             if e.record is not None:
                 refs.collect(e.obj, [e.record])
-        refs.load({}, {e.user for e in events if e.user})
+        refs.load({}, {e.user for e in events if e.user} | {u for e in events if e.kind == "owner" for u in (e.old, e.new) if u})
     ui = Display(schema.objects, locale, runtime.context.timezone, refs)
     stage_field = next((f for f in obj.fields if f.type == "stage"), None)
     path = None

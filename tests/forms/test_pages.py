@@ -299,6 +299,24 @@ def test_search_finds_a_phone_number_typed_with_spaces(client):
     assert client.get("/api/v1/lead", params={"q": "139 1234 5679"}).json()["data"] == []
 
 
+def test_the_timeline_keeps_deletes_restores_owner_changes_and_other_edits(client, app):
+    other = auth.create_user(app.state.loom.engine, "timeline_owner", "user", "a long password", display_name="Ma Li")
+    lead = client.post("/api/v1/lead", json={"name": "时间线测试", "source": "website", "email": "timeline@example.com"}).json()
+    assert "wechat" not in app.state.loom.runtime.schema().object("lead").track_history
+    client.patch(f"/api/v1/lead/{lead['id']}", json={"wechat": "tl_wx", "company": "时间线公司"})
+    client.patch(f"/api/v1/lead/{lead['id']}", json={"owner": other.id})
+    assert client.delete(f"/api/v1/lead/{lead['id']}").status_code == 204
+    assert client.post(f"/api/v1/lead/{lead['id']}/restore").status_code == 200
+    page = client.get(f"/app/lead/{lead['id']}").text
+    timeline = page.split('id="timeline-h"')[1]
+    assert "Moved to the recycle bin" in timeline and "Restored from the recycle bin" in timeline
+    assert re.search(r"Owner</strong>: rep → Ma Li", timeline)
+    edited = re.search(r"Edited: ([^<]*)", timeline).group(1)
+    assert "WeChat" in edited and "Company" in edited
+    zh = client.get(f"/app/lead/{lead['id']}", headers={"Accept-Language": "zh-CN"}).text.split('id="timeline-h"')[1]
+    assert "移入回收站" in zh and "从回收站恢复" in zh and "修改了：" in zh
+
+
 def test_search_and_lookup_typeahead(client):
     assert "苏州恒达精密机械有限公司" in client.get("/app/search", params={"q": "恒达"}).text
     options = client.get("/app/_lookup", params={"object": "account", "q": "恒达"}).text
