@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -34,7 +35,8 @@ LOGIN_CSRF_COOKIE = "loom_login_csrf"
 # Front-end libraries come from the npm registry (package.json), never
 # from copies in the repository.
 VENDOR_DIRS = {"htmx": REPO_ROOT / "node_modules" / "htmx.org" / "dist",
-               "sortablejs": REPO_ROOT / "node_modules" / "sortablejs"}
+               "sortablejs": REPO_ROOT / "node_modules" / "sortablejs",
+               "swagger-ui": REPO_ROOT / "node_modules" / "swagger-ui-dist"}
 
 
 @dataclass
@@ -79,7 +81,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     runtime = Runtime(engine, context=field_context(settings), hooks=Rules(timezone=settings.timezone))
     state = LoomState(settings=settings, engine=engine, secret_key=ensure_secret_key(engine, settings.secret_key), runtime=runtime)
 
-    app = FastAPI(title="Loom", version="0.1.0", docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(title="Loom", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.loom = state
     templates = _templates()
 
@@ -97,6 +99,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         if exc.status_code == 401:
             return RedirectResponse(f"/login?next={_safe_next(str(request.url.path))}", status_code=303)
         return templates.TemplateResponse(request, "error.html", page_context(request, status=exc.status_code, detail=exc.detail), status_code=exc.status_code)
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs():
+        """Swagger UI from the npm-installed package: it works offline, never from a CDN."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="Loom API",
+                                   swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+                                   swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz():

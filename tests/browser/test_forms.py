@@ -218,3 +218,21 @@ def test_an_import_past_the_rules_shows_on_the_timeline(signed_in, server, api, 
     entry = page.locator(".timeline li.t-rules_skipped")
     expect(entry).to_contain_text("Saved past its rules: 旧 CRM 迁移")
     expect(entry).to_contain_text("The expected close date cannot be in the past")
+
+
+def test_the_api_docs_work_offline(signed_in, server):
+    page = signed_in
+    outside = []
+
+    def only_local(route):
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(f"{server.url}/api/docs")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible(timeout=15000)
+    expect(page.locator(".swagger-ui")).to_contain_text("/api/v1/opportunity")
+    assert outside == []
