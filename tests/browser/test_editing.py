@@ -150,3 +150,44 @@ def test_typing_fast_over_a_slow_connection_logs_no_errors(signed_in, server):
     expect(page.get_by_role("heading", level=1)).to_have_text("王小明同学")
     page.unroute_all(behavior="ignoreErrors")
     assert problems == []
+
+
+def test_reopening_a_won_deal_from_the_board_asks_first(signed_in, server, api):
+    won = one(api, "opportunity", stage="won")
+    page = signed_in
+    page.goto(f"{server.url}/app/opportunity/board")
+    card = page.locator(f'.column[data-value="won"] [data-id="{won["id"]}"]')
+    asked = []
+
+    def decline(dialog):
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", decline)
+    card.focus()
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator(f'.column[data-value="won"] [data-id="{won["id"]}"]')).to_be_visible()
+    assert asked == ["This record is closed (won or lost). Reopen it?"]
+    assert api.get(f"/opportunity/{won['id']}").json()["version"] == won["version"]
+    # accepted, the move is sent (and judged by the stage's rules as any reopen is)
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_request(re.compile(rf"/app/opportunity/{won['id']}/move")):
+        page.locator(f'[data-id="{won["id"]}"]').focus()
+        page.keyboard.press("ArrowLeft")
+
+
+def test_bulk_delete_says_what_it_did(signed_in, server, api):
+    from test_forms import _new_opportunity
+
+    deals = [_new_opportunity(api, f"批量删除测试 {i}") for i in range(2)]
+    page = signed_in
+    page.goto(f"{server.url}/app/opportunity?q=批量删除测试")
+    page.get_by_role("checkbox", name="Select all rows").check()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete selected").click()
+    notice = page.locator("#bulk-notice")
+    expect(notice).to_contain_text("2 records moved to the recycle bin.")
+    expect(notice.get_by_role("link", name="Open the recycle bin")).to_have_attribute("href", "/app/bin")
+    for deal in deals:
+        expect(page.locator(f"#row-{deal['id']}")).to_have_count(0)
+        assert api.get(f"/opportunity/{deal['id']}").status_code == 404

@@ -195,6 +195,12 @@
     var lists = page.querySelectorAll(".cards");
 
     function drop(card, from, to, oldIndex) {
+      // Leaving a won or lost column reopens the record: never by one stray key or drag.
+      if (from.dataset.closed && !window.confirm(page.dataset.reopen)) {
+        from.insertBefore(card, from.children[oldIndex] || null);
+        card.focus();
+        return;
+      }
       card.classList.add("moving");
       move(object, card.dataset.id, field, to.dataset.value, parseInt(card.dataset.version, 10)).then(function (result) {
         card.classList.remove("moving");
@@ -241,6 +247,7 @@
     bar.addEventListener("click", function (e) {
       var step = e.target.closest(".path-step");
       if (!step || step.disabled) return;
+      if (bar.dataset.reopen && !window.confirm(bar.dataset.reopen)) return;
       move(document.querySelector(".pathbar").dataset.object, bar.dataset.id, bar.dataset.field, step.dataset.value,
            parseInt(bar.dataset.version, 10)).then(function (result) {
         if (result.ok) window.location.reload();
