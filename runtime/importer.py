@@ -9,8 +9,9 @@ history and outbox apply exactly as for an API write).
   reported and skipped.
 - Cells are read per field type: the record service coerces each cell's
   text once (the registry's `text_input` says what it is handed); a lookup
-  cell names its target by the target's title field value or by its id; a
-  user cell by user name or id.
+  cell names its target by the target's title field value or by its id
+  (a column `FIELD.id`, as exports write beside `FIELD`, fills the lookup
+  instead of `FIELD`); a user cell by user name or id.
 - Valid rows are saved in batches, one transaction per batch, with the
   record service's `create_many` (checks and writes per batch, the same
   rules as one save at a time): a refused row never leaves anything
@@ -329,7 +330,18 @@ def plan_columns(obj: ObjectDef, header: list[str], mapping: Mapping[str, str]) 
     plan: list[tuple[int, FieldDef | str]] = []
     skipped: list[str] = []
     used: dict[str, str] = {}
+    # An export writes a lookup twice, as `FIELD` (the title) and `FIELD.id`:
+    # the id links without ambiguity, so it fills the field.
+    by_id = {name[:-3]: name for name in names
+             if name.endswith(".id") and name not in mapping and (f := obj.field(name[:-3])) is not None
+             and f.type == "lookup" and not _not_writable(f)}
     for index, name in enumerate(names):
+        if name in by_id and name not in mapping:
+            continue
+        if name in by_id.values():
+            plan.append((index, obj.field(name[:-3])))
+            used[name[:-3]] = name
+            continue
         if name in mapping:
             target = mapping[name]
             if not target:

@@ -53,24 +53,50 @@ def csv_value(f, value: Any) -> str:
 
 def export_csv(conn, schema, obj: ObjectDef, params: ListParams, ids: list[str] | None = None, max_rows: int = 100_000) -> str:
     """UTF-8 with a BOM (Excel opens it right), one column per field, named
-    like the fields, so `loom import` maps every column by itself."""
+    like the fields, so `loom import` maps every column by itself. A lookup
+    is the linked record's title, readable in Excel, with its id in a
+    second column `FIELD.id` (which `loom import` prefers); users and the
+    owner are user names."""
+    from .refs import Refs
+
+    lookups = {f.name for f in obj.fields if f.type == "lookup"}
+    users = _user_names(conn)
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out)
-    writer.writerow(["id"] + [f.name for f in obj.fields])
+    header = ["id"]
+    for f in obj.fields:
+        header += [f.name, f"{f.name}.id"] if f.name in lookups else [f.name]
+    writer.writerow(header + ["owner"])
     if ids:
         params.filters = params.filters + [("id", "in", ids[:1000])]
     params.limit = min(500, max_rows)
     written = 0
     while True:
         rows, cursor = list_records(conn, schema, obj, params)
+        refs = Refs(schema, conn).collect(obj, rows)
         for r in rows:
-            writer.writerow([r["id"]] + [csv_value(f, r.get(f.name)) for f in obj.fields])
+            line = [r["id"]]
+            for f in obj.fields:
+                value = r.get(f.name)
+                if f.name in lookups:
+                    line += [refs.title(f.to, value) if value else "", value or ""]
+                elif f.type == "user":
+                    line.append(users.get(value, value or ""))
+                else:
+                    line.append(csv_value(f, value))
+            writer.writerow(line + [users.get(r.get("owner"), r.get("owner") or "")])
         written += len(rows)
         if not cursor or written >= max_rows:
             break
         params.cursor = cursor
     return out.getvalue()
+
+
+def _user_names(conn) -> dict[str, str]:
+    from loomcrm.platform import systemdb
+
+    return dict(conn.execute(sa.select(systemdb.users.c.id, systemdb.users.c.username)).all())
 
 
 def example_filter(obj: ObjectDef) -> str:

@@ -317,6 +317,37 @@ def test_the_timeline_keeps_deletes_restores_owner_changes_and_other_edits(clien
     assert "移入回收站" in zh and "从回收站恢复" in zh and "修改了：" in zh
 
 
+def test_csv_export_is_readable_and_imports_back(client, app, tmp_path):
+    import csv
+    import io
+
+    from loomcrm.runtime.importer import import_file
+
+    account = first(client, "account", q="恒达")
+    twins = [client.post("/api/v1/contact", json={"name": "同名联系人", "account": account["id"], "email": f"twin{i}@example.com"}).json()
+             for i in range(2)]
+    deal = client.post("/api/v1/opportunity", json={"name": "导出测试商机", "account": account["id"], "contact": twins[1]["id"],
+                                                    "stage": "initial_contact", "close_date": "2099-01-01"}).json()
+    export = client.get("/app/opportunity/export.csv", params={"ids": deal["id"]})
+    rows = list(csv.DictReader(io.StringIO(export.text.lstrip("\ufeff"))))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["account"] == account["name"] and row["account.id"] == account["id"]
+    assert row["contact"] == "同名联系人" and row["contact.id"] == twins[1]["id"]
+    assert row["owner"] == "rep"
+    # the same file, renamed, imports back linked to the very same records (the title alone is ambiguous)
+    row["name"] = "导出测试商机 副本"
+    file = tmp_path / "export.csv"
+    with file.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+    result = import_file(app.state.loom.runtime, "opportunity", file)
+    assert (result.saved, result.rejected) == (1, 0), result.summary()
+    copy = first(client, "opportunity", q="导出测试商机 副本")
+    assert copy["contact"] == twins[1]["id"] and copy["account"] == account["id"] and copy["owner"] == deal["owner"]
+
+
 def test_search_and_lookup_typeahead(client):
     assert "苏州恒达精密机械有限公司" in client.get("/app/search", params={"q": "恒达"}).text
     options = client.get("/app/_lookup", params={"object": "account", "q": "恒达"}).text
