@@ -25,7 +25,8 @@ from .widgets import editable, form_fields
 
 def base_json(obj: ObjectDef, record: dict[str, Any]) -> str:
     """The form's `_base`: the editable values of the record it edits."""
-    return dumps({f.name: record.get(f.name) for f in form_fields(obj) if editable(f)}).decode()
+    return dumps({"owner": record.get("owner"),
+                  **{f.name: record.get(f.name) for f in form_fields(obj) if editable(f)}}).decode()
 
 
 def parse_base(obj: ObjectDef, text: str | None) -> dict[str, Any] | None:
@@ -46,7 +47,9 @@ class Merge:
     def __init__(self, obj: ObjectDef, ctx):
         self.obj, self.ctx = obj, ctx
 
-    def same(self, f: FieldDef, a: Any, b: Any) -> bool:
+    def same(self, f: FieldDef | None, a: Any, b: Any) -> bool:
+        if f is None:   # the owner: a user id
+            return (a or None) == (b or None)
         return self._stored(f, a) == self._stored(f, b)
 
     def _stored(self, f: FieldDef, value: Any) -> Any:
@@ -62,7 +65,7 @@ class Merge:
         if base is None:
             return dict(data)
         return {name: value for name, value in data.items()
-                if (f := self.obj.field(name)) is not None and not self.same(f, value, base.get(name))}
+                if not self.same(self.obj.field(name), value, base.get(name))}
 
     def clashes(self, mine: dict[str, Any], base: dict[str, Any] | None, current: dict[str, Any]) -> list[FieldDef]:
         """Fields the user changed that someone else also changed, to another value."""
@@ -70,7 +73,7 @@ class Merge:
         for name, value in mine.items():
             f = self.obj.field(name)
             if f is None or self.same(f, value, current.get(name)):
-                continue
+                continue   # (a clash over the owner is not shown: the last reassignment wins)
             if base is None or not self.same(f, base.get(name), current.get(name)):
                 out.append(f)
         return out

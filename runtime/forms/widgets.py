@@ -93,6 +93,9 @@ def parse_form(obj: ObjectDef, form: Mapping[str, list[str]], tz, *, only_presen
             continue
         if f.name in form or f.name in present or not only_present:
             data[f.name] = parse_value(f, list(form.get(f.name, [])), tz)
+    owner = (form.get("owner") or [""])[-1].strip()
+    if owner:   # the owner select; a form without one leaves the owner alone
+        data["owner"] = owner
     return data
 
 

@@ -348,6 +348,19 @@ def test_csv_export_is_readable_and_imports_back(client, app, tmp_path):
     assert copy["contact"] == twins[1]["id"] and copy["account"] == account["id"] and copy["owner"] == deal["owner"]
 
 
+def test_the_form_shows_the_owner_and_reassigns_it(client, app):
+    other = auth.create_user(app.state.loom.engine, "new_owner", "user", "a long password", display_name="Zhou Jie")
+    new = client.get("/app/lead/new").text
+    me = auth.find_user(app.state.loom.engine, "rep")
+    assert re.search(rf'<select id="in-owner" name="owner"[^>]*>.*<option value="{me.id}" selected>', new, re.S)
+    lead = client.post("/api/v1/lead", json={"name": "换负责人", "source": "website", "email": "owner@example.com"}).json()
+    form = client.get(f"/app/lead/{lead['id']}/edit").text
+    assert "Zhou Jie" in form
+    saved = client.post(f"/app/lead/{lead['id']}/edit", data={**_hidden(form), "name": "换负责人", "owner": other.id})
+    assert saved.status_code == 200
+    assert client.get(f"/api/v1/lead/{lead['id']}").json()["owner"] == other.id
+
+
 def test_search_and_lookup_typeahead(client):
     assert "苏州恒达精密机械有限公司" in client.get("/app/search", params={"q": "恒达"}).text
     options = client.get("/app/_lookup", params={"object": "account", "q": "恒达"}).text
