@@ -217,6 +217,15 @@ def test_a_clash_lists_only_the_fields_both_changed_and_a_second_save_keeps_the_
     assert now["competitor"] == "Rival Inc" and now["next_step"] == "My step"
 
 
+def test_the_live_check_of_a_stale_form_talks_no_version_numbers(client):
+    deal = first(client, "opportunity", q="鲜果汇")
+    opened = _edit_form(client, "opportunity", deal["id"])
+    client.patch(f"/api/v1/opportunity/{deal['id']}", json={"next_step": "moved on"})
+    check = client.post("/app/opportunity/form/check", headers={"Accept-Language": "zh-CN"},
+                        data={**opened, "_id": deal["id"], "_touched": "*", "name": deal["name"], "next_step": "x"})
+    assert check.status_code == 200 and "version" not in check.text.split('id="form-errors"')[1]
+
+
 def test_the_conflict_notice_is_in_chinese(client):
     deal = first(client, "opportunity", q="鲜果汇")
     opened = _edit_form(client, "opportunity", deal["id"])
