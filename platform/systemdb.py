@@ -126,6 +126,13 @@ outbox = sa.Table(
     sa.Column("processed_at", sa.DateTime(timezone=True)),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text),
+    # who wrote (form, api, import, automation), the metadata version the
+    # save ran under, and for automation the chain that led to it
+    sa.Column("source", sa.String(20)),
+    sa.Column("metadata_version", sa.Integer),
+    sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cause_workflow", sa.String(63)),
+    sa.Column("cause_run", sa.String(32)),
 )
 archives = sa.Table(
     "loom_archives", meta,
@@ -159,4 +166,69 @@ saved_views = sa.Table(
     sa.Column("q", sa.String(200), nullable=False, server_default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
     sa.Index("ix_loom_saved_views_owner", "user_id", "object"),
+)
+
+# --- automation (loomcrm.workflows) ----------------------------------------------
+automation_runs = sa.Table(
+    "loom_automation_runs", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(300), nullable=False, unique=True),   # (workflow, event or moment, action): once
+    sa.Column("workflow", sa.String(63), nullable=False),
+    sa.Column("action", sa.Integer, nullable=False),
+    sa.Column("action_type", sa.String(20), nullable=False),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.String(32)),
+    sa.Column("event_id", sa.BigInteger),
+    sa.Column("event", sa.String(20), nullable=False),
+    sa.Column("source", sa.String(20)),
+    sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("metadata_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("result", sa.JSON),
+    sa.Column("after", sa.String(32)),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("lease_token", sa.String(32)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_loom_automation_runs_due", "status", "due_at"),
+    sa.Index("ix_loom_automation_runs_workflow", "workflow", "created_at"),
+    sa.Index("ix_loom_automation_runs_record", "record_id", "created_at"),
+    sa.Index("ix_loom_automation_runs_after", "after"),
+    sa.Index("ix_loom_automation_runs_created", "created_at", "id"),
+)
+automation_timers = sa.Table(
+    "loom_automation_timers", meta,
+    sa.Column("workflow", sa.String(63), primary_key=True),
+    sa.Column("record_id", sa.String(32), primary_key=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("metadata_version", sa.Integer, nullable=False),
+    sa.Index("ix_loom_automation_timers_due", "due_at"),
+)
+automation_ticks = sa.Table(
+    "loom_automation_ticks", meta,
+    sa.Column("workflow", sa.String(63), primary_key=True),
+    sa.Column("tick", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("last_id", sa.String(32)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("done_at", sa.DateTime(timezone=True)),
+)
+notifications = sa.Table(
+    "loom_notifications", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(32), sa.ForeignKey("loom_users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("object", sa.String(63)),
+    sa.Column("record_id", sa.String(32)),
+    sa.Column("workflow", sa.String(63)),
+    sa.Column("run_id", sa.String(32)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("read_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("run_id", "user_id", name="uq_loom_notifications_run_user"),
+    sa.Index("ix_loom_notifications_user", "user_id", "read_at", "created_at"),
 )

@@ -46,9 +46,10 @@ from loomcrm.platform import systemdb
 from loomcrm.platform.db import write_transaction
 
 from .fields import FieldError, field_type
-from .records import RecordError
+from .records import Origin, RecordError
 from .tables import CompiledSchema
 
+IMPORT = Origin("import")
 BATCH_SIZE = 500
 MAX_CELL = 16 * 1024 * 1024          # characters in one CSV cell before the row is refused
 SNIFF_CHUNK = 1 << 20
@@ -619,7 +620,8 @@ def _save_batch(runtime, schema, obj, rows: list[_Row], user) -> int:
     """One transaction for the batch, through the record service's
     `create_many`: the rows it refuses get its reasons, the others are saved."""
     with write_transaction(runtime.engine) as conn:
-        outcomes = runtime.records.create_many(obj.name, [row.values for row in rows], user, conn=conn, schema=schema)
+        outcomes = runtime.records.create_many(obj.name, [row.values for row in rows], user, conn=conn, schema=schema,
+                                               origin=IMPORT)
     saved = 0
     for row, outcome in zip(rows, outcomes):
         if isinstance(outcome, RecordError):

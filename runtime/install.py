@@ -34,8 +34,10 @@ from loomcrm.platform.db import write_transaction
 from .fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
 from .migrate.checks import check_snapshot
 from .migrate.execute import PublishResult, plan_for, publish
-from .records import RecordError, RecordService
+from .records import Origin, RecordError, RecordService
 from .tables import build_schema
+
+IMPORT = Origin("import")   # sample data is written as an import
 
 
 class BundleError(RecordError):
@@ -275,7 +277,7 @@ def _load_sample_data(conn, schema, bundle: Bundle, source: Path | None, ctx: Fi
             try:
                 with skip_rules(f"sample data of the {bundle.manifest.name} pack"):
                     record = service.create(obj.name, {k: v for k, v in values.items() if field_type(obj.field(k)).writable},
-                                            _SystemActor(), conn=conn, schema=schema)
+                                            _SystemActor(), conn=conn, schema=schema, origin=IMPORT)
             except RecordError as exc:
                 raise BundleError(f"data/{obj.name}.csv line {line}: {exc.detail}", exc.errors) from None
             if key:

@@ -82,6 +82,20 @@ class Actor:
     role: str = "user"
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Which writer asked for a write; kept with its outbox event, where
+    automation reads it to honour a workflow's `sources` and to stop loops."""
+
+    source: str = "api"            # "form", "api", "import" or "automation"
+    workflow: str | None = None    # automation: the workflow whose action wrote
+    run: str | None = None         # ... and that action's run
+    depth: int = 0                 # automation: how many workflow actions led to this write
+
+
+API = Origin()
+
+
 @dataclass
 class SaveContext:
     """What the rules hooks see and may change during one save."""
@@ -97,6 +111,7 @@ class SaveContext:
     errors: list[FieldError] = dc_field(default_factory=list)
     conflicts: list[FieldError] = dc_field(default_factory=list)   # 409 problems (duplicate rules)
     warnings: list[dict] = dc_field(default_factory=list)          # answered under `_warnings`
+    origin: Origin = API
 
 
 class RuleHooks:
@@ -450,14 +465,15 @@ class RecordService:
 
     # -- writes -----------------------------------------------------------------
     @_retried
-    def create(self, object_name: str, data: dict[str, Any], user, *, conn=None, schema=None) -> dict[str, Any]:
+    def create(self, object_name: str, data: dict[str, Any], user, *, conn=None, schema=None,
+               origin: Origin = API) -> dict[str, Any]:
         schema = self._schema(conn, schema)
         obj = self.object_of(schema, object_name)
         with self._transaction(conn) as tx:
-            return self._save(tx, schema, obj, None, data, user, expected_version=None)
+            return self._save(tx, schema, obj, None, data, user, expected_version=None, origin=origin)
 
     def create_many(self, object_name: str, rows: list[dict[str, Any]], user, *, conn=None,
-                    schema=None) -> list[dict[str, Any] | RecordError]:
+                    schema=None, origin: Origin = API) -> list[dict[str, Any] | RecordError]:
         """Create records of one object from `rows`, with exactly the checks,
         rules, history and outbox of `create` row by row, but with the reads
         and writes done per batch: lookups, users and unique values are
@@ -483,40 +499,40 @@ class RecordService:
             try:
                 with tx.begin_nested():
                     if _plan(schema, obj).independent:
-                        return self._create_batch(tx, schema, obj, rows, user)
-                    return [self._create_checked(tx, schema, obj, data, user) for data in rows]
+                        return self._create_batch(tx, schema, obj, rows, user, origin)
+                    return [self._create_checked(tx, schema, obj, data, user, origin) for data in rows]
             except (RecordError, sa.exc.DBAPIError):
                 pass
             # A write was refused (a race with another writer, a rule that
             # failed after the write): undo the batch, then save it again row
             # by row, each in a savepoint, to find and report the row.
-            return [self._create_alone(tx, schema, obj, data, user) for data in rows]
+            return [self._create_alone(tx, schema, obj, data, user, origin) for data in rows]
 
-    def _create_checked(self, conn, schema, obj, data, user) -> dict[str, Any] | RecordError:
+    def _create_checked(self, conn, schema, obj, data, user, origin: Origin) -> dict[str, Any] | RecordError:
         """One create whose refusal before the write is answered, not raised."""
         try:
-            ctx = self._prepare(conn, schema, obj, None, data, user)
+            ctx = self._prepare(conn, schema, obj, None, data, user, origin=origin)
             self._check(conn, schema, obj, ctx)
         except RecordError as exc:
             return exc
         return self._insert(conn, schema, obj, [ctx], user)[0]
 
-    def _create_alone(self, conn, schema, obj, data, user) -> dict[str, Any] | RecordError:
+    def _create_alone(self, conn, schema, obj, data, user, origin: Origin) -> dict[str, Any] | RecordError:
         try:
             with conn.begin_nested():
-                return self._save(conn, schema, obj, None, data, user, expected_version=None)
+                return self._save(conn, schema, obj, None, data, user, expected_version=None, origin=origin)
         except RecordError as exc:
             return exc
         except sa.exc.DBAPIError as exc:
             return _refusal(exc, obj)
 
-    def _create_batch(self, conn, schema, obj, rows, user) -> list[dict[str, Any] | RecordError]:
+    def _create_batch(self, conn, schema, obj, rows, user, origin: Origin) -> list[dict[str, Any] | RecordError]:
         plan = _plan(schema, obj)
         results: list[Any] = [None] * len(rows)
         prepared: list[tuple[int, SaveContext]] = []
         for i, data in enumerate(rows):
             try:
-                prepared.append((i, self._prepare(conn, schema, obj, None, data, user)))
+                prepared.append((i, self._prepare(conn, schema, obj, None, data, user, origin=origin)))
             except RecordError as exc:
                 results[i] = exc
         ctxs = [ctx for _, ctx in prepared]
@@ -553,21 +569,22 @@ class RecordService:
 
     @_retried
     def update(self, object_name: str, rid: str, data: dict[str, Any], user, *, expected_version: int | None = None,
-               conn=None, schema=None) -> dict[str, Any]:
+               conn=None, schema=None, origin: Origin = API) -> dict[str, Any]:
         schema = self._schema(conn, schema)
         obj = self.object_of(schema, object_name)
         with self._transaction(conn) as tx:
             old = self._load(tx, schema, obj, rid, lock=True)
-            return self._save(tx, schema, obj, old, data, user, expected_version=expected_version)
+            return self._save(tx, schema, obj, old, data, user, expected_version=expected_version, origin=origin)
 
-    def _save(self, conn, schema, obj, old, data, user, *, expected_version) -> dict[str, Any]:
-        ctx = self._prepare(conn, schema, obj, old, data, user, expected_version=expected_version)
+    def _save(self, conn, schema, obj, old, data, user, *, expected_version, origin: Origin = API) -> dict[str, Any]:
+        ctx = self._prepare(conn, schema, obj, old, data, user, expected_version=expected_version, origin=origin)
         self._check(conn, schema, obj, ctx)
         if old is None:
             return self._insert(conn, schema, obj, [ctx], user)[0]
         return self._update(conn, schema, obj, ctx, user)
 
-    def _prepare(self, conn, schema, obj, old, data, user, *, expected_version: int | None = None) -> SaveContext:
+    def _prepare(self, conn, schema, obj, old, data, user, *, expected_version: int | None = None,
+                 origin: Origin = API) -> SaveContext:
         """Coercion, defaults and the hooks up to formulas, then required
         values: the save's context with the problems found so far."""
         if not isinstance(data, dict):
@@ -621,7 +638,7 @@ class RecordService:
         record.update(values)
         changed = set(values) if is_new else {k for k in values if old.get(k) != values[k]}
         ctx = SaveContext(schema=schema, obj=obj, user=user, is_new=is_new, old=old, values=record, changed=changed,
-                          conn=conn, errors=errors)
+                          conn=conn, errors=errors, origin=origin)
         if is_new:
             self.hooks.defaults(ctx)
         self.hooks.compute(ctx)
@@ -755,7 +772,8 @@ class RecordService:
             out, plain = _record_json_of(plan, row)
             if plan.tracked:
                 history += self._history_rows(obj, row["id"], None, row, tracked, uid, True, row["created_at"], plan)
-            events.append(self._event_row(obj, row["id"], "create", row, None, ctx.changed, uid, row["created_at"], plain))
+            events.append(self._event_row(schema, obj, row["id"], "create", row, None, ctx.changed, uid, row["created_at"],
+                                          ctx.origin, plain))
             if ctx.warnings:
                 out = {**out, "_warnings": ctx.warnings}
             results.append(out)
@@ -784,7 +802,8 @@ class RecordService:
         saved = ctx.values = {**old, **values}
         self._history(conn, schema, obj, old["id"], old, saved, changed, uid, False)
         out, plain = _record_json_of(plan, saved)
-        conn.execute(_OUTBOX, self._event_row(obj, old["id"], "update", saved, old, changed, uid, now, plain))
+        conn.execute(_OUTBOX, self._event_row(schema, obj, old["id"], "update", saved, old, changed, uid, now, ctx.origin,
+                                              plain))
         self.hooks.after_write(ctx)
         if ctx.warnings:
             out = {**out, "_warnings": ctx.warnings}
@@ -843,22 +862,29 @@ class RecordService:
             conn.execute(_HISTORY, rows)
 
     @staticmethod
-    def _event_row(obj, rid, event, new, old, changed, uid, at, new_plain=None) -> dict[str, Any]:
-        """An outbox row; `new_plain` is the JSON-storable `record_json(obj, new)` when the caller has it."""
+    def _event_row(schema, obj, rid, event, new, old, changed, uid, at, origin: Origin, new_plain=None) -> dict[str, Any]:
+        """An outbox row; `new_plain` is the JSON-storable `record_json(obj, new)` when the caller has it.
+        A delete's event carries the record as it was."""
         if new is not None and new_plain is None:
             new_plain = _json_value(record_json(obj, new))
+        elif new is None and old is not None:
+            new_plain = _json_value(record_json(obj, old))
         payload = {"object": obj.name, "id": rid, "version": new["version"] if new else None,
-                   "changed": sorted(changed), "record": new_plain if new else None,
+                   "changed": sorted(changed), "record": new_plain,
                    "old": {k: _json_value(field_type(obj.field(k)).to_json(obj.field(k), old.get(k)))
-                           for k in changed if old and obj.field(k)} if old else None}
-        return {"object": obj.name, "record_id": rid, "event": event, "payload": payload, "actor": uid, "created_at": at}
+                           for k in changed if obj.field(k)} | ({"owner": old.get("owner")} if "owner" in changed else {})
+                   if old and new is not None else None}
+        return {"object": obj.name, "record_id": rid, "event": event, "payload": payload, "actor": uid, "created_at": at,
+                "source": origin.source, "metadata_version": schema.version, "depth": origin.depth,
+                "cause_workflow": origin.workflow, "cause_run": origin.run}
 
-    def _event(self, conn, obj, rid, event, new, old, changed, uid) -> None:
-        conn.execute(_OUTBOX, self._event_row(obj, rid, event, new, old, changed, uid, now_utc()))
+    def _event(self, conn, schema, obj, rid, event, new, old, changed, uid, origin: Origin) -> None:
+        conn.execute(_OUTBOX, self._event_row(schema, obj, rid, event, new, old, changed, uid, now_utc(), origin))
 
     # -- recycle bin --------------------------------------------------------------
     @_retried
-    def delete(self, object_name: str, rid: str, user, *, expected_version: int | None = None, conn=None, schema=None) -> None:
+    def delete(self, object_name: str, rid: str, user, *, expected_version: int | None = None, conn=None, schema=None,
+               origin: Origin = API) -> None:
         schema = self._schema(conn, schema)
         obj = self.object_of(schema, object_name)
         with self._transaction(conn) as tx:
@@ -866,7 +892,7 @@ class RecordService:
             if expected_version is not None and old["version"] != expected_version:
                 raise PreconditionFailed(f"the record is at version {old['version']}, not {expected_version}")
             batch = uuid.uuid4().hex
-            self._soft_delete(tx, schema, obj, old, user, batch, depth=0)
+            self._soft_delete(tx, schema, obj, old, user, batch, depth=0, origin=origin)
 
     def _children(self, schema, obj):
         for child in schema.objects.values():
@@ -874,7 +900,7 @@ class RecordService:
                 if f.type == "lookup" and f.to == obj.name:
                     yield child, f
 
-    def _soft_delete(self, conn, schema, obj, row, user, batch, depth) -> None:
+    def _soft_delete(self, conn, schema, obj, row, user, batch, depth, origin: Origin) -> None:
         if depth > 20:
             raise Conflict("cascading deletes go deeper than 20 levels")
         uid, now = getattr(user, "id", None), now_utc()
@@ -893,28 +919,28 @@ class RecordService:
                                      "message": f"{count} {child.name} record(s) link to this {obj.name} through {f.name}"}])
             elif f.on_delete == "set_null":
                 for r in conn.execute(sa.select(table).where(alive)).fetchall():
-                    self._detach(conn, schema, child, dict(r._mapping), f.name, user)
+                    self._detach(conn, schema, child, dict(r._mapping), f.name, user, origin)
             else:  # cascade
                 for r in conn.execute(sa.select(table).where(alive)).fetchall():
-                    self._soft_delete(conn, schema, child, dict(r._mapping), user, batch, depth + 1)
+                    self._soft_delete(conn, schema, child, dict(r._mapping), user, batch, depth + 1, origin)
         table = schema.table(obj.name)
         conn.execute(sa.update(table).where(table.c.id == row["id"])
                      .values(_deleted_at=now, _deleted_by=uid, _deleted_batch=batch))
         self._mark(conn, obj, row["id"], DELETED_FIELD, uid, now)
-        self._event(conn, obj, row["id"], "delete", None, row, set(), uid)
+        self._event(conn, schema, obj, row["id"], "delete", None, row, set(), uid, origin)
         self.hooks.after_delete(conn, schema, obj, row, user)
 
-    def _detach(self, conn, schema, obj, row, name, user) -> None:
+    def _detach(self, conn, schema, obj, row, name, user, origin: Origin) -> None:
         """`on_delete: set_null`: the child loses its link. Its formulas and
         what depends on it follow, as after a save; its validation rules do
         not run, since whoever deleted the parent did not edit the child."""
         ctx = SaveContext(schema=schema, obj=obj, user=user, is_new=False, old=row, values={**row, name: None},
-                          changed={name}, conn=conn)
+                          changed={name}, conn=conn, origin=origin)
         self.hooks.compute(ctx)
         self._update(conn, schema, obj, ctx, user)
 
     @_retried
-    def restore(self, object_name: str, rid: str, user, *, conn=None, schema=None) -> dict[str, Any]:
+    def restore(self, object_name: str, rid: str, user, *, conn=None, schema=None, origin: Origin = API) -> dict[str, Any]:
         """Bring a deleted record back, with the records its delete cascaded to."""
         schema = self._schema(conn, schema)
         obj = self.object_of(schema, object_name)
@@ -935,6 +961,6 @@ class RecordService:
                 for restored in ids:
                     self._mark(tx, other, restored, RESTORED_FIELD, uid, now_utc())
                     back = dict(tx.execute(sa.select(table).where(table.c.id == restored)).first()._mapping)
-                    self._event(tx, other, restored, "restore", back, None, set(), uid)
+                    self._event(tx, schema, other, restored, "restore", back, None, set(), uid, origin)
                     self.hooks.after_restore(tx, schema, other, back, user)
             return record_json(obj, self._load(tx, schema, obj, rid))

@@ -15,6 +15,7 @@ token (htmx sends it from `hx-headers` on <body>, plain forms as a field).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from typing import Any, Callable
@@ -29,7 +30,7 @@ from loomcrm.metadata.model import ObjectDef, localized
 from loomcrm.platform import auth, i18n
 
 from ..query import BadQuery, ListParams, list_records
-from ..records import NotFound, PreconditionFailed, RecordError, record_json
+from ..records import NotFound, Origin, PreconditionFailed, RecordError, record_json
 from . import dryrun, merge, savedviews
 from .board import build_board, totals
 from .conditions import FieldState, field_states, working_record
@@ -40,6 +41,7 @@ from .related import list_columns, related_lists, timeline
 from .widgets import editable, form_fields, input_value, parse_form, sections, widget
 
 SEARCH_ROWS = 5
+FORM = Origin("form")
 ERROR_TEXTS = {  # field error codes whose server message names the field in English: say it in the user's words
     "required": "This field is required.",
     "type": "Enter a valid value.",
@@ -355,7 +357,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         def run():
             for rid in ids:
                 try:
-                    runtime.records.delete(obj.name, rid, user)
+                    runtime.records.delete(obj.name, rid, user, origin=FORM)
                     deleted.append(rid)
                 except RecordError as exc:
                     failed.append((rid, exc))
@@ -432,7 +434,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         data = parse_form(obj, _multi(form), pages.tz)
         locale = locale_of(request)
         try:
-            record = await run_in_threadpool(runtime.records.create, obj.name, data, _locale_user(user, locale))
+            record = await run_in_threadpool(functools.partial(runtime.records.create, obj.name, data, _locale_user(user, locale),
+                                                               origin=FORM))
         except RecordError as exc:
             return _form_page(request, schema, obj, None, None, data, user, errors=exc.errors or [{"field": None, "message": exc.detail}],
                               status=422, touched="*")
@@ -522,7 +525,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
                 if not mine:
                     return current, []
                 try:
-                    runtime.records.update(obj.name, rid, mine, acting, expected_version=current["version"])
+                    runtime.records.update(obj.name, rid, mine, acting, expected_version=current["version"], origin=FORM)
                     return None, []
                 except PreconditionFailed:
                     continue   # saved by someone else between the read and the write: look again
@@ -559,7 +562,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
         try:
             saved = await run_in_threadpool(lambda: runtime.records.update(
                 obj.name, rid, {f.name: value}, _locale_user(user, locale),
-                expected_version=version if isinstance(version, int) else None))
+                expected_version=version if isinstance(version, int) else None, origin=FORM))
         except PreconditionFailed:
             return JSONResponse({"errors": [{"message": _("Someone else changed this record meanwhile. Reload the page to see their changes."), "field": None}]},
                                 status_code=412)
@@ -588,7 +591,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
     async def delete(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
         schema, obj = pages.obj(object_name)
         try:
-            await run_in_threadpool(runtime.records.delete, obj.name, rid, user)
+            await run_in_threadpool(functools.partial(runtime.records.delete, obj.name, rid, user, origin=FORM))
         except RecordError as exc:
             _ = pages.gettext(request)
             return pages.render(request, "forms/_notice.html", status=exc.status, kind="error",
@@ -600,7 +603,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
     async def restore(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
         schema, obj = pages.obj(object_name)
         try:
-            await run_in_threadpool(runtime.records.restore, obj.name, rid, user)
+            await run_in_threadpool(functools.partial(runtime.records.restore, obj.name, rid, user, origin=FORM))
         except RecordError as exc:
             _ = pages.gettext(request)
             return pages.render(request, "forms/_notice.html", status=exc.status, kind="error",
