@@ -826,6 +826,12 @@ class _Checker:
                              "bad_action")
                 if not action.users:
                     self.add(file, at, f"the {action.strategy} strategy needs 'users'", "bad_action")
+            if action.load_filter is not None:
+                if action.strategy != "load_balanced":
+                    self.add(file, at + ["load_filter"], f"'load_filter' belongs to the load_balanced strategy, not "
+                                                         f"{action.strategy!r}", "bad_action")
+                else:
+                    self.expression(file, at + ["load_filter"], action.load_filter, flow.object, "boolean")
         elif kind in ("email", "notify"):
             self.expression(file, at + ["to"], action.to, flow.object, None)
         elif kind == "webhook":

@@ -325,7 +325,7 @@ Cron = Annotated[str, StringConstraints(pattern=r"^\S+(\s+\S+){4}$(?!\n)")]
 
 
 class Trigger(Strict):
-    on: Literal["create", "update", "delete", "stage_change", "schedule", "time"]
+    on: Literal["create", "update", "delete", "restore", "stage_change", "schedule", "time"]
     fields: list[Name] = []
     to: list[Name] | Name | None = None
     cron: Cron | None = None
@@ -350,6 +350,8 @@ class AssignAction(Strict):
     users: list[Annotated[str, StringConstraints(min_length=1, max_length=150)]] = []
     field: Name | None = None
     mapping: dict[str, str] = {}
+    # load_balanced: the records that count as a member's load (default: all they own)
+    load_filter: Expression | None = None
 
 
 class EmailAction(Strict):
@@ -378,12 +380,19 @@ Action = Annotated[
 ]
 
 
+Source = Literal["form", "api", "import", "automation"]
+
+
 class Workflow(Strict):
     name: Name
     label: LocalizedText | None = None
     description: LocalizedText | None = None
     object: Name
     active: bool = True
+    # the writers whose events fire the workflow (default: all four)
+    sources: Annotated[list[Source], Field(min_length=1)] = ["form", "api", "import", "automation"]
+    # the user name its actions write as (default: Loom's automation user, with every right)
+    run_as: Annotated[str, StringConstraints(min_length=1, max_length=150)] | None = None
     trigger: Trigger
     condition: Expression | None = None
     actions: Annotated[list[Action], Field(min_length=1)]

@@ -53,6 +53,22 @@ class Snapshot(BaseModel):
     def without_object(self, name: str) -> "Snapshot":
         return self.model_copy(update={"objects": [o for o in self.objects if o.name != name]})
 
+    def workflow(self, name: str) -> Workflow | None:
+        return next((w for w in self.workflows if w.name == name), None)
+
+    def with_workflow(self, flow: Workflow) -> "Snapshot":
+        """The snapshot with `flow` added, or replacing the one of its name in place."""
+        flows = list(self.workflows)
+        at = next((i for i, w in enumerate(flows) if w.name == flow.name), None)
+        if at is None:
+            flows.append(flow)
+        else:
+            flows[at] = flow
+        return self.model_copy(update={"workflows": flows})
+
+    def without_workflow(self, name: str) -> "Snapshot":
+        return self.model_copy(update={"workflows": [w for w in self.workflows if w.name != name]})
+
 
 def new_uid() -> str:
     return uuid.uuid4().hex[:16]

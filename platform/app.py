@@ -3,6 +3,7 @@ FastAPI app. Only this module and the CLI import every part of Loom."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,9 @@ from loomcrm.runtime.fields import FieldContext
 from loomcrm.runtime import forms
 from loomcrm.runtime.rules.hooks import Rules
 from loomcrm.runtime.state import Runtime
+from loomcrm.workflows import views as automation_views
+from loomcrm.workflows.api import build_automation_router
+from loomcrm.workflows.engine import Automation
 
 from . import auth, i18n, systemdb
 from .db import create_engine, write_transaction
@@ -47,6 +51,7 @@ class LoomState:
     engine: Engine
     secret_key: str
     runtime: Runtime
+    automation: Automation
     tokens: auth.TokenCache = field(default_factory=auth.TokenCache)
 
 
@@ -75,13 +80,33 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, engine: Engine | None = None, *, run_automation: bool = False) -> FastAPI:
+    """The web app. With `run_automation` (embedded mode: `loom serve`
+    without a broker) it also runs automation in its own threads; in
+    production, `loom worker` processes run it and this app only writes."""
     settings = settings or Settings()
     engine = engine or open_database(settings)
     runtime = Runtime(engine, context=field_context(settings), hooks=Rules(timezone=settings.timezone))
-    state = LoomState(settings=settings, engine=engine, secret_key=ensure_secret_key(engine, settings.secret_key), runtime=runtime)
+    automation = Automation(engine, settings, runtime=runtime)
+    state = LoomState(settings=settings, engine=engine, secret_key=ensure_secret_key(engine, settings.secret_key), runtime=runtime,
+                      automation=automation)
 
-    app = FastAPI(title="Loom", version="0.1.0", docs_url=None, redoc_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        runner = None
+        if run_automation:
+            from loomcrm.workflows.runner import Runner
+
+            runner = Runner(automation).start()
+        elif settings.broker_url:
+            from loomcrm.workflows.tasks import submit
+
+            automation.on_ready = submit   # a replay wakes a worker at once
+        yield
+        if runner is not None:
+            runner.stop()
+
+    app = FastAPI(title="Loom", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.loom = state
     templates = _templates()
 
@@ -165,8 +190,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         """The acting user (a quick check that a token works)."""
         return {"id": user.id, "username": user.username, "role": user.role, "locale": user.locale}
 
-    app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context))
+    # The automation pages live under /app/_... : before the generated object pages.
+    app.include_router(automation_views.build_automation_pages(automation, templates=templates, page_context=page_context))
+    app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context,
+                                                timeline_extras=automation_views.record_timeline(automation)))
 
+    app.include_router(build_automation_router(automation, user_dependency=auth.current_user))
     # After Loom's own /api/v1 routes: the generic router answers /api/v1/{object}.
     app.include_router(build_api_router(runtime, user_dependency=auth.current_user))
     install_openapi(app, runtime)
@@ -193,9 +222,11 @@ def request_locale(request: Request) -> str:
 def page_context(request: Request, **extra) -> dict:
     locale = request_locale(request)
     session = auth.request_session(request)
-    nav = None
+    nav, unread = None, 0
     if session is not None:
-        nav = forms.navigation(request.app.state.loom.runtime.schema(), locale, request.url.path)
+        loom = request.app.state.loom
+        nav = forms.navigation(loom.runtime.schema(), locale, request.url.path)
+        unread = automation_views.unread(loom.automation, session.user.id)
     return {
         "locale": locale,
         "locales": i18n.LOCALE_NAMES,
@@ -204,6 +235,7 @@ def page_context(request: Request, **extra) -> dict:
         "csrf_token": session.csrf_token if session else "",
         "path": request.url.path,
         "nav": nav,
+        "unread": unread,
         **extra,
     }
 
@@ -232,4 +264,4 @@ def _secure(request: Request, settings: Settings) -> bool:
 
 
 def _templates() -> Jinja2Templates:
-    return Jinja2Templates(directory=[HERE / "templates", forms.TEMPLATE_DIR])
+    return Jinja2Templates(directory=[HERE / "templates", forms.TEMPLATE_DIR, automation_views.TEMPLATE_DIR])

@@ -34,6 +34,7 @@ from .db import write_transaction
 ROLES = ("admin", "user")
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,149}$")
 MIN_PASSWORD_LENGTH = 8
+NO_PASSWORD = "!"   # the password hash of users who never sign in (automation's own)
 SESSION_COOKIE = "loom_session"
 SESSION_LIFETIME = timedelta(days=14)
 TOKEN_PREFIX = "loom_"
@@ -95,8 +96,11 @@ def create_user(engine: Engine, username: str, role: str, password: str, *, disp
 
 
 def count_users(engine: Engine) -> int:
+    """Users who can sign in (a password is set): built-in service users
+    such as automation's do not count."""
     with engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(systemdb.users)).scalar_one()
+        return conn.execute(sa.select(sa.func.count()).select_from(systemdb.users)
+                            .where(systemdb.users.c.password_hash != NO_PASSWORD)).scalar_one()
 
 
 def find_user(engine: Engine, username: str) -> User | None:

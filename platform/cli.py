@@ -21,12 +21,16 @@ token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 pack_app = typer.Typer(help="Validate, install and export metadata bundles.", no_args_is_help=True)
 migrate_app = typer.Typer(help="Plan and publish the metadata draft.", no_args_is_help=True)
 rollups_app = typer.Typer(help="Recompute rollup fields and check them for drift.", no_args_is_help=True)
+automation_app = typer.Typer(help="The automation run log and replays.", no_args_is_help=True)
+webhook_app = typer.Typer(help="Webhook signing.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(pack_app, name="pack")
 app.add_typer(expr_app, name="expr")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(rollups_app, name="rollups")
+app.add_typer(automation_app, name="automation")
+app.add_typer(webhook_app, name="webhook")
 
 err = Console(stderr=True)
 
@@ -81,7 +85,21 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on."),
         # Printed once: it is stored only as a hash.
         typer.echo(f"Created the administrator account. Sign in at http://{host}:{port}/login with\n"
                    f"  user name: admin\n  password:  {password}\nand keep the password somewhere safe: it is not shown again.")
-    uvicorn.run(create_app(settings, engine), host=host, port=port, log_level="info")
+    if settings.broker_url:
+        typer.echo("Automation runs on Celery workers (LOOM_BROKER_URL is set): start them with `loom worker`.")
+    uvicorn.run(create_app(settings, engine, run_automation=not settings.broker_url), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Worker processes running automation.")):
+    """A Celery worker for automation (needs LOOM_BROKER_URL); run any number, anywhere."""
+    settings = _settings()
+    if not settings.broker_url:
+        _fail("loom worker needs LOOM_BROKER_URL (redis://... or amqp://...); without it `loom serve` runs automation itself")
+    _engine(settings).dispose()   # the database must be reachable and migrated before workers start
+    from loomcrm.workflows.tasks import worker_main
+
+    worker_main(concurrency)
 
 
 @user_app.command("create")
@@ -303,6 +321,61 @@ def rollups_check(object_name: str = typer.Argument(None, metavar="[OBJECT]", he
             typer.echo(f"{d.object}.{d.field} {d.id}: stored {d.as_json()['stored']!r}, expected {d.as_json()['expected']!r}")
         typer.echo(f"{len(drift)} drifted values" + (" (run `loom rollups recompute` to fix them)" if drift else "."))
     raise typer.Exit(1 if drift else 0)
+
+
+@automation_app.command("runs")
+def automation_runs(workflow: str = typer.Option(None, help="Only this workflow's runs."),
+                    record: str = typer.Option(None, help="Only runs about this record (id)."),
+                    status: str = typer.Option(None, help="Only runs in this state (pending, done, failed, dead, ...)."),
+                    limit: int = typer.Option(50, min=1, max=10_000, help="At most this many runs, newest first."),
+                    as_json: bool = typer.Option(False, "--json", help="One JSON object per run, as the API answers.")):
+    """The automation run log, newest first."""
+    from loomcrm.workflows import runs
+
+    settings = _settings()
+    engine = _engine(settings)
+    if status and status not in runs.STATUSES:
+        _fail(f"status is one of {', '.join(runs.STATUSES)}, not {status!r}")
+    with engine.connect() as conn:
+        found, _cursor = runs.listing(conn, workflow=workflow, record=record, status=status, limit=limit)
+    for run in found:
+        if as_json:
+            typer.echo(json.dumps(run, ensure_ascii=False, default=str))
+        else:
+            where = f"{run['object']} {run['record']}" if run["record"] else run["object"]
+            line = f"{run['created_at']}  {run['id']}  {run['workflow']}[{run['action_index']}] {run['action']}  {where}  {run['status']}"
+            if run["attempts"] > 1:
+                line += f" ({run['attempts']} tries)"
+            if run["error"]:
+                line += f"  {run['error']}"
+            typer.echo(line)
+    if not as_json and not found:
+        typer.echo("No runs.")
+
+
+@automation_app.command("replay")
+def automation_replay(run_id: str = typer.Argument(..., metavar="RUN_ID", help="A dead run's id.")):
+    """Run a dead run again (with a full set of tries)."""
+    from loomcrm.platform.db import write_transaction
+    from loomcrm.workflows import runs
+
+    settings = _settings()
+    engine = _engine(settings)
+    with write_transaction(engine) as conn:
+        replayed = runs.replay(conn, run_id, runs.utcnow())
+        status = runs.status_of(conn, run_id)
+    if not replayed:
+        _fail(f"no run {run_id!r}" if status is None else f"run {run_id} is {status}, not dead: only dead runs are replayed")
+    typer.echo(f"Run {run_id} will run again.")
+
+
+@webhook_app.command("secret")
+def webhook_secret():
+    """Print the secret every webhook is signed with (Standard Webhooks, `whsec_...`)."""
+    from loomcrm.workflows.engine import webhook_secret as secret_of
+
+    settings = _settings()
+    typer.echo(secret_of(_engine(settings), settings))
 
 
 def _field_context(settings: Settings):

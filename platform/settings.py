@@ -23,6 +23,16 @@ class Settings(BaseSettings):
     # Marks cookies Secure. Unset: Secure whenever the request came over
     # HTTPS (behind a proxy, run uvicorn with --proxy-headers).
     cookie_secure: bool | None = None
+    # Automation (SPEC §1): e-mail and webhooks.
+    smtp_url: str = ""
+    mail_from: str = "Loom <loom@localhost>"
+    # Empty: generated once and stored in the database.
+    webhook_secret: str = ""
+    webhook_allow: str = ""
+    # How long a worker may hold a run before another takes it over, and
+    # the first retry's delay (doubled, with jitter, for each further try).
+    automation_lease_seconds: float = 120.0
+    automation_retry_seconds: float = 10.0
 
     @field_validator("timezone")
     @classmethod

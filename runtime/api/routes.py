@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from loomcrm.metadata.model import ObjectDef, as_json
+from loomcrm.metadata.model import ObjectDef, Workflow, as_json
 from loomcrm.metadata.versions import DraftConflict, ensure_uids
 
 from ..migrate.checks import check_snapshot
@@ -137,6 +137,58 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
             if snapshot.object(name) is None:
                 raise RecordError(f"no object {name[:63]!r} in the draft", status=404)
             return snapshot.without_object(name)
+
+        return json_response(await run_in_threadpool(_change_draft, runtime, user, drop))
+
+    @router.get("/_meta/workflows", tags=["metadata"])
+    @_guard
+    async def meta_workflows(user=Depends(user_dependency)):
+        """The published workflows."""
+        require_admin(user)
+        with runtime.engine.connect() as conn:
+            version, snapshot = runtime.store.published(conn)
+        return json_response({"version": version, "data": [as_json(w) for w in snapshot.workflows]})
+
+    @router.get("/_meta/workflows/{name}", tags=["metadata"])
+    @_guard
+    async def meta_workflow(name: str, user=Depends(user_dependency)):
+        require_admin(user)
+        with runtime.engine.connect() as conn:
+            _version, snapshot = runtime.store.published(conn)
+        flow = snapshot.workflow(name)
+        if flow is None:
+            raise RecordError(f"no workflow {name[:63]!r}", status=404)
+        return json_response(as_json(flow))
+
+    @router.put("/_meta/workflows/{name}", tags=["metadata"])
+    @_guard
+    async def meta_workflow_put(name: str, request: Request, user=Depends(user_dependency)):
+        """Add or replace a workflow in the draft; checked as `pack validate` checks it."""
+        require_admin(user)
+        data = await read_json(request)
+        if not isinstance(data, dict):
+            raise RecordError("the body must be a workflow definition")
+        data.setdefault("name", name)
+        flow = Workflow.model_validate(data)
+        if flow.name != name:
+            raise RecordError("the name in the body differs from the name in the path", status=422)
+
+        def change(snapshot):
+            snapshot = snapshot.with_workflow(flow)
+            check_workflow(snapshot, flow)
+            return snapshot
+
+        return json_response(await run_in_threadpool(_change_draft, runtime, user, change))
+
+    @router.delete("/_meta/workflows/{name}", tags=["metadata"])
+    @_guard
+    async def meta_workflow_delete(name: str, user=Depends(user_dependency)):
+        require_admin(user)
+
+        def drop(snapshot):
+            if snapshot.workflow(name) is None:
+                raise RecordError(f"no workflow {name[:63]!r} in the draft", status=404)
+            return snapshot.without_workflow(name)
 
         return json_response(await run_in_threadpool(_change_draft, runtime, user, drop))
 
@@ -287,6 +339,19 @@ def _object_json(obj: ObjectDef) -> dict[str, Any]:
     return as_json(obj) | {"name": obj.name, "uid": obj.uid}
 
 
+def check_workflow(snapshot, flow: Workflow) -> None:
+    """The problems `pack validate` would find in `flow` against the draft's objects, as a 422."""
+    from loomcrm.metadata.checks import check_bundle
+    from loomcrm.metadata.model import Bundle, BundleManifest
+
+    bundle = Bundle(manifest=BundleManifest(format="loom/1", name="draft", version="1.0.0"), objects=snapshot.objects,
+                    workflows=[flow])
+    problems = [p for p in check_bundle(bundle) if p.file == f"workflows/{flow.name}.json"]
+    if problems:
+        raise RecordError(f"{len(problems)} problems with the workflow", [
+            {"field": p.path or None, "code": p.code, "message": p.message} for p in problems], status=422)
+
+
 def _change_draft(runtime, user, change: Callable) -> dict[str, Any]:
     """Apply `change` to the draft and answer the draft's object list and plan."""
     from loomcrm.platform.db import write_transaction
@@ -300,4 +365,5 @@ def _change_draft(runtime, user, change: Callable) -> dict[str, Any]:
         check_snapshot(snapshot)
         runtime.store.save_draft(conn, snapshot, published_version, _user_id(user))
     plan = plan_for(runtime.engine, None, ctx=runtime.context)
-    return {"base_version": published_version, "objects": [o.name for o in snapshot.objects], "plan": plan.as_json()}
+    return {"base_version": published_version, "objects": [o.name for o in snapshot.objects],
+            "workflows": [w.name for w in snapshot.workflows], "plan": plan.as_json()}

@@ -93,7 +93,8 @@ def related_lists(conn, schema, obj: ObjectDef, rid: str, rows: int = RELATED_RO
 @dataclass
 class TimelineItem:
     at: datetime
-    kind: str                 # "history", "owner", "edited", "created", "deleted", "restored", "record" or "rules_skipped"
+    kind: str                 # "history", "owner", "edited", "created", "deleted", "restored", "record",
+                              # "rules_skipped" or one an extension adds ("automation")
     user: str | None = None
     field: FieldDef | None = None
     old: Any = None
@@ -103,6 +104,8 @@ class TimelineItem:
     note: str | None = None       # "rules_skipped": the reason given
     problems: list[str] = dc_field(default_factory=list)
     fields: list[FieldDef] = dc_field(default_factory=list)   # "edited": the fields changed
+    template: str | None = None       # an extension's item: the template that shows it
+    data: dict | None = None          # ... and what it shows
 
 
 def _aware(moment: datetime) -> datetime:

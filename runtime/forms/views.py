@@ -202,12 +202,17 @@ def _with_links(message: str, obj: ObjectDef, ids: list[str], locale: str) -> Ma
 
 # --- the record page (also used by the benchmark) ------------------------------------
 
-def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str) -> dict[str, Any]:
-    """Everything the record page shows, read in one connection."""
+def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str, *, user=None,
+                timeline_extras: Callable | None = None) -> dict[str, Any]:
+    """Everything the record page shows, read in one connection.
+    `timeline_extras(conn, schema, obj, record, user)` adds timeline items
+    of other parts of Loom (automation's runs)."""
     with runtime.engine.connect() as conn:
         record = runtime.records.get(obj.name, rid, conn=conn, schema=schema)
         related = related_lists(conn, schema, obj, rid)
         events = timeline(conn, schema, obj, record)
+        if timeline_extras is not None:
+            events = sorted(events + timeline_extras(conn, schema, obj, record, user), key=lambda e: e.at, reverse=True)
         refs = Refs(schema, conn).collect(obj, [record])
         for item in related:
             refs.collect(item.obj, item.rows)
@@ -227,7 +232,8 @@ def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str) -> dict[
             "related": related, "timeline": events, "ui": ui, "stage_path": path}
 
 
-def build_forms_router(runtime, *, templates, page_context: Callable[..., dict]) -> APIRouter:
+def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
+                       timeline_extras: Callable | None = None) -> APIRouter:
     router = APIRouter(prefix="/app", include_in_schema=False)
     pages = Pages(runtime, templates, page_context)
 
@@ -486,7 +492,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict])
     def record(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
         schema, obj = pages.obj(object_name)
         try:
-            context = record_page(runtime, schema, obj, rid, locale_of(request))
+            context = record_page(runtime, schema, obj, rid, locale_of(request), user=user, timeline_extras=timeline_extras)
         except NotFound:
             raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
         return pages.render(request, "forms/record.html", record_title=record_title, **context)

@@ -5,10 +5,12 @@ from pathlib import Path
 
 from loomcrm.platform import i18n
 from loomcrm.runtime.forms.views import ERROR_TEXTS, EXPRESSION_TEXTS
+from loomcrm.workflows.views import SOURCE_TEXTS, STATUS_TEXTS
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATES = [*(REPO / "runtime" / "forms" / "templates").rglob("*.html"), *(REPO / "platform" / "templates").rglob("*.html")]
-SOURCES = [REPO / "runtime" / "forms" / "views.py", REPO / "runtime" / "forms" / "display.py"]
+TEMPLATES = [*(REPO / "runtime" / "forms" / "templates").rglob("*.html"), *(REPO / "platform" / "templates").rglob("*.html"),
+             *(REPO / "workflows" / "templates").rglob("*.html")]
+SOURCES = [REPO / "runtime" / "forms" / "views.py", REPO / "runtime" / "forms" / "display.py", REPO / "workflows" / "views.py"]
 
 
 def chrome_texts() -> set[str]:
@@ -19,7 +21,7 @@ def chrome_texts() -> set[str]:
         source = path.read_text()
         texts |= set(re.findall(r'_\("((?:[^"\\]|\\.)+)"\)', source))
         texts |= set(re.findall(r'gettext\([^,()]+, "((?:[^"\\]|\\.)+)"', source))
-    return texts | set(ERROR_TEXTS.values()) | set(EXPRESSION_TEXTS.values())
+    return texts | set(ERROR_TEXTS.values()) | set(EXPRESSION_TEXTS.values()) | set(STATUS_TEXTS.values()) | set(SOURCE_TEXTS.values())
 
 
 def test_every_chrome_text_is_translated():

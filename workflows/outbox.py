@@ -1,0 +1,97 @@
+"""Dispatch: outbox events become runs.
+
+A dispatcher claims a batch of unprocessed events (`FOR UPDATE SKIP
+LOCKED` on PostgreSQL, so dispatchers in several processes never take the
+same event; on SQLite the write transaction admits one at a time), matches
+each against the active workflows of the event's metadata version, writes
+one run per (workflow, event, action) under a unique key, moves the due
+timers of time triggers, and marks the events processed — all in one
+transaction. A crash anywhere before the commit leaves the events to be
+dispatched again; the unique keys make a second dispatch write nothing.
+
+Events are found by `processed_at IS NULL`, never by an id watermark: an
+event whose transaction commits late still has its turn.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from loomcrm.metadata.expressions import ExpressionError
+from loomcrm.platform.systemdb import outbox
+from loomcrm.runtime.fields import FieldContext
+
+from . import runs, timers
+from .definitions import Catalog, Flow
+from .records import Evaluator, stored
+
+BATCH = 200
+
+
+def claim_events(conn: sa.Connection, limit: int):
+    query = sa.select(outbox).where(outbox.c.processed_at.is_(None)).order_by(outbox.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return conn.execute(query).fetchall()
+
+
+def pending(conn: sa.Connection) -> bool:
+    return conn.execute(sa.select(outbox.c.id).where(outbox.c.processed_at.is_(None)).limit(1)).first() is not None
+
+
+def dispatch(conn: sa.Connection, catalog: Catalog, schema_of, now: datetime, *, field_context: FieldContext,
+             timezone: str, limit: int = BATCH, user_of=None) -> tuple[int, list[str]]:
+    """Dispatch up to `limit` events in the caller's transaction. Answers
+    (events dispatched, ids of runs that may run now). `schema_of(conn)` is
+    the current compiled schema (lookup paths in conditions read it)."""
+    events = claim_events(conn, limit)
+    if not events:
+        return 0, []
+    schema = schema_of(conn)
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        flows = catalog.flows(conn, event.metadata_version)
+        obj = flows.objects.get(event.object)
+        if obj is None:
+            continue
+        payload = event.payload or {}
+        record = stored(obj, payload.get("record"), field_context)
+        changed = set(payload.get("changed") or ())
+        timers.follow(conn, flows, event.event, obj, event.record_id, record, now, field_context.timezone)
+        for flow in flows.on_events.get(obj.name, ()):
+            if not flow.matches(event.event, changed, record, event.source, event.cause_workflow):
+                continue
+            rows += _runs_for(conn, schema, flow, event, record, changed, payload, now, field_context, timezone, user_of)
+    ready = runs.insert(conn, rows)
+    conn.execute(sa.update(outbox).where(outbox.c.id.in_([e.id for e in events])).values(processed_at=now))
+    return len(events), ready
+
+
+def _runs_for(conn, schema, flow: Flow, event, record, changed, payload, now, field_context, timezone, user_of) -> list[dict]:
+    kind = "stage_change" if flow.on == "stage_change" else event.event
+    template = {"workflow": flow.name, "object": flow.obj.name, "record_id": event.record_id, "event_id": event.id,
+                "event": kind, "source": event.source, "depth": event.depth or 0, "metadata_version": flow.version,
+                "payload": {"record": payload.get("record"), "old": payload.get("old"), "changed": sorted(changed),
+                            "actor": event.actor, "at": runs._iso(event.created_at)},
+                "result": None, "created_at": now, "types": [a.type for a in flow.wf.actions]}
+    key = f"{flow.name}:e{event.id}"
+    count = len(flow.wf.actions)
+    if (event.depth or 0) >= runs.MAX_DEPTH:
+        return runs.chain(template, count, key, "loop", f"a chain of workflows went {runs.MAX_DEPTH} deep: stopped here")
+    if flow.broken:
+        return runs.chain(template, count, key, "dead", flow.broken)
+    status, error = "pending", None
+    if flow.condition is not None:
+        old = stored(flow.obj, payload.get("old"), field_context) if payload.get("old") else {}
+        prior = {**record, **{k: old.get(k) for k in changed}} if event.event == "update" else None
+        try:
+            holds = Evaluator(conn, schema, flow.obj, record, user=user_of(conn, flow) if user_of else None, prior=prior,
+                              is_new=event.event == "create", timezone=timezone)(flow.condition)
+        except ExpressionError as exc:
+            return runs.chain(template, count, key, "dead", f"the condition could not be evaluated: {exc}")
+        if not holds:
+            status, error = "skipped", "the condition is false"
+    return runs.chain(template, count, key, status, error)

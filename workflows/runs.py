@@ -1,0 +1,279 @@
+"""The run table: one row per (workflow, event or moment, action), written
+once under a unique key, then claimed by one worker at a time with a
+lease.
+
+States (SPEC §3.5): `pending` (may run once `due_at` has come), `running`
+(a worker holds its lease), `done`, `skipped` (the condition was false),
+`failed` (will be tried again at `due_at`, with exponential backoff and
+jitter), `dead` (tries used up or not worth retrying; can be replayed),
+`loop` (the chain of workflows went too deep). Loom adds `waiting`: the
+action after another of the same workflow run, pending once that is done,
+so that a workflow's actions take effect in their order.
+
+Every change of a claimed run is fenced by its lease token: a worker whose
+lease was taken over cannot mark the run done, so its transaction (and an
+in-database effect made in it) rolls back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from loomcrm.platform.systemdb import automation_runs as runs
+
+STATUSES = ("pending", "waiting", "running", "done", "skipped", "failed", "dead", "loop")
+FINISHED = ("done", "skipped", "dead", "loop")
+RUNNABLE = ("pending", "failed")
+MAX_ATTEMPTS = 8
+RETRY_CAP = timedelta(hours=1)
+MAX_DEPTH = 5   # a chain of workflows stops here (SPEC §3.5)
+
+
+class LeaseLost(Exception):
+    """Another worker took the run over: this one's work must not count."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def backoff(attempts: int, first: float) -> timedelta:
+    """The wait before try `attempts + 1`: doubling from `first` seconds,
+    capped at an hour, with full jitter in its upper half (so a burst of
+    failures does not come back all at once)."""
+    ceiling = min(first * 2 ** max(attempts - 1, 0), RETRY_CAP.total_seconds())
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[str]:
+    """Write runs, each once: a key already there is left as it is.
+    Answers the ids of the runs written that may run now."""
+    if not rows:
+        return []
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}[conn.dialect.name]
+    statement = dialect.insert(runs).on_conflict_do_nothing(index_elements=["key"])
+    conn.execute(statement, rows)
+    return [r["id"] for r in rows if r["status"] == "pending"]
+
+
+def chain(template: dict[str, Any], count: int, key: str, status: str, error: str | None = None) -> list[dict[str, Any]]:
+    """The runs of one workflow firing once: one per action, in order, each
+    waiting for the one before (all `status` when they will not run)."""
+    now = template.get("created_at") or utcnow()
+    rows, previous = [], None
+    for i in range(count):
+        rid = new_id()
+        own = status if status != "pending" or i == 0 else "waiting"
+        rows.append({**template, "id": rid, "key": f"{key}:{i}", "action": i, "action_type": template["types"][i],
+                     "status": own, "after": previous, "error": error, "attempts": 0, "due_at": now,
+                     "created_at": now, "updated_at": now,
+                     "finished_at": now if own in FINISHED else None})
+        previous = rid
+    for row in rows:
+        row.pop("types", None)
+    return rows
+
+
+# --- claiming -----------------------------------------------------------------------
+
+@dataclass
+class Claim:
+    id: str
+    token: str
+    row: dict[str, Any]
+
+
+def claim(conn: sa.Connection, run_id: str, now: datetime, lease: timedelta) -> Claim | None:
+    """Take run `run_id` if it may run now; None when another worker has it,
+    it is finished, or not due."""
+    token = new_id()
+    result = conn.execute(
+        sa.update(runs)
+        .where(runs.c.id == run_id, runs.c.status.in_(RUNNABLE), runs.c.due_at <= now)
+        .values(status="running", lease_token=token, lease_until=now + lease, attempts=runs.c.attempts + 1,
+                updated_at=now))
+    if result.rowcount != 1:
+        return None
+    row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    return Claim(run_id, token, dict(row._mapping))
+
+
+def next_due(conn: sa.Connection, now: datetime, *, lock: bool = True) -> str | None:
+    """The id of a run that may run now, locked against other claimers
+    (PostgreSQL skips the ones others are taking)."""
+    query = (sa.select(runs.c.id).where(runs.c.status.in_(RUNNABLE), runs.c.due_at <= now)
+             .order_by(runs.c.due_at).limit(1))
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return conn.execute(query).scalar()
+
+
+def due_ids(conn: sa.Connection, before: datetime, limit: int = 500) -> list[str]:
+    """Runs that may run and have been due since before `before` (their
+    wake-up may have been lost: a broker that was down, a worker killed)."""
+    return list(conn.execute(sa.select(runs.c.id).where(runs.c.status.in_(RUNNABLE), runs.c.due_at <= before)
+                             .order_by(runs.c.due_at).limit(limit)).scalars())
+
+
+def touch(conn: sa.Connection, ids: list[str], now: datetime) -> None:
+    """Mark runs as just woken (their `due_at` moves to now): they count as
+    lost again only if nobody claims them for a while."""
+    if ids:
+        conn.execute(sa.update(runs).where(runs.c.id.in_(ids), runs.c.status.in_(RUNNABLE), runs.c.due_at < now)
+                     .values(due_at=now))
+
+
+# --- finishing ----------------------------------------------------------------------
+
+def _fenced(conn: sa.Connection, claim: Claim, values: dict[str, Any]) -> None:
+    result = conn.execute(sa.update(runs).where(runs.c.id == claim.id, runs.c.lease_token == claim.token,
+                                                runs.c.status == "running").values(**values))
+    if result.rowcount != 1:
+        raise LeaseLost(f"run {claim.id} was taken over by another worker")
+
+
+def finish(conn: sa.Connection, claim: Claim, now: datetime, result: dict[str, Any] | None = None) -> list[str]:
+    """Mark the run done (fenced) and let the next action of its workflow
+    go; answers the ids of the runs that may run now."""
+    _fenced(conn, claim, {"status": "done", "result": result, "error": None, "finished_at": now, "updated_at": now,
+                          "lease_token": None, "lease_until": None})
+    return release_next(conn, claim.id, now)
+
+
+def release_next(conn: sa.Connection, run_id: str, now: datetime) -> list[str]:
+    ids = list(conn.execute(sa.select(runs.c.id).where(runs.c.after == run_id, runs.c.status == "waiting")).scalars())
+    if ids:
+        conn.execute(sa.update(runs).where(runs.c.id.in_(ids), runs.c.status == "waiting")
+                     .values(status="pending", due_at=now, updated_at=now))
+    return ids
+
+
+def give_up(conn: sa.Connection, claim: Claim, now: datetime, error: str, *, retry: bool, first_retry: float,
+            result: dict[str, Any] | None = None) -> datetime | None:
+    """Record a failed try (fenced): `failed` with the next try's time, or
+    `dead` when not worth retrying or out of tries. Answers the next try's time."""
+    attempts = claim.row["attempts"]
+    if retry and attempts < MAX_ATTEMPTS:
+        due = now + backoff(attempts, first_retry)
+        _fenced(conn, claim, {"status": "failed", "error": error[:4000], "due_at": due, "updated_at": now,
+                              "lease_token": None, "lease_until": None, "result": result})
+        return due
+    _fenced(conn, claim, {"status": "dead", "error": error[:4000], "finished_at": now, "updated_at": now,
+                          "lease_token": None, "lease_until": None, "result": result})
+    return None
+
+
+def skip(conn: sa.Connection, claim: Claim, now: datetime, reason: str) -> list[str]:
+    """The run has nothing to do (its condition no longer holds when due)."""
+    _fenced(conn, claim, {"status": "skipped", "error": reason[:4000], "finished_at": now, "updated_at": now,
+                          "lease_token": None, "lease_until": None})
+    skipped = [claim.id]
+    # the rest of the workflow goes with it
+    while skipped:
+        nxt = list(conn.execute(sa.select(runs.c.id).where(runs.c.after.in_(skipped), runs.c.status == "waiting")).scalars())
+        if nxt:
+            conn.execute(sa.update(runs).where(runs.c.id.in_(nxt)).values(status="skipped", error=reason[:4000],
+                                                                          finished_at=now, updated_at=now))
+        skipped = nxt
+    return []
+
+
+def reap(conn: sa.Connection, now: datetime) -> int:
+    """Hand back runs whose worker stopped (lease expired): tried again at
+    once, or dead when their tries are used up."""
+    expired = sa.and_(runs.c.status == "running", runs.c.lease_until < now)
+    error = "the worker running it stopped before it finished"
+    dead = conn.execute(sa.update(runs).where(expired, runs.c.attempts >= MAX_ATTEMPTS).values(
+        status="dead", error=error, finished_at=now, updated_at=now, lease_token=None, lease_until=None)).rowcount
+    back = conn.execute(sa.update(runs).where(expired).values(
+        status="failed", error=error, due_at=now, updated_at=now, lease_token=None, lease_until=None)).rowcount
+    return dead + back
+
+
+def get(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    return as_json(row) if row is not None else None
+
+
+def status_of(conn: sa.Connection, run_id: str) -> str | None:
+    return conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
+
+
+def replay(conn: sa.Connection, run_id: str, now: datetime) -> bool:
+    """A dead run goes again, with a full set of tries."""
+    result = conn.execute(sa.update(runs).where(runs.c.id == run_id, runs.c.status == "dead").values(
+        status="pending", attempts=0, due_at=now, updated_at=now, finished_at=None))
+    return result.rowcount == 1
+
+
+# --- the run log ----------------------------------------------------------------------
+
+def as_json(row) -> dict[str, Any]:
+    r = row._mapping if hasattr(row, "_mapping") else row
+    return {"id": r["id"], "workflow": r["workflow"], "action": r["action_type"], "action_index": r["action"],
+            "object": r["object"], "record": r["record_id"], "event": r["event"], "event_id": r["event_id"],
+            "source": r["source"], "status": r["status"], "attempts": r["attempts"], "error": r["error"],
+            "result": r["result"], "due_at": _iso(r["due_at"]) if r["status"] in ("failed", "pending") else None,
+            "created_at": _iso(r["created_at"]), "finished_at": _iso(r["finished_at"])}
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def listing(conn: sa.Connection, *, workflow: str | None = None, record: str | None = None, status: str | None = None,
+            limit: int = 50, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """The run log, newest first, a page at a time (keyset on created_at, id)."""
+    query = sa.select(runs)
+    for column, value in ((runs.c.workflow, workflow), (runs.c.record_id, record), (runs.c.status, status)):
+        if value:
+            query = query.where(column == value)
+    if cursor:
+        try:
+            at, rid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+            at = datetime.fromisoformat(at)
+        except (ValueError, TypeError):
+            raise BadCursor("malformed cursor: start again without it") from None
+        query = query.where(sa.or_(runs.c.created_at < at, sa.and_(runs.c.created_at == at, runs.c.id < rid)))
+    rows = conn.execute(query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]._mapping
+        at = last["created_at"] if last["created_at"].tzinfo else last["created_at"].replace(tzinfo=timezone.utc)
+        next_cursor = base64.urlsafe_b64encode(json.dumps([at.isoformat(), last["id"]]).encode()).decode()
+    return [as_json(r) for r in rows], next_cursor
+
+
+def for_record(conn: sa.Connection, record_id: str, limit: int = 30) -> list[dict[str, Any]]:
+    rows = conn.execute(sa.select(runs).where(runs.c.record_id == record_id)
+                        .order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)).fetchall()
+    return [as_json(r) for r in rows]
+
+
+def counts(conn: sa.Connection, statuses: Iterable[str] = STATUSES) -> dict[str, int]:
+    rows = conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status)).all()
+    found = dict(rows)
+    return {s: found.get(s, 0) for s in statuses}

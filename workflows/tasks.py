@@ -1,0 +1,75 @@
+"""The task Celery workers run, and the process wiring of `loom worker`:
+each worker process opens its own database engine (after the fork), and
+the main process runs the pump (see `runner`), which publishes a message
+per run that may run.
+
+`run` is the whole of a worker's work: the same `executor` code that
+`loom serve` runs in threads when embedded."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery, signals
+
+from loomcrm.platform.settings import Settings
+
+from .celery_app import make_celery
+
+log = logging.getLogger("loomcrm.workflows")
+
+settings = Settings()
+app: Celery = make_celery(settings)
+_local = threading.local()
+_process: dict = {}
+
+
+def automation():
+    """This process's engine (made after the fork: connections never cross processes)."""
+    made = _process.get("automation")
+    if made is None:
+        from loomcrm.platform.app import open_database
+
+        from .engine import Automation
+
+        made = _process["automation"] = Automation(open_database(settings), settings)
+        made.on_retry = lambda run_id, due: run.apply_async((run_id,), eta=due)
+    return made
+
+
+@signals.worker_process_init.connect
+def _fresh_process(**_kwargs) -> None:
+    _process.clear()
+
+
+@app.task(name="loom.run", ignore_result=True)
+def run(run_id: str) -> None:
+    for ready in automation().execute(run_id):
+        run.apply_async((ready,))
+
+
+def submit(ids) -> None:
+    """Publish a wake-up per run; raises when the broker cannot be reached."""
+    for run_id in ids:
+        run.apply_async((run_id,), retry=False)
+
+
+@signals.worker_ready.connect
+def _start_pump(sender=None, **_kwargs) -> None:
+    from .runner import Runner
+
+    _process["pump"] = Runner(automation(), submit=submit).start()
+    log.info("automation pump started")
+
+
+@signals.worker_shutting_down.connect
+def _stop_pump(**_kwargs) -> None:
+    pump = _process.pop("pump", None)
+    if pump is not None:
+        pump.stop(timeout=5)
+
+
+def worker_main(concurrency: int) -> None:
+    app.worker_main(["worker", f"--concurrency={concurrency}", "--loglevel=INFO", f"--queues={app.conf.task_default_queue}",
+                     "--without-gossip", "--without-mingle", "--without-heartbeat"])
