@@ -28,7 +28,7 @@ from loomcrm.runtime.records import RecordError
 from .actions import Act, Dead
 from .actions.records import _refused
 
-_BUMP = (sa.update(systemdb.counters).where(systemdb.counters.c.key == sa.bindparam("key"))
+_BUMP = (sa.update(systemdb.counters).where(systemdb.counters.c.key == sa.bindparam("counter"))
          .values(value=systemdb.counters.c.value + 1).returning(systemdb.counters.c.value))
 
 
@@ -61,14 +61,16 @@ def assign(act: Act) -> dict[str, Any]:
     return {"assigned": chosen}
 
 
+_ACTIVE = sa.select(systemdb.users.c.username, systemdb.users.c.id).where(
+    systemdb.users.c.username.in_(sa.bindparam("names", expanding=True)), systemdb.users.c.is_active.is_(True))
+
+
 def user_ids(conn: sa.Connection, names: list[str]) -> list[str]:
     """The ids of active users, by user name, in the order given; a name
     that is no (active) user is an error the admin must fix."""
     if not names:
         return []
-    users = systemdb.users
-    found = dict(conn.execute(sa.select(users.c.username, users.c.id).where(
-        users.c.username.in_(names), users.c.is_active.is_(True))).all())
+    found = dict(conn.execute(_ACTIVE, {"names": list(names)}).all())
     missing = [n for n in names if n not in found]
     if missing:
         raise Dead(f"no active user named {', '.join(repr(n) for n in missing)}: give the rule your users' names", "no_user")
@@ -77,11 +79,11 @@ def user_ids(conn: sa.Connection, names: list[str]) -> list[str]:
 
 def next_turn(conn: sa.Connection, key: str) -> int:
     """Move the rule's counter by one and answer it (1, 2, 3, ...)."""
-    turn = conn.execute(_BUMP, {"key": key}).scalar()
+    turn = conn.execute(_BUMP, {"counter": key}).scalar()
     if turn is None:
         dialect = {"postgresql": postgresql, "sqlite": sqlite}[conn.dialect.name]
         conn.execute(dialect.insert(systemdb.counters).values(key=key, value=0).on_conflict_do_nothing())
-        turn = conn.execute(_BUMP, {"key": key}).scalar()
+        turn = conn.execute(_BUMP, {"counter": key}).scalar()
     return turn
 
 

@@ -121,7 +121,8 @@ class Automation:
         return count
 
     def execute(self, run_id: str) -> list[str]:
-        return executor.execute(self, run_id)
+        """Run `run_id` if it may run now; the runs ready after it."""
+        return executor.execute(self, run_id) or []
 
     def execute_next(self) -> tuple[str | None, list[str]]:
         return executor.execute_next(self)

@@ -1,16 +1,18 @@
-"""Running one run: claim it with a lease, perform its action, mark it.
+"""Running one run: take it, perform its action, mark it.
 
-An action that only changes the database runs in one transaction with the
-fenced "done" mark: if the worker dies, or its lease was taken over, the
-whole transaction rolls back and the run is tried again, so the effect
-happens once. An action that reaches outside (e-mail, webhook) is performed
-first and marked after; a worker that dies in between makes it happen
-again, with the same message or webhook id.
+An action that only changes the database (update, create, assign, notify)
+is performed in the one transaction that takes the run (a row lock) and
+marks it done: if the worker dies or the database refuses, everything of
+the try rolls back, so the effect happens exactly once. An action that
+reaches outside (e-mail, webhook) takes the run with a lease, is performed
+with no transaction open, then marked; a worker that dies in between makes
+it happen again, with the same message or webhook id (at least once).
 """
 
 from __future__ import annotations
 
 import logging
+
 import sqlalchemy as sa
 
 from loomcrm.metadata.expressions import ExpressionError
@@ -21,6 +23,7 @@ from .actions import Act, Dead, Retry, registry
 from .records import Evaluator, current, stored
 
 log = logging.getLogger("loomcrm.workflows")
+IN_DATABASE = frozenset({"update", "create", "assign", "notify"})
 _ACTIONS = None
 
 
@@ -31,74 +34,110 @@ def actions() -> dict:
     return _ACTIONS
 
 
-def execute(automation, run_id: str) -> list[str]:
-    """Run `run_id` if it may run now. Answers the ids of runs that may run
-    now because this one finished (the workflow's next action)."""
-    now = automation.now()
+def execute(automation, run_id: str, action_type: str | None = None) -> list[str] | None:
+    """Run `run_id` if it may run now. Answers the ids of the runs that may
+    run now because this one finished, or None when it was not taken
+    (another worker has it, it is finished or not due)."""
+    if action_type is None:
+        with automation.engine.connect() as conn:
+            action_type = runs.action_type(conn, run_id)
+    if action_type in IN_DATABASE:
+        return _in_transaction(automation, run_id)
     with write_transaction(automation.engine) as conn:
-        claim = runs.claim(conn, run_id, now, automation.lease)
+        claim = runs.claim(conn, run_id, automation.now(), automation.lease)
     if claim is None:
-        return []
-    return perform(automation, claim)
+        return None
+    return _reach_out(automation, claim)
 
 
 def execute_next(automation) -> tuple[str | None, list[str]]:
-    """Claim and run the run that is due first, if any: (its id, runs now ready)."""
-    now = automation.now()
-    with automation.engine.connect() as conn:   # a read first: no write lock while there is nothing to do
-        if runs.next_due(conn, now, lock=False) is None:
-            return None, []
-    with write_transaction(automation.engine) as conn:
-        run_id = runs.next_due(conn, now)
-        claim = runs.claim(conn, run_id, now, automation.lease) if run_id else None
-    if claim is None:
-        return None, []
-    return claim.id, perform(automation, claim)
+    """Take and run the run that is due first, if any: (its id, runs now ready)."""
+    if automation.engine.dialect.name == "sqlite":
+        with automation.engine.connect() as conn:   # a read first: no write lock while there is nothing to do
+            if not runs.any_due(conn, automation.now()):
+                return None, []
+    claim = None
+    try:
+        with write_transaction(automation.engine) as conn:
+            claim = runs.lock_next(conn, automation.now())
+            if claim is None:
+                return None, []
+            flow, action = _definition(automation, conn, claim)
+            if action.type in IN_DATABASE:
+                return claim.id, _perform(automation, conn, claim, flow, action)
+            claim = runs.lease(conn, claim, automation.now(), automation.lease)
+    except Exception as exc:
+        if claim is None:
+            raise
+        return claim.id, _failed(automation, claim, exc)
+    return claim.id, _reach_out(automation, claim)
 
 
-def perform(automation, claim: runs.Claim) -> list[str]:
-    row = claim.row
+def _perform(automation, conn, claim: runs.Claim, flow, action) -> list[str]:
+    """An in-database action and its run's "done", in the caller's transaction."""
+    result = actions()[action.type](_act(automation, conn, claim, flow, action, in_transaction=True))
+    return runs.finish(conn, claim, automation.now(), result, has_next=claim.row["action"] + 1 < len(flow.wf.actions))
+
+
+def _reach_out(automation, claim: runs.Claim) -> list[str]:
+    """An action on a leased run, with no transaction open while it waits on the network."""
     try:
         with automation.engine.connect() as conn:
-            flow = automation.catalog.flows(conn, row["metadata_version"]).by_name.get(row["workflow"])
-        if flow is None:
-            raise Dead(f"workflow {row['workflow']!r} is no longer active in metadata version {row['metadata_version']}")
-        action = flow.wf.actions[row["action"]]
-        act_fn, in_database = actions()[action.type]
-        if in_database:
-            with write_transaction(automation.engine) as conn:
-                result = act_fn(_act(automation, conn, claim, flow, action, in_transaction=True))
-                return runs.finish(conn, claim, automation.now(), result)
-        with automation.engine.connect() as conn:
-            result = act_fn(_act(automation, conn, claim, flow, action, in_transaction=False))
+            flow, action = _definition(automation, conn, claim)
+            result = actions()[action.type](_act(automation, conn, claim, flow, action, in_transaction=False))
         with write_transaction(automation.engine) as conn:
-            return runs.finish(conn, claim, automation.now(), result)
-    except runs.LeaseLost as exc:
+            return runs.finish(conn, claim, automation.now(), result, has_next=claim.row["action"] + 1 < len(flow.wf.actions))
+    except Exception as exc:
+        return _failed(automation, claim, exc)
+
+
+def _in_transaction(automation, run_id: str) -> list[str] | None:
+    claim = None
+    try:
+        with write_transaction(automation.engine) as conn:
+            claim = runs.lock(conn, run_id, automation.now())
+            if claim is None:
+                return None
+            flow, action = _definition(automation, conn, claim)
+            return _perform(automation, conn, claim, flow, action)
+    except Exception as exc:
+        if claim is None:
+            raise
+        return _failed(automation, claim, exc)
+
+
+def _failed(automation, claim: runs.Claim, exc: Exception) -> list[str]:
+    """Record why a try failed (its transaction, if any, is rolled back by now)."""
+    if isinstance(exc, runs.LeaseLost):
         log.warning("%s", exc)
         return []
-    except Retry as exc:
-        return _give_up(automation, claim, str(exc), retry=True)
-    except Dead as exc:
-        return _give_up(automation, claim, f"{exc.code}: {exc}" if exc.code else str(exc), retry=False)
-    except ExpressionError as exc:
-        return _give_up(automation, claim, f"expression: {exc}", retry=False)
-    except Exception as exc:   # a bug or the database: logged, and the run is tried again
-        log.exception("run %s of workflow %s failed", claim.id, row["workflow"])
-        return _give_up(automation, claim, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],
-                        retry=True)
-
-
-def _give_up(automation, claim: runs.Claim, error: str, *, retry: bool) -> list[str]:
+    if isinstance(exc, Retry):
+        error, retry = str(exc), True
+    elif isinstance(exc, Dead):
+        error, retry = (f"{exc.code}: {exc}" if exc.code else str(exc)), False
+    elif isinstance(exc, ExpressionError):
+        error, retry = f"expression: {exc}", False
+    else:   # a bug, or the database: logged, and tried again
+        log.error("run %s of workflow %s failed", claim.id, claim.row["workflow"], exc_info=exc)
+        error, retry = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500], True
     try:
         with write_transaction(automation.engine) as conn:
             due = runs.give_up(conn, claim, automation.now(), error, retry=retry,
                                first_retry=automation.settings.automation_retry_seconds)
-    except runs.LeaseLost as exc:
-        log.warning("%s", exc)
+    except runs.LeaseLost as lost:
+        log.warning("%s", lost)
         return []
     if due is not None:
         automation.retry_at(claim.id, due)
     return []
+
+
+def _definition(automation, conn: sa.Connection, claim: runs.Claim):
+    row = claim.row
+    flow = automation.catalog.flows(conn, row["metadata_version"]).by_name.get(row["workflow"])
+    if flow is None:
+        raise Dead(f"workflow {row['workflow']!r} is no longer active in metadata version {row['metadata_version']}")
+    return flow, flow.wf.actions[row["action"]]
 
 
 def _act(automation, conn: sa.Connection, claim: runs.Claim, flow, action, *, in_transaction: bool) -> Act:
@@ -110,7 +149,13 @@ def _act(automation, conn: sa.Connection, claim: runs.Claim, flow, action, *, in
         snapshot = (row["payload"] or {}).get("record")
         record = stored(flow.obj, snapshot, automation.runtime.context) if snapshot else {"id": row["record_id"]}
     user = automation.user_of(conn, flow)
-    evaluate = Evaluator(conn, schema, flow.obj, record, user=user, timezone=automation.settings.timezone)
+    # prior_value() and is_changed() in the action's values see the event's change, as its condition did
+    payload = row["payload"] or {}
+    prior = None
+    if row["event"] in ("update", "stage_change") and payload.get("old") is not None:
+        old = stored(flow.obj, payload["old"], automation.runtime.context)
+        prior = {**record, **{name: old.get(name) for name in payload.get("changed") or ()}}
+    evaluate = Evaluator(conn, schema, flow.obj, record, user=user, prior=prior, is_new=row["event"] == "create",
+                         timezone=automation.settings.timezone)
     return Act(automation=automation, conn=conn if in_transaction else None, claim=claim, flow=flow, index=row["action"],
                action=action, schema=schema, record=record, deleted=deleted, user=user, evaluate=evaluate)
-

@@ -88,44 +88,90 @@ def chain(template: dict[str, Any], count: int, key: str, status: str, error: st
 
 
 # --- claiming -----------------------------------------------------------------------
+#
+# An action that only changes the database takes its run with a row lock in
+# the transaction that also performs it and marks it done (`lock`): a worker
+# that dies releases the lock and nothing of its try remains. An action that
+# reaches outside takes its run with a lease (`claim`), since no transaction
+# stays open over the network; the reaper hands back expired leases.
 
 @dataclass
 class Claim:
     id: str
-    token: str
+    token: str | None      # the lease's token; None when the caller's transaction holds the row lock
     row: dict[str, Any]
 
 
-def claim(conn: sa.Connection, run_id: str, now: datetime, lease: timedelta) -> Claim | None:
-    """Take run `run_id` if it may run now; None when another worker has it,
-    it is finished, or not due."""
+_LOCK = sa.select(runs).where(runs.c.id == sa.bindparam("run_id"), runs.c.status.in_(RUNNABLE),
+                              runs.c.due_at <= sa.bindparam("now"))
+_LOCK_PG = _LOCK.with_for_update(skip_locked=True)
+_CLAIM = (sa.update(runs).where(runs.c.id == sa.bindparam("run_id"), runs.c.status.in_(RUNNABLE),
+                                runs.c.due_at <= sa.bindparam("now"))
+          .values(status="running", lease_token=sa.bindparam("token"), lease_until=sa.bindparam("until"),
+                  attempts=runs.c.attempts + 1, updated_at=sa.bindparam("now")))
+_BY_ID = sa.select(runs).where(runs.c.id == sa.bindparam("run_id"))
+_NEXT = {status: sa.select(runs.c.id).where(runs.c.status == status, runs.c.due_at <= sa.bindparam("now"))
+         .order_by(runs.c.due_at).limit(sa.bindparam("n")) for status in RUNNABLE}
+
+
+_LOCK_NEXT = {status: sa.select(runs).where(runs.c.status == status, runs.c.due_at <= sa.bindparam("now"))
+              .order_by(runs.c.due_at).limit(1) for status in RUNNABLE}
+_LOCK_NEXT_PG = {status: query.with_for_update(skip_locked=True) for status, query in _LOCK_NEXT.items()}
+
+
+def lock_next(conn: sa.Connection, now: datetime) -> Claim | None:
+    """Take the run that is due first (new ones before retries) for the
+    length of the caller's transaction; on PostgreSQL, concurrent workers
+    each get another one (SKIP LOCKED)."""
+    queries = _LOCK_NEXT_PG if conn.dialect.name == "postgresql" else _LOCK_NEXT
+    for status in RUNNABLE:
+        row = conn.execute(queries[status], {"now": now}).first()
+        if row is not None:
+            return Claim(row.id, None, dict(row._mapping))
+    return None
+
+
+def lease(conn: sa.Connection, claim: Claim, now: datetime, length: timedelta) -> Claim:
+    """Turn a locked run into a leased one (for an action done after the commit)."""
     token = new_id()
-    result = conn.execute(
-        sa.update(runs)
-        .where(runs.c.id == run_id, runs.c.status.in_(RUNNABLE), runs.c.due_at <= now)
-        .values(status="running", lease_token=token, lease_until=now + lease, attempts=runs.c.attempts + 1,
-                updated_at=now))
-    if result.rowcount != 1:
+    conn.execute(sa.update(runs).where(runs.c.id == claim.id).values(
+        status="running", lease_token=token, lease_until=now + length, attempts=runs.c.attempts + 1, updated_at=now))
+    return Claim(claim.id, token, {**claim.row, "status": "running", "attempts": claim.row["attempts"] + 1})
+
+
+def lock(conn: sa.Connection, run_id: str, now: datetime) -> Claim | None:
+    """Take run `run_id` for the length of the caller's transaction if it
+    may run now (another worker's lock is skipped on PostgreSQL)."""
+    row = conn.execute(_LOCK_PG if conn.dialect.name == "postgresql" else _LOCK, {"run_id": run_id, "now": now}).first()
+    return Claim(run_id, None, dict(row._mapping)) if row is not None else None
+
+
+def claim(conn: sa.Connection, run_id: str, now: datetime, lease: timedelta) -> Claim | None:
+    """Take run `run_id` with a lease if it may run now; None when another
+    worker has it, it is finished, or not due."""
+    token = new_id()
+    if conn.execute(_CLAIM, {"run_id": run_id, "now": now, "token": token, "until": now + lease}).rowcount != 1:
         return None
-    row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
-    return Claim(run_id, token, dict(row._mapping))
-
-
-def next_due(conn: sa.Connection, now: datetime, *, lock: bool = True) -> str | None:
-    """The id of a run that may run now, locked against other claimers
-    (PostgreSQL skips the ones others are taking)."""
-    query = (sa.select(runs.c.id).where(runs.c.status.in_(RUNNABLE), runs.c.due_at <= now)
-             .order_by(runs.c.due_at).limit(1))
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return conn.execute(query).scalar()
+    return Claim(run_id, token, dict(conn.execute(_BY_ID, {"run_id": run_id}).first()._mapping))
 
 
 def due_ids(conn: sa.Connection, before: datetime, limit: int = 500) -> list[str]:
     """Runs that may run and have been due since before `before` (their
     wake-up may have been lost: a broker that was down, a worker killed)."""
-    return list(conn.execute(sa.select(runs.c.id).where(runs.c.status.in_(RUNNABLE), runs.c.due_at <= before)
-                             .order_by(runs.c.due_at).limit(limit)).scalars())
+    found: list[str] = []
+    for status in RUNNABLE:
+        found += conn.execute(_NEXT[status], {"now": before, "n": limit - len(found)}).scalars().all()
+        if len(found) >= limit:
+            break
+    return found
+
+
+def any_due(conn: sa.Connection, now: datetime) -> bool:
+    return bool(due_ids(conn, now, 1))
+
+
+def action_type(conn: sa.Connection, run_id: str) -> str | None:
+    return conn.execute(sa.select(runs.c.action_type).where(runs.c.id == run_id)).scalar()
 
 
 def touch(conn: sa.Connection, ids: list[str], now: datetime) -> None:
@@ -138,19 +184,39 @@ def touch(conn: sa.Connection, ids: list[str], now: datetime) -> None:
 
 # --- finishing ----------------------------------------------------------------------
 
-def _fenced(conn: sa.Connection, claim: Claim, values: dict[str, Any]) -> None:
-    result = conn.execute(sa.update(runs).where(runs.c.id == claim.id, runs.c.lease_token == claim.token,
-                                                runs.c.status == "running").values(**values))
-    if result.rowcount != 1:
+def _mark(conn: sa.Connection, claim: Claim, values: dict[str, Any]) -> None:
+    """Change a claimed run: under its row lock (this try counts now), or
+    fenced by its lease token (a lease taken over raises LeaseLost)."""
+    if claim.token is None:
+        where = (runs.c.id == claim.id, runs.c.status.in_(RUNNABLE))
+        values = {**values, "attempts": runs.c.attempts + 1}
+    else:
+        where = (runs.c.id == claim.id, runs.c.lease_token == claim.token, runs.c.status == "running")
+    if conn.execute(sa.update(runs).where(*where).values(**values)).rowcount != 1:
         raise LeaseLost(f"run {claim.id} was taken over by another worker")
 
 
-def finish(conn: sa.Connection, claim: Claim, now: datetime, result: dict[str, Any] | None = None) -> list[str]:
-    """Mark the run done (fenced) and let the next action of its workflow
-    go; answers the ids of the runs that may run now."""
-    _fenced(conn, claim, {"status": "done", "result": result, "error": None, "finished_at": now, "updated_at": now,
-                          "lease_token": None, "lease_until": None})
-    return release_next(conn, claim.id, now)
+def attempts_of(claim: Claim) -> int:
+    """The tries of a claimed run, this one included."""
+    return claim.row["attempts"] + (1 if claim.token is None else 0)
+
+
+_DONE_LOCKED = (sa.update(runs).where(runs.c.id == sa.bindparam("run_id"), runs.c.status.in_(RUNNABLE))
+                .values(status="done", result=sa.bindparam("result"), error=None, finished_at=sa.bindparam("now"),
+                        updated_at=sa.bindparam("now"), attempts=runs.c.attempts + 1))
+
+
+def finish(conn: sa.Connection, claim: Claim, now: datetime, result: dict[str, Any] | None = None, *,
+           has_next: bool = True) -> list[str]:
+    """Mark the run done and let the next action of its workflow go;
+    answers the ids of the runs that may run now."""
+    if claim.token is None:   # the most common case, in every in-database run: one statement built once
+        if conn.execute(_DONE_LOCKED, {"run_id": claim.id, "result": result, "now": now}).rowcount != 1:
+            raise LeaseLost(f"run {claim.id} was taken over by another worker")
+    else:
+        _mark(conn, claim, {"status": "done", "result": result, "error": None, "finished_at": now, "updated_at": now,
+                            "lease_token": None, "lease_until": None})
+    return release_next(conn, claim.id, now) if has_next else []
 
 
 def release_next(conn: sa.Connection, run_id: str, now: datetime) -> list[str]:
@@ -163,32 +229,16 @@ def release_next(conn: sa.Connection, run_id: str, now: datetime) -> list[str]:
 
 def give_up(conn: sa.Connection, claim: Claim, now: datetime, error: str, *, retry: bool, first_retry: float,
             result: dict[str, Any] | None = None) -> datetime | None:
-    """Record a failed try (fenced): `failed` with the next try's time, or
-    `dead` when not worth retrying or out of tries. Answers the next try's time."""
-    attempts = claim.row["attempts"]
+    """Record a failed try: `failed` with the next try's time, or `dead`
+    when not worth retrying or out of tries. Answers the next try's time."""
+    attempts = attempts_of(claim)
+    common = {"error": error[:4000], "updated_at": now, "lease_token": None, "lease_until": None, "result": result}
     if retry and attempts < MAX_ATTEMPTS:
         due = now + backoff(attempts, first_retry)
-        _fenced(conn, claim, {"status": "failed", "error": error[:4000], "due_at": due, "updated_at": now,
-                              "lease_token": None, "lease_until": None, "result": result})
+        _mark(conn, claim, {**common, "status": "failed", "due_at": due})
         return due
-    _fenced(conn, claim, {"status": "dead", "error": error[:4000], "finished_at": now, "updated_at": now,
-                          "lease_token": None, "lease_until": None, "result": result})
+    _mark(conn, claim, {**common, "status": "dead", "finished_at": now})
     return None
-
-
-def skip(conn: sa.Connection, claim: Claim, now: datetime, reason: str) -> list[str]:
-    """The run has nothing to do (its condition no longer holds when due)."""
-    _fenced(conn, claim, {"status": "skipped", "error": reason[:4000], "finished_at": now, "updated_at": now,
-                          "lease_token": None, "lease_until": None})
-    skipped = [claim.id]
-    # the rest of the workflow goes with it
-    while skipped:
-        nxt = list(conn.execute(sa.select(runs.c.id).where(runs.c.after.in_(skipped), runs.c.status == "waiting")).scalars())
-        if nxt:
-            conn.execute(sa.update(runs).where(runs.c.id.in_(nxt)).values(status="skipped", error=reason[:4000],
-                                                                          finished_at=now, updated_at=now))
-        skipped = nxt
-    return []
 
 
 def reap(conn: sa.Connection, now: datetime) -> int:

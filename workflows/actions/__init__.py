@@ -68,13 +68,13 @@ class Act:
             raise Dead(f"{key} could not be evaluated: {exc}", "expression") from None
 
 
-def registry() -> dict[str, tuple[Callable[[Act], dict[str, Any] | None], bool]]:
-    """action type -> (perform, whether it runs inside the run's transaction)"""
+def registry() -> dict[str, Callable[[Act], dict[str, Any] | None]]:
+    """action type -> what performs it"""
     from ..assignment import assign
     from .email import send_email
     from .notify import notify
     from .records import create_record, update_record
     from .webhook import call_webhook
 
-    return {"update": (update_record, True), "create": (create_record, True), "assign": (assign, True),
-            "notify": (notify, True), "email": (send_email, False), "webhook": (call_webhook, False)}
+    return {"update": update_record, "create": create_record, "assign": assign, "notify": notify,
+            "email": send_email, "webhook": call_webhook}
