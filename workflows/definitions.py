@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,7 +65,8 @@ class Flow:
             moment = datetime.combine(value, time(0), tzinfo=tz)
         else:
             return None
-        return moment + self.offset
+        # in UTC: SQLite keeps a datetime's wall-clock time and drops its zone
+        return (moment + self.offset).astimezone(timezone.utc)
 
     def matches(self, event: str, changed: set[str], record: dict[str, Any], source: str | None,
                 cause_workflow: str | None) -> bool:

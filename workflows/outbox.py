@@ -55,8 +55,8 @@ def dispatch(conn: sa.Connection, catalog: Catalog, schema_of, now: datetime, *,
     for event in events:
         flows = catalog.flows(conn, event.metadata_version)
         obj = flows.objects.get(event.object)
-        if obj is None:
-            continue
+        if obj is None or (event.object not in flows.on_events and event.object not in flows.on_time):
+            continue   # nothing listens to this object
         payload = event.payload or {}
         record = stored(obj, payload.get("record"), field_context)
         changed = set(payload.get("changed") or ())
