@@ -76,7 +76,8 @@ def keyed_hash(secret_key: str, value: str) -> str:
 
 # --- users -----------------------------------------------------------------------
 
-def create_user(engine: Engine, username: str, role: str, password: str, *, display_name: str = "", locale: str = "en") -> User:
+def create_user(engine: Engine, username: str, role: str, password: str, *, display_name: str = "", locale: str = "en",
+                email: str | None = None) -> User:
     if not USERNAME_PATTERN.match(username):
         raise AuthError("a user name is 1 to 150 letters, digits or . _ @ -, starting with a letter or digit")
     if role not in ROLES:
@@ -90,7 +91,7 @@ def create_user(engine: Engine, username: str, role: str, password: str, *, disp
             raise AuthError(f"user {username!r} already exists")
         conn.execute(systemdb.users.insert().values(
             id=user.id, username=username, display_name=user.display_name, password_hash=_hasher.hash(password),
-            role=role, locale=locale, is_active=True,
+            role=role, locale=locale, is_active=True, email=email,
         ))
     return user
 

@@ -52,8 +52,9 @@ def build_automation_router(automation, *, user_dependency: Callable, prefix: st
             return problem(403, "only administrators may replay runs")
 
         def go():
-            with write_transaction(engine) as conn:
-                return runs.replay(conn, run_id[:32], automation.now()), runs.get(conn, run_id[:32])
+            replayed = automation.replay(run_id[:32])
+            with engine.connect() as conn:
+                return replayed, runs.get(conn, run_id[:32])
 
         replayed, row = await run_in_threadpool(go)
         if row is None:

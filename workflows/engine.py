@@ -136,8 +136,15 @@ class Automation:
             self.on_ready(ids)
 
     def replay(self, run_id: str) -> bool:
+        """Run a dead run again, under the published definition of its
+        workflow when it still has that action (it was probably fixed)."""
         with write_transaction(self.engine) as conn:
-            return runs.replay(conn, run_id, self.now())
+            run = runs.get(conn, run_id)
+            if run is None:
+                return False
+            flow = self.catalog.current(conn).by_name.get(run["workflow"])
+            version = flow.version if flow is not None and run["action_index"] < len(flow.wf.actions) else None
+            return runs.replay(conn, run_id, self.now(), version)
 
     # -- who and with what --------------------------------------------------------------
     def user_of(self, conn: sa.Connection, flow: Flow) -> auth.User:

@@ -262,10 +262,14 @@ def status_of(conn: sa.Connection, run_id: str) -> str | None:
     return conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
 
 
-def replay(conn: sa.Connection, run_id: str, now: datetime) -> bool:
-    """A dead run goes again, with a full set of tries."""
-    result = conn.execute(sa.update(runs).where(runs.c.id == run_id, runs.c.status == "dead").values(
-        status="pending", attempts=0, due_at=now, updated_at=now, finished_at=None))
+def replay(conn: sa.Connection, run_id: str, now: datetime, version: int | None = None) -> bool:
+    """A dead run goes again, with a full set of tries; with `version`,
+    under that metadata version's definition of its workflow (the one an
+    admin just fixed)."""
+    values = {"status": "pending", "attempts": 0, "due_at": now, "updated_at": now, "finished_at": None}
+    if version is not None:
+        values["metadata_version"] = version
+    result = conn.execute(sa.update(runs).where(runs.c.id == run_id, runs.c.status == "dead").values(**values))
     return result.rowcount == 1
 
 
