@@ -30,7 +30,7 @@ log = logging.getLogger("loomcrm.workflows")
 POLL = 0.2           # seconds between looks at the outbox without LISTEN/NOTIFY
 TIMERS_EVERY = 1.0   # due timers: fire within a few seconds of their moment
 SLOW_EVERY = 5.0     # schedule ticks, the reaper, lost wake-ups, timers of new workflows
-LOST_AFTER = timedelta(seconds=30)
+LOST_AFTER = timedelta(seconds=30)   # at most; a lease's length when shorter
 
 
 class Runner:
@@ -113,7 +113,8 @@ class Runner:
 
         automation = self.automation
         with write_transaction(automation.engine) as conn:
-            lost = runs.due_ids(conn, automation.now() - LOST_AFTER)
+            # due for longer than a lease and still not taken: its wake-up is lost
+            lost = runs.due_ids(conn, automation.now() - min(LOST_AFTER, automation.lease))
             runs.touch(conn, lost, automation.now())
         if lost:
             log.info("waking %d runs whose wake-up was lost", len(lost))
