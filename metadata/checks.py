@@ -807,7 +807,9 @@ class _Checker:
                 if fld is not None and fld.type in COMPUTED:
                     self.add(file, where, f"{key!r} is a {fld.type} field; it is computed, not set", "computed_field")
                     fld = None
-                self.expression(file, where, source, flow.object, self.expect_for(fld))
+                # an action links a record through a related_to field as text: concat('lead:', id)
+                expect = "text" if fld is not None and fld.type == "related_to" else self.expect_for(fld)
+                self.expression(file, where, source, flow.object, expect)
             if kind == "create" and target_obj is not None:
                 for fld in target_obj.fields:
                     if (fld.required and fld.type not in COMPUTED and fld.type != "stage" and fld.default is None

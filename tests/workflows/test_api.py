@@ -157,3 +157,47 @@ def test_the_cli_prints_the_run_log_replays_and_the_secret(sqlite_url):
     worker = subprocess.run([LOOM, "worker"], env={**env, "LOOM_BROKER_URL": ""}, capture_output=True, text=True)
     assert worker.returncode == 1 and "LOOM_BROKER_URL" in worker.stderr
     world.engine.dispose()
+
+
+def _signed_in(client, username):
+    client.cookies.clear()
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    home = client.post("/login", data={"username": username, "password": "a long password", "csrf_token": token, "next": "/"})
+    assert home.status_code == 200
+    return re.search(r"X-CSRF-Token&#34;: &#34;([^&]+)&#34;", home.text).group(1)
+
+
+def test_the_run_log_page_replays_and_the_notifications_page_marks_read(api):
+    world, alice = api.world, api.world.users["alice"]
+    world.workflows(FAILING, TELL)
+    deal = world.records.create("deal", {"name": "Paged"}, alice)
+    world.drain()
+    csrf = _signed_in(api, "alice")
+    log = api.get("/app/_automation")
+    assert log.status_code == 200 and "Automation run log" in log.text
+    assert "No secrets in subjects" in log.text and "Replay" in log.text and "bad_task" in log.text
+    dead = re.search(r'action="/app/_automation/([0-9a-f]{32})/replay"', log.text).group(1)
+    assert api.get("/app/_automation", params={"status": "dead"}).text.count('data-run="') == 1
+    zh = api.get("/app/_automation", headers={"Accept-Language": "zh-CN"})
+    assert "自动化运行日志" in zh.text and "已放弃" in zh.text
+    replayed = api.post(f"/app/_automation/{dead}/replay", data={"csrf_token": csrf}, follow_redirects=False)
+    assert replayed.status_code == 303
+    with world.engine.connect() as conn:
+        from loomcrm.workflows import runs
+
+        assert runs.status_of(conn, dead) == "pending"
+    timeline_of_admin = api.get(f"/app/deal/{deal['id']}").text
+    timeline = timeline_of_admin.split('id="timeline-h"')[1]
+    assert "tell" in timeline and "sent a notification" in timeline
+    # a rep sees no run log, and their own notifications
+    csrf = _signed_in(api, "bob")
+    assert api.get("/app/_automation").status_code == 403
+    assert "Automation" not in api.get("/").text.split('aria-label="Main"')[1].split("</nav>")[0]
+    assert 'class="badge" aria-hidden="true">1<' in api.get("/").text
+    page = api.get("/app/_notifications")
+    assert "新：Paged" in page.text or "New: Paged" in page.text
+    api.post("/app/_notifications/read", data={"csrf_token": csrf})
+    assert 'class="badge"' not in api.get("/").text
+    assert "t-automation" not in api.get(f"/app/deal/{deal['id']}").text   # the run log is the admins'
+    assert "t-automation" in timeline_of_admin
