@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from loomcrm.platform import systemdb
 from loomcrm.runtime.records import Origin
 
-from conftest import world_for
+from flows import world_for
 from support import IN_CI, LOOM
 
 pytestmark = pytest.mark.postgres

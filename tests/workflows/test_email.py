@@ -13,7 +13,7 @@ from aiosmtpd.controller import Controller
 
 from loomcrm.workflows import runs
 
-from conftest import world_for
+from flows import world_for
 
 
 class Inbox:

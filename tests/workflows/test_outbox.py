@@ -14,7 +14,7 @@ from loomcrm.runtime.records import Origin
 from loomcrm.workflows import outbox
 from loomcrm.workflows.engine import Automation
 
-from conftest import make_settings
+from flows import make_settings
 
 NOTIFY = {"name": "tell_owner", "object": "deal", "trigger": {"on": "create"},
           "actions": [{"type": "notify", "to": "owner", "message": "New deal: {{ record.name }}"}]}

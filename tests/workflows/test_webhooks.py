@@ -14,7 +14,7 @@ from standardwebhooks import Webhook
 from loomcrm.workflows import runs
 from loomcrm.workflows.engine import webhook_secret
 
-from conftest import world_for
+from flows import world_for
 
 
 class Receiver:

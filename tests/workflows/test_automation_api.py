@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from loomcrm.platform import auth
 from loomcrm.platform.app import create_app, ensure_secret_key
 
-from conftest import world_for
+from flows import world_for
 from support import LOOM
 
 FAILING = {"name": "bad_task", "object": "deal", "trigger": {"on": "create"},
