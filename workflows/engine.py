@@ -127,6 +127,9 @@ class Automation:
     def execute_next(self) -> tuple[str | None, list[str]]:
         return executor.execute_next(self)
 
+    def execute_due(self, limit: int = 20) -> tuple[list[str], list[str]]:
+        return executor.execute_due(self, limit)
+
     def retry_at(self, run_id: str, due: datetime) -> None:
         if self.on_retry is not None:
             self.on_retry(run_id, due)

@@ -50,27 +50,44 @@ def execute(automation, run_id: str, action_type: str | None = None) -> list[str
     return _reach_out(automation, claim)
 
 
-def execute_next(automation) -> tuple[str | None, list[str]]:
-    """Take and run the run that is due first, if any: (its id, runs now ready)."""
+def execute_due(automation, limit: int = 20) -> tuple[list[str], list[str]]:
+    """Take up to `limit` runs that are due and run them: (their ids, runs
+    now ready). The in-database ones share one transaction, each in a
+    savepoint of its own (a failing one rolls back alone), which saves a
+    commit per run; the others are leased in it and performed after."""
     if automation.engine.dialect.name == "sqlite":
         with automation.engine.connect() as conn:   # a read first: no write lock while there is nothing to do
             if not runs.any_due(conn, automation.now()):
-                return None, []
-    claim = None
-    try:
-        with write_transaction(automation.engine) as conn:
-            claim = runs.lock_next(conn, automation.now())
-            if claim is None:
-                return None, []
-            flow, action = _definition(automation, conn, claim)
-            if action.type in IN_DATABASE:
-                return claim.id, _perform(automation, conn, claim, flow, action)
-            claim = runs.lease(conn, claim, automation.now(), automation.lease)
-    except Exception as exc:
-        if claim is None:
-            raise
-        return claim.id, _failed(automation, claim, exc)
-    return claim.id, _reach_out(automation, claim)
+                return [], []
+    taken: list[str] = []
+    ready: list[str] = []
+    leased: list[runs.Claim] = []
+    retries: list[tuple[str, object]] = []
+    with write_transaction(automation.engine) as conn:
+        for claim in runs.lock_due(conn, automation.now(), limit):
+            taken.append(claim.id)
+            try:
+                with conn.begin_nested():
+                    flow, action = _definition(automation, conn, claim)
+                    if action.type not in IN_DATABASE:
+                        leased.append(runs.lease(conn, claim, automation.now(), automation.lease))
+                        continue
+                    ready += _perform(automation, conn, claim, flow, action)
+            except Exception as exc:
+                due = _record_failure(automation, conn, claim, exc)
+                if due is not None:
+                    retries.append((claim.id, due))
+    for run_id, due in retries:
+        automation.retry_at(run_id, due)
+    for claim in leased:
+        ready += _reach_out(automation, claim)
+    return taken, ready
+
+
+def execute_next(automation) -> tuple[str | None, list[str]]:
+    """Take and run the run that is due first, if any: (its id, runs now ready)."""
+    taken, ready = execute_due(automation, 1)
+    return (taken[0] if taken else None), ready
 
 
 def _perform(automation, conn, claim: runs.Claim, flow, action) -> list[str]:
@@ -107,10 +124,24 @@ def _in_transaction(automation, run_id: str) -> list[str] | None:
 
 
 def _failed(automation, claim: runs.Claim, exc: Exception) -> list[str]:
-    """Record why a try failed (its transaction, if any, is rolled back by now)."""
+    """Record why a try failed, in a transaction of its own (the try's, if
+    any, is rolled back by now)."""
+    try:
+        with write_transaction(automation.engine) as conn:
+            due = _record_failure(automation, conn, claim, exc)
+    except runs.LeaseLost as lost:
+        log.warning("%s", lost)
+        return []
+    if due is not None:
+        automation.retry_at(claim.id, due)
+    return []
+
+
+def _record_failure(automation, conn, claim: runs.Claim, exc: Exception):
+    """Mark the run failed (to be tried again; answers when) or dead."""
     if isinstance(exc, runs.LeaseLost):
         log.warning("%s", exc)
-        return []
+        return None
     if isinstance(exc, Retry):
         error, retry = str(exc), True
     elif isinstance(exc, Dead):
@@ -120,16 +151,8 @@ def _failed(automation, claim: runs.Claim, exc: Exception) -> list[str]:
     else:   # a bug, or the database: logged, and tried again
         log.error("run %s of workflow %s failed", claim.id, claim.row["workflow"], exc_info=exc)
         error, retry = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500], True
-    try:
-        with write_transaction(automation.engine) as conn:
-            due = runs.give_up(conn, claim, automation.now(), error, retry=retry,
-                               first_retry=automation.settings.automation_retry_seconds)
-    except runs.LeaseLost as lost:
-        log.warning("%s", lost)
-        return []
-    if due is not None:
-        automation.retry_at(claim.id, due)
-    return []
+    return runs.give_up(conn, claim, automation.now(), error, retry=retry,
+                        first_retry=automation.settings.automation_retry_seconds)
 
 
 def _definition(automation, conn: sa.Connection, claim: runs.Claim):

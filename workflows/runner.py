@@ -158,12 +158,12 @@ class Runner:
     def _work_loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                run_id, _ready = self.automation.execute_next()
+                taken, _ready = self.automation.execute_due()
             except Exception:
                 log.exception("automation worker")
-                run_id = None
+                taken = []
                 self.stopping.wait(1.0)
-            if run_id is None:
+            if not taken:
                 with self._work:
                     if not self._pending_wake:
                         self._work.wait(1.0)

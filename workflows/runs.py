@@ -114,21 +114,23 @@ _NEXT = {status: sa.select(runs.c.id).where(runs.c.status == status, runs.c.due_
          .order_by(runs.c.due_at).limit(sa.bindparam("n")) for status in RUNNABLE}
 
 
-_LOCK_NEXT = {status: sa.select(runs).where(runs.c.status == status, runs.c.due_at <= sa.bindparam("now"))
-              .order_by(runs.c.due_at).limit(1) for status in RUNNABLE}
-_LOCK_NEXT_PG = {status: query.with_for_update(skip_locked=True) for status, query in _LOCK_NEXT.items()}
+_DUE = {status: sa.select(runs).where(runs.c.status == status, runs.c.due_at <= sa.bindparam("now"))
+        .order_by(runs.c.due_at).limit(sa.bindparam("n")) for status in RUNNABLE}
+_DUE_PG = {status: query.with_for_update(skip_locked=True) for status, query in _DUE.items()}
 
 
-def lock_next(conn: sa.Connection, now: datetime) -> Claim | None:
-    """Take the run that is due first (new ones before retries) for the
-    length of the caller's transaction; on PostgreSQL, concurrent workers
-    each get another one (SKIP LOCKED)."""
-    queries = _LOCK_NEXT_PG if conn.dialect.name == "postgresql" else _LOCK_NEXT
+def lock_due(conn: sa.Connection, now: datetime, limit: int) -> list[Claim]:
+    """Take up to `limit` runs that are due, the longest due first (new ones
+    before retries), for the length of the caller's transaction; on
+    PostgreSQL, concurrent workers each get others (SKIP LOCKED)."""
+    queries = _DUE_PG if conn.dialect.name == "postgresql" else _DUE
+    claims: list[Claim] = []
     for status in RUNNABLE:
-        row = conn.execute(queries[status], {"now": now}).first()
-        if row is not None:
-            return Claim(row.id, None, dict(row._mapping))
-    return None
+        rows = conn.execute(queries[status], {"now": now, "n": limit - len(claims)}).fetchall()
+        claims += [Claim(row.id, None, dict(row._mapping)) for row in rows]
+        if len(claims) >= limit:
+            break
+    return claims
 
 
 def lease(conn: sa.Connection, claim: Claim, now: datetime, length: timedelta) -> Claim:
