@@ -398,6 +398,45 @@ class Workflow(Strict):
     actions: Annotated[list[Action], Field(min_length=1)]
 
 
+# --- roles (SPEC §3.6) ----------------------------------------------------------
+
+RecordScope = Literal["none", "own", "department", "subordinates", "all"]
+FieldRight = Literal["edit", "read", "hidden"]
+FieldPath = Annotated[str, StringConstraints(pattern=r"^(?!.*__)[a-z][a-z0-9_]{0,62}\.(?!.*__)[a-z][a-z0-9_]{0,62}$(?!\n)")]
+BUILT_IN_ROLES = ("admin", "user")
+
+
+class ObjectRights(Strict):
+    """What a role may do with one object's records: scopes over the
+    record's owner (own, in the user's department, in it or below, all)."""
+
+    create: bool = False
+    read: RecordScope = "none"
+    update: RecordScope = "none"
+    delete: RecordScope = "none"
+    export: bool = False
+
+
+class SharingRule(Strict):
+    """Records of `object` whose owner is in department `owned_in` (or below
+    it) are shared with the role's users, beyond their scopes."""
+
+    object: Name
+    owned_in: Name
+    access: Literal["read", "edit"] = "read"
+
+
+class Role(Strict):
+    name: Name
+    label: LocalizedText | None = None
+    description: LocalizedText | None = None
+    # an object the role does not list is `none` throughout
+    objects: dict[Name, ObjectRights] = {}
+    # "object.field": edit (the default), read or hidden
+    fields: dict[FieldPath, FieldRight] = {}
+    sharing: list[SharingRule] = []
+
+
 # --- the bundle ------------------------------------------------------------------
 
 class BundleManifest(Strict):
@@ -417,6 +456,7 @@ class Bundle(BaseModel):
     manifest: BundleManifest
     objects: list[ObjectDef] = []
     workflows: list[Workflow] = []
+    roles: list[Role] = []
     data_files: list[str] = []
 
     def object(self, name: str) -> ObjectDef | None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from loomcrm.platform import systemdb
 
-from .model import ObjectDef, Workflow
+from .model import ObjectDef, Role, Workflow
 
 
 class Snapshot(BaseModel):
@@ -27,6 +27,7 @@ class Snapshot(BaseModel):
 
     objects: list[ObjectDef] = []
     workflows: list[Workflow] = []
+    roles: list[Role] = []
 
     def object(self, name: str) -> ObjectDef | None:
         return next((o for o in self.objects if o.name == name), None)
@@ -52,6 +53,9 @@ class Snapshot(BaseModel):
 
     def without_object(self, name: str) -> "Snapshot":
         return self.model_copy(update={"objects": [o for o in self.objects if o.name != name]})
+
+    def role(self, name: str) -> Role | None:
+        return next((r for r in self.roles if r.name == name), None)
 
     def workflow(self, name: str) -> Workflow | None:
         return next((w for w in self.workflows if w.name == name), None)

@@ -356,16 +356,13 @@ def automation_runs(workflow: str = typer.Option(None, help="Only this workflow'
 @automation_app.command("replay")
 def automation_replay(run_id: str = typer.Argument(..., metavar="RUN_ID", help="A dead run's id.")):
     """Run a dead run again (with a full set of tries)."""
-    from loomcrm.workflows import runs
     from loomcrm.workflows.engine import Automation
 
     settings = _settings()
     engine = _engine(settings)
-    replayed = Automation(engine, settings).replay(run_id)
-    with engine.connect() as conn:
-        status = runs.status_of(conn, run_id)
-    if not replayed:
-        _fail(f"no run {run_id!r}" if status is None else f"run {run_id} is {status}, not dead: only dead runs are replayed")
+    refused = Automation(engine, settings).replay(run_id)
+    if refused:
+        _fail(f"run {run_id}: {refused}")
     typer.echo(f"Run {run_id} will run again.")
 
 

@@ -206,7 +206,10 @@ automation_timers = sa.Table(
     sa.Column("workflow", sa.String(63), primary_key=True),
     sa.Column("record_id", sa.String(32), primary_key=True),
     sa.Column("object", sa.String(63), nullable=False),
-    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    # NULL: no timer now (cleared, fired, record deleted); the row keeps the
+    # id of the last event applied, so an older event never moves it back
+    sa.Column("due_at", sa.DateTime(timezone=True)),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
     sa.Column("metadata_version", sa.Integer, nullable=False),
     sa.Index("ix_loom_automation_timers_due", "due_at"),
 )

@@ -52,15 +52,15 @@ def build_automation_router(automation, *, user_dependency: Callable, prefix: st
             return problem(403, "only administrators may replay runs")
 
         def go():
-            replayed = automation.replay(run_id[:32])
+            refused = automation.replay(run_id[:32])
             with engine.connect() as conn:
-                return replayed, runs.get(conn, run_id[:32])
+                return refused, runs.get(conn, run_id[:32])
 
-        replayed, row = await run_in_threadpool(go)
+        refused, row = await run_in_threadpool(go)
         if row is None:
             return problem(404, f"no run {run_id[:32]!r}")
-        if not replayed:
-            return problem(409, f"the run is {row['status']}: only dead runs are replayed")
+        if refused:
+            return problem(409, refused)
         automation.ready([row["id"]])
         return json_response(row, status=202)
 

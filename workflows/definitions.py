@@ -65,8 +65,11 @@ class Flow:
             moment = datetime.combine(value, time(0), tzinfo=tz)
         else:
             return None
-        # in UTC: SQLite keeps a datetime's wall-clock time and drops its zone
-        return (moment + self.offset).astimezone(timezone.utc)
+        try:
+            # in UTC: SQLite keeps a datetime's wall-clock time and drops its zone
+            return (moment + self.offset).astimezone(timezone.utc)
+        except OverflowError:   # a moment past the year 9999: it never comes
+            return None
 
     def matches(self, event: str, changed: set[str], record: dict[str, Any], source: str | None,
                 cause_workflow: str | None) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import threading
 import uuid
 from datetime import datetime, timedelta
 from typing import Callable
@@ -27,6 +26,8 @@ from .actions import Dead
 from .definitions import Catalog, Flow
 
 AUTOMATION_USER = "loom.automation"
+_ACTIVE_USER = sa.select(systemdb.users).where(systemdb.users.c.username == sa.bindparam("name"),
+                                               systemdb.users.c.is_active.is_(True))
 _SECRET_KEY = "webhook_secret"
 _TIMERS_KEY = "automation_timers"
 
@@ -43,8 +44,6 @@ class Automation:
         self.lease = timedelta(seconds=settings.automation_lease_seconds)
         self.on_retry: Callable[[str, datetime], None] | None = None   # told when a run will be tried again
         self.on_ready: Callable[[list[str]], None] | None = None       # told of runs that may run now (a replay)
-        self._users: dict[str, auth.User] = {}
-        self._lock = threading.Lock()
         self.system_user = ensure_automation_user(engine)
 
     def now(self) -> datetime:
@@ -71,29 +70,32 @@ class Automation:
                                 limit=limit, user_of=self.user_of)
 
     def tick(self) -> list[str]:
-        """Fire the schedule workflows whose latest tick is due and not yet fired."""
+        """Fire the schedule workflows whose latest tick is due and not yet
+        fired, and finish ticks a stopped process left half done."""
         ready: list[str] = []
         now = self.now()
         with self.engine.connect() as conn:
             flows = self.catalog.current(conn)
-        for flow in flows.on_schedule:
-            moment = schedule.last_tick(flow, now, self.settings.zone)
-            if now - moment > schedule.GRACE:
+            unfinished = schedule.unfinished(conn, now)
+        moments = {(flow.name, schedule.last_tick(flow, now, self.settings.zone)) for flow in flows.on_schedule}
+        todo = [(name, moment) for name, moment in moments if now - moment <= schedule.GRACE] + unfinished
+        for name, moment in todo:
+            flow = flows.by_name.get(name)
+            if flow is None or flow.on != "schedule":
                 continue
             with write_transaction(self.engine) as conn:
-                state = schedule.claim_tick(conn, flow, moment, now, self.lease)
-            if state is None:
-                continue
-            finished = False
+                state = schedule.claim_tick(conn, flow, moment, self.now(), self.lease)
+            finished = state is None
             while not finished:
                 with write_transaction(self.engine) as conn:
-                    finished, more = schedule.run_batch(conn, flow, self.runtime.schema(), moment, state, self.now())
+                    finished, more = schedule.run_batch(conn, flow, self.runtime.schema(), moment, state, self.now(),
+                                                        self.lease)
                 ready += more
         return ready
 
     def reap(self) -> int:
         with write_transaction(self.engine) as conn:
-            return runs.reap(conn, self.now())
+            return runs.reap(conn, self.now(), self.settings.automation_retry_seconds)
 
     def sync_timers(self) -> int:
         """Timers for records that existed before a time workflow was
@@ -138,35 +140,44 @@ class Automation:
         if self.on_ready is not None and ids:
             self.on_ready(ids)
 
-    def replay(self, run_id: str) -> bool:
+    def replay(self, run_id: str) -> str | None:
         """Run a dead run again, under the published definition of its
-        workflow when it still has that action (it was probably fixed)."""
+        action when that is still the same kind of action (it was probably
+        fixed). Answers why it cannot be replayed, or None when it will run."""
         with write_transaction(self.engine) as conn:
-            run = runs.get(conn, run_id)
+            run = runs.row_of(conn, run_id)
             if run is None:
-                return False
-            flow = self.catalog.current(conn).by_name.get(run["workflow"])
-            version = flow.version if flow is not None and run["action_index"] < len(flow.wf.actions) else None
-            return runs.replay(conn, run_id, self.now(), version)
+                return "there is no such run"
+            if run["status"] != "dead":
+                return f"the run is {run['status']}: only dead runs are replayed"
+            if (run["result"] or {}).get("not_replayable"):
+                return ("nothing of this workflow ran for its event (its condition could not be evaluated): "
+                        "fix the workflow; the next event will run it")
+            before = runs.previous(conn, run_id)
+            if before is not None and before["status"] != "done":
+                return f"the workflow's action before it is {before['status']}: replay that one first"
+            flows = self.catalog.current(conn)
+            flow = flows.by_name.get(run["workflow"])
+            if flow is None:
+                return "the workflow is no longer active: activate it to replay its runs"
+            old = self.catalog.flows(conn, run["metadata_version"]).by_name.get(run["workflow"])
+            same = (old is not None and run["action"] < len(flow.wf.actions)
+                    and flow.wf.actions[run["action"]].type == run["action_type"])
+            runs.replay(conn, run_id, self.now(), flow.version if same else None)
+        return None
 
     # -- who and with what --------------------------------------------------------------
     def user_of(self, conn: sa.Connection, flow: Flow) -> auth.User:
-        """The user a workflow's actions write as: `run_as`, else Loom's automation user."""
+        """The user a workflow's actions write as: `run_as`, else Loom's
+        automation user. Read on every use: a user deactivated or given
+        another role acts so from the next run on."""
         name = flow.wf.run_as
         if not name:
             return self.system_user
-        with self._lock:
-            user = self._users.get(name)
-        if user is None:
-            row = conn.execute(sa.select(systemdb.users).where(systemdb.users.c.username == name,
-                                                               systemdb.users.c.is_active.is_(True))).first()
-            if row is None:
-                raise Dead(f"the workflow runs as {name!r}, who is no active user", "no_user")
-            user = auth.User(id=row.id, username=row.username, role=row.role, locale=row.locale,
-                             display_name=row.display_name)
-            with self._lock:
-                self._users[name] = user
-        return user
+        row = conn.execute(_ACTIVE_USER, {"name": name}).first()
+        if row is None:
+            raise Dead(f"the workflow runs as {name!r}, who is no active user", "no_user")
+        return auth.User(id=row.id, username=row.username, role=row.role, locale=row.locale, display_name=row.display_name)
 
     def webhook_secret(self) -> str:
         return webhook_secret(self.engine, self.settings)

@@ -4,9 +4,10 @@ An action that only changes the database (update, create, assign, notify)
 is performed in the one transaction that takes the run (a row lock) and
 marks it done: if the worker dies or the database refuses, everything of
 the try rolls back, so the effect happens exactly once. An action that
-reaches outside (e-mail, webhook) takes the run with a lease, is performed
-with no transaction open, then marked; a worker that dies in between makes
-it happen again, with the same message or webhook id (at least once).
+reaches outside (e-mail, webhook) takes the run with a lease, reads what it
+needs, is delivered with no connection held, then marked; a worker that
+dies in between makes it happen again, with the same message or webhook id
+(at least once).
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ def execute_due(automation, limit: int = 20) -> tuple[list[str], list[str]]:
                 with conn.begin_nested():
                     flow, action = _definition(automation, conn, claim)
                     if action.type not in IN_DATABASE:
-                        leased.append(runs.lease(conn, claim, automation.now(), automation.lease))
+                        # one outside action per batch: it is done after the commit, within its lease
+                        if not leased:
+                            leased.append(runs.lease(conn, claim, automation.now(), automation.lease))
+                        else:
+                            taken.pop()
                         continue
                     ready += _perform(automation, conn, claim, flow, action)
             except Exception as exc:
@@ -97,11 +102,13 @@ def _perform(automation, conn, claim: runs.Claim, flow, action) -> list[str]:
 
 
 def _reach_out(automation, claim: runs.Claim) -> list[str]:
-    """An action on a leased run, with no transaction open while it waits on the network."""
+    """An action on a leased run: what it needs is read first, then it is
+    delivered with no connection held, however long the other side takes."""
     try:
         with automation.engine.connect() as conn:
             flow, action = _definition(automation, conn, claim)
-            result = actions()[action.type](_act(automation, conn, claim, flow, action, in_transaction=False))
+            deliver = actions()[action.type](_act(automation, conn, claim, flow, action, in_transaction=False))
+        result = deliver()
         with write_transaction(automation.engine) as conn:
             return runs.finish(conn, claim, automation.now(), result, has_next=claim.row["action"] + 1 < len(flow.wf.actions))
     except Exception as exc:

@@ -53,6 +53,7 @@ class Evaluator:
 
     def __init__(self, conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, record: dict[str, Any], *,
                  user=None, prior: Mapping[str, Any] | None = None, is_new: bool = False, timezone: str | None = None):
+        self.conn = conn
         self.view = RecordView(schema.objects, obj.name, record, db_fetch(conn, schema))
         self.record = record
         self.context = EvalContext(is_new=is_new, prior=prior, user_id=getattr(user, "id", None), roles=roles_of(user),

@@ -24,6 +24,7 @@ from typing import Callable, Iterable
 from sqlalchemy.engine import make_url
 
 from .engine import Automation
+from .outbox import BATCH
 
 log = logging.getLogger("loomcrm.workflows")
 
@@ -69,48 +70,57 @@ class Runner:
     def _pump(self) -> None:
         last_timers = last_slow = 0.0
         while not self.stopping.is_set():
-            try:
-                self._dispatch_all()
-                now = time.monotonic()
-                if now - last_timers >= TIMERS_EVERY:
-                    last_timers = now
-                    self._sweep_all()
-                if now - last_slow >= SLOW_EVERY:
-                    last_slow = now
-                    self._slow()
-            except Exception:   # a database that went away: logged, tried again
-                log.exception("automation pump")
-                self.stopping.wait(1.0)
-            self._outbox.wait(POLL)
-            self._outbox.clear()
+            more = self._step("dispatch", self._dispatch_some)
+            now = time.monotonic()
+            if now - last_timers >= TIMERS_EVERY:
+                last_timers = now
+                more = self._step("timers", self._sweep_some) or more
+            if now - last_slow >= SLOW_EVERY:
+                last_slow = now
+                for name, step in (("timers of new workflows", self.automation.sync_timers),
+                                   ("schedules", lambda: self._wake(self.automation.tick())),
+                                   ("the reaper", self.automation.reap), ("lost wake-ups", self._wake_lost)):
+                    self._step(name, step)
+            if not more:
+                self._outbox.wait(POLL)
+                self._outbox.clear()
 
-    def _dispatch_all(self) -> None:
-        while not self.stopping.is_set():
+    def _step(self, name: str, step) -> bool:
+        """One step of the pump; a failing one (a database that went away)
+        is logged and never stops the others."""
+        try:
+            return bool(step())
+        except Exception:
+            log.exception("automation pump: %s", name)
+            self.stopping.wait(1.0)
+            return False
+
+    def _dispatch_some(self, batches: int = 5) -> bool:
+        """A few batches of events (then timers and schedules get their
+        turn, however big an import); answers whether more are waiting."""
+        for _ in range(batches):
             count, ready = self.automation.dispatch()
             self._wake(ready)
-            if count < 1:
-                return
+            if count < BATCH:
+                return False
+        return True
 
-    def _sweep_all(self) -> None:
-        while not self.stopping.is_set():
+    def _sweep_some(self, batches: int = 5) -> bool:
+        for _ in range(batches):
             count, ready = self.automation.sweep()
             self._wake(ready)
             if count < 500:
-                return
-
-    def _slow(self) -> None:
-        self.automation.sync_timers()
-        self._wake(self.automation.tick())
-        self.automation.reap()
-        if self.submit is not None:
-            self._wake_lost()
-        else:
-            self._wake([])
+                return False
+        return True
 
     def _wake_lost(self) -> None:
-        from . import runs
         from loomcrm.platform.db import write_transaction
 
+        from . import runs
+
+        if self.submit is None:
+            self._wake([])   # embedded workers look for due runs themselves
+            return
         automation = self.automation
         with write_transaction(automation.engine) as conn:
             # due for longer than a lease and still not taken: its wake-up is lost

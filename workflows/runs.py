@@ -69,9 +69,12 @@ def insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[str]:
     return [r["id"] for r in rows if r["status"] == "pending"]
 
 
-def chain(template: dict[str, Any], count: int, key: str, status: str, error: str | None = None) -> list[dict[str, Any]]:
+def chain(template: dict[str, Any], count: int, key: str, status: str, error: str | None = None, *,
+          replayable: bool = True) -> list[dict[str, Any]]:
     """The runs of one workflow firing once: one per action, in order, each
-    waiting for the one before (all `status` when they will not run)."""
+    waiting for the one before (all `status` when they will not run).
+    Dead ones that are not `replayable` failed before any action could run
+    (a condition that could not be evaluated): replaying them would skip it."""
     now = template.get("created_at") or utcnow()
     rows, previous = [], None
     for i in range(count):
@@ -79,6 +82,7 @@ def chain(template: dict[str, Any], count: int, key: str, status: str, error: st
         own = status if status != "pending" or i == 0 else "waiting"
         rows.append({**template, "id": rid, "key": f"{key}:{i}", "action": i, "action_type": template["types"][i],
                      "status": own, "after": previous, "error": error, "attempts": 0, "due_at": now,
+                     "result": template.get("result") if replayable else {"not_replayable": True},
                      "created_at": now, "updated_at": now,
                      "finished_at": now if own in FINISHED else None})
         previous = rid
@@ -243,20 +247,35 @@ def give_up(conn: sa.Connection, claim: Claim, now: datetime, error: str, *, ret
     return None
 
 
-def reap(conn: sa.Connection, now: datetime) -> int:
-    """Hand back runs whose worker stopped (lease expired): tried again at
-    once, or dead when their tries are used up."""
+def reap(conn: sa.Connection, now: datetime, first_retry: float) -> int:
+    """Hand back runs whose worker stopped (lease expired): tried again after
+    the usual backoff, or dead when their tries are used up."""
     expired = sa.and_(runs.c.status == "running", runs.c.lease_until < now)
     error = "the worker running it stopped before it finished"
-    dead = conn.execute(sa.update(runs).where(expired, runs.c.attempts >= MAX_ATTEMPTS).values(
+    count = conn.execute(sa.update(runs).where(expired, runs.c.attempts >= MAX_ATTEMPTS).values(
         status="dead", error=error, finished_at=now, updated_at=now, lease_token=None, lease_until=None)).rowcount
-    back = conn.execute(sa.update(runs).where(expired).values(
-        status="failed", error=error, due_at=now, updated_at=now, lease_token=None, lease_until=None)).rowcount
-    return dead + back
+    for run_id, attempts in conn.execute(sa.select(runs.c.id, runs.c.attempts).where(expired)).all():
+        count += conn.execute(sa.update(runs).where(runs.c.id == run_id, expired).values(
+            status="failed", error=error, due_at=now + backoff(attempts, first_retry), updated_at=now,
+            lease_token=None, lease_until=None)).rowcount
+    return count
 
 
 def get(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
     row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    return as_json(row) if row is not None else None
+
+
+def row_of(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
+    """A run's stored row (`get` answers it as the API shows it)."""
+    row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def previous(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
+    """The run of the same workflow firing whose action comes just before."""
+    row = conn.execute(sa.select(runs).where(runs.c.id == sa.select(runs.c.after).where(runs.c.id == run_id)
+                                             .scalar_subquery())).first()
     return as_json(row) if row is not None else None
 
 
@@ -268,7 +287,8 @@ def replay(conn: sa.Connection, run_id: str, now: datetime, version: int | None 
     """A dead run goes again, with a full set of tries; with `version`,
     under that metadata version's definition of its workflow (the one an
     admin just fixed)."""
-    values = {"status": "pending", "attempts": 0, "due_at": now, "updated_at": now, "finished_at": None}
+    values = {"status": "pending", "attempts": 0, "due_at": now, "updated_at": now, "finished_at": None,
+              "error": None, "result": None}
     if version is not None:
         values["metadata_version"] = version
     result = conn.execute(sa.update(runs).where(runs.c.id == run_id, runs.c.status == "dead").values(**values))

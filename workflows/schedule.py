@@ -9,14 +9,15 @@ transaction each, keeping its place in the row, so a process that stops
 half-way leaves the rest to the next one. Runs have a key of (workflow,
 tick, record, action): nothing is written twice.
 
-A tick is fired only shortly after its time (`GRACE`): a workflow
+A tick is begun only shortly after its time (`GRACE`): a workflow
 published at 9:05 does not fire for 9:00, and a server that was down for
-hours does not fire every tick it missed.
+hours does not fire every tick it missed. A tick once begun is finished,
+however late.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,7 +38,7 @@ def last_tick(flow: Flow, now: datetime, tz) -> datetime:
     """The latest tick of the workflow's cron at or before `now` (UTC)."""
     local = now.astimezone(tz)
     itr = croniter(flow.wf.trigger.cron, local + timedelta(seconds=1))
-    return itr.get_prev(datetime).astimezone(dt_timezone.utc)
+    return itr.get_prev(datetime).astimezone(timezone.utc)
 
 
 def claim_tick(conn: sa.Connection, flow: Flow, tick: datetime, now: datetime, lease: timedelta) -> dict | None:
@@ -53,7 +54,16 @@ def claim_tick(conn: sa.Connection, flow: Flow, tick: datetime, now: datetime, l
     return dict(conn.execute(sa.select(ticks).where(ticks.c.workflow == flow.name, ticks.c.tick == tick)).first()._mapping)
 
 
-def run_batch(conn: sa.Connection, flow: Flow, schema, tick: datetime, state: dict, now: datetime) -> tuple[bool, list[str]]:
+def unfinished(conn: sa.Connection, now: datetime) -> list[tuple[str, datetime]]:
+    """(workflow, tick) of ticks begun but not finished whose lease ran out
+    (their process stopped): finished whatever their age."""
+    rows = conn.execute(sa.select(ticks.c.workflow, ticks.c.tick).where(
+        ticks.c.done_at.is_(None), sa.or_(ticks.c.lease_until.is_(None), ticks.c.lease_until < now))).all()
+    return [(w, t if t.tzinfo else t.replace(tzinfo=timezone.utc)) for w, t in rows]
+
+
+def run_batch(conn: sa.Connection, flow: Flow, schema, tick: datetime, state: dict, now: datetime,
+              lease: timedelta) -> tuple[bool, list[str]]:
     """Runs for the next batch of matching records; (finished, ids of runs that may run now)."""
     obj = schema.object(flow.obj.name)
     table = schema.tables.get(flow.obj.name)
@@ -92,7 +102,7 @@ def run_batch(conn: sa.Connection, flow: Flow, schema, tick: datetime, state: di
         _done(conn, flow, tick, now, ids[-1] if ids else state.get("last_id"))
     else:
         conn.execute(sa.update(ticks).where(ticks.c.workflow == flow.name, ticks.c.tick == tick)
-                     .values(last_id=ids[-1]))
+                     .values(last_id=ids[-1], lease_until=now + lease))
         state["last_id"] = ids[-1]
     return finished, ready
 

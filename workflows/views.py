@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -77,12 +78,14 @@ def build_automation_pages(automation, *, templates, page_context: Callable[...,
                 notifications.mark_read(conn, user.id, which)
 
         await run_in_threadpool(mark)
-        return RedirectResponse(str(form.get("next") or "/app/_notifications") if str(form.get("next") or "").startswith("/")
-                                else "/app/_notifications", status_code=303)
+        target = str(form.get("next") or "")
+        # only a path of this site: never "//elsewhere" or "/\\elsewhere"
+        safe = target.startswith("/") and not target.startswith("//") and "\\" not in target
+        return RedirectResponse(target if safe else "/app/_notifications", status_code=303)
 
     @router.get("/_automation")
     def run_log(request: Request, workflow: str = "", status: str = "", record: str = "", cursor: str = "",
-                user=Depends(_user)):
+                refused: str = "", user=Depends(_user)):
         if not user.is_admin:
             raise HTTPException(status_code=403, detail="Only administrators may see the automation run log.")
         status = status if status in runs.STATUSES else ""
@@ -101,16 +104,17 @@ def build_automation_pages(automation, *, templates, page_context: Callable[...,
         return render(request, "automation/runs.html", items=items, next_cursor=next_cursor, totals=totals,
                       source_texts=SOURCE_TEXTS,
                       statuses=runs.STATUSES, status_texts=STATUS_TEXTS, workflow=workflow, status=status, record=record,
-                      workflows=sorted(flows.by_name))
+                      workflows=sorted(flows.by_name), refused=refused[:500])
 
     @router.post("/_automation/{run_id}/replay", dependencies=[Depends(_csrf)])
     async def replay(run_id: str, request: Request, user=Depends(_user)):
         if not user.is_admin:
             raise HTTPException(status_code=403, detail="Only administrators may replay runs.")
-        replayed = await run_in_threadpool(automation.replay, run_id[:32])
-        if replayed:
+        refused = await run_in_threadpool(automation.replay, run_id[:32])
+        if not refused:
             automation.ready([run_id[:32]])
-        return RedirectResponse("/app/_automation", status_code=303)
+        return RedirectResponse("/app/_automation" + (f"?{urlencode({'refused': refused})}" if refused else ""),
+                                status_code=303)
 
     return router
 

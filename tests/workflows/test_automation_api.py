@@ -151,7 +151,7 @@ def test_the_cli_prints_the_run_log_replays_and_the_secret(sqlite_url):
     replay = subprocess.run([LOOM, "automation", "replay", run["id"]], env=env, capture_output=True, text=True)
     assert replay.returncode == 0 and "will run again" in replay.stdout
     again = subprocess.run([LOOM, "automation", "replay", run["id"]], env=env, capture_output=True, text=True)
-    assert again.returncode == 1 and "pending, not dead" in again.stderr
+    assert again.returncode == 1 and "pending: only dead runs" in again.stderr
     secret = subprocess.run([LOOM, "webhook", "secret"], env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert re.fullmatch(r"whsec_[A-Za-z0-9+/=]{32}", secret)
     worker = subprocess.run([LOOM, "worker"], env={**env, "LOOM_BROKER_URL": ""}, capture_output=True, text=True)

@@ -47,3 +47,27 @@ def test_a_condition_the_database_cannot_run_is_a_dead_run(world, alice):
     with world.engine.connect() as conn:
         (run,) = runs.listing(conn, workflow="monday_review")[0]
     assert run["status"] == "dead" and "database" in run["error"]
+
+
+def test_a_tick_a_stopped_process_left_half_done_is_finished_later(world, alice):
+    from loomcrm.platform.db import write_transaction
+    from loomcrm.workflows import schedule
+
+    world.workflows({**WEEKLY, "condition": "amount >= 1000"})
+    world.records.create_many("deal", [{"name": f"Big {i}", "amount": 5000} for i in range(schedule.BATCH + 20)], alice)
+    world.drain()
+    world.clock.at = datetime(2031, 3, 10, 1, 0, 30, tzinfo=timezone.utc)
+    with world.engine.connect() as conn:
+        flow = world.automation.catalog.current(conn).by_name["monday_review"]
+    moment = schedule.last_tick(flow, world.clock(), ZoneInfo("Asia/Shanghai"))
+    with write_transaction(world.engine) as conn:   # a process claims the tick, does one batch, and dies
+        state = schedule.claim_tick(conn, flow, moment, world.clock(), world.automation.lease)
+    with write_transaction(world.engine) as conn:
+        finished, _ = schedule.run_batch(conn, flow, world.automation.runtime.schema(), moment, state, world.clock(),
+                                         world.automation.lease)
+    assert not finished
+    world.clock.advance(hours=3)   # far past the grace time, and the dead process's lease
+    Automation(world.engine, world.automation.settings, clock=world.clock).tick()
+    with world.engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(runs.runs).where(runs.runs.c.workflow == "monday_review")).scalar()
+    assert count == schedule.BATCH + 20

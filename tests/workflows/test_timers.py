@@ -22,9 +22,11 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def timers(world):
+    """The timers set now (cleared and fired ones keep a row without a moment)."""
     with world.engine.connect() as conn:
         return {(t.workflow, t.record_id): t.due_at if t.due_at.tzinfo else t.due_at.replace(tzinfo=timezone.utc)
-                for t in conn.execute(sa.select(systemdb.automation_timers))}
+                for t in conn.execute(sa.select(systemdb.automation_timers)
+                                      .where(systemdb.automation_timers.c.due_at.is_not(None)))}
 
 
 def notified(world):
@@ -63,6 +65,30 @@ def test_a_timer_follows_its_field_and_its_record(world, alice):
     world.clock.advance(days=1)
     world.drain()
     assert notified(world) == ["Timed is due in an hour"]
+
+
+def test_events_handled_out_of_order_never_bring_an_old_moment_back(world, alice):
+    """Two dispatchers may handle a record's events in either order: the
+    timer ends where the newest event put it, and a delete stays a delete."""
+    from loomcrm.workflows import outbox, timers as timer_steps
+
+    world.workflows(REMIND)
+    first = world.clock() + timedelta(days=1)
+    later = world.clock() + timedelta(days=5)
+    deal = world.records.create("deal", {"name": "Racing", "remind_at": first.isoformat()}, alice)
+    world.records.update("deal", deal["id"], {"remind_at": later.isoformat()}, alice)
+    gone = world.records.create("deal", {"name": "Deleted", "remind_at": first.isoformat()}, alice)
+    world.records.delete("deal", gone["id"], alice)
+    with world.engine.connect() as conn:
+        events = conn.execute(sa.select(systemdb.outbox).order_by(systemdb.outbox.c.id.desc())).fetchall()
+    with world.engine.connect() as conn:
+        flows = world.automation.catalog.current(conn)
+    obj = flows.objects["deal"]
+    with world.engine.begin() as conn:
+        for event in events:   # newest first: the worst order
+            record = outbox.stored(obj, event.payload.get("record"), world.automation.runtime.context)
+            timer_steps.follow(conn, flows, event.event, event.id, obj, event.record_id, record, SHANGHAI)
+    assert timers(world) == {("remind", deal["id"]): later - timedelta(hours=1)}
 
 
 def test_the_condition_is_checked_again_when_due(world, alice):

@@ -153,3 +153,57 @@ def test_a_rolled_back_save_leaves_no_event_and_no_run(world, alice):
     assert run_log(world) == [] and tasks(world) == []
     with world.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(systemdb.outbox)).scalar() == 0
+
+
+def test_an_event_no_workflow_can_handle_holds_nothing_back(world, alice):
+    """A moment past the year 9999 and a workflow whose user was
+    deactivated: those workflows are dead for the event, the others run."""
+    from loomcrm.platform import auth
+
+    world.workflows(
+        {"name": "far", "object": "deal", "trigger": {"on": "time", "field": "close_date", "offset": "1w"},
+         "actions": [CREATE_TASK]},
+        {"name": "as_dave", "object": "deal", "trigger": {"on": "create"}, "run_as": "dave", "condition": "amount > 0",
+         "actions": [CREATE_TASK]},
+        {"name": "plain", "object": "deal", "trigger": {"on": "create"},
+         "actions": [{"type": "create", "object": "task", "values": {"subject": "concat('Plain ', name)"}}]})
+    with world.engine.begin() as conn:
+        conn.execute(systemdb.users.update().where(systemdb.users.c.username == "dave").values(is_active=False))
+    world.records.create("deal", {"name": "Far away", "amount": 5, "close_date": "9999-12-31"}, alice)
+    world.drain()
+    assert [t["subject"] for t in tasks(world)] == ["Plain Far away"]
+    (dave,) = run_log(world, workflow="as_dave")
+    assert dave["status"] == "dead" and "'dave'" in dave["error"]
+    with world.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(systemdb.outbox)
+                            .where(systemdb.outbox.c.processed_at.is_(None))).scalar() == 0
+    assert auth
+
+
+def test_replays_keep_a_workflows_order_and_its_condition(world, alice):
+    from loomcrm.workflows.engine import Automation
+
+    world.workflows({"name": "two_steps", "object": "deal", "trigger": {"on": "create"}, "actions": [
+        {"type": "update", "values": {"note": "'forbidden'"}},
+        {"type": "create", "object": "task", "values": {"subject": "'after'"}}]},
+        {"name": "bad_condition", "object": "deal", "trigger": {"on": "create"}, "condition": "number(note) > 1",
+         "actions": [CREATE_TASK]})
+    deal = world.records.create("deal", {"name": "Ordered", "note": "abc"}, alice)
+    world.drain()
+    log = {(r["workflow"], r["action_index"]): r for r in run_log(world, record=deal["id"])}
+    first, second = log[("two_steps", 0)], log[("two_steps", 1)]
+    assert (first["status"], second["status"]) == ("dead", "waiting")
+    automation = Automation(world.engine, world.automation.settings, clock=world.clock)
+    assert "only dead runs" in automation.replay(second["id"])   # it waits for the first
+    condition = log[("bad_condition", 0)]
+    assert condition["status"] == "dead" and "condition" in condition["error"]
+    assert "condition could not be evaluated" in automation.replay(condition["id"])
+    # fixed, the first replays under the new definition and lets the second go
+    world.workflows({"name": "two_steps", "object": "deal", "trigger": {"on": "create"}, "actions": [
+        {"type": "update", "values": {"note": "'fine'"}},
+        {"type": "create", "object": "task", "values": {"subject": "'after'"}}]})
+    assert automation.replay(first["id"]) is None
+    world.clock.advance(seconds=1)
+    world.drain()
+    statuses = {r["action_index"]: r["status"] for r in run_log(world, record=deal["id"]) if r["workflow"] == "two_steps"}
+    assert statuses == {0: "done", 1: "done"} and "after" in [t["subject"] for t in tasks(world)]

@@ -111,6 +111,9 @@ def test_a_signed_webhook_verifies_and_a_503_gets_the_same_id_again(database_url
     "http://[::ffff:127.0.0.1]:{port}/",
     "http://0.0.0.0:{port}/",
     "http://224.0.0.1/",
+    "http://[2002:7f00:1::]/",               # 6to4 around 127.0.0.1
+    "http://[2002:a9fe:a9fe::]/",            # 6to4 around the metadata address
+    "http://[fec0::1]/",                     # site-local
 ])
 def test_internal_addresses_are_refused_before_any_traffic(sqlite_url, receiver, url):
     world = world_for(sqlite_url)

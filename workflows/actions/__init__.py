@@ -2,8 +2,10 @@
 answers its result (kept on the run) or raises `Retry` (tried again later)
 or `Dead` (not worth trying again). Actions that only change the database
 run inside the run's transaction, which also marks the run done: they take
-effect exactly once. E-mail and webhooks reach outside; they are delivered
-at least once, with a stable id the receiver can drop repeats by."""
+effect exactly once. E-mail and webhooks reach outside: they read what they
+need from the database and answer a `Delivery`, which the executor calls
+with no connection held; they are delivered at least once, with a stable
+id the receiver can drop repeats by."""
 
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from loomcrm.runtime.tables import CompiledSchema
 from ..definitions import Flow
 from ..records import Evaluator
 from ..runs import Claim
+
+
+Delivery = Callable[[], dict[str, Any]]
 
 
 class Retry(Exception):
@@ -68,7 +73,7 @@ class Act:
             raise Dead(f"{key} could not be evaluated: {exc}", "expression") from None
 
 
-def registry() -> dict[str, Callable[[Act], dict[str, Any] | None]]:
+def registry() -> dict[str, Callable[[Act], Any]]:
     """action type -> what performs it"""
     from ..assignment import assign
     from .email import send_email

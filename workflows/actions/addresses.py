@@ -41,10 +41,13 @@ class Allow:
 
 
 def public(address: IPAddress) -> bool:
-    """Whether an address is on the public internet."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
+    """Whether an address is on the public internet (an IPv4 address
+    wrapped in IPv6 — mapped, 6to4 — is judged as itself)."""
+    for wrapped in (getattr(address, "ipv4_mapped", None), getattr(address, "sixtofour", None)):
+        if wrapped is not None and not public(wrapped):
+            return False
+    if getattr(address, "is_site_local", False):
+        return False
     return address.is_global and not (address.is_multicast or address.is_unspecified or address.is_reserved)
 
 

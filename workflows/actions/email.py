@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..templates import render
-from . import Act, Dead, Retry
+from . import Act, Dead, Delivery, Retry
 from .notify import recipients
 
 TIMEOUT = 30
@@ -37,14 +37,13 @@ def addresses(act: Act) -> list[tuple[str, str]]:
     wanted = [str(v).strip() for v in items if str(v).strip()]
     out = [(item, "en") for item in wanted if "@" in item]
     names = [item for item in wanted if "@" not in item]
-    with act.automation.engine.connect() as conn:
-        for user in recipients(conn, names):
-            if user["email"]:
-                out.append((user["email"], user["locale"] or "en"))
+    for user in recipients(act.evaluate.conn, names):
+        if user["email"]:
+            out.append((user["email"], user["locale"] or "en"))
     return out
 
 
-def send_email(act: Act) -> dict[str, Any]:
+def send_email(act: Act) -> Delivery:
     settings = act.automation.settings
     if not settings.smtp_url:
         raise Dead("no mail server is set (LOOM_SMTP_URL)", "no_mail_server")
@@ -64,8 +63,11 @@ def send_email(act: Act) -> dict[str, Any]:
         msg["Message-ID"] = f"<{act.claim.id}.{hashlib.sha256(address.lower().encode()).hexdigest()[:12]}@{domain}>"
         msg.set_content(render(act.action.body, locale, record))
         messages.append(msg)
-    _deliver(settings.smtp_url, messages)
-    return {"sent": [m["Message-ID"] for m in messages]}
+
+    def deliver() -> dict[str, Any]:
+        _deliver(settings.smtp_url, messages)
+        return {"sent": [m["Message-ID"] for m in messages]}
+    return deliver
 
 
 def _deliver(url: str, messages: list[EmailMessage]) -> None:

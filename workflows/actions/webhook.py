@@ -27,9 +27,10 @@ import httpx
 
 from ..runs import _iso
 from .addresses import Allow, Refused, resolve
-from . import Act, Dead, Retry
+from . import Act, Dead, Delivery, Retry
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+TOTAL_SECONDS = 30   # the whole request, however slowly an answer trickles in
 MAX_RESPONSE = 64 * 1024
 TYPES = {"create": "record.created", "update": "record.updated", "delete": "record.deleted",
          "restore": "record.restored", "stage_change": "record.stage_changed", "time": "record.due",
@@ -68,7 +69,7 @@ def body_of(act: Act) -> bytes:
     return json.dumps(event, default=_json, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def call_webhook(act: Act) -> dict[str, Any]:
+def call_webhook(act: Act) -> Delivery:
     url = urlsplit(act.action.url)
     host = url.hostname or ""
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -78,39 +79,49 @@ def call_webhook(act: Act) -> dict[str, Any]:
     except Refused as exc:
         raise Dead(str(exc), "refused_address") from None
     body = body_of(act)
-    msg_id, timestamp = act.claim.id, str(int(time.time()))
+    secret = act.automation.webhook_secret()
+    msg_id, method, shown = act.claim.id, act.action.method, _shown(act.action.url)
     pinned = f"[{address}]" if address.version == 6 else str(address)
     target = urlunsplit((url.scheme, f"{pinned}:{port}", url.path or "/", url.query, ""))
-    headers = {"Host": url.netloc.rpartition("@")[2], "Content-Type": "application/json", "User-Agent": "Loom-Webhooks/1",
-               "webhook-id": msg_id, "webhook-timestamp": timestamp,
-               "webhook-signature": sign(act.automation.webhook_secret(), msg_id, timestamp, body)}
-    try:
-        with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
-            with client.stream(act.action.method, target, content=body, headers=headers,
-                               extensions={"sni_hostname": host}) as response:
-                answer = _read_capped(response)
-    except httpx.TimeoutException:
-        raise Retry(f"{act.action.method} {_shown(act.action.url)} timed out") from None
-    except httpx.HTTPError as exc:
-        raise Retry(f"{act.action.method} {_shown(act.action.url)} failed: {exc}") from None
-    status = response.status_code
-    result = {"status": status, "webhook_id": msg_id}
-    if 200 <= status < 300:
-        return result
-    said = f"{act.action.method} {_shown(act.action.url)} answered {status}" + (f": {answer[:300]}" if answer else "")
-    if status in (408, 429) or status >= 500:
-        raise Retry(said)
-    if 300 <= status < 400:
-        raise Dead(f"{said} (a redirect to {response.headers.get('location', '?')}; redirects are not followed)", "redirect")
-    raise Dead(said, f"http_{status}")
+
+    def deliver() -> dict[str, Any]:
+        timestamp = str(int(time.time()))
+        headers = {"Host": url.netloc.rpartition("@")[2], "Content-Type": "application/json",
+                   "User-Agent": "Loom-Webhooks/1", "webhook-id": msg_id, "webhook-timestamp": timestamp,
+                   "webhook-signature": sign(secret, msg_id, timestamp, body)}
+        deadline = time.monotonic() + TOTAL_SECONDS
+        try:
+            with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
+                with client.stream(method, target, content=body, headers=headers,
+                                   extensions={"sni_hostname": host}) as response:
+                    answer = _read_capped(response, deadline)
+        except httpx.TimeoutException:
+            raise Retry(f"{method} {shown} timed out") from None
+        except httpx.HTTPError as exc:
+            raise Retry(f"{method} {shown} failed: {exc}") from None
+        status = response.status_code
+        result = {"status": status, "webhook_id": msg_id}
+        if 200 <= status < 300:
+            return result
+        said = f"{method} {shown} answered {status}" + (f": {answer[:300]}" if answer else "")
+        if status in (408, 429) or status >= 500:
+            raise Retry(said)
+        if 300 <= status < 400:
+            raise Dead(f"{said} (a redirect to {response.headers.get('location', '?')}; redirects are not followed)", "redirect")
+        raise Dead(said, f"http_{status}")
+    return deliver
 
 
-def _read_capped(response: httpx.Response) -> str:
+def _read_capped(response: httpx.Response, deadline: float) -> str:
+    """At most MAX_RESPONSE bytes of the answer as sent (not decompressed),
+    within the request's whole time."""
     data = b""
-    for chunk in response.iter_bytes():
+    for chunk in response.iter_raw():
         data += chunk
         if len(data) >= MAX_RESPONSE:
             break
+        if time.monotonic() > deadline:
+            raise Retry(f"the answer took longer than {TOTAL_SECONDS} s") from None
     return data[:MAX_RESPONSE].decode("utf-8", errors="replace").strip()
 
 

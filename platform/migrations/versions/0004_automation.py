@@ -65,7 +65,8 @@ def upgrade() -> None:
         sa.Column("workflow", sa.String(63), primary_key=True),
         sa.Column("record_id", sa.String(32), primary_key=True),
         sa.Column("object", sa.String(63), nullable=False),
-        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True)),
+        sa.Column("event_id", sa.BigInteger, nullable=False),
         sa.Column("metadata_version", sa.Integer, nullable=False),
     )
     op.create_index("ix_loom_automation_timers_due", "loom_automation_timers", ["due_at"])
