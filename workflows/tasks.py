@@ -3,8 +3,8 @@ each worker process opens its own database engine (after the fork), and
 the main process runs the pump (see `runner`), which publishes a message
 per run that may run.
 
-`run` is the whole of a worker's work: the same `executor` code that
-`loom serve` runs in threads when embedded."""
+`run_due` and `run` are the whole of a worker's work: the same `executor`
+code that `loom serve` runs in threads when embedded."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def automation():
     return made
 
 
+RUNS_PER_TASK = 20       # what one `run_due` takes in a transaction
+TASK_SECONDS = 2.0       # then it returns, so that a worker's messages keep moving
+
+
 @signals.worker_process_init.connect
 def _fresh_process(**_kwargs) -> None:
     _process.clear()
@@ -45,14 +49,30 @@ def _fresh_process(**_kwargs) -> None:
 
 @app.task(name="loom.run", ignore_result=True)
 def run(run_id: str) -> None:
-    for ready in automation().execute(run_id):
-        run.apply_async((ready,))
+    """Run one run (a retry or a replay comes due)."""
+    if automation().execute(run_id):
+        run_due.apply_async()
+
+
+@app.task(name="loom.run_due", ignore_result=True)
+def run_due() -> None:
+    """Run what is due, in batches (one transaction each), for a while."""
+    import time
+
+    started = time.monotonic()
+    while time.monotonic() - started < TASK_SECONDS:
+        taken, _ready = automation().execute_due(RUNS_PER_TASK)
+        if not taken:
+            return
 
 
 def submit(ids) -> None:
-    """Publish a wake-up per run; raises when the broker cannot be reached."""
-    for run_id in ids:
-        run.apply_async((run_id,), retry=False)
+    """Wake enough workers for these runs: a message per batch of them
+    (any worker takes whatever is due). Raises when the broker cannot be
+    reached; the runs wait in the database meanwhile."""
+    ids = list(ids)
+    for _ in range(max(1, -(-len(ids) // RUNS_PER_TASK))):
+        run_due.apply_async(retry=False)
 
 
 @signals.worker_ready.connect
