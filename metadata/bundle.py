@@ -4,6 +4,7 @@ problems; writing a `Bundle` back to a folder.
     bundle.json            the manifest
     objects/<name>.json    one object each
     workflows/<name>.json  one workflow each
+    roles/<name>.json      one role each
     data/<object>.csv      optional sample data
     README*, LICENSE*, CHANGELOG*, NOTICE*   allowed, ignored
 
@@ -35,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import model
-from .model import Bundle, BundleManifest, ObjectDef, Workflow, as_json
+from .model import Bundle, BundleManifest, ObjectDef, Role, Workflow, as_json
 
 MANIFEST = "bundle.json"
 MAX_JSON_BYTES = 5 * 1024 * 1024
@@ -117,6 +118,7 @@ class RawBundle:
     manifest: SourceFile | None = None
     objects: list[SourceFile] = field(default_factory=list)
     workflows: list[SourceFile] = field(default_factory=list)
+    roles: list[SourceFile] = field(default_factory=list)
     data: list[DataFile] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -337,7 +339,7 @@ def read_raw(path: str | os.PathLike[str]) -> RawBundle:
         entry_path = root / entry.name
         if entry.name == MANIFEST:
             raw.manifest = _read_json(root, entry_path, MANIFEST, problems)
-        elif entry.name in ("objects", "workflows", "data"):
+        elif entry.name in ("objects", "workflows", "roles", "data"):
             if not entry.is_dir():
                 problems.append(Problem(entry.name, "", "should be a folder", "unexpected_file"))
                 continue
@@ -365,12 +367,12 @@ def read_raw(path: str | os.PathLike[str]) -> RawBundle:
                 else:
                     source = _read_json(root, entry_path / item.name, rel, problems)
                     if source:
-                        (raw.objects if entry.name == "objects" else raw.workflows).append(source)
+                        getattr(raw, entry.name).append(source)
         elif _is_doc(entry.name) and entry.is_file():
             continue
         else:
             problems.append(Problem(entry.name, "", "unexpected in a bundle folder (it holds bundle.json, "
-                                                    "objects/, workflows/, data/ and README, LICENSE, "
+                                                    "objects/, workflows/, roles/, data/ and README, LICENSE, "
                                                     "CHANGELOG files)", "unexpected_file"))
     return raw
 
@@ -436,9 +438,15 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
         flow, found = parse_model(Workflow, source)
         problems += found
         workflows.append(flow)
+    roles = []
+    for source in raw.roles:
+        role, found = parse_model(Role, source)
+        problems += found
+        roles.append(role)
     if problems or manifest is None:
         raise BundleError(problems)
-    return Bundle(manifest=manifest, objects=objects, workflows=workflows, data_files=[d.rel for d in raw.data])
+    return Bundle(manifest=manifest, objects=objects, workflows=workflows, roles=roles,
+                  data_files=[d.rel for d in raw.data])
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -464,6 +472,8 @@ def bundle_files(bundle: Bundle) -> dict[str, Any]:
         files[f"objects/{obj.name}.json"] = _ordered(as_json(obj))
     for flow in bundle.workflows:
         files[f"workflows/{flow.name}.json"] = _ordered(as_json(flow))
+    for role in bundle.roles:
+        files[f"roles/{role.name}.json"] = _ordered(as_json(role))
     return files
 
 
@@ -478,7 +488,7 @@ def write_bundle(bundle: Bundle, folder: str | os.PathLike[str], *,
     `data` maps sample data files (`"data/lead.csv"`) to their contents; the
     `Bundle` itself only lists their names. A folder that is not empty is
     refused unless `replace`; then the bundle files Loom owns there
-    (bundle.json, objects/*.json, workflows/*.json, data/*.csv) are replaced
+    (bundle.json, objects/*.json, workflows/*.json, roles/*.json, data/*.csv) are replaced
     and stale ones removed, and anything else is left alone."""
     target = Path(folder)
     if target.exists() and not target.is_dir():
@@ -493,7 +503,7 @@ def write_bundle(bundle: Bundle, folder: str | os.PathLike[str], *,
         contents[rel] = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     target.mkdir(parents=True, exist_ok=True)
     if replace:
-        for sub, suffix in (("objects", ".json"), ("workflows", ".json"), ("data", ".csv")):
+        for sub, suffix in (("objects", ".json"), ("workflows", ".json"), ("roles", ".json"), ("data", ".csv")):
             folder_path = target / sub
             if folder_path.is_dir():
                 for old in folder_path.iterdir():

@@ -26,7 +26,7 @@ from . import model
 from .bundle import DataFile, Problem, json_path
 from .expressions import Scope, check
 from .model import (
-    Bundle, FieldDef, FormulaField, LookupField, ObjectDef, RollupField, StageField, Workflow,
+    Bundle, FieldDef, FormulaField, LookupField, ObjectDef, ObjectRights, Role, RollupField, StageField, Workflow,
 )
 
 NUMERIC = frozenset({"integer", "decimal", "currency", "percent"})
@@ -51,16 +51,18 @@ class Known:
 
 
 def check_bundle(bundle: Bundle, *, object_files: Sequence[str] | None = None,
-                 workflow_files: Sequence[str] | None = None, manifest_file: str = "bundle.json",
-                 data_files: Sequence[DataFile] = (), known: Known | None = None) -> list[Problem]:
-    """Every semantic problem of `bundle`. `object_files` and `workflow_files`
-    name the file of each object and workflow (default `objects/<name>.json`,
-    `workflows/<name>.json`)."""
+                 workflow_files: Sequence[str] | None = None, role_files: Sequence[str] | None = None,
+                 manifest_file: str = "bundle.json", data_files: Sequence[DataFile] = (),
+                 known: Known | None = None) -> list[Problem]:
+    """Every semantic problem of `bundle`. `object_files`, `workflow_files`
+    and `role_files` name the file of each object, workflow and role
+    (default `objects/<name>.json`, `workflows/<name>.json`, `roles/<name>.json`)."""
     checker = _Checker(
         bundle,
         list(object_files) if object_files is not None else [f"objects/{o.name}.json" for o in bundle.objects],
         list(workflow_files) if workflow_files is not None else [f"workflows/{w.name}.json" for w in bundle.workflows],
         manifest_file, known or Known(),
+        list(role_files) if role_files is not None else [f"roles/{r.name}.json" for r in bundle.roles],
     )
     checker.run(data_files)
     return checker.problems
@@ -198,10 +200,11 @@ def _comparable(a: Any, b: Any) -> bool:
 
 class _Checker:
     def __init__(self, bundle: Bundle, object_files: list[str], workflow_files: list[str],
-                 manifest_file: str, known: Known):
+                 manifest_file: str, known: Known, role_files: list[str]):
         self.bundle = bundle
         self.object_files = object_files
         self.workflow_files = workflow_files
+        self.role_files = role_files
         self.manifest_file = manifest_file
         self.known = known
         self.problems: list[Problem] = []
@@ -356,6 +359,12 @@ class _Checker:
                          "duplicate_name")
             seen.setdefault(flow.name, file)
             self.guarded(f"workflow {flow.name!r}", file, lambda flow=flow, file=file: self.check_workflow(flow, file))
+        seen = {}
+        for role, file in zip(self.bundle.roles, self.role_files):
+            if role.name in seen:
+                self.add(file, ["name"], f"duplicate role name {role.name!r} (also {seen[role.name]})", "duplicate_name")
+            seen.setdefault(role.name, file)
+            self.guarded(f"role {role.name!r}", file, lambda role=role, file=file: self.check_role(role, file))
         for data in data_files:
             self.guarded(data.rel, data.rel, lambda data=data: self.check_data(data))
 
@@ -839,6 +848,39 @@ class _Checker:
         elif kind == "webhook":
             for key, source in action.values.items():
                 self.expression(file, at + ["values", key], source, flow.object, None)
+
+    # -- roles
+
+    def check_role(self, role: Role, file: str) -> None:
+        if role.name in model.BUILT_IN_ROLES:
+            self.add(file, ["name"], f"{role.name!r} is a built-in role: give the bundle's role another name",
+                     "reserved_name")
+        order = ("none", "own", "department", "subordinates", "all")
+        for name, rights in role.objects.items():
+            if not self.object_known(name):
+                self.unknown_object(file, ["objects", name], name)
+                continue
+            for action in ("update", "delete"):
+                if order.index(getattr(rights, action)) > order.index(rights.read):
+                    self.add(file, ["objects", name, action], f"{action} reaches {getattr(rights, action)!r} records, "
+                                                              f"more than read ({rights.read!r}): a user cannot change "
+                                                              "what they cannot see", "bad_scope")
+            if rights.export and rights.read == "none":
+                self.add(file, ["objects", name, "export"], "export needs a read scope", "bad_scope")
+        for path, right in role.fields.items():
+            obj_name, _, field_name = path.partition(".")
+            if not self.object_known(obj_name):
+                self.unknown_object(file, ["fields", path], obj_name)
+                continue
+            fld = self.field_of(file, ["fields", path], obj_name, field_name, foreign=True)
+            if fld is not None and fld.required and right != "edit" and fld.type not in COMPUTED \
+                    and role.objects.get(obj_name, ObjectRights()).create and fld.default is None and not fld.default_expr:
+                self.add(file, ["fields", path], f"{path} is required and has no default, so a user of this role "
+                                                 f"who may create {obj_name} records must be able to edit it",
+                         "bad_field_right")
+        for k, rule in enumerate(role.sharing):
+            if not self.object_known(rule.object):
+                self.unknown_object(file, ["sharing", k, "object"], rule.object)
 
     # -- sample data
 

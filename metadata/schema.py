@@ -3,8 +3,9 @@ models of `model.py`, and the schema pass of `loom pack validate`.
 
 The schema is exported to `bundle.schema.json` beside this module, for pack
 authors' editors and CI pipelines. Its `$defs` hold one definition per model;
-`#/$defs/manifest`, `#/$defs/object` and `#/$defs/workflow` are the three
-file kinds (`bundle.json`, `objects/*.json`, `workflows/*.json`). Rewrite the
+`#/$defs/manifest`, `#/$defs/object`, `#/$defs/workflow` and `#/$defs/role`
+are the four file kinds (`bundle.json`, `objects/*.json`, `workflows/*.json`,
+`roles/*.json`). Rewrite the
 file after a model change with:
 
     python -m loomcrm.metadata.schema
@@ -48,7 +49,7 @@ SCHEMA_ID = "https://loomcrm.org/schema/loom-1/bundle.schema.json"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # The three file kinds and the `$defs` entry of each.
-KINDS = {"manifest": "BundleManifest", "object": "ObjectDef", "workflow": "Workflow"}
+KINDS = {"manifest": "BundleManifest", "object": "ObjectDef", "workflow": "Workflow", "role": "Role"}
 
 
 # --- generation ------------------------------------------------------------------
@@ -56,7 +57,8 @@ KINDS = {"manifest": "BundleManifest", "object": "ObjectDef", "workflow": "Workf
 def build_schema() -> dict[str, Any]:
     """The bundle format's JSON Schema, as a dict (what the exported file holds)."""
     _, generated = models_json_schema(
-        [(model.BundleManifest, "validation"), (model.ObjectDef, "validation"), (model.Workflow, "validation")],
+        [(model.BundleManifest, "validation"), (model.ObjectDef, "validation"), (model.Workflow, "validation"),
+         (model.Role, "validation")],
         ref_template="#/$defs/{model}",
     )
     defs: dict[str, Any] = {name: _reshape(d) for name, d in generated["$defs"].items()}
@@ -70,7 +72,8 @@ def build_schema() -> dict[str, Any]:
         "title": f"Loom metadata bundle, format {model.FORMAT}",
         "description": (
             "One definition per file kind: #/$defs/manifest for bundle.json, #/$defs/object for "
-            "objects/<name>.json, #/$defs/workflow for workflows/<name>.json. Cross references "
+            "objects/<name>.json, #/$defs/workflow for workflows/<name>.json, #/$defs/role for "
+            "roles/<name>.json. Cross references "
             "(lookups, layouts, expressions, ...) are checked by `loom pack validate`."
         ),
         "$defs": dict(sorted(defs.items())),
@@ -204,7 +207,7 @@ def _type_message(value: Any, expected: str | list[str]) -> str:
 
 def schema_problems(kind: str, data: Any, file: str) -> list[Problem]:
     """Every problem the JSON Schema finds in `data`, a file of `kind`
-    ("manifest", "object" or "workflow"), reported against `file`."""
+    ("manifest", "object", "workflow" or "role"), reported against `file`."""
     validator = _validators()[kind]
     problems: list[Problem] = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):

@@ -26,7 +26,7 @@ from .bundle import (
     MANIFEST, BundleError, Problem, RawBundle, SourceFile, format_problem, parse_model, read_raw,
 )
 from .checks import Known, check_bundle
-from .model import Bundle, BundleManifest, ObjectDef, Workflow
+from .model import Bundle, BundleManifest, ObjectDef, Role, Workflow
 from .schema import schema_problems
 
 __all__ = ["InvalidBundle", "Problem", "load_valid_bundle", "satisfies", "validate_bundle"]
@@ -119,12 +119,25 @@ def _run(path: Path, search_path: Sequence[str | os.PathLike[str]] | None) -> tu
                 workflows.append(flow)
                 workflow_files.append(source.rel)
 
+    roles: list[Role] = []
+    role_files: list[str] = []
+    for source in raw.roles:
+        problems += _name_matches_file(source)
+        found = schema_problems("role", source.data, source.rel)
+        problems += found
+        if not found:
+            role, found = parse_model(Role, source)
+            problems += _invariant(found)
+            if role is not None:
+                roles.append(role)
+                role_files.append(source.rel)
+
     # bundles it requires
     if raw.manifest is not None:
         problems += _requirements(manifest, raw, known, search_path)
 
-    bundle = Bundle(manifest=manifest, objects=objects, workflows=workflows, data_files=[d.rel for d in raw.data])
-    problems += check_bundle(bundle, object_files=object_files, workflow_files=workflow_files,
+    bundle = Bundle(manifest=manifest, objects=objects, workflows=workflows, roles=roles, data_files=[d.rel for d in raw.data])
+    problems += check_bundle(bundle, object_files=object_files, workflow_files=workflow_files, role_files=role_files,
                              manifest_file=MANIFEST, data_files=raw.data, known=known)
     return (bundle if manifest_ok else None), _sorted(problems)
 
@@ -163,7 +176,7 @@ def _name_matches_file(source: SourceFile) -> list[Problem]:
     name = data["name"]
     if not _NAME.match(name) or name == stem:
         return []
-    kind = "object" if source.rel.startswith("objects/") else "workflow"
+    kind = {"objects": "object", "workflows": "workflow", "roles": "role"}[source.rel.split("/", 1)[0]]
     if not _NAME.match(stem):
         return [Problem(source.rel, "name", f"the file of the {kind} {name!r} must be named {name}.json",
                         "name_mismatch")]
@@ -328,10 +341,10 @@ def _file_rank(file: str) -> tuple[int, str]:
         return (0, "")
     if file == MANIFEST:
         return (1, "")
-    for rank, prefix in enumerate(("objects/", "workflows/", "data/"), start=2):
+    for rank, prefix in enumerate(("objects/", "workflows/", "roles/", "data/"), start=2):
         if file.startswith(prefix):
             return (rank, file)
-    return (5, file)
+    return (6, file)
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

@@ -227,7 +227,7 @@ def page_context(request: Request, **extra) -> dict:
     nav, unread = None, 0
     if session is not None:
         loom = request.app.state.loom
-        nav = forms.navigation(loom.runtime.schema(), locale, request.url.path)
+        nav = forms.navigation(loom.runtime.schema(), locale, request.url.path, loom.runtime.access.of(session.user))
         unread = automation_views.unread(loom.automation, session.user.id)
     return {
         "locale": locale,

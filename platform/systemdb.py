@@ -53,10 +53,12 @@ users = sa.Table(
     sa.Column("display_name", sa.String(200), nullable=False),
     sa.Column("email", sa.String(320)),
     sa.Column("password_hash", sa.String(200), nullable=False),
-    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("role", sa.String(63), nullable=False),
     sa.Column("locale", sa.String(10), nullable=False),
     sa.Column("is_active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column("department_id", sa.String(32), sa.ForeignKey("loom_departments.id", name="fk_loom_users_department")),
+    sa.Index("ix_loom_users_department", "department_id"),
 )
 sessions = sa.Table(
     "loom_sessions", meta,
@@ -234,4 +236,49 @@ notifications = sa.Table(
     sa.Column("read_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("run_id", "user_id", name="uq_loom_notifications_run_user"),
     sa.Index("ix_loom_notifications_user", "user_id", "read_at", "created_at"),
+)
+
+# --- who sees what (runtime.access) -----------------------------------------------
+departments = sa.Table(
+    "loom_departments", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(63), nullable=False, unique=True),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("parent_id", sa.String(32), sa.ForeignKey("loom_departments.id")),
+    # users and departments point at each other: this one is created last
+    sa.Column("manager_id", sa.String(32), sa.ForeignKey("loom_users.id", use_alter=True, name="fk_loom_departments_manager")),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+)
+shares = sa.Table(
+    "loom_shares", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.String(32), sa.ForeignKey("loom_users.id", ondelete="CASCADE")),
+    sa.Column("department_id", sa.String(32), sa.ForeignKey("loom_departments.id", ondelete="CASCADE")),
+    sa.Column("access", sa.String(10), nullable=False),   # read or edit
+    sa.Column("created_by", sa.String(32)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+    sa.CheckConstraint("access IN ('read', 'edit')", name="ck_loom_shares_access"),
+    sa.CheckConstraint("(user_id IS NULL) <> (department_id IS NULL)", name="ck_loom_shares_with"),
+    sa.Index("ix_loom_shares_record", "object", "record_id"),
+    sa.Index("ix_loom_shares_user", "user_id", "object"),
+    sa.Index("ix_loom_shares_department", "department_id", "object"),
+)
+audit = sa.Table(
+    "loom_audit", meta,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(32)),
+    sa.Column("action", sa.String(63), nullable=False),
+    sa.Column("target", sa.String(200)),
+    sa.Column("details", sa.JSON),
+    sa.Index("ix_loom_audit_at", "at"),
+)
+login_failures = sa.Table(
+    "loom_login_failures", meta,
+    sa.Column("key", sa.String(200), primary_key=True),   # "user:NAME" or "address:IP"
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("locked_until", sa.DateTime(timezone=True)),
 )

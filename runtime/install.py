@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef, Workflow, as_json
+from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef, Role, Workflow, as_json
 from loomcrm.metadata.versions import Snapshot, VersionStore
 from loomcrm.platform import systemdb
 from loomcrm.platform.db import write_transaction
@@ -34,6 +34,7 @@ from loomcrm.platform.db import write_transaction
 from .fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
 from .migrate.checks import check_snapshot
 from .migrate.execute import PublishResult, plan_for, publish
+from .access import AccessResolver
 from .records import Origin, RecordError, RecordService
 from .tables import build_schema
 
@@ -62,10 +63,11 @@ def read_bundle(path: str | Path) -> Bundle:
         manifest = BundleManifest.model_validate(json.loads((path / "bundle.json").read_text("utf-8")))
         objects = [ObjectDef.model_validate(json.loads(p.read_text("utf-8"))) for p in sorted((path / "objects").glob("*.json"))]
         workflows = [Workflow.model_validate(json.loads(p.read_text("utf-8"))) for p in sorted((path / "workflows").glob("*.json"))]
+        roles = [Role.model_validate(json.loads(p.read_text("utf-8"))) for p in sorted((path / "roles").glob("*.json"))]
     except (OSError, ValueError) as exc:
         raise BundleError(f"{path}: {exc}") from None
     data_files = sorted(str(p.relative_to(path)) for p in (path / "data").glob("*.csv")) if (path / "data").is_dir() else []
-    return Bundle(manifest=manifest, objects=objects, workflows=workflows, data_files=data_files)
+    return Bundle(manifest=manifest, objects=objects, workflows=workflows, roles=roles, data_files=data_files)
 
 
 def resolve_pack(path_or_name: str | Path) -> Path:
@@ -82,15 +84,17 @@ def resolve_pack(path_or_name: str | Path) -> Path:
 
 
 def bundle_from_json(data: Any) -> Bundle:
-    """A bundle uploaded as JSON: {"manifest": {...}, "objects": [...], "workflows": [...], "data": {"object": "csv text"}}."""
+    """A bundle uploaded as JSON: {"manifest": {...}, "objects": [...], "workflows": [...], "roles": [...],
+    "data": {"object": "csv text"}}."""
     if not isinstance(data, dict) or "manifest" not in data:
-        raise BundleError('send {"manifest": {...}, "objects": [...], "workflows": [...]}')
-    unknown = set(data) - {"manifest", "objects", "workflows", "data"}
+        raise BundleError('send {"manifest": {...}, "objects": [...], "workflows": [...], "roles": [...]}')
+    unknown = set(data) - {"manifest", "objects", "workflows", "roles", "data"}
     if unknown:
         raise BundleError(f"unknown keys: {', '.join(sorted(map(str, unknown)))[:200]}")
     bundle = Bundle(manifest=BundleManifest.model_validate(data["manifest"]),
                     objects=[ObjectDef.model_validate(o) for o in data.get("objects") or []],
-                    workflows=[Workflow.model_validate(w) for w in data.get("workflows") or []])
+                    workflows=[Workflow.model_validate(w) for w in data.get("workflows") or []],
+                    roles=[Role.model_validate(r) for r in data.get("roles") or []])
     inline = data.get("data") or {}
     if not isinstance(inline, dict) or not all(isinstance(v, str) for v in inline.values()):
         raise BundleError("data maps object names to CSV text")
@@ -144,7 +148,8 @@ def merge_object(base: ObjectDef | None, ours: ObjectDef, theirs: ObjectDef) -> 
     return ObjectDef.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
-def merge_bundle(published: Snapshot, pristine: Snapshot | None, objects: list[ObjectDef], workflows: list[Workflow]) -> Snapshot:
+def merge_bundle(published: Snapshot, pristine: Snapshot | None, objects: list[ObjectDef], workflows: list[Workflow],
+                 roles: list[Role] = ()) -> Snapshot:
     result = list(published.objects)
     for theirs in objects:
         base = pristine.object_by_uid(theirs.uid) if pristine else None
@@ -162,12 +167,19 @@ def merge_bundle(published: Snapshot, pristine: Snapshot | None, objects: list[O
         new_uids = {o.uid for o in objects}
         result = [o for o in result if not (pristine.object_by_uid(o.uid) is not None and o.uid not in new_uids
                                             and _dump(pristine.object_by_uid(o.uid)) == _dump(o))]
-    flows = {w.name: w for w in published.workflows}
-    for w in workflows:
-        base = next((x for x in pristine.workflows if x.name == w.name), None) if pristine else None
-        if w.name not in flows or base is None or _dump(base) == _dump(flows[w.name]):
-            flows[w.name] = w
-    return Snapshot(objects=result, workflows=list(flows.values()))
+    return Snapshot(objects=result, workflows=_merge_named(published.workflows, pristine.workflows if pristine else [], workflows),
+                    roles=_merge_named(published.roles, pristine.roles if pristine else [], roles))
+
+
+def _merge_named(published: list, pristine: list, shipped: list) -> list:
+    """Workflows or roles: the new bundle's, unless the admin changed the installed one."""
+    current = {x.name: x for x in published}
+    bases = {x.name: x for x in pristine}
+    for item in shipped:
+        base = bases.get(item.name)
+        if item.name not in current or base is None or _dump(base) == _dump(current[item.name]):
+            current[item.name] = item
+    return list(current.values())
 
 
 # --- install ---------------------------------------------------------------------------
@@ -207,9 +219,9 @@ def install_bundle(engine: Engine, bundle: Bundle | str | Path, *, user_id: str 
         _, published = store.published(conn)
         row = conn.execute(sa.select(systemdb.bundles).where(systemdb.bundles.c.name == name)).first()
     pristine = Snapshot.from_json(row.pristine) if row is not None else None
-    merged = merge_bundle(published, pristine, objects, list(bundle.workflows))
+    merged = merge_bundle(published, pristine, objects, list(bundle.workflows), list(bundle.roles))
     check_snapshot(merged)
-    pristine_new = Snapshot(objects=objects, workflows=list(bundle.workflows))
+    pristine_new = Snapshot(objects=objects, workflows=list(bundle.workflows), roles=list(bundle.roles))
     loaded = {"rows": 0}
 
     def after(conn: sa.Connection, version: int, plan) -> None:
@@ -250,6 +262,7 @@ def _load_sample_data(conn, schema, bundle: Bundle, source: Path | None, ctx: Fi
     class _Runtime:
         engine = None
         context = ctx
+        access = AccessResolver(None, lambda: (0, {}))   # sample data is written by the system: every right
 
     from .rules.hooks import Rules, skip_rules
 
@@ -304,7 +317,7 @@ def _resolve_link(conn, schema, target: str, cell: str, keys: dict) -> str:
 # --- export ----------------------------------------------------------------------------
 
 def export_bundle(engine: Engine, name: str) -> dict[str, Any]:
-    """The installed bundle with admin customisations: {"manifest", "objects", "workflows"}."""
+    """The installed bundle with admin customisations: {"manifest", "objects", "workflows", "roles"}."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(systemdb.bundles).where(systemdb.bundles.c.name == name)).first()
         if row is None:
@@ -313,9 +326,11 @@ def export_bundle(engine: Engine, name: str) -> dict[str, Any]:
     pristine = Snapshot.from_json(row.pristine)
     uids = {o.uid for o in pristine.objects}
     flows = {w.name for w in pristine.workflows}
+    roles = {r.name for r in pristine.roles}
     return {"manifest": row.manifest,
             "objects": [as_json(o) | {"name": o.name, "uid": o.uid} for o in published.objects if o.uid in uids],
-            "workflows": [as_json(w) for w in published.workflows if w.name in flows]}
+            "workflows": [as_json(w) for w in published.workflows if w.name in flows],
+            "roles": [as_json(r) for r in published.roles if r.name in roles]}
 
 
 def write_bundle(data: Mapping[str, Any], out_dir: str | Path) -> Path:
@@ -324,10 +339,11 @@ def write_bundle(data: Mapping[str, Any], out_dir: str | Path) -> Path:
     (out / "bundle.json").write_text(json.dumps(data["manifest"], indent=2, ensure_ascii=False) + "\n", "utf-8")
     for obj in data["objects"]:
         (out / "objects" / f"{obj['name']}.json").write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    if data.get("workflows"):
-        (out / "workflows").mkdir(exist_ok=True)
-        for w in data["workflows"]:
-            (out / "workflows" / f"{w['name']}.json").write_text(json.dumps(w, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    for kind in ("workflows", "roles"):
+        if data.get(kind):
+            (out / kind).mkdir(exist_ok=True)
+            for item in data[kind]:
+                (out / kind / f"{item['name']}.json").write_text(json.dumps(item, indent=2, ensure_ascii=False) + "\n", "utf-8")
     return out
 
 

@@ -50,12 +50,19 @@ class ListParams:
     deleted: bool = False
 
 
-def compile_filter(schema: CompiledSchema, obj: ObjectDef, expr: str):
+def compile_filter(schema: CompiledSchema, obj: ObjectDef, expr: str, access=None):
     """A `filter=` expression as a WHERE clause plus the FROM clause that
     joins the lookups its dotted paths walk through. Compiled through the
-    same checker as every rule, so a filter is typed and sandboxed too."""
-    scope = Scope(objects=schema.objects, object_name=obj.name, version=schema.version)
-    resolver = JoinResolver(schema.objects, obj.name, schema.tables)
+    same checker as every rule, so a filter is typed and sandboxed too.
+    With `access`, the fields the user may not see are unknown names, and a
+    looked-up record it may not see reads as empty."""
+    if access is None or access.everything:
+        objects, version, join_filter = schema.objects, schema.version, None
+    else:
+        objects, version = access.objects(schema.objects), (schema.version, "access", access.role)
+        join_filter = lambda alias, target: access.clause(alias, target, "read")  # noqa: E731
+    scope = Scope(objects=objects, object_name=obj.name, version=version)
+    resolver = JoinResolver(objects, obj.name, schema.tables, join_filter=join_filter)
     try:
         clause = to_sql(compile_expression(expr, scope, expect="boolean"), resolver)
     except ExpressionError as exc:
@@ -249,11 +256,18 @@ def _restore(raw, column: sa.Column):
 
 # --- the query -------------------------------------------------------------------
 
-def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams):
+def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams, access=None):
+    """The query of a list. With `access`, only the records the user may
+    read, and `obj` should be as the user knows it (`access.view`), so that
+    the search never looks in a field the user may not see."""
     table = schema.table(obj.name)
     query = sa.select(table)
+    if access is not None:
+        clause = access.clause(table, obj.name, "read")
+        if clause is not None:
+            query = query.where(clause)
     if params.filter_expr:
-        clause, joined = compile_filter(schema, obj, params.filter_expr)
+        clause, joined = compile_filter(schema, obj, params.filter_expr, access)
         query = query.select_from(joined).where(clause)
     query = query.where(table.c._deleted_at.is_not(None) if params.deleted else table.c._deleted_at.is_(None))
     for name, op, value in params.filters:
@@ -272,7 +286,8 @@ def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams):
     return table, query
 
 
-def list_records(conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, params: ListParams) -> tuple[list[dict], str | None]:
+def list_records(conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, params: ListParams,
+                 access=None) -> tuple[list[dict], str | None]:
     """One page of records and the cursor of the next page (None on the last
     page), in one SELECT whatever the page size or depth.
 
@@ -282,7 +297,7 @@ def list_records(conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, pa
     separate branch of a UNION ALL, read only once the others run out, so
     each branch orders by the bare column in its native direction and the
     cursor gives the index a plain range bound."""
-    table, query = build_select(schema, obj, params)
+    table, query = build_select(schema, obj, params, access)
     sort = params.sort or [("created_at", True)]
     if all(name != "id" for name, _ in sort):
         sort = sort + [("id", sort[-1][1])]

@@ -34,6 +34,7 @@ from loomcrm.platform.db import chunks, write_transaction
 
 from .expressions import Compiled
 from .fields import FieldError, FieldType, field_type
+from .access import strip
 from .fields.dates import iso_utc
 from .rules.compiled import rules_for
 from .rules.duplicates import normalize
@@ -60,6 +61,10 @@ class RecordError(Exception):
 
 class NotFound(RecordError):
     status, title = 404, "Not found"
+
+
+class Forbidden(RecordError):
+    status, title = 403, "Forbidden"
 
 
 class Conflict(RecordError):
@@ -112,6 +117,7 @@ class SaveContext:
     conflicts: list[FieldError] = dc_field(default_factory=list)   # 409 problems (duplicate rules)
     warnings: list[dict] = dc_field(default_factory=list)          # answered under `_warnings`
     origin: Origin = API
+    access: Any = None                                             # the user's Access (runtime.access)
 
 
 class RuleHooks:
@@ -322,6 +328,10 @@ def _counter_start(dialect: str) -> sa.Insert:
     return insert(systemdb.counters).values(key=sa.bindparam("counter"), value=0).on_conflict_do_nothing()
 
 
+def _object_of_table(schema: CompiledSchema, table: sa.Table) -> str:
+    return next(name for name, t in schema.tables.items() if t is table)
+
+
 def _alive(table: sa.Table):
     return table.c._deleted_at.is_(None) if "_deleted_at" in table.c else sa.true()
 
@@ -456,12 +466,33 @@ class RecordService:
 
     # -- reads ------------------------------------------------------------------
     def get(self, object_name: str, rid: str, user=None, *, conn=None, schema=None) -> dict[str, Any]:
+        """The record as `user` may see it (404 when it may not)."""
         schema = self._schema(conn, schema)
         obj = self.object_of(schema, object_name)
+        access = self.runtime.access.of(user)
+        with self._reading(conn) as tx:
+            row = self._load(tx, schema, obj, rid)
+            self._may(tx, schema, obj, access, row, "read")
+        return strip(record_json(obj, row), access.hidden(obj.name))
+
+    @contextlib.contextmanager
+    def _reading(self, conn: sa.Connection | None) -> Iterator[sa.Connection]:
         if conn is not None:
-            return record_json(obj, self._load(conn, schema, obj, rid))
+            yield conn
+            return
         with self.runtime.engine.connect() as own:
-            return record_json(obj, self._load(own, schema, obj, rid))
+            yield own
+
+    def _may(self, conn, schema, obj, access, row: dict[str, Any], action: str) -> None:
+        """Raise NotFound when the user may not see the stored record (as if
+        it did not exist), Forbidden when it may see it but not `action` it."""
+        if access.everything:
+            return
+        table = schema.table(obj.name)
+        if not access.allows(conn, table, obj.name, row["id"], "read"):
+            raise NotFound(f"no {obj.name} record {row['id']!r}")
+        if action != "read" and not access.allows(conn, table, obj.name, row["id"], action):
+            raise Forbidden(f"you may not {action} this {obj.name}")
 
     # -- writes -----------------------------------------------------------------
     @_retried
@@ -574,14 +605,14 @@ class RecordService:
         obj = self.object_of(schema, object_name)
         with self._transaction(conn) as tx:
             old = self._load(tx, schema, obj, rid, lock=True)
+            self._may(tx, schema, obj, self.runtime.access.of(user), old, "update")
             return self._save(tx, schema, obj, old, data, user, expected_version=expected_version, origin=origin)
 
     def _save(self, conn, schema, obj, old, data, user, *, expected_version, origin: Origin = API) -> dict[str, Any]:
         ctx = self._prepare(conn, schema, obj, old, data, user, expected_version=expected_version, origin=origin)
         self._check(conn, schema, obj, ctx)
-        if old is None:
-            return self._insert(conn, schema, obj, [ctx], user)[0]
-        return self._update(conn, schema, obj, ctx, user)
+        saved = self._insert(conn, schema, obj, [ctx], user)[0] if old is None else self._update(conn, schema, obj, ctx, user)
+        return strip(saved, ctx.access.hidden(obj.name)) if ctx.access is not None else saved
 
     def _prepare(self, conn, schema, obj, old, data, user, *, expected_version: int | None = None,
                  origin: Origin = API) -> SaveContext:
@@ -591,6 +622,9 @@ class RecordService:
             raise RecordError("the body must be a JSON object")
         plan = _plan(schema, obj)
         is_new = old is None
+        access = self.runtime.access.of(user)
+        if is_new and not access.may_create(obj.name):
+            raise Forbidden(f"you may not create {obj.name} records")
         ctx_fields = self.runtime.context
         errors: list[FieldError] = []
         values: dict[str, Any] = {}
@@ -637,8 +671,10 @@ class RecordService:
             values.setdefault("owner", getattr(user, "id", None))
         record.update(values)
         changed = set(values) if is_new else {k for k in values if old.get(k) != values[k]}
+        if not access.everything:
+            self._field_rights(conn, obj, access, user, values, changed, is_new, errors)
         ctx = SaveContext(schema=schema, obj=obj, user=user, is_new=is_new, old=old, values=record, changed=changed,
-                          conn=conn, errors=errors, origin=origin)
+                          conn=conn, errors=errors, origin=origin, access=access)
         if is_new:
             self.hooks.defaults(ctx)
         self.hooks.compute(ctx)
@@ -648,16 +684,35 @@ class RecordService:
                 errors.append(FieldError("required", f"{f.name} is required", f.name))
         return ctx
 
+    @staticmethod
+    def _field_rights(conn, obj, access, user, values, changed, is_new, errors) -> None:
+        """A field the user may only read cannot change, one it may not see
+        cannot even be sent; a record cannot leave the user's scope."""
+        for key in list(values):
+            right = access.field_right(obj.name, key)
+            if right == "hidden" or (right == "read" and key in changed and not (is_new and values[key] is None)):
+                errors.append(FieldError("read_only", f"you may not change {key}", key))
+        owner = values.get("owner")
+        if "owner" in changed and not (is_new and owner == getattr(user, "id", None)) \
+                and not access.may_own(conn, obj.name, owner, "update"):
+            raise Forbidden(f"you may not give this {obj.name} to that user: they are outside your scope")
+
     def _check(self, conn, schema, obj, ctx: SaveContext, *, exists=None, is_taken=None) -> None:
         """Links, the validation hook and unique values; raises Invalid or
         Conflict with every problem. `exists(table, id)` and
         `is_taken(field, value)` answer from a batch's queries; by default
         they ask the database."""
-        if exists is None:
+        access = ctx.access
+        if exists is None and (access is None or access.everything):
             def exists(table, rid):
                 query = schema.cached(("records.exists", table.name),
                                 lambda: sa.select(table.c.id).where(table.c.id == sa.bindparam("rid"), _alive(table)))
                 return conn.execute(query, {"rid": rid}).first() is not None
+        elif exists is None:
+            def exists(table, rid):   # a record the user may not see is as missing as one that is not there
+                query = sa.select(table.c.id).where(table.c.id == rid, _alive(table))
+                clause = access.clause(table, _object_of_table(schema, table), "read") if table is not systemdb.users else None
+                return conn.execute(query if clause is None else query.where(clause)).first() is not None
         if is_taken is None:
             own = schema.table(obj.name)
             own_id = None if ctx.is_new else ctx.old["id"]
@@ -709,17 +764,23 @@ class RecordService:
                 yield f, value
 
     def _existing_links(self, conn, schema, obj, ctxs: list[SaveContext]) -> dict[str, set]:
-        """Of the records and users a batch links to: those that exist, by table."""
+        """Of the records and users a batch links to: those that exist (and
+        that the user may see), by table."""
         wanted: dict[str, tuple[sa.Table, set]] = {}
         for ctx in ctxs:
             for _, table, rid, _ in self._links(schema, obj, ctx):
                 if table is not None:
                     wanted.setdefault(table.name, (table, set()))[1].add(rid)
+        access = ctxs[0].access if ctxs else None
         found: dict[str, set] = {}
         for name, (table, ids) in wanted.items():
             found[name] = set()
+            clause = None
+            if access is not None and not access.everything and table is not systemdb.users:
+                clause = access.clause(table, _object_of_table(schema, table), "read")
             for chunk in chunks(sorted(ids)):
-                found[name].update(conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk), _alive(table))).scalars())
+                query = sa.select(table.c.id).where(table.c.id.in_(chunk), _alive(table))
+                found[name].update(conn.execute(query if clause is None else query.where(clause)).scalars())
         return found
 
     def _taken_values(self, conn, schema, obj, ctxs: list[SaveContext]) -> dict[str, set]:
@@ -889,6 +950,7 @@ class RecordService:
         obj = self.object_of(schema, object_name)
         with self._transaction(conn) as tx:
             old = self._load(tx, schema, obj, rid, lock=True)
+            self._may(tx, schema, obj, self.runtime.access.of(user), old, "delete")
             if expected_version is not None and old["version"] != expected_version:
                 raise PreconditionFailed(f"the record is at version {old['version']}, not {expected_version}")
             batch = uuid.uuid4().hex
@@ -946,6 +1008,7 @@ class RecordService:
         obj = self.object_of(schema, object_name)
         with self._transaction(conn) as tx:
             row = self._load(tx, schema, obj, rid, deleted=True, lock=True)
+            self._may(tx, schema, obj, self.runtime.access.of(user), row, "delete")
             batch = row["_deleted_batch"]
             uid = getattr(user, "id", None)
             for other in schema.objects.values():
@@ -963,4 +1026,4 @@ class RecordService:
                     back = dict(tx.execute(sa.select(table).where(table.c.id == restored)).first()._mapping)
                     self._event(tx, schema, other, restored, "restore", back, None, set(), uid, origin)
                     self.hooks.after_restore(tx, schema, other, back, user)
-            return record_json(obj, self._load(tx, schema, obj, rid))
+            return strip(record_json(obj, self._load(tx, schema, obj, rid)), self.runtime.access.of(user).hidden(obj.name))

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from loomcrm.metadata.versions import VersionStore
 
+from .access import AccessResolver
 from .expressions.compiled import clear_cache as clear_expression_cache
 from .rules.compiled import clear_rules_cache
 from .fields import DEFAULT_CONTEXT, FieldContext
@@ -32,6 +33,7 @@ class Runtime:
         self._checked = 0.0
         self._lock = threading.Lock()
         self.records = RecordService(self, hooks or RuleHooks())
+        self.access = AccessResolver(engine, self.roles)
 
     def schema(self) -> CompiledSchema:
         """The compiled schema of the published version (cached per version)."""
@@ -45,7 +47,9 @@ class Runtime:
                     if self._schema is None or self._schema.version != version:
                         version, snapshot = self.store.published(conn)
                         replaced = self._schema is not None
-                        self._schema = build_schema(snapshot.objects, version)
+                        schema = build_schema(snapshot.objects, version)
+                        schema.roles = {r.name: r for r in snapshot.roles}
+                        self._schema = schema
                         if replaced:
                             self._forget_old_versions()
         self._checked = now
@@ -61,6 +65,11 @@ class Runtime:
         clear_expression_cache()
         clear_rules_cache()
 
+    def roles(self) -> tuple[int, dict]:
+        """(the published metadata version, the roles it defines by name)."""
+        schema = self.schema()
+        return schema.version, schema.roles
+
     def invalidate(self) -> None:
         """Forget the version check (after a publish in this process)."""
         self._checked = 0.0
@@ -70,4 +79,6 @@ class Runtime:
         version, snapshot = self.store.published(conn)
         if self._schema is not None and self._schema.version == version:
             return self._schema
-        return build_schema(snapshot.objects, version)
+        schema = build_schema(snapshot.objects, version)
+        schema.roles = {r.name: r for r in snapshot.roles}
+        return schema

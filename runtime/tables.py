@@ -139,6 +139,7 @@ class CompiledSchema:
     metadata: sa.MetaData
     tables: dict[str, sa.Table]
     extra: dict = dc_field(default_factory=dict)  # per-version caches (models, OpenAPI, ...)
+    roles: dict = dc_field(default_factory=dict)  # the roles bundles define, by name
 
     def object(self, name: str) -> ObjectDef | None:
         return self.objects.get(name)

@@ -58,11 +58,14 @@ class JoinResolver:
     keyed by `id`: a dotted path becomes a LEFT OUTER JOIN per lookup hop
     (reused when several paths share a prefix). Select from `from_clause`."""
 
-    def __init__(self, objects: Mapping[str, ObjectDef], base: str, tables: Mapping[str, sa.Table], id_column: str = "id"):
+    def __init__(self, objects: Mapping[str, ObjectDef], base: str, tables: Mapping[str, sa.Table], id_column: str = "id",
+                 join_filter=None):
         self.objects = objects
         self.base = base
         self.tables = tables
         self.id_column = id_column
+        # join_filter(alias, object name): which looked-up rows may join (the others read as empty)
+        self.join_filter = join_filter
         self.base_table = tables[base]
         self._aliases: dict[tuple[str, ...], sa.FromClause] = {}
         self._joins: list[tuple[sa.FromClause, ColumnElement]] = []
@@ -78,7 +81,9 @@ class JoinResolver:
             if alias is None:
                 # '__' never occurs in field names, so aliases cannot clash.
                 alias = self.tables[lookup.to].alias("j_" + "__".join(prefix))
-                self._joins.append((alias, alias.c[self.id_column] == table.c[part]))
+                on = alias.c[self.id_column] == table.c[part]
+                extra = self.join_filter(alias, lookup.to) if self.join_filter is not None else None
+                self._joins.append((alias, on if extra is None else sa.and_(on, extra)))
                 self._aliases[prefix] = alias
             table, obj = alias, self.objects[lookup.to]
         return table.c[path[-1]]

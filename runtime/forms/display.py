@@ -64,6 +64,7 @@ class Display:
         self._labels: dict[int, tuple[Any, str]] = {}
         self._options: dict[int, dict[str, Any]] = {}
         self.yes = i18n.gettext(locale, "Yes")
+        self.unseen = i18n.gettext(locale, "(a record you cannot see)")
         self.no = i18n.gettext(locale, "No")
 
     def kind(self, obj: ObjectDef, f: FieldDef) -> str:
@@ -137,10 +138,10 @@ class Display:
         if kind == "multi_picklist":
             return ", ".join(self.option_label(f, v) for v in value)
         if kind == "lookup":
-            return self.refs.title(f.to, value) if self.refs else str(value)
+            return (self.refs.title(f.to, value) or self.unseen) if self.refs else str(value)
         if kind == "related_to":
             target, rid = _related(value)
-            return self.refs.title(target, rid) if self.refs else f"{target}:{rid}"
+            return (self.refs.title(target, rid) or self.unseen) if self.refs else f"{target}:{rid}"
         if kind == "user" or f.name == "owner":
             return self.refs.user(value) if self.refs else str(value)
         return str(value)
@@ -160,9 +161,13 @@ class Display:
             return Markup(" ").join(chip(self.label(options.get(v), v) if v in options else v,
                                          getattr(options.get(v), "color", None)) for v in value)
         if kind == "lookup":
+            if self.refs is not None and self.refs.title(f.to, value) is None:
+                return Markup(f'<span class="muted">{escape(self.unseen)}</span>')   # a record the user may not read
             return Markup(f'<a href="/app/{escape(f.to)}/{escape(value)}">{escape(self.text(obj, f, value))}</a>')
         if kind == "related_to":
             target, rid = _related(value)
+            if self.refs is not None and self.refs.title(target, rid) is None:
+                return Markup(f'<span class="muted">{escape(self.unseen)}</span>')
             target_obj = self.objects.get(target)
             prefix = self.label(target_obj) if target_obj is not None else target
             return Markup(f'<a href="/app/{escape(target)}/{escape(rid)}"><span class="muted">{escape(prefix)}:</span> '

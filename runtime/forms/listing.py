@@ -30,10 +30,10 @@ def list_params(items: Iterable[tuple[str, str]], obj: ObjectDef, ctx, *, defaul
     return parse_list_params(items, obj, ctx)
 
 
-def count_capped(conn, schema, obj: ObjectDef, params: ListParams, cap: int = COUNT_CAP) -> tuple[int, bool]:
+def count_capped(conn, schema, obj: ObjectDef, params: ListParams, cap: int = COUNT_CAP, access=None) -> tuple[int, bool]:
     """(count, exact): counting stops after `cap` rows, so a list of ten
     million rows costs no more than one of ten thousand."""
-    table, query = build_select(schema, obj, params)
+    table, query = build_select(schema, obj, params, access)
     limited = query.with_only_columns(table.c.id).limit(cap + 1).subquery()
     count = conn.execute(sa.select(sa.func.count()).select_from(limited)).scalar()
     return min(count, cap), count <= cap
@@ -51,7 +51,8 @@ def csv_value(f, value: Any) -> str:
     return str(value)
 
 
-def export_csv(conn, schema, obj: ObjectDef, params: ListParams, ids: list[str] | None = None, max_rows: int = 100_000) -> str:
+def export_csv(conn, schema, obj: ObjectDef, params: ListParams, ids: list[str] | None = None, max_rows: int = 100_000,
+               access=None) -> str:
     """UTF-8 with a BOM (Excel opens it right), one column per field, named
     like the fields, so `loom import` maps every column by itself. A lookup
     is the linked record's title, readable in Excel, with its id in a
@@ -73,8 +74,8 @@ def export_csv(conn, schema, obj: ObjectDef, params: ListParams, ids: list[str] 
     params.limit = min(500, max_rows)
     written = 0
     while True:
-        rows, cursor = list_records(conn, schema, obj, params)
-        refs = Refs(schema, conn).collect(obj, rows)
+        rows, cursor = list_records(conn, schema, obj, params, access)
+        refs = Refs(schema, conn, access).collect(obj, rows)
         for r in rows:
             line = [r["id"]]
             for f in obj.fields:

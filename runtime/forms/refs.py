@@ -27,9 +27,13 @@ def record_title(obj: ObjectDef, record: dict[str, Any]) -> str:
 
 
 class Refs:
-    def __init__(self, schema, conn: sa.Connection):
+    """With `access`, a linked record the user may not read has no title
+    (`title` answers None): its name never shows."""
+
+    def __init__(self, schema, conn: sa.Connection, access=None):
         self.schema = schema
         self.conn = conn
+        self.access = access
         self.titles: dict[tuple[str, str], str] = {}
         self.users: dict[str, str] = {}
 
@@ -61,9 +65,16 @@ class Refs:
             table = self.schema.table(target)
             column = title_column(target_obj)
             columns = [table.c.id] + ([table.c[column]] if column else [])
-            for row in self.conn.execute(sa.select(*columns).where(table.c.id.in_(sorted(ids)))):
+            query = sa.select(*columns).where(table.c.id.in_(sorted(ids)))
+            clause = self.access.clause(table, target, "read") if self.access is not None else None
+            if clause is not None:
+                query = query.where(clause)
+            for row in self.conn.execute(query):
                 title = row[1] if column and row[1] not in (None, "") else row[0]
                 self.titles[(target, row[0])] = str(title)
+            if clause is not None:
+                for rid in ids:
+                    self.titles.setdefault((target, rid), None)
         users = {u for u in users if u not in self.users}
         if users:
             table = systemdb.users
@@ -71,7 +82,8 @@ class Refs:
                                          .where(table.c.id.in_(sorted(users)))):
                 self.users[row.id] = row.display_name or row.username
 
-    def title(self, target: str, rid: str) -> str:
+    def title(self, target: str, rid: str) -> str | None:
+        """The linked record's title; None when the user may not read it."""
         return self.titles.get((target, rid), rid)
 
     def user(self, uid: str) -> str:

@@ -78,12 +78,25 @@ def _related_statement(schema, child: ObjectDef, f: FieldDef, rows: int):
     return statement
 
 
-def related_lists(conn, schema, obj: ObjectDef, rid: str, rows: int = RELATED_ROWS) -> list[RelatedList]:
+def related_lists(conn, schema, obj: ObjectDef, rid: str, rows: int = RELATED_ROWS, access=None) -> list[RelatedList]:
+    """The records linking to this one, by object and link, with `access`
+    only those the user may read (of objects it may see, without the
+    fields it may not)."""
     out = []
     for child, f in links_to(schema, obj):
+        if access is not None and not access.may_see_object(child.name):
+            continue
+        if access is not None:
+            child = access.view(child)
+            if child.field(f.name) is None:
+                continue   # the link itself is a hidden field
         value = rid if f.type == "lookup" else f"{obj.name}:{rid}"
         related = RelatedList(child, f, value, list_columns(child, without=f.name))
-        found = conn.execute(_related_statement(schema, child, f, rows), {"value": value}).fetchall()
+        statement = _related_statement(schema, child, f, rows)
+        clause = access.clause(schema.table(child.name), child.name, "read") if access is not None else None
+        if clause is not None:
+            statement = statement.where(clause)
+        found = conn.execute(statement, {"value": value}).fetchall()
         related.rows = [record_json(child, dict(r._mapping)) for r in found]
         related.count = found[0]._total if found else 0
         out.append(related)
@@ -116,9 +129,11 @@ def _moment_field(obj: ObjectDef) -> FieldDef | None:
     return next((f for f in obj.fields if f.type == "datetime"), None) or next((f for f in obj.fields if f.type == "date"), None)
 
 
-def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_ITEMS) -> list[TimelineItem]:
+def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_ITEMS, access=None) -> list[TimelineItem]:
     """Field history of the record and the records linked to it with a
-    polymorphic link (activities, tasks), newest first."""
+    polymorphic link (activities, tasks), newest first. `obj` is the object
+    as the user knows it: the history of a field it may not see is left
+    out; with `access`, so are linked records it may not read."""
     h = systemdb.history
     items: list[TimelineItem] = []
     rows = conn.execute(sa.select(h).where(h.c.object == obj.name, h.c.record_id == record["id"])
@@ -149,14 +164,17 @@ def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_I
     created = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
     items.append(TimelineItem(created, "created", record.get("created_by")))
     for child, f in links_to(schema, obj):
-        if f.type != "related_to":
+        if f.type != "related_to" or (access is not None and not access.may_see_object(child.name)):
             continue
+        if access is not None:
+            child = access.view(child)
         table = schema.table(child.name)
         moment = _moment_field(child)
         order = table.c[moment.name] if moment is not None else table.c.created_at
-        found = conn.execute(sa.select(table).where(table.c[f.name] == f"{obj.name}:{record['id']}",
-                                                    table.c._deleted_at.is_(None))
-                             .order_by(order.desc()).limit(limit)).fetchall()
+        query = (sa.select(table).where(table.c[f.name] == f"{obj.name}:{record['id']}", table.c._deleted_at.is_(None))
+                 .order_by(order.desc()).limit(limit))
+        clause = access.clause(table, child.name, "read") if access is not None else None
+        found = conn.execute(query if clause is None else query.where(clause)).fetchall()
         for r in found:
             data = record_json(child, dict(r._mapping))
             at = r._mapping[moment.name] if moment is not None else r.created_at

@@ -129,12 +129,15 @@ class Pages:
     def tz(self):
         return self.runtime.context.timezone
 
-    def obj(self, name: str) -> tuple[Any, ObjectDef]:
+    def obj(self, name: str, user) -> tuple[Any, ObjectDef, Any]:
+        """(schema, the object as the user knows it, the user's access); 404
+        for an object it has no right to see any record of."""
         schema = self.runtime.schema()
         obj = schema.object(name)
-        if obj is None:
+        access = self.runtime.access.of(user)
+        if obj is None or not access.may_see_object(obj.name):
             raise HTTPException(status_code=404, detail=N_("There is no such page."))
-        return schema, obj
+        return schema, access.view(obj), access
 
     def render(self, request: Request, template: str, status: int = 200, headers=None, **context) -> HTMLResponse:
         return self.templates.TemplateResponse(request, template, self.page_context(request, **context),
@@ -207,13 +210,15 @@ def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str, *, user=
     """Everything the record page shows, read in one connection.
     `timeline_extras(conn, schema, obj, record, user)` adds timeline items
     of other parts of Loom (automation's runs)."""
+    access = runtime.access.of(user)
+    obj = access.view(obj)
     with runtime.engine.connect() as conn:
-        record = runtime.records.get(obj.name, rid, conn=conn, schema=schema)
-        related = related_lists(conn, schema, obj, rid)
-        events = timeline(conn, schema, obj, record)
+        record = runtime.records.get(obj.name, rid, user, conn=conn, schema=schema)
+        related = related_lists(conn, schema, obj, rid, access=access)
+        events = timeline(conn, schema, obj, record, access=access)
         if timeline_extras is not None:
             events = sorted(events + timeline_extras(conn, schema, obj, record, user), key=lambda e: e.at, reverse=True)
-        refs = Refs(schema, conn).collect(obj, [record])
+        refs = Refs(schema, conn, access).collect(obj, [record])
         for item in related:
             refs.collect(item.obj, item.rows)
         for e in events:
@@ -248,12 +253,14 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         groups = []
         text = q.strip()[:200]
         if text:
+            access = runtime.access.of(user)
             with runtime.engine.connect() as conn:
-                refs = Refs(schema, conn)
+                refs = Refs(schema, conn, access)
                 for obj in schema.objects.values():
-                    if not searchable(obj):
+                    obj = access.view(obj)
+                    if not access.may_see_object(obj.name) or not searchable(obj):
                         continue
-                    rows, more = list_records(conn, schema, obj, ListParams(limit=SEARCH_ROWS, q=text))
+                    rows, more = list_records(conn, schema, obj, ListParams(limit=SEARCH_ROWS, q=text), access)
                     if rows:
                         refs.collect(obj, rows)
                         groups.append({"obj": obj, "rows": rows, "more": bool(more), "columns": list_columns(obj, limit=4)})
@@ -264,13 +271,19 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
     @router.get("/bin", response_class=HTMLResponse)
     def recycle_bin(request: Request, user=Depends(_ui_user)):
         schema = runtime.schema()
+        access = runtime.access.of(user)
         items = []
         with runtime.engine.connect() as conn:
-            refs = Refs(schema, conn)
+            refs = Refs(schema, conn, access)
             for obj in schema.objects.values():
+                if not access.may_see_object(obj.name):
+                    continue
+                obj = access.view(obj)
                 table = schema.table(obj.name)
-                rows = conn.execute(sa.select(table).where(table.c._deleted_at.is_not(None))
-                                    .order_by(table.c._deleted_at.desc()).limit(100)).fetchall()
+                query = (sa.select(table).where(table.c._deleted_at.is_not(None))
+                         .order_by(table.c._deleted_at.desc()).limit(100))
+                clause = access.clause(table, obj.name, "read")
+                rows = conn.execute(query if clause is None else query.where(clause)).fetchall()
                 for row in rows:
                     data = dict(row._mapping)
                     items.append({"obj": obj, "record": record_json(obj, data), "deleted_at": data["_deleted_at"],
@@ -287,13 +300,13 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         first ones in list order."""
         name = request.query_params.get("object") or next(
             (v for k, v in request.query_params.items() if k.startswith("_object_")), "")
-        schema, obj = pages.obj(name)
+        schema, obj, access = pages.obj(name, user)
         params = ListParams(limit=8, q=q.strip()[:200] or None)
         if obj.layouts.list_ and obj.layouts.list_.sort:
             params.sort = [(p.lstrip("-"), p.startswith("-")) for p in obj.layouts.list_.sort.split(",")]
         with runtime.engine.connect() as conn:
-            rows, _cursor = list_records(conn, schema, obj, params)
-            refs = Refs(schema, conn).collect(obj, rows)
+            rows, _cursor = list_records(conn, schema, obj, params, access)
+            refs = Refs(schema, conn, access).collect(obj, rows)
         second = list_columns(obj, without=title_column(obj), limit=2)
         return pages.render(request, "forms/_lookup_results.html", obj=obj, rows=rows, second=second,
                             record_title=record_title, ui=pages.display(schema, locale_of(request), refs))
@@ -301,7 +314,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
     # --- lists ------------------------------------------------------------------------
     @router.get("/{object_name}", response_class=HTMLResponse)
     def list_page(object_name: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         locale = locale_of(request)
         items = list(request.query_params.multi_items())
         view_id = request.query_params.get("view")
@@ -317,10 +330,10 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         try:
             params = list_params(items, obj, runtime.context, default_sort=layout.sort if layout else None)
             with runtime.engine.connect() as conn:
-                rows, cursor = list_records(conn, schema, obj, params)
+                rows, cursor = list_records(conn, schema, obj, params, access)
                 if not params.cursor:
-                    count, exact = count_capped(conn, schema, obj, params)
-                refs = Refs(schema, conn).collect(obj, rows)
+                    count, exact = count_capped(conn, schema, obj, params, access=access)
+                refs = Refs(schema, conn, access).collect(obj, rows)
         except BadQuery as exc:
             error = exc
             refs = None
@@ -339,21 +352,23 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
     @router.get("/{object_name}/export.csv")
     def export(object_name: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         items = list(request.query_params.multi_items())
         ids = [v for k, v in items if k == "ids"]
         try:
             params = list_params(items, obj, runtime.context)
         except BadQuery as exc:
             raise HTTPException(status_code=400, detail=filter_problem(exc, locale_of(request))) from None
+        if not access.may_export(obj.name):
+            raise HTTPException(status_code=403, detail=N_("You may not export these records."))
         with runtime.engine.connect() as conn:
-            body = export_csv(conn, schema, obj, params, ids or None)
+            body = export_csv(conn, schema, obj, params, ids or None, access=access)
         return Response(body.encode("utf-8"), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{obj.name}.csv"'})
 
     @router.post("/{object_name}/bulk-delete", dependencies=[Depends(_csrf)])
     async def bulk_delete(object_name: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         form = await request.form()
         ids = form.getlist("ids")[:500]
         _ = pages.gettext(request)
@@ -384,7 +399,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
     @router.post("/{object_name}/views", dependencies=[Depends(_csrf)])
     async def save_view(object_name: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         form = await request.form()
         try:
             view = savedviews.save_view(runtime.engine, user.id, obj.name, str(form.get("name", "")),
@@ -402,7 +417,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
     # --- the pipeline board -------------------------------------------------------------
     @router.get("/{object_name}/board", response_class=HTMLResponse)
     def board(object_name: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         if obj.layouts.kanban is None:
             raise HTTPException(status_code=404, detail=N_("This object has no board."))
         locale = locale_of(request)
@@ -413,8 +428,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         try:
             params = list_params(items, obj, runtime.context, default_sort=layout.sort if layout else None)
             with runtime.engine.connect() as conn:
-                columns = build_board(conn, schema, obj, params)
-                refs = Refs(schema, conn).collect(obj, [c for col in columns for c in col.cards])
+                columns = build_board(conn, schema, obj, params, access=access)
+                refs = Refs(schema, conn, access).collect(obj, [c for col in columns for c in col.cards])
         except BadQuery as exc:
             error, refs = exc, None
         kanban = obj.layouts.kanban
@@ -428,14 +443,14 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
     # --- create -------------------------------------------------------------------------
     @router.get("/{object_name}/new", response_class=HTMLResponse)
     def new_form(object_name: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         prefill = {f.name: f.default for f in obj.fields if f.default is not None and editable(f)}
         prefill.update({k: v for k, v in request.query_params.items() if obj.field(k) is not None and editable(obj.field(k))})
         return _form_page(request, schema, obj, None, None, prefill, user)
 
     @router.post("/{object_name}/new", dependencies=[Depends(_csrf)])
     async def create(object_name: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         form = await request.form()
         data = parse_form(obj, _multi(form), pages.tz)
         locale = locale_of(request)
@@ -452,7 +467,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         """Live form state while typing: visible / required / read only per
         field and formula values (in the HX-Trigger header), and the save's
         errors for the fields the user has left (as out-of-band swaps)."""
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         form = _multi(await request.form())
         rid = (form.get("_id") or [None])[-1] or None
         base = merge.parse_base(obj, (form.get("_base") or [None])[-1]) if rid else None
@@ -463,11 +478,14 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
         def run():
             with runtime.engine.connect() as conn:
+                if rid:
+                    runtime.records.get(obj.name, rid, user, conn=conn, schema=schema)   # 404 unless the user may see it
                 old = _stored(conn, schema, obj, rid) if rid else None
                 record = working_record(obj, old, data, runtime.context)
                 states, computed = field_states(schema, obj, record, old, acting, conn=conn,
                                                 field_context=runtime.context)
-                refs = Refs(schema, conn)
+                _read_only_by_right(states, obj, access)
+                refs = Refs(schema, conn, access)
                 computed_json = record_json(obj, {**{"id": "", "version": 0, "created_at": None, "updated_at": None,
                                                      "created_by": None, "updated_by": None, "owner": None}, **computed})
                 refs.collect(obj, [computed_json])
@@ -476,7 +494,10 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
             status, errors = dryrun.check(runtime, obj.name, rid, mine, acting) if touched else (None, [])
             return states, computed_json, refs, errors
 
-        states, computed, refs, errors = await run_in_threadpool(run)
+        try:
+            states, computed, refs, errors = await run_in_threadpool(run)
+        except NotFound:
+            raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
         ui = pages.display(schema, locale, refs)
         by_field = localize_errors(errors, obj, locale, links=True)
         shown = [f for f in form_fields(obj) if f.name in touched or "*" in touched]
@@ -490,7 +511,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
     # --- one record -----------------------------------------------------------------------
     @router.get("/{object_name}/{rid}", response_class=HTMLResponse)
     def record(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         try:
             context = record_page(runtime, schema, obj, rid, locale_of(request), user=user, timeline_extras=timeline_extras)
         except NotFound:
@@ -499,9 +520,9 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
     @router.get("/{object_name}/{rid}/edit", response_class=HTMLResponse)
     def edit_form(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         try:
-            current = runtime.records.get(obj.name, rid, schema=schema)
+            current = runtime.records.get(obj.name, rid, user, schema=schema)
         except NotFound:
             raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
         return _form_page(request, schema, obj, rid, current, current, user)
@@ -511,7 +532,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         """Saves what the user changed against the values the form started
         from (see `merge`): what others saved meanwhile stays, unless both
         changed one field, which the form then shows side by side."""
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         form = _multi(await request.form())
         data = parse_form(obj, form, pages.tz)
         version = _int(form.get("_version"))
@@ -522,7 +543,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
         def save():
             for _attempt in range(3):
-                current = runtime.records.get(obj.name, rid, schema=schema)
+                current = runtime.records.get(obj.name, rid, user, schema=schema)
                 clashes = []
                 if version is not None and current["version"] != version:
                     clashes = merging.clashes(mine, base, current)
@@ -542,7 +563,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         except NotFound:
             raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
         except RecordError as exc:
-            current = runtime.records.get(obj.name, rid, schema=schema)
+            current = runtime.records.get(obj.name, rid, user, schema=schema)
             return _form_page(request, schema, obj, rid, current, {**current, **mine}, user, status=422, touched="*",
                               errors=exc.errors or [{"field": None, "message": exc.detail}])
         if clashes:
@@ -554,7 +575,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
     async def move(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
         """A board drop or a click on the path bar: one field changes, through
         the record service; the answer is JSON for the page's script."""
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         try:
             body = json.loads(await request.body() or b"{}")
         except ValueError:
@@ -587,7 +608,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         if kanban is not None and kanban.group_by == f.name:
             display = pages.display(schema, locale)
             with runtime.engine.connect() as conn:
-                counts = totals(conn, schema, obj, ListParams())
+                counts = totals(conn, schema, obj, ListParams(), access)
             answer["columns"] = {str(k): {"count": c, "sum": display.money(s) if s is not None and obj.field(kanban.sum).type == "currency"
                                           else (display.number(s) if s is not None else None)}
                                  for k, (c, s) in counts.items()}
@@ -595,7 +616,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
     @router.post("/{object_name}/{rid}/delete", dependencies=[Depends(_csrf)])
     async def delete(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         try:
             await run_in_threadpool(functools.partial(runtime.records.delete, obj.name, rid, user, origin=FORM))
         except RecordError as exc:
@@ -607,7 +628,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
     @router.post("/{object_name}/{rid}/restore", dependencies=[Depends(_csrf)])
     async def restore(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
-        schema, obj = pages.obj(object_name)
+        schema, obj, access = pages.obj(object_name, user)
         try:
             await run_in_threadpool(functools.partial(runtime.records.restore, obj.name, rid, user, origin=FORM))
         except RecordError as exc:
@@ -631,13 +652,15 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
             old = _stored(conn, schema, obj, rid) if rid else None
             record = working_record(obj, old, {k: v for k, v in values.items() if obj.field(k) is not None}, runtime.context)
             states, computed = field_states(schema, obj, record, old, acting, conn=conn, field_context=runtime.context)
+            access = runtime.access.of(user)
+            _read_only_by_right(states, obj, access)
             shown = {**(current or {}), **values}
             computed_json = record_json(obj, {**{"id": "", "version": 0, "created_at": None, "updated_at": None,
                                                  "created_by": None, "updated_by": None, "owner": None}, **computed})
             for f in obj.fields:
                 if not editable(f) or (rid is None and shown.get(f.name) in (None, "", [])):
                     shown[f.name] = computed_json.get(f.name)  # formulas, and defaults of a new record
-            refs = Refs(schema, conn).collect(obj, [_jsonish(obj, shown)])
+            refs = Refs(schema, conn, access).collect(obj, [_jsonish(obj, shown)])
             if conflict is not None:
                 refs.collect(obj, [conflict])
         ui = pages.display(schema, locale, refs)
@@ -674,6 +697,14 @@ def _delete_problems(runtime, schema, exc: RecordError, locale: str) -> list[dic
         out.append({"text": text.replace("%(count)s", str(e.get("count", len(ids)))).replace("%(objects)s", plural),
                     "links": [(f"/app/{child.name}/{rid}", refs.title(child.name, rid)) for rid in ids]})
     return out
+
+
+def _read_only_by_right(states: dict, obj: ObjectDef, access) -> None:
+    """A field the user's role may only read shows as read only."""
+    for f in obj.fields:
+        if access.field_right(obj.name, f.name) == "read":
+            state = states.get(f.name) or FieldState()
+            states[f.name] = dataclasses.replace(state, read_only=True)
 
 
 def _users(engine) -> list[dict[str, str]]:
@@ -744,10 +775,13 @@ def _filter_fields(obj: ObjectDef, ui: Display) -> list[dict[str, Any]]:
     return out
 
 
-def navigation(schema, locale: str, path: str) -> list[dict[str, Any]]:
-    """The app shell's navigation: every installed object, by plural label."""
+def navigation(schema, locale: str, path: str, access=None) -> list[dict[str, Any]]:
+    """The app shell's navigation: every installed object the user may see
+    records of, by plural label."""
     items = []
     for obj in schema.objects.values():
+        if access is not None and not access.may_see_object(obj.name):
+            continue
         href = f"/app/{obj.name}"
         items.append({"href": href, "label": localized(obj.plural_label, locale, "") or localized(obj.label, locale, obj.name),
                       "active": path == href or path.startswith(href + "/"), "icon": obj.icon or ""})
