@@ -1,5 +1,6 @@
-"""The `_admin` endpoints (SPEC §5), administrators only: the users who can
-sign in, and creating them."""
+"""The `_admin` endpoints (SPEC §5), administrators only: users (with role
+and department), departments, roles, the audit log, and handing a
+leaver's records to a colleague."""
 
 from __future__ import annotations
 
@@ -8,79 +9,181 @@ from typing import Any
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from loomcrm.metadata.model import as_json
 from loomcrm.runtime.api.problems import json_response, problem
 from loomcrm.runtime.api.routes import read_json
+from loomcrm.runtime.handover import HandOverError, hand_over
 from loomcrm.runtime.records import RecordError
 
-from . import auth, i18n, systemdb
+from . import audit, auth, directory, i18n, systemdb
 
-USER_KEYS = {"username", "password", "role", "display_name", "email", "locale"}
+USER_KEYS = {"username", "password", "role", "display_name", "email", "locale", "department"}
+CHANGE_KEYS = {"password", "role", "display_name", "email", "locale", "department", "is_active"}
 
 
 def user_json(row) -> dict[str, Any]:
     return {"id": row.id, "username": row.username, "display_name": row.display_name, "email": row.email,
-            "role": row.role, "locale": row.locale, "is_active": row.is_active, "department": None,
+            "role": row.role, "locale": row.locale, "is_active": row.is_active, "department": row.department,
             "created_at": row.created_at.isoformat() if row.created_at else None}
 
 
-def build_admin_router(engine, prefix: str = "/api/v1") -> APIRouter:
+def users(engine, username: str | None = None) -> list[dict[str, Any]]:
+    """The users who can sign in (not automation's own), with their department's name."""
+    u, d = systemdb.users, systemdb.departments
+    query = (sa.select(u, d.c.name.label("department")).select_from(u.outerjoin(d, d.c.id == u.c.department_id))
+             .where(u.c.password_hash != auth.NO_PASSWORD).order_by(u.c.username))
+    if username is not None:
+        query = query.where(u.c.username == username)
+    with engine.connect() as conn:
+        return [user_json(r) for r in conn.execute(query)]
+
+
+def _problems(body: dict, allowed: set[str]) -> list[dict[str, Any]]:
+    """Shape problems of a user body: unknown keys, wrong types, e-mail, language."""
+    errors = [{"field": str(k)[:63], "code": "unknown_field", "message": f"not a key of a user: {str(k)[:63]!r}"}
+              for k in body if k not in allowed]
+    for key in ("username", "password", "role", "display_name", "email", "locale", "department"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            errors.append({"field": key, "code": "type", "message": f"{key} must be text"})
+    if isinstance(body.get("email"), str) and body["email"]:
+        try:
+            body["email"] = validate_email(body["email"], check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            errors.append({"field": "email", "code": "type", "message": f"not a valid e-mail address: {exc}"})
+    if isinstance(body.get("locale"), str) and not i18n.supported(body["locale"]):
+        errors.append({"field": "locale", "code": "invalid_option", "message": f"locale is one of {', '.join(i18n.LOCALES)}"})
+    if "is_active" in body and not isinstance(body["is_active"], bool):
+        errors.append({"field": "is_active", "code": "type", "message": "is_active is true or false"})
+    return errors
+
+
+def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1") -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["admin"])
+    engine = runtime.engine
 
-    @router.get("/_admin/users")
-    async def users(user=Depends(auth.require_admin)):
-        def read():
-            t = systemdb.users
-            with engine.connect() as conn:
-                return [user_json(r) for r in conn.execute(sa.select(t).where(t.c.password_hash != auth.NO_PASSWORD)
-                                                           .order_by(t.c.username))]
-        return json_response({"data": await run_in_threadpool(read)})
+    def role_names() -> list[str]:
+        return sorted(runtime.roles()[1])
 
-    @router.post("/_admin/users")
-    async def create(request: Request, user=Depends(auth.require_admin)):
+    def changed() -> None:
+        """Rights changed: every cached expansion and token goes."""
+        runtime.access.forget()
+        tokens.clear()
+
+    async def body_of(request: Request) -> dict | Response:
         try:
             body = await read_json(request)
         except RecordError as exc:
             return problem(exc.status, exc.detail)
-        if not isinstance(body, dict):
-            return problem(400, "the body is {\"username\", \"password\", \"role\", ...}")
-        errors = [{"field": str(k)[:63], "code": "unknown_field", "message": f"not a key of a user: {str(k)[:63]!r}"}
-                  for k in body if k not in USER_KEYS]
+        return body if isinstance(body, dict) else problem(400, "the body must be a JSON object")
+
+    @router.get("/_admin/users")
+    async def list_users(user=Depends(auth.require_admin)):
+        return json_response({"data": await run_in_threadpool(users, engine)})
+
+    @router.post("/_admin/users")
+    async def create_user(request: Request, user=Depends(auth.require_admin)):
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        errors = _problems(body, USER_KEYS)
         for key in ("username", "password", "role"):
             if not isinstance(body.get(key), str) or not body.get(key):
                 errors.append({"field": key, "code": "required", "message": f"{key} is required"})
-        for key in ("display_name", "email", "locale"):
-            if body.get(key) is not None and not isinstance(body[key], str):
-                errors.append({"field": key, "code": "type", "message": f"{key} must be text"})
-        email = body.get("email") or None
-        if isinstance(email, str):
-            try:
-                email = validate_email(email, check_deliverability=False).normalized
-            except EmailNotValidError as exc:
-                errors.append({"field": "email", "code": "type", "message": f"not a valid e-mail address: {exc}"})
         if isinstance(body.get("username"), str) and body["username"] and not auth.USERNAME_PATTERN.match(body["username"]):
             errors.append({"field": "username", "code": "pattern",
                            "message": "a user name is 1 to 150 letters, digits or . _ @ -, starting with a letter or digit"})
-        if isinstance(body.get("role"), str) and body["role"] and body["role"] not in auth.ROLES:
-            errors.append({"field": "role", "code": "invalid_option", "message": f"role is one of {', '.join(auth.ROLES)}"})
+        if isinstance(body.get("role"), str) and body["role"] and body["role"] not in (*auth.ROLES, *role_names()):
+            errors.append({"field": "role", "code": "invalid_option",
+                           "message": f"role is one of {', '.join([*auth.ROLES, *role_names()])}"})
         if isinstance(body.get("password"), str) and body["password"] and len(body["password"]) < auth.MIN_PASSWORD_LENGTH:
             errors.append({"field": "password", "code": "too_short",
                            "message": f"a password needs at least {auth.MIN_PASSWORD_LENGTH} characters"})
-        locale = body.get("locale") or "en"
-        if isinstance(locale, str) and not i18n.supported(locale):
-            errors.append({"field": "locale", "code": "invalid_option", "message": f"locale is one of {', '.join(i18n.LOCALES)}"})
         if errors:
             return problem(422, f"{len(errors)} problems with the user", errors=errors)
         try:
-            made = await run_in_threadpool(lambda: auth.create_user(
-                engine, body["username"], body["role"], body["password"], display_name=body.get("display_name") or "",
-                locale=locale, email=email))
-        except auth.AuthError as exc:   # checked above but for a name taken meanwhile
-            return problem(409, str(exc), errors=[{"field": "username", "code": "unique", "message": str(exc)}])
-        t = systemdb.users
-        with engine.connect() as conn:
-            row = conn.execute(sa.select(t).where(t.c.id == made.id)).first()
-        return json_response(user_json(row), status=201)
+            made = await run_in_threadpool(lambda: directory.create_user(
+                engine, body["username"], body["role"], body["password"], roles=role_names(),
+                department=body.get("department"), display_name=body.get("display_name") or "",
+                email=body.get("email") or None, locale=body.get("locale") or "en", actor=user))
+        except directory.DirectoryError as exc:
+            return problem(exc.status, str(exc), errors=[{"field": exc.field, "code": "invalid", "message": str(exc)}])
+        return json_response((await run_in_threadpool(users, engine, made.username))[0], status=201)
+
+    @router.patch("/_admin/users/{username}")
+    async def change_user(username: str, request: Request, user=Depends(auth.require_admin)):
+        """Role, department, name, e-mail, language, password, or is_active
+        (false: signed out everywhere and every API token revoked)."""
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        errors = _problems(body, CHANGE_KEYS)
+        if errors:
+            return problem(422, f"{len(errors)} problems with the change", errors=errors)
+        found = await run_in_threadpool(users, engine, username)
+        if not found:
+            return problem(404, f"no user {username[:63]!r}")
+        if body.get("is_active") is False and found[0]["id"] == user.id:
+            return problem(409, "you cannot deactivate yourself")
+        try:
+            await run_in_threadpool(lambda: directory.update_user(engine, found[0]["id"], body, roles=role_names(), actor=user))
+        except directory.DirectoryError as exc:
+            return problem(exc.status, str(exc), errors=[{"field": exc.field, "code": "invalid", "message": str(exc)}])
+        changed()
+        return json_response((await run_in_threadpool(users, engine, username))[0])
+
+    @router.post("/_admin/users/{username}/hand-over")
+    async def hand_over_records(username: str, request: Request, user=Depends(auth.require_admin)):
+        """Give a user's open records to a colleague: {"to": NAME, "objects": [...] (default: every object)}."""
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            moved = await run_in_threadpool(hand_over, runtime, username, body.get("to"), body.get("objects"), user)
+        except HandOverError as exc:
+            return problem(exc.status, str(exc))
+        return json_response({"moved": moved})
+
+    @router.get("/_admin/departments")
+    async def list_departments(user=Depends(auth.require_admin)):
+        found = await run_in_threadpool(directory.departments, engine)
+        return json_response({"data": [{"id": d.id, "name": d.name, "label": d.label, "parent": d.parent,
+                                        "manager": d.manager, "members": d.members} for d in found]})
+
+    @router.post("/_admin/departments")
+    async def create_department(request: Request, user=Depends(auth.require_admin)):
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        unknown = set(body) - {"name", "label", "parent", "manager"}
+        if unknown or not isinstance(body.get("name"), str):
+            return problem(422, 'the body is {"name", "label", "parent", "manager"}', errors=[
+                {"field": k, "code": "unknown_field", "message": "not a key of a department"} for k in sorted(unknown)]
+                or [{"field": "name", "code": "required", "message": "name is required"}])
+        try:
+            made = await run_in_threadpool(lambda: directory.create_department(
+                engine, body["name"], label=str(body.get("label") or ""), parent=body.get("parent"),
+                manager=body.get("manager"), actor=user))
+        except directory.DirectoryError as exc:
+            return problem(exc.status, str(exc), errors=[{"field": exc.field, "code": "invalid", "message": str(exc)}])
+        changed()
+        return json_response({"id": made.id, "name": made.name, "label": made.label, "parent": made.parent,
+                              "manager": made.manager, "members": 0}, status=201)
+
+    @router.get("/_admin/roles")
+    async def list_roles(user=Depends(auth.require_admin)):
+        roles = runtime.roles()[1]
+        builtin = [{"name": "admin", "builtin": True, "description": "every right, and metadata, users and roles"},
+                   {"name": "user", "builtin": True, "description": "`all` on every object"}]
+        return json_response({"data": builtin + [{**as_json(r), "name": r.name, "builtin": False} for r in roles.values()]})
+
+    @router.get("/_admin/audit")
+    async def audit_log(limit: int = 200, before: int | None = None, user=Depends(auth.require_admin)):
+        def read():
+            with engine.connect() as conn:
+                return audit.listing(conn, limit=max(1, min(limit, 1000)), before=before)
+        return json_response({"data": await run_in_threadpool(read)})
 
     return router

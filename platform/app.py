@@ -197,7 +197,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
                                                 timeline_extras=automation_views.record_timeline(automation)))
 
     app.include_router(build_automation_router(automation, user_dependency=auth.current_user))
-    app.include_router(build_admin_router(engine))
+    app.include_router(build_admin_router(runtime, state.tokens))
     # After Loom's own /api/v1 routes: the generic router answers /api/v1/{object}.
     app.include_router(build_api_router(runtime, user_dependency=auth.current_user))
     install_openapi(app, runtime)

@@ -77,11 +77,13 @@ def keyed_hash(secret_key: str, value: str) -> str:
 # --- users -----------------------------------------------------------------------
 
 def create_user(engine: Engine, username: str, role: str, password: str, *, display_name: str = "", locale: str = "en",
-                email: str | None = None) -> User:
+                email: str | None = None, roles: tuple[str, ...] | list[str] | set[str] = ()) -> User:
+    """A new user. `role` is `admin`, `user` or one of `roles` (those the
+    installed bundles define)."""
     if not USERNAME_PATTERN.match(username):
         raise AuthError("a user name is 1 to 150 letters, digits or . _ @ -, starting with a letter or digit")
-    if role not in ROLES:
-        raise AuthError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if role not in ROLES and role not in roles:
+        raise AuthError(f"role must be one of {', '.join([*ROLES, *sorted(roles)])}, not {role!r}")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AuthError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     user = User(id=uuid.uuid4().hex, username=username, role=role, locale=locale, display_name=display_name or username)
@@ -94,6 +96,21 @@ def create_user(engine: Engine, username: str, role: str, password: str, *, disp
             role=role, locale=locale, is_active=True, email=email,
         ))
     return user
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def end_all_sessions(conn: sa.Connection, user_id: str) -> int:
+    """Sign a user out everywhere (their sessions end at once)."""
+    return conn.execute(systemdb.sessions.delete().where(systemdb.sessions.c.user_id == user_id)).rowcount
+
+
+def revoke_all_tokens(conn: sa.Connection, user_id: str) -> int:
+    return conn.execute(systemdb.api_tokens.update().where(systemdb.api_tokens.c.user_id == user_id,
+                                                           systemdb.api_tokens.c.revoked_at.is_(None))
+                        .values(revoked_at=_now())).rowcount
 
 
 def count_users(engine: Engine) -> int:
@@ -265,6 +282,12 @@ class TokenCache:
         with self._lock:
             self.generation += 1
             self._entries.pop(token_hash, None)
+
+    def clear(self) -> None:
+        """Forget every token (a user was deactivated or given another role)."""
+        with self._lock:
+            self.generation += 1
+            self._entries = {}
 
 
 # --- FastAPI dependencies --------------------------------------------------------

@@ -22,6 +22,7 @@ pack_app = typer.Typer(help="Validate, install and export metadata bundles.", no
 migrate_app = typer.Typer(help="Plan and publish the metadata draft.", no_args_is_help=True)
 rollups_app = typer.Typer(help="Recompute rollup fields and check them for drift.", no_args_is_help=True)
 automation_app = typer.Typer(help="The automation run log and replays.", no_args_is_help=True)
+department_app = typer.Typer(help="Manage departments.", no_args_is_help=True)
 webhook_app = typer.Typer(help="Webhook signing.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
@@ -30,6 +31,7 @@ app.add_typer(expr_app, name="expr")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(rollups_app, name="rollups")
 app.add_typer(automation_app, name="automation")
+app.add_typer(department_app, name="department")
 app.add_typer(webhook_app, name="webhook")
 
 err = Console(stderr=True)
@@ -104,19 +106,49 @@ def worker(concurrency: int = typer.Option(2, min=1, max=64, help="Worker proces
 
 @user_app.command("create")
 def user_create(name: str = typer.Argument(..., help="The user name, used to sign in."),
-                role: str = typer.Option(..., help="admin or user."),
+                role: str = typer.Option(..., help="admin, user, or a role an installed bundle defines."),
+                department: str = typer.Option(None, help="The department (see `loom department create`)."),
                 password: str = typer.Option(None, help="Prompted for when not given.")):
     """Create a user."""
-    if role not in auth.ROLES:
-        _fail(f"role must be one of {', '.join(auth.ROLES)}, not {role!r}")
+    from . import directory
+
+    settings = _settings()
+    engine = _engine(settings)
+    roles = _installed_roles(engine)
+    try:
+        directory.check_role(role, roles)
+    except directory.DirectoryError as exc:
+        _fail(str(exc))
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = directory.create_user(engine, name, role, password, roles=roles, department=department)
+    except directory.DirectoryError as exc:
+        _fail(str(exc))
+    typer.echo(f"Created {user.role} {user.username}" + (f" in {department}." if department else "."))
+
+
+def _installed_roles(engine) -> list[str]:
+    from loomcrm.metadata.versions import VersionStore
+
+    with engine.connect() as conn:
+        return [r.name for r in VersionStore().published(conn)[1].roles]
+
+
+@department_app.command("create")
+def department_create(name: str = typer.Argument(..., help="The department's name: lower-case letters, digits and _."),
+                      parent: str = typer.Option(None, help="The department it belongs to."),
+                      label: str = typer.Option("", help="The name people read (default: NAME)."),
+                      manager: str = typer.Option(None, help="The user name of its manager.")):
+    """Create a department in the tree the record scopes read."""
+    from . import directory
+
     settings = _settings()
     try:
-        user = auth.create_user(_engine(settings), name, role, password)
-    except auth.AuthError as exc:
+        made = directory.create_department(_engine(settings), name, label=label, parent=parent, manager=manager)
+    except directory.DirectoryError as exc:
         _fail(str(exc))
-    typer.echo(f"Created {user.role} {user.username}.")
+    typer.echo(f"Created department {made.name}" + (f" under {made.parent}." if made.parent else "."))
 
 
 @token_app.command("create")

@@ -144,6 +144,62 @@ class Access:
         return department in self.below
 
 
+    # -- why ------------------------------------------------------------------------------------
+    def explain(self, conn: sa.Connection, table: sa.Table, obj: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Whether the user may read, update and delete the stored record
+        `row`, and why: each reason names the role, the scope and the fact
+        that matched (owner, department), or the share or sharing rule."""
+        answer: dict[str, Any] = {action: self.allows(conn, table, obj, row["id"], action) for action in ACTIONS}
+        reasons: list[dict[str, Any]] = []
+        if self.everything:
+            reasons.append({"via": "role", "role": self.role, "scope": "all",
+                            "fact": f"the built-in {self.role!r} role may do everything with every record"})
+            return {**answer, "reasons": reasons}
+        if not self.known_role:
+            reasons.append({"via": "role", "role": self.role, "scope": "none",
+                            "fact": f"no installed bundle defines the role {self.role!r}: it gives nothing"})
+        tree = departments(conn)
+        owner = row.get("owner")
+        owner_row = conn.execute(sa.select(_users.c.username, _users.c.department_id).where(_users.c.id == owner)).first() \
+            if owner else None
+        owner_name = owner_row.username if owner_row else None
+        owner_dept = owner_row.department_id if owner_row else None
+        for action in ACTIONS:
+            scope = self.scope(obj, action)
+            fact = self._scope_fact(scope, owner, owner_name, owner_dept, tree)
+            if fact:
+                reasons.append({"via": "role", "role": self.role, "action": action, "scope": scope, "fact": fact})
+        if obj in self.shared:
+            for share in conn.execute(sa.select(_shares).where(_shares.c.object == obj, _shares.c.record_id == row["id"],
+                                                               sa.or_(_shares.c.user_id == self.user_id,
+                                                                      _shares.c.department_id.in_(sorted(self.above))))):
+                whom = "the user" if share.user_id == self.user_id else \
+                    f"department {tree.get(share.department_id, {}).get('name', share.department_id)!r}"
+                reasons.append({"via": "share", "access": share.access, "share": share.id,
+                                "fact": f"the record is shared with {whom} ({share.access})"})
+        for rule_obj, depts, level in self.sharing:
+            if rule_obj == obj and owner_dept in depts:
+                reasons.append({"via": "sharing_rule", "role": self.role, "access": level,
+                                "fact": f"the role's sharing rule gives {level} access to {obj} records owned in "
+                                        f"{tree[owner_dept]['name']!r}"})
+        return {**answer, "reasons": reasons}
+
+    def _scope_fact(self, scope: str, owner, owner_name, owner_dept, tree) -> str | None:
+        mine = tree.get(self.department, {}).get("name")
+        theirs = tree.get(owner_dept, {}).get("name")
+        if scope == "all":
+            return "the role's scope is every record"
+        if scope == "own" and owner and owner == self.user_id:
+            return "the user owns the record"
+        if scope == "department" and owner_dept is not None and owner_dept == self.department:
+            return f"its owner {owner_name!r} is in department {mine!r}, the user's department"
+        if scope == "subordinates" and owner_dept in self.below:
+            return (f"its owner {owner_name!r} is in department {theirs!r}, which is the user's department"
+                    if owner_dept == self.department else
+                    f"its owner {owner_name!r} is in department {theirs!r}, below the user's department {mine!r}")
+        return None
+
+
 class AccessResolver:
     """Users expanded into `Access`, each kept `TTL` seconds (a change made
     in this process is seen at once: `forget`)."""

@@ -27,6 +27,7 @@ from loomcrm.metadata.versions import DraftConflict, ensure_uids
 from ..migrate.checks import check_snapshot
 from ..migrate.execute import PublishRefused, plan_for, publish
 from ..query import list_records, parse_list_params
+from .. import shares
 from ..records import RecordError
 from .problems import json_response, problem
 
@@ -282,12 +283,13 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
     @_guard
     async def list_(object_name: str, request: Request, user=Depends(user_dependency)):
         schema = runtime.schema()
-        obj = records.object_of(schema, object_name)
+        access = runtime.access.of(user)
+        obj = access.view(records.object_of(schema, object_name))   # the fields the user may not see are unknown
         params = parse_list_params(list(request.query_params.multi_items()), obj, runtime.context)
 
         def run():
             with runtime.engine.connect() as conn:
-                return list_records(conn, schema, obj, params)
+                return list_records(conn, schema, obj, params, access)
 
         data, cursor = await run_in_threadpool(run)
         return json_response({"data": data, "next_cursor": cursor})
@@ -320,6 +322,32 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
     async def delete(object_name: str, rid: str, request: Request, user=Depends(user_dependency)):
         expected = _if_match(request)
         await run_in_threadpool(functools.partial(records.delete, object_name, rid, user, expected_version=expected))
+        return Response(status_code=204)
+
+    @router.get("/{object_name}/{rid}/_access", tags=["access"])
+    @_guard
+    async def why(object_name: str, rid: str, user: str = "", acting=Depends(user_dependency)):
+        """Why a user can or cannot read, update and delete the record (admins)."""
+        require_admin(acting)
+        return json_response(await run_in_threadpool(shares.explain, runtime, object_name, rid, user))
+
+    @router.get("/{object_name}/{rid}/_shares", tags=["access"])
+    @_guard
+    async def shares_of(object_name: str, rid: str, user=Depends(user_dependency)):
+        """Who the record is shared with beyond the owners' scopes."""
+        return json_response({"data": await run_in_threadpool(shares.listing, runtime, object_name, rid, user)})
+
+    @router.post("/{object_name}/{rid}/_shares", tags=["access"])
+    @_guard
+    async def share(object_name: str, rid: str, request: Request, user=Depends(user_dependency)):
+        """Share the record with a user or a department: {"user" or "department": NAME, "access": "read" | "edit"}."""
+        body = await read_json(request)
+        return json_response(await run_in_threadpool(shares.share, runtime, object_name, rid, body, user), status=201)
+
+    @router.delete("/{object_name}/{rid}/_shares/{share_id}", tags=["access"])
+    @_guard
+    async def unshare(object_name: str, rid: str, share_id: str, user=Depends(user_dependency)):
+        await run_in_threadpool(shares.unshare, runtime, object_name, rid, share_id, user)
         return Response(status_code=204)
 
     @router.post("/{object_name}/{rid}/restore", include_in_schema=False)
