@@ -386,7 +386,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
                 refs = Refs(schema, conn)
                 refs.load({obj.name: {rid for rid, _exc in failed}})
             return [{"text": f"{refs.title(obj.name, rid)}: {problem['text']}", "links": problem.get("links")}
-                    for rid, exc in failed for problem in _delete_problems(runtime, schema, exc, locale)]
+                    for rid, exc in failed for problem in _delete_problems(runtime, schema, exc, locale, access)]
 
         details = await run_in_threadpool(run)
         message = _("%(n)s records moved to the recycle bin.").replace("%(n)s", str(len(deleted)))
@@ -623,7 +623,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
             _ = pages.gettext(request)
             return pages.render(request, "forms/_notice.html", status=exc.status, kind="error",
                                 message=_("The record could not be deleted:"),
-                                details=_delete_problems(runtime, schema, exc, locale_of(request)))
+                                details=_delete_problems(runtime, schema, exc, locale_of(request), access))
         return _saved(request, f"/app/{obj.name}")
 
     @router.post("/{object_name}/{rid}/restore", dependencies=[Depends(_csrf)])
@@ -679,7 +679,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
     return router
 
 
-def _delete_problems(runtime, schema, exc: RecordError, locale: str) -> list[dict[str, Any]]:
+def _delete_problems(runtime, schema, exc: RecordError, locale: str, access=None) -> list[dict[str, Any]]:
     """Why a delete was refused, in words: for `restrict`, how many records
     of which object still link here, with links to the first of them."""
     out = []
@@ -690,8 +690,9 @@ def _delete_problems(runtime, schema, exc: RecordError, locale: str) -> list[dic
             continue
         ids = e.get("matches") or []
         with runtime.engine.connect() as conn:
-            refs = Refs(schema, conn)
+            refs = Refs(schema, conn, access)
             refs.load({child.name: set(ids)})
+        ids = [rid for rid in ids if refs.title(child.name, rid) is not None]   # never the name of one the user may not read
         text = i18n.gettext(locale, "%(count)s %(objects)s still link to this record. Delete them or link them elsewhere first:")
         plural = localized(child.plural_label, locale, "") or localized(child.label, locale, child.name)
         out.append({"text": text.replace("%(count)s", str(e.get("count", len(ids)))).replace("%(objects)s", plural),

@@ -36,6 +36,18 @@ from .engine import SKIPPABLE, SaveRun, roles_of
 SKIP_FIELD = "_rules"
 
 
+def _readable(ctx: SaveContext, ids: list[str]) -> list[str]:
+    """Of `ids` (records of the saved object), those the saving user may read."""
+    if not ids:
+        return ids
+    table = ctx.schema.table(ctx.obj.name)
+    clause = ctx.access.clause(table, ctx.obj.name, "read")
+    if clause is None:
+        return ids
+    found = set(ctx.conn.execute(sa.select(table.c.id).where(table.c.id.in_(ids), clause)).scalars())
+    return [rid for rid in ids if rid in found]
+
+
 @dataclass(frozen=True)
 class Skip:
     reason: str
@@ -164,6 +176,10 @@ class Rules(RuleHooks):
             blocks, warnings = check_duplicates(ctx.conn, ctx.schema, ctx.obj, ctx.values,
                                                 None if ctx.is_new else ctx.old["id"], None if ctx.is_new else ctx.changed,
                                                 run.locale)
+            if ctx.access is not None and not ctx.access.everything:
+                # a match the user may not read still counts, but is never named
+                for problem in blocks + warnings:
+                    problem["matches"] = _readable(ctx, problem.get("matches") or [])
             skip: Skip | None = ctx.__dict__["_rules_skip"]
             if skip is not None and "duplicates" in skip.kinds:
                 ctx.__dict__.setdefault("_rules_skipped", []).extend(blocks)

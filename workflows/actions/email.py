@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..templates import render
 from . import Act, Dead, Delivery, Retry
-from .notify import recipients
+from .notify import recipients, who_may_read
 
 TIMEOUT = 30
 
@@ -37,7 +37,8 @@ def addresses(act: Act) -> list[tuple[str, str]]:
     wanted = [str(v).strip() for v in items if str(v).strip()]
     out = [(item, "en") for item in wanted if "@" in item]
     names = [item for item in wanted if "@" not in item]
-    for user in recipients(act.evaluate.conn, names):
+    conn = act.evaluate.conn
+    for user in who_may_read(act, conn, recipients(conn, names)):   # users hear only of records they may see
         if user["email"]:
             out.append((user["email"], user["locale"] or "en"))
     return out
