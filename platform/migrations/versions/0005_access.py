@@ -28,6 +28,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
     )
     with op.batch_alter_table("loom_users") as batch:
+        # roles are no longer only admin and user: bundles define more
+        batch.drop_constraint("ck_loom_users_role", type_="check")
         batch.alter_column("role", type_=sa.String(63), existing_nullable=False)
         batch.add_column(sa.Column("department_id", sa.String(32), sa.ForeignKey("loom_departments.id",
                                                                                  name="fk_loom_users_department")))
@@ -78,4 +80,5 @@ def downgrade() -> None:
     with op.batch_alter_table("loom_users") as batch:
         batch.drop_column("department_id")
         batch.alter_column("role", type_=sa.String(20), existing_nullable=False)
+        batch.create_check_constraint("ck_loom_users_role", "role IN ('admin', 'user')")
     op.drop_table("loom_departments")
