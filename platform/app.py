@@ -28,7 +28,7 @@ from loomcrm.workflows import views as automation_views
 from loomcrm.workflows.api import build_automation_router
 from loomcrm.workflows.engine import Automation
 
-from . import auth, i18n, systemdb
+from . import auth, i18n, lockout, systemdb
 from .admin import build_admin_router
 from .db import create_engine, write_transaction
 from .settings import Settings
@@ -151,9 +151,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         expected = request.cookies.get(LOGIN_CSRF_COOKIE)
         if not expected or not secrets.compare_digest(expected, csrf_token):
             return _login_form(request, templates, next=next, error="The form expired. Please sign in again.", status=400)
+        address = request.client.host if request.client else None
+        minutes = lockout.minutes_left(engine, username.strip(), address)
+        if minutes:
+            return _login_form(request, templates, next=next, username=username, status=429,
+                               error="Too many failed sign-ins. Try again in %(n)s minutes.", error_n=minutes)
         user = auth.authenticate(engine, username.strip(), password)
         if user is None:
+            lockout.failed(engine, username.strip(), address)
             return _login_form(request, templates, next=next, username=username, error="Wrong user name or password.", status=401)
+        lockout.succeeded(engine, username.strip())
         session = auth.start_session(engine, state.secret_key, user)
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(auth.SESSION_COOKIE, session.token, max_age=int(auth.SESSION_LIFETIME.total_seconds()),
@@ -242,9 +249,10 @@ def page_context(request: Request, **extra) -> dict:
     }
 
 
-def _login_form(request: Request, templates: Jinja2Templates, *, next: str, username: str = "", error: str | None = None, status: int = 200) -> Response:
+def _login_form(request: Request, templates: Jinja2Templates, *, next: str, username: str = "", error: str | None = None,
+                status: int = 200, error_n: int | None = None) -> Response:
     token = secrets.token_urlsafe(32)
-    context = page_context(request, next=_safe_next(next), username=username, error=error, login_csrf=token)
+    context = page_context(request, next=_safe_next(next), username=username, error=error, error_n=error_n, login_csrf=token)
     response = templates.TemplateResponse(request, "login.html", context, status_code=status)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
                         secure=_secure(request, request.app.state.loom.settings), path="/login")

@@ -140,3 +140,40 @@ def test_accepted_tokens_are_cached_for_a_few_seconds_and_revoked_at_once_in_thi
     assert client.get("/api/v1/me").status_code == 200
     assert auth.revoke_token(state.engine, state.secret_key, second, cache=state.tokens)
     assert client.get("/api/v1/me").status_code == 401
+
+
+def test_failed_sign_ins_lock_the_user_name_for_a_while(app):
+    from loomcrm.platform import lockout
+
+    client = TestClient(app)
+    for _ in range(lockout.USER_LIMIT):
+        assert _login(client, "rep", "not the password").status_code == 401
+    locked = _login(client, "rep", "rep-password")
+    assert locked.status_code == 429 and "Too many failed sign-ins" in locked.text and "15 minutes" in locked.text
+    assert _login(TestClient(app), "admin").status_code == 303   # another user name is not locked out
+    zh = TestClient(app, headers={"Accept-Language": "zh-CN"})
+    assert "登录失败次数过多" in _login(zh, "rep", "rep-password").text
+    # the lock ends by itself
+    with app.state.loom.engine.begin() as conn:
+        conn.execute(systemdb.login_failures.update().values(locked_until=sa.func.current_timestamp()))
+    assert _login(client, "rep", "rep-password").status_code == 303
+    for _ in range(lockout.USER_LIMIT - 1):   # a success cleared the count
+        assert _login(TestClient(app), "rep", "not the password").status_code == 401
+    assert _login(TestClient(app), "rep", "rep-password").status_code == 303
+
+
+def test_deactivating_a_user_ends_their_sessions_and_tokens(app):
+    engine = app.state.loom.engine
+    rep_client, admin_client = TestClient(app), TestClient(app)
+    assert _login(rep_client, "rep", "rep-password").status_code == 303
+    token = auth.create_token(engine, app.state.loom.secret_key, "rep")
+    assert admin_client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    admin_token = auth.create_token(engine, app.state.loom.secret_key, "admin")
+    answer = admin_client.patch("/api/v1/_admin/users/rep", json={"is_active": False},
+                                headers={"Authorization": f"Bearer {admin_token}"})
+    assert answer.status_code == 200 and answer.json()["is_active"] is False
+    assert admin_client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert rep_client.get("/", follow_redirects=False).status_code == 303   # signed out: back to /login
+    with engine.connect() as conn:
+        logged = conn.execute(sa.select(systemdb.audit.c.action, systemdb.audit.c.target)).all()
+    assert ("user.update", "rep") in logged
