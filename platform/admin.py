@@ -1,6 +1,6 @@
 """The `_admin` endpoints (SPEC §5), administrators only: users (with role
-and department), departments, roles, the audit log, and handing a
-leaver's records to a colleague."""
+and department) and their sessions, departments, roles, the audit log, and
+handing a leaver's records to a colleague."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from loomcrm.runtime.handover import HandOverError, hand_over
 from loomcrm.runtime.records import RecordError
 
 from . import audit, auth, directory, i18n, systemdb
+from .db import write_transaction
 
 USER_KEYS = {"username", "password", "role", "display_name", "email", "locale", "department"}
 CHANGE_KEYS = {"password", "role", "display_name", "email", "locale", "department", "is_active"}
@@ -133,6 +134,29 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
             return problem(exc.status, str(exc), errors=[{"field": exc.field, "code": "invalid", "message": str(exc)}])
         changed()
         return json_response((await run_in_threadpool(users, engine, username))[0])
+
+    @router.get("/_admin/users/{username}/sessions")
+    async def user_sessions(username: str, user=Depends(auth.require_admin)):
+        found = await run_in_threadpool(users, engine, username)
+        if not found:
+            return problem(404, f"no user {username[:63]!r}")
+        return json_response({"data": await run_in_threadpool(auth.sessions_of, engine, found[0]["id"])})
+
+    @router.delete("/_admin/users/{username}/sessions/{session_id}")
+    async def end_user_session(username: str, session_id: str, user=Depends(auth.require_admin)):
+        """Sign a user out of one browser."""
+        found = await run_in_threadpool(users, engine, username)
+
+        def end() -> bool:
+            with write_transaction(engine) as conn:
+                ended = auth.end_session_by_id(conn, found[0]["id"], session_id)
+                if ended:
+                    audit.record(conn, user, "session.end", username, {"session": session_id})
+                return ended
+
+        if not found or not await run_in_threadpool(end):
+            return problem(404, f"no session {session_id[:32]!r} of {username[:63]!r}")
+        return Response(status_code=204)
 
     @router.post("/_admin/users/{username}/hand-over")
     async def hand_over_records(username: str, request: Request, user=Depends(auth.require_admin)):

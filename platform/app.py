@@ -161,7 +161,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
             lockout.failed(engine, username.strip(), address)
             return _login_form(request, templates, next=next, username=username, error="Wrong user name or password.", status=401)
         lockout.succeeded(engine, username.strip())
-        session = auth.start_session(engine, state.secret_key, user)
+        session = auth.start_session(engine, state.secret_key, user, address=address,
+                                     user_agent=request.headers.get("user-agent"))
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(auth.SESSION_COOKIE, session.token, max_age=int(auth.SESSION_LIFETIME.total_seconds()),
                             httponly=True, samesite="lax", secure=_secure(request, settings), path="/")

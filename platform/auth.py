@@ -155,16 +155,40 @@ class Session:
     user: User
 
 
-def start_session(engine: Engine, secret_key: str, user: User) -> Session:
+def start_session(engine: Engine, secret_key: str, user: User, *, address: str | None = None,
+                  user_agent: str | None = None) -> Session:
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     with write_transaction(engine) as conn:
         conn.execute(systemdb.sessions.delete().where(systemdb.sessions.c.expires_at < _now()))
         conn.execute(systemdb.sessions.insert().values(
             token_hash=keyed_hash(secret_key, token), user_id=user.id, csrf_token=csrf,
-            expires_at=_now() + SESSION_LIFETIME,
+            expires_at=_now() + SESSION_LIFETIME, address=(address or None) and address[:45],
+            user_agent=(user_agent or None) and user_agent[:300],
         ))
     return Session(token=token, csrf_token=csrf, user=user)
+
+
+SESSION_ID_LENGTH = 16
+
+
+def sessions_of(engine: Engine, user_id: str) -> list[dict]:
+    """A user's live sessions, newest first. A session's id is the start of
+    its token's keyed hash: enough to name it, useless to sign in with."""
+    s = systemdb.sessions
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(s).where(s.c.user_id == user_id).order_by(s.c.created_at.desc())).all()
+    return [{"id": r.token_hash[:SESSION_ID_LENGTH], "created_at": _aware(r.created_at).isoformat(),
+             "expires_at": _aware(r.expires_at).isoformat(), "address": r.address, "user_agent": r.user_agent}
+            for r in rows if _aware(r.expires_at) >= _now()]
+
+
+def end_session_by_id(conn: sa.Connection, user_id: str, session_id: str) -> bool:
+    """End one of a user's sessions, named as `sessions_of` names it."""
+    if len(session_id) != SESSION_ID_LENGTH or not session_id.isalnum():
+        return False
+    s = systemdb.sessions
+    return conn.execute(s.delete().where(s.c.user_id == user_id, s.c.token_hash.startswith(session_id, autoescape=True))).rowcount > 0
 
 
 def end_session(engine: Engine, secret_key: str, token: str) -> None:

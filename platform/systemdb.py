@@ -67,6 +67,9 @@ sessions = sa.Table(
     sa.Column("csrf_token", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("address", sa.String(45)),
+    sa.Column("user_agent", sa.String(300)),
+    sa.Index("ix_loom_sessions_user", "user_id"),
 )
 api_tokens = sa.Table(
     "loom_api_tokens", meta,

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from loomcrm.metadata import diff as d
 from loomcrm.metadata.model import ObjectDef, as_json
 from loomcrm.metadata.versions import DraftConflict, Snapshot, VersionStore, ensure_uids
-from loomcrm.platform import systemdb
+from loomcrm.platform import audit, systemdb
 from loomcrm.platform.db import ddl_transaction
 
 from ..fields import DEFAULT_CONTEXT, FieldContext, field_type
@@ -353,6 +353,21 @@ def plan_for(engine: Engine, snapshot: Snapshot | None = None, *, ctx: FieldCont
         return make_plan(conn, old, snapshot, base, field_context=ctx)
 
 
+def _what_changed(old: Snapshot, new: Snapshot, plan: Plan, comment: str) -> dict:
+    """The audit log's account of a publish: the migration steps, and the
+    objects, workflows and roles added, changed or removed."""
+    def named(things) -> dict[str, dict]:
+        return {t.name: as_json(t) for t in things}
+
+    details: dict = {"comment": comment[:500], "steps": [s.op.describe() for s in plan.steps][:100]}
+    for kind in ("objects", "workflows", "roles"):
+        before, after = named(getattr(old, kind)), named(getattr(new, kind))
+        touched = sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n))
+        if touched:
+            details[kind] = touched[:100]
+    return details
+
+
 def publish(engine: Engine, snapshot: Snapshot | None = None, *, comment: str = "", user_id: str | None = None,
             confirm: Mapping[str, str] | None = None, expected_base: int | None = None, ctx: FieldContext | None = None,
             on_step: StepHook | None = None, after: Callable[[sa.Connection, int, Plan], None] | None = None) -> PublishResult:
@@ -388,6 +403,7 @@ def publish(engine: Engine, snapshot: Snapshot | None = None, *, comment: str = 
         deferred = apply_plan(conn, plan, confirm=confirm, user_id=user_id, ctx=ctx, on_step=on_step)
         sync_triggers(conn, build_schema(snapshot.objects, base + 1))
         version = store.record_version(conn, snapshot, expected_base=base, comment=comment, user_id=user_id)
+        audit.record(conn, user_id, "metadata.publish", f"version {version}", _what_changed(old, snapshot, plan, comment))
         if after is not None:
             after(conn, version, plan)
         if from_draft:

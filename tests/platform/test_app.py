@@ -177,3 +177,36 @@ def test_deactivating_a_user_ends_their_sessions_and_tokens(app):
     with engine.connect() as conn:
         logged = conn.execute(sa.select(systemdb.audit.c.action, systemdb.audit.c.target)).all()
     assert ("user.update", "rep") in logged
+
+
+def test_the_audit_log_names_who_published_which_metadata(app):
+    engine = app.state.loom.engine
+    admin = {"Authorization": f"Bearer {auth.create_token(engine, app.state.loom.secret_key, 'admin')}"}
+    client = TestClient(app)
+    put = client.put("/api/v1/_meta/objects/visit", headers=admin,
+                     json={"label": "Visit", "fields": [{"name": "title", "type": "text", "required": True}]})
+    assert put.status_code == 200, put.text
+    assert client.post("/api/v1/_meta/publish", headers=admin, json={"comment": "visits"}).status_code == 200
+    logged = client.get("/api/v1/_admin/audit", headers=admin).json()["data"]
+    publish = next(line for line in logged if line["action"] == "metadata.publish")
+    assert publish["actor"] == "admin" and publish["details"]["comment"] == "visits"
+    assert publish["details"]["objects"] == ["visit"] and publish["details"]["steps"]
+
+
+def test_an_admin_lists_a_users_sessions_and_ends_one(app):
+    engine = app.state.loom.engine
+    admin = {"Authorization": f"Bearer {auth.create_token(engine, app.state.loom.secret_key, 'admin')}"}
+    laptop, phone = TestClient(app, headers={"User-Agent": "Laptop/1"}), TestClient(app, headers={"User-Agent": "Phone/2"})
+    for client in (laptop, phone):
+        assert _login(client, "rep", "rep-password").status_code == 303
+    api = TestClient(app)
+    listed = api.get("/api/v1/_admin/users/rep/sessions", headers=admin).json()["data"]
+    assert sorted(s["user_agent"] for s in listed) == ["Laptop/1", "Phone/2"] and all(s["address"] for s in listed)
+    phone_session = next(s["id"] for s in listed if s["user_agent"] == "Phone/2")
+    assert api.delete(f"/api/v1/_admin/users/rep/sessions/{phone_session}", headers=admin).status_code == 204
+    assert phone.get("/", follow_redirects=False).status_code == 303        # signed out there
+    assert laptop.get("/", follow_redirects=False).status_code == 200       # and only there
+    assert api.delete(f"/api/v1/_admin/users/rep/sessions/{phone_session}", headers=admin).status_code == 404
+    assert api.delete("/api/v1/_admin/users/rep/sessions/%25", headers=admin).status_code == 404
+    assert api.get("/api/v1/_admin/users/rep/sessions",
+                   headers={"Authorization": f"Bearer {auth.create_token(engine, app.state.loom.secret_key, 'rep')}"}).status_code == 403

@@ -1,5 +1,6 @@
 """Who sees what: departments (a tree, each with a manager), users in a
-department with a role a bundle may define, records shared beyond their
+department with a role a bundle may define, sessions an admin can tell
+apart (address, browser), records shared beyond their
 owners' scope, an audit log of administration, and failed sign-ins for
 the lockout.
 
@@ -34,6 +35,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("department_id", sa.String(32), sa.ForeignKey("loom_departments.id",
                                                                                  name="fk_loom_users_department")))
     op.create_index("ix_loom_users_department", "loom_users", ["department_id"])
+    # so an admin can tell a user's sessions apart before ending one
+    with op.batch_alter_table("loom_sessions") as batch:
+        batch.add_column(sa.Column("address", sa.String(45)))
+        batch.add_column(sa.Column("user_agent", sa.String(300)))
+    op.create_index("ix_loom_sessions_user", "loom_sessions", ["user_id"])
     op.create_table(
         "loom_shares",
         sa.Column("id", sa.String(32), primary_key=True),
@@ -76,6 +82,10 @@ def downgrade() -> None:
     for name in ("record", "user", "department"):
         op.drop_index(f"ix_loom_shares_{name}", table_name="loom_shares")
     op.drop_table("loom_shares")
+    op.drop_index("ix_loom_sessions_user", table_name="loom_sessions")
+    with op.batch_alter_table("loom_sessions") as batch:
+        batch.drop_column("user_agent")
+        batch.drop_column("address")
     op.drop_index("ix_loom_users_department", table_name="loom_users")
     with op.batch_alter_table("loom_users") as batch:
         batch.drop_column("department_id")
