@@ -31,6 +31,10 @@ def user_json(row) -> dict[str, Any]:
             "created_at": row.created_at.isoformat() if row.created_at else None}
 
 
+def department_json(d: directory.Department) -> dict[str, Any]:
+    return {"id": d.id, "name": d.name, "label": d.label, "parent": d.parent, "manager": d.manager, "members": d.members}
+
+
 def users(engine, username: str | None = None) -> list[dict[str, Any]]:
     """The users who can sign in (not automation's own), with their department's name."""
     u, d = systemdb.users, systemdb.departments
@@ -42,13 +46,27 @@ def users(engine, username: str | None = None) -> list[dict[str, Any]]:
         return [user_json(r) for r in conn.execute(query)]
 
 
-def _problems(body: dict, allowed: set[str]) -> list[dict[str, Any]]:
-    """Shape problems of a user body: unknown keys, wrong types, e-mail, language."""
+def user_problems(body: dict, roles: list[str], *, creating: bool) -> list[dict[str, Any]]:
+    """What is wrong with a new user (`creating`) or a change to one: unknown
+    keys, wrong types, missing values, the name's shape, the role, the
+    password's length, the e-mail and the language. Normalizes the e-mail."""
+    allowed = USER_KEYS if creating else CHANGE_KEYS
     errors = [{"field": str(k)[:63], "code": "unknown_field", "message": f"not a key of a user: {str(k)[:63]!r}"}
               for k in body if k not in allowed]
     for key in ("username", "password", "role", "display_name", "email", "locale", "department"):
         if body.get(key) is not None and not isinstance(body[key], str):
             errors.append({"field": key, "code": "type", "message": f"{key} must be text"})
+    for key in ("username", "password", "role") if creating else ():
+        if not isinstance(body.get(key), str) or not body.get(key):
+            errors.append({"field": key, "code": "required", "message": f"{key} is required"})
+    if creating and isinstance(body.get("username"), str) and body["username"] and not auth.USERNAME_PATTERN.match(body["username"]):
+        errors.append({"field": "username", "code": "pattern",
+                       "message": "a user name is 1 to 150 letters, digits or . _ @ -, starting with a letter or digit"})
+    if isinstance(body.get("role"), str) and body["role"] and body["role"] not in (*auth.ROLES, *roles):
+        errors.append({"field": "role", "code": "invalid_option", "message": f"role is one of {', '.join([*auth.ROLES, *roles])}"})
+    if isinstance(body.get("password"), str) and (body["password"] or not creating) and len(body["password"]) < auth.MIN_PASSWORD_LENGTH:
+        errors.append({"field": "password", "code": "too_short",
+                       "message": f"a password needs at least {auth.MIN_PASSWORD_LENGTH} characters"})
     if isinstance(body.get("email"), str) and body["email"]:
         try:
             body["email"] = validate_email(body["email"], check_deliverability=False).normalized
@@ -59,6 +77,10 @@ def _problems(body: dict, allowed: set[str]) -> list[dict[str, Any]]:
     if "is_active" in body and not isinstance(body["is_active"], bool):
         errors.append({"field": "is_active", "code": "type", "message": "is_active is true or false"})
     return errors
+
+
+def directory_problem(exc: directory.DirectoryError) -> Response:
+    return problem(exc.status, str(exc), errors=[{"field": exc.field, "code": exc.code, "message": str(exc)}])
 
 
 def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1") -> APIRouter:
@@ -89,19 +111,7 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
         body = await body_of(request)
         if isinstance(body, Response):
             return body
-        errors = _problems(body, USER_KEYS)
-        for key in ("username", "password", "role"):
-            if not isinstance(body.get(key), str) or not body.get(key):
-                errors.append({"field": key, "code": "required", "message": f"{key} is required"})
-        if isinstance(body.get("username"), str) and body["username"] and not auth.USERNAME_PATTERN.match(body["username"]):
-            errors.append({"field": "username", "code": "pattern",
-                           "message": "a user name is 1 to 150 letters, digits or . _ @ -, starting with a letter or digit"})
-        if isinstance(body.get("role"), str) and body["role"] and body["role"] not in (*auth.ROLES, *role_names()):
-            errors.append({"field": "role", "code": "invalid_option",
-                           "message": f"role is one of {', '.join([*auth.ROLES, *role_names()])}"})
-        if isinstance(body.get("password"), str) and body["password"] and len(body["password"]) < auth.MIN_PASSWORD_LENGTH:
-            errors.append({"field": "password", "code": "too_short",
-                           "message": f"a password needs at least {auth.MIN_PASSWORD_LENGTH} characters"})
+        errors = user_problems(body, role_names(), creating=True)
         if errors:
             return problem(422, f"{len(errors)} problems with the user", errors=errors)
         try:
@@ -110,7 +120,7 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
                 department=body.get("department"), display_name=body.get("display_name") or "",
                 email=body.get("email") or None, locale=body.get("locale") or "en", actor=user))
         except directory.DirectoryError as exc:
-            return problem(exc.status, str(exc), errors=[{"field": exc.field, "code": "invalid", "message": str(exc)}])
+            return directory_problem(exc)
         return json_response((await run_in_threadpool(users, engine, made.username))[0], status=201)
 
     @router.patch("/_admin/users/{username}")
@@ -120,7 +130,7 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
         body = await body_of(request)
         if isinstance(body, Response):
             return body
-        errors = _problems(body, CHANGE_KEYS)
+        errors = user_problems(body, role_names(), creating=False)
         if errors:
             return problem(422, f"{len(errors)} problems with the change", errors=errors)
         found = await run_in_threadpool(users, engine, username)
@@ -131,7 +141,7 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
         try:
             await run_in_threadpool(lambda: directory.update_user(engine, found[0]["id"], body, roles=role_names(), actor=user))
         except directory.DirectoryError as exc:
-            return problem(exc.status, str(exc), errors=[{"field": exc.field, "code": "invalid", "message": str(exc)}])
+            return directory_problem(exc)
         changed()
         return json_response((await run_in_threadpool(users, engine, username))[0])
 
@@ -173,8 +183,7 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
     @router.get("/_admin/departments")
     async def list_departments(user=Depends(auth.require_admin)):
         found = await run_in_threadpool(directory.departments, engine)
-        return json_response({"data": [{"id": d.id, "name": d.name, "label": d.label, "parent": d.parent,
-                                        "manager": d.manager, "members": d.members} for d in found]})
+        return json_response({"data": [department_json(d) for d in found]})
 
     @router.post("/_admin/departments")
     async def create_department(request: Request, user=Depends(auth.require_admin)):
@@ -191,10 +200,26 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
                 engine, body["name"], label=str(body.get("label") or ""), parent=body.get("parent"),
                 manager=body.get("manager"), actor=user))
         except directory.DirectoryError as exc:
-            return problem(exc.status, str(exc), errors=[{"field": exc.field, "code": "invalid", "message": str(exc)}])
+            return directory_problem(exc)
         changed()
-        return json_response({"id": made.id, "name": made.name, "label": made.label, "parent": made.parent,
-                              "manager": made.manager, "members": 0}, status=201)
+        return json_response(department_json(made), status=201)
+
+    @router.patch("/_admin/departments/{name}")
+    async def change_department(name: str, request: Request, user=Depends(auth.require_admin)):
+        """{"label", "parent", "manager"}: any of them; a department never moves below itself."""
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        bad = [k for k, v in body.items() if v is not None and not isinstance(v, str)]
+        if bad:
+            return problem(422, "label, parent and manager are text", errors=[
+                {"field": str(k)[:63], "code": "type", "message": "must be text"} for k in bad])
+        try:
+            made = await run_in_threadpool(lambda: directory.update_department(engine, name, body, actor=user))
+        except directory.DirectoryError as exc:
+            return directory_problem(exc)
+        changed()
+        return json_response(department_json(made))
 
     @router.get("/_admin/roles")
     async def list_roles(user=Depends(auth.require_admin)):

@@ -30,6 +30,7 @@ from loomcrm.workflows.engine import Automation
 
 from . import auth, i18n, lockout, systemdb
 from .admin import build_admin_router
+from .admin_pages import build_admin_pages
 from .db import create_engine, write_transaction
 from .settings import Settings
 
@@ -201,11 +202,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
 
     # The automation pages live under /app/_... : before the generated object pages.
     app.include_router(automation_views.build_automation_pages(automation, templates=templates, page_context=page_context))
+    app.include_router(forms.build_sharing_router(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context,
                                                 timeline_extras=automation_views.record_timeline(automation)))
 
     app.include_router(build_automation_router(automation, user_dependency=auth.current_user))
     app.include_router(build_admin_router(runtime, state.tokens))
+    app.include_router(build_admin_pages(runtime, state.tokens, templates=templates, page_context=page_context))
     # After Loom's own /api/v1 routes: the generic router answers /api/v1/{object}.
     app.include_router(build_api_router(runtime, user_dependency=auth.current_user))
     install_openapi(app, runtime)

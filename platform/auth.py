@@ -359,6 +359,26 @@ async def current_user(request: Request) -> User:
     return session.user
 
 
+def page_user(request: Request) -> User:
+    """The signed-in user of a page (401, then the sign-in page, without one)."""
+    session = request_session(request)
+    if session is None:
+        raise HTTPException(status_code=401, detail="sign in")
+    return session.user
+
+
+async def page_csrf(request: Request) -> None:
+    """A page's unsafe request carries the session's CSRF token, in the
+    X-CSRF-Token header (htmx) or the form's csrf_token field."""
+    session = request_session(request)
+    sent = request.headers.get("x-csrf-token")
+    if not sent and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/")):
+        sent = (await request.form()).get("csrf_token")
+    if session is None:
+        raise HTTPException(status_code=401, detail="sign in")
+    check_csrf(session, sent)
+
+
 def check_csrf(session: Session, sent: str | None) -> None:
     if not sent or not hmac.compare_digest(sent, session.csrf_token):
         raise HTTPException(status_code=403, detail="missing or wrong CSRF token")

@@ -24,12 +24,14 @@ _departments, _users = systemdb.departments, systemdb.users
 
 
 class DirectoryError(ValueError):
-    """A change that cannot be made; `field` names what is wrong."""
+    """A change that cannot be made; `field` names what is wrong and `code`
+    what kind of wrong (the pages say it in the user's language)."""
 
-    def __init__(self, message: str, field: str | None = None, status: int = 422):
+    def __init__(self, message: str, field: str | None = None, status: int = 422, code: str = "invalid"):
         super().__init__(message)
         self.field = field
         self.status = status
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -68,28 +70,28 @@ def departments(engine: Engine) -> list[Department]:
     return ordered
 
 
-def department_id(conn: sa.Connection, name: str | None) -> str | None:
+def department_id(conn: sa.Connection, name: str | None, field: str = "department") -> str | None:
     if not name:
         return None
-    found = conn.execute(sa.select(_departments.c.id).where(_departments.c.name == name)).scalar()
+    found = conn.execute(sa.select(_departments.c.id).where(_departments.c.name == name[:63])).scalar()
     if found is None:
-        raise DirectoryError(f"there is no department {name!r}", "department")
+        raise DirectoryError(f"there is no department {name[:63]!r}", field, code="not_found")
     return found
 
 
 def create_department(engine: Engine, name: str, *, label: str = "", parent: str | None = None,
                       manager: str | None = None, actor=None) -> Department:
     if not isinstance(name, str) or not NAME.match(name):
-        raise DirectoryError("a department's name is lower-case letters, digits and _ (e.g. east_sales)", "name")
+        raise DirectoryError("a department's name is lower-case letters, digits and _ (e.g. east_sales)", "name", code="pattern")
     with write_transaction(engine) as conn:
         if conn.execute(sa.select(_departments.c.id).where(_departments.c.name == name)).first() is not None:
-            raise DirectoryError(f"department {name!r} already exists", "name", status=409)
-        parent_id = department_id(conn, parent)
+            raise DirectoryError(f"department {name!r} already exists", "name", status=409, code="taken")
+        parent_id = department_id(conn, parent, "parent")
         manager_id = None
         if manager:
             manager_id = conn.execute(sa.select(_users.c.id).where(_users.c.username == manager)).scalar()
             if manager_id is None:
-                raise DirectoryError(f"there is no user {manager!r}", "manager")
+                raise DirectoryError(f"there is no user {manager[:63]!r}", "manager", code="not_found")
         dept_id = uuid.uuid4().hex
         conn.execute(sa.insert(_departments).values(id=dept_id, name=name, label=(label or name)[:200],
                                                     parent_id=parent_id, manager_id=manager_id))
@@ -97,10 +99,45 @@ def create_department(engine: Engine, name: str, *, label: str = "", parent: str
     return next(d for d in departments(engine) if d.id == dept_id)
 
 
+def update_department(engine: Engine, name: str, changes: dict[str, Any], *, actor=None) -> Department:
+    """Change a department's label, parent (never one of its own
+    descendants) or manager (a user name, or empty for none)."""
+    unknown = set(changes) - {"label", "parent", "manager"}
+    if unknown:
+        raise DirectoryError(f"unknown key {sorted(unknown)[0]!r}", sorted(unknown)[0], code="unknown_field")
+    with write_transaction(engine) as conn:
+        row = conn.execute(sa.select(_departments).where(_departments.c.name == name)).first()
+        if row is None:
+            raise DirectoryError(f"there is no department {name!r}", None, status=404, code="not_found")
+        values: dict[str, Any] = {}
+        if "label" in changes:
+            values["label"] = str(changes["label"] or name)[:200]
+        if "parent" in changes:
+            parent_id = department_id(conn, changes["parent"] or None, "parent")
+            parents = dict(conn.execute(sa.select(_departments.c.id, _departments.c.parent_id)).all())
+            walk = parent_id
+            while walk is not None:
+                if walk == row.id:
+                    raise DirectoryError(f"{changes['parent']!r} is inside {name!r}: a department cannot be its own "
+                                         "ancestor", "parent", code="cycle")
+                walk = parents.get(walk)
+            values["parent_id"] = parent_id
+        if "manager" in changes:
+            values["manager_id"] = None
+            if changes["manager"]:
+                values["manager_id"] = conn.execute(sa.select(_users.c.id).where(_users.c.username == changes["manager"])).scalar()
+                if values["manager_id"] is None:
+                    raise DirectoryError(f"there is no user {str(changes['manager'])[:63]!r}", "manager", code="not_found")
+        if values:
+            conn.execute(sa.update(_departments).where(_departments.c.id == row.id).values(**values))
+        audit.record(conn, actor, "department.update", name, dict(changes))
+    return next(d for d in departments(engine) if d.id == row.id)
+
+
 def check_role(role: str, roles: Iterable[str]) -> None:
     if role not in (*auth.ROLES, *roles):
         known = ", ".join([*auth.ROLES, *sorted(roles)])
-        raise DirectoryError(f"role must be one of {known}, not {role!r}", "role")
+        raise DirectoryError(f"role must be one of {known}, not {role!r}", "role", code="invalid_option")
 
 
 def create_user(engine: Engine, username: str, role: str, password: str, *, roles: Iterable[str] = (),
@@ -113,8 +150,10 @@ def create_user(engine: Engine, username: str, role: str, password: str, *, role
         user = auth.create_user(engine, username, role, password, display_name=display_name, email=email, locale=locale,
                                 roles=roles)
     except auth.AuthError as exc:
-        raise DirectoryError(str(exc), "username" if "exists" in str(exc) or "user name" in str(exc) else "password",
-                             status=409 if "exists" in str(exc) else 422) from None
+        text = str(exc)
+        field, code = ("username", "taken") if "exists" in text else ("username", "pattern") if "user name" in text \
+            else ("password", "too_short")
+        raise DirectoryError(text, field, status=409 if code == "taken" else 422, code=code) from None
     with write_transaction(engine) as conn:
         if dept is not None:
             conn.execute(sa.update(_users).where(_users.c.id == user.id).values(department_id=dept))
@@ -130,12 +169,12 @@ def update_user(engine: Engine, user_id: str, changes: dict[str, Any], *, roles:
     known = {"role", "department", "display_name", "email", "locale", "password", "is_active"}
     unknown = set(changes) - known
     if unknown:
-        raise DirectoryError(f"unknown key {sorted(unknown)[0]!r}", sorted(unknown)[0])
+        raise DirectoryError(f"unknown key {sorted(unknown)[0]!r}", sorted(unknown)[0], code="unknown_field")
     values: dict[str, Any] = {}
     with write_transaction(engine) as conn:
         row = conn.execute(sa.select(_users).where(_users.c.id == user_id)).first()
         if row is None or row.password_hash == auth.NO_PASSWORD:
-            raise DirectoryError("there is no such user", None, status=404)
+            raise DirectoryError("there is no such user", None, status=404, code="not_found")
         if "role" in changes:
             check_role(changes["role"], roles)
             values["role"] = changes["role"]
@@ -147,7 +186,7 @@ def update_user(engine: Engine, user_id: str, changes: dict[str, Any], *, roles:
         if "password" in changes:
             password = changes["password"]
             if not isinstance(password, str) or len(password) < auth.MIN_PASSWORD_LENGTH:
-                raise DirectoryError(f"a password needs at least {auth.MIN_PASSWORD_LENGTH} characters", "password")
+                raise DirectoryError(f"a password needs at least {auth.MIN_PASSWORD_LENGTH} characters", "password", code="too_short")
             values["password_hash"] = auth.hash_password(password)
         if "is_active" in changes:
             values["is_active"] = bool(changes["is_active"])

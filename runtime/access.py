@@ -150,54 +150,74 @@ class Access:
         `row`, and why: each reason names the role, the scope and the fact
         that matched (owner, department), or the share or sharing rule."""
         answer: dict[str, Any] = {action: self.allows(conn, table, obj, row["id"], action) for action in ACTIONS}
+        answer["role"] = self.role
+        answer["scopes"] = {action: self.scope(obj, action) for action in ACTIONS}
         reasons: list[dict[str, Any]] = []
         if self.everything:
-            reasons.append({"via": "role", "role": self.role, "scope": "all",
+            reasons.append({"via": "role", "role": self.role, "scope": "all", "code": "everything", "args": {"role": self.role},
                             "fact": f"the built-in {self.role!r} role may do everything with every record"})
             return {**answer, "reasons": reasons}
         if not self.known_role:
-            reasons.append({"via": "role", "role": self.role, "scope": "none",
+            reasons.append({"via": "role", "role": self.role, "scope": "none", "code": "unknown_role", "args": {"role": self.role},
                             "fact": f"no installed bundle defines the role {self.role!r}: it gives nothing"})
         tree = departments(conn)
         owner = row.get("owner")
         owner_row = conn.execute(sa.select(_users.c.username, _users.c.department_id).where(_users.c.id == owner)).first() \
             if owner else None
-        owner_name = owner_row.username if owner_row else None
+        facts = {"owner": owner_row.username if owner_row else None,
+                 "department": tree.get(owner_row.department_id, {}).get("name") if owner_row else None,
+                 "user_department": tree.get(self.department, {}).get("name")}
         owner_dept = owner_row.department_id if owner_row else None
         for action in ACTIONS:
             scope = self.scope(obj, action)
-            fact = self._scope_fact(scope, owner, owner_name, owner_dept, tree)
-            if fact:
-                reasons.append({"via": "role", "role": self.role, "action": action, "scope": scope, "fact": fact})
+            code = self._scope_code(scope, owner, owner_dept)
+            if code:
+                reasons.append({"via": "role", "role": self.role, "action": action, "scope": scope, "code": code,
+                                "args": {**facts, "role": self.role, "action": action},
+                                "fact": SCOPE_FACTS[code].format(**facts)})
         if obj in self.shared:
             for share in conn.execute(sa.select(_shares).where(_shares.c.object == obj, _shares.c.record_id == row["id"],
                                                                sa.or_(_shares.c.user_id == self.user_id,
                                                                       _shares.c.department_id.in_(sorted(self.above))))):
-                whom = "the user" if share.user_id == self.user_id else \
-                    f"department {tree.get(share.department_id, {}).get('name', share.department_id)!r}"
-                reasons.append({"via": "share", "access": share.access, "share": share.id,
-                                "fact": f"the record is shared with {whom} ({share.access})"})
+                if share.user_id == self.user_id:
+                    code, args = "share_user", {"access": share.access}
+                    fact = f"the record is shared with the user ({share.access})"
+                else:
+                    name = tree.get(share.department_id, {}).get("name", share.department_id)
+                    code, args = "share_department", {"access": share.access, "department": name}
+                    fact = f"the record is shared with department {name!r} ({share.access})"
+                reasons.append({"via": "share", "access": share.access, "share": share.id, "code": code, "args": args,
+                                "fact": fact})
         for rule_obj, depts, level in self.sharing:
             if rule_obj == obj and owner_dept in depts:
-                reasons.append({"via": "sharing_rule", "role": self.role, "access": level,
-                                "fact": f"the role's sharing rule gives {level} access to {obj} records owned in "
-                                        f"{tree[owner_dept]['name']!r}"})
+                name = tree[owner_dept]["name"]
+                reasons.append({"via": "sharing_rule", "role": self.role, "access": level, "code": "sharing_rule",
+                                "args": {"role": self.role, "access": level, "object": obj, "department": name},
+                                "fact": f"the role's sharing rule gives {level} access to {obj} records owned in {name!r}"})
         return {**answer, "reasons": reasons}
 
-    def _scope_fact(self, scope: str, owner, owner_name, owner_dept, tree) -> str | None:
-        mine = tree.get(self.department, {}).get("name")
-        theirs = tree.get(owner_dept, {}).get("name")
+    def _scope_code(self, scope: str, owner, owner_dept) -> str | None:
+        """Which fact about the record lets `scope` reach it, if any."""
         if scope == "all":
-            return "the role's scope is every record"
+            return "scope_all"
         if scope == "own" and owner and owner == self.user_id:
-            return "the user owns the record"
+            return "scope_own"
         if scope == "department" and owner_dept is not None and owner_dept == self.department:
-            return f"its owner {owner_name!r} is in department {mine!r}, the user's department"
+            return "scope_department"
         if scope == "subordinates" and owner_dept in self.below:
-            return (f"its owner {owner_name!r} is in department {theirs!r}, which is the user's department"
-                    if owner_dept == self.department else
-                    f"its owner {owner_name!r} is in department {theirs!r}, below the user's department {mine!r}")
+            return "scope_subordinates_same" if owner_dept == self.department else "scope_subordinates_below"
         return None
+
+
+# The API's English sentences for the scope reasons; the pages translate by `code`.
+SCOPE_FACTS = {
+    "scope_all": "the role's scope is every record",
+    "scope_own": "the user owns the record",
+    "scope_department": "its owner {owner!r} is in department {department!r}, the user's department",
+    "scope_subordinates_same": "its owner {owner!r} is in department {department!r}, which is the user's department",
+    "scope_subordinates_below": "its owner {owner!r} is in department {department!r}, below the user's department "
+                                "{user_department!r}",
+}
 
 
 class AccessResolver:

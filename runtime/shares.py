@@ -100,6 +100,7 @@ def explain(runtime, object_name: str, rid: str, username: str) -> dict[str, Any
         record = runtime.records._load(conn, schema, obj, rid)
         answer = runtime.access.of(who).explain(conn, schema.table(obj.name), obj.name, record)
     if not row.is_active:
-        answer = {"read": False, "update": False, "delete": False,
-                  "reasons": [{"via": "user", "fact": f"{username} is deactivated: they cannot sign in"}] + answer["reasons"]}
+        answer = {**answer, "read": False, "update": False, "delete": False,
+                  "reasons": [{"via": "user", "code": "deactivated", "args": {"user": username},
+                               "fact": f"{username} is deactivated: they cannot sign in"}] + answer["reasons"]}
     return {"user": username, "object": object_name, "id": rid, **answer}

@@ -30,23 +30,6 @@ STATUS_TEXTS = {"pending": "Pending", "waiting": "Waiting", "running": "Running"
                 "failed": "Failed, will retry", "dead": "Dead", "loop": "Stopped (loop)"}
 
 
-def _user(request: Request):
-    session = auth.request_session(request)
-    if session is None:
-        raise HTTPException(status_code=401, detail="sign in")
-    return session.user
-
-
-async def _csrf(request: Request) -> None:
-    session = auth.request_session(request)
-    if session is None:
-        raise HTTPException(status_code=401, detail="sign in")
-    sent = request.headers.get("x-csrf-token")
-    if not sent and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        sent = (await request.form()).get("csrf_token")
-    auth.check_csrf(session, sent)
-
-
 def build_automation_pages(automation, *, templates, page_context: Callable[..., dict]) -> APIRouter:
     router = APIRouter(prefix="/app", include_in_schema=False)
     engine = automation.engine
@@ -57,7 +40,7 @@ def build_automation_pages(automation, *, templates, page_context: Callable[...,
         return templates.TemplateResponse(request, template, {**base, "ui_moment": ui.moment, **context})
 
     @router.get("/_notifications")
-    def notification_list(request: Request, user=Depends(_user)):
+    def notification_list(request: Request, user=Depends(auth.page_user)):
         with engine.connect() as conn:
             items = notifications.listing(conn, user.id, limit=200)
         schema = automation.runtime.schema()
@@ -68,8 +51,8 @@ def build_automation_pages(automation, *, templates, page_context: Callable[...,
             item["at"] = _moment(item["created_at"])
         return render(request, "automation/notifications.html", items=items)
 
-    @router.post("/_notifications/read", dependencies=[Depends(_csrf)])
-    async def notification_read(request: Request, user=Depends(_user)):
+    @router.post("/_notifications/read", dependencies=[Depends(auth.page_csrf)])
+    async def notification_read(request: Request, user=Depends(auth.page_user)):
         form = await request.form()
         which = str(form.get("id") or "")[:32] or None
 
@@ -85,7 +68,7 @@ def build_automation_pages(automation, *, templates, page_context: Callable[...,
 
     @router.get("/_automation")
     def run_log(request: Request, workflow: str = "", status: str = "", record: str = "", cursor: str = "",
-                refused: str = "", user=Depends(_user)):
+                refused: str = "", user=Depends(auth.page_user)):
         if not user.is_admin:
             raise HTTPException(status_code=403, detail="Only administrators may see the automation run log.")
         status = status if status in runs.STATUSES else ""
@@ -106,8 +89,8 @@ def build_automation_pages(automation, *, templates, page_context: Callable[...,
                       statuses=runs.STATUSES, status_texts=STATUS_TEXTS, workflow=workflow, status=status, record=record,
                       workflows=sorted(flows.by_name), refused=refused[:500])
 
-    @router.post("/_automation/{run_id}/replay", dependencies=[Depends(_csrf)])
-    async def replay(run_id: str, request: Request, user=Depends(_user)):
+    @router.post("/_automation/{run_id}/replay", dependencies=[Depends(auth.page_csrf)])
+    async def replay(run_id: str, request: Request, user=Depends(auth.page_user)):
         if not user.is_admin:
             raise HTTPException(status_code=403, detail="Only administrators may replay runs.")
         refused = await run_in_threadpool(automation.replay, run_id[:32])

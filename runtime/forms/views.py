@@ -92,25 +92,6 @@ def N_(message: str) -> str:
     return message
 
 
-def _ui_user(request: Request):
-    """The signed-in user; unsafe requests need the CSRF token in the
-    X-CSRF-Token header (htmx) or the form's csrf_token field."""
-    session = auth.request_session(request)
-    if session is None:
-        raise HTTPException(status_code=401, detail="sign in")
-    return session.user
-
-
-async def _csrf(request: Request) -> None:
-    session = auth.request_session(request)
-    sent = request.headers.get("x-csrf-token")
-    if not sent and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/")):
-        sent = (await request.form()).get("csrf_token")
-    if session is None:
-        raise HTTPException(status_code=401, detail="sign in")
-    auth.check_csrf(session, sent)
-
-
 def _locale_user(user, locale: str):
     """The user as the rules see them: messages in the page's language."""
     return dataclasses.replace(user, locale=locale) if dataclasses.is_dataclass(user) else user
@@ -247,7 +228,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
     # --- global search ------------------------------------------------------------
     @router.get("/search", response_class=HTMLResponse)
-    def search(request: Request, q: str = "", user=Depends(_ui_user)):
+    def search(request: Request, q: str = "", user=Depends(auth.page_user)):
         schema = runtime.schema()
         locale = locale_of(request)
         groups = []
@@ -269,7 +250,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
     # --- recycle bin ----------------------------------------------------------------
     @router.get("/bin", response_class=HTMLResponse)
-    def recycle_bin(request: Request, user=Depends(_ui_user)):
+    def recycle_bin(request: Request, user=Depends(auth.page_user)):
         schema = runtime.schema()
         access = runtime.access.of(user)
         items = []
@@ -294,7 +275,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
                             ui=pages.display(schema, locale_of(request), refs))
 
     @router.get("/_lookup", response_class=HTMLResponse)
-    def lookup(request: Request, q: str = "", user=Depends(_ui_user)):
+    def lookup(request: Request, q: str = "", user=Depends(auth.page_user)):
         """Typeahead options of a lookup widget: records of `object` (or of
         the object chosen in a related-to widget) matching `q`, else the
         first ones in list order."""
@@ -313,7 +294,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
     # --- lists ------------------------------------------------------------------------
     @router.get("/{object_name}", response_class=HTMLResponse)
-    def list_page(object_name: str, request: Request, user=Depends(_ui_user)):
+    def list_page(object_name: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         locale = locale_of(request)
         items = list(request.query_params.multi_items())
@@ -351,7 +332,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         return pages.render(request, "forms/list.html", status=400 if error else 200, **context)
 
     @router.get("/{object_name}/export.csv")
-    def export(object_name: str, request: Request, user=Depends(_ui_user)):
+    def export(object_name: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         items = list(request.query_params.multi_items())
         ids = [v for k, v in items if k == "ids"]
@@ -366,8 +347,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         return Response(body.encode("utf-8"), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{obj.name}.csv"'})
 
-    @router.post("/{object_name}/bulk-delete", dependencies=[Depends(_csrf)])
-    async def bulk_delete(object_name: str, request: Request, user=Depends(_ui_user)):
+    @router.post("/{object_name}/bulk-delete", dependencies=[Depends(auth.page_csrf)])
+    async def bulk_delete(object_name: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         form = await request.form()
         ids = form.getlist("ids")[:500]
@@ -397,8 +378,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
                             details=details, link=("/app/bin", _("Open the recycle bin")) if deleted else None,
                             removed_rows=deleted)
 
-    @router.post("/{object_name}/views", dependencies=[Depends(_csrf)])
-    async def save_view(object_name: str, request: Request, user=Depends(_ui_user)):
+    @router.post("/{object_name}/views", dependencies=[Depends(auth.page_csrf)])
+    async def save_view(object_name: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         form = await request.form()
         try:
@@ -409,14 +390,14 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
             raise HTTPException(status_code=400, detail=str(exc)) from None
         return RedirectResponse(f"/app/{obj.name}?view={view.id}", status_code=303)
 
-    @router.post("/{object_name}/views/{view_id}/delete", dependencies=[Depends(_csrf)])
-    def delete_view(object_name: str, view_id: str, user=Depends(_ui_user)):
+    @router.post("/{object_name}/views/{view_id}/delete", dependencies=[Depends(auth.page_csrf)])
+    def delete_view(object_name: str, view_id: str, user=Depends(auth.page_user)):
         savedviews.delete_view(runtime.engine, user.id, view_id)
         return RedirectResponse(f"/app/{object_name}", status_code=303)
 
     # --- the pipeline board -------------------------------------------------------------
     @router.get("/{object_name}/board", response_class=HTMLResponse)
-    def board(object_name: str, request: Request, user=Depends(_ui_user)):
+    def board(object_name: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         if obj.layouts.kanban is None:
             raise HTTPException(status_code=404, detail=N_("This object has no board."))
@@ -442,14 +423,14 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
     # --- create -------------------------------------------------------------------------
     @router.get("/{object_name}/new", response_class=HTMLResponse)
-    def new_form(object_name: str, request: Request, user=Depends(_ui_user)):
+    def new_form(object_name: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         prefill = {f.name: f.default for f in obj.fields if f.default is not None and editable(f)}
         prefill.update({k: v for k, v in request.query_params.items() if obj.field(k) is not None and editable(obj.field(k))})
         return _form_page(request, schema, obj, None, None, prefill, user)
 
-    @router.post("/{object_name}/new", dependencies=[Depends(_csrf)])
-    async def create(object_name: str, request: Request, user=Depends(_ui_user)):
+    @router.post("/{object_name}/new", dependencies=[Depends(auth.page_csrf)])
+    async def create(object_name: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         form = await request.form()
         data = parse_form(obj, _multi(form), pages.tz)
@@ -462,8 +443,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
                               status=422, touched="*")
         return _saved(request, f"/app/{obj.name}/{record['id']}")
 
-    @router.post("/{object_name}/form/check", dependencies=[Depends(_csrf)])
-    async def check(object_name: str, request: Request, user=Depends(_ui_user)):
+    @router.post("/{object_name}/form/check", dependencies=[Depends(auth.page_csrf)])
+    async def check(object_name: str, request: Request, user=Depends(auth.page_user)):
         """Live form state while typing: visible / required / read only per
         field and formula values (in the HX-Trigger header), and the save's
         errors for the fields the user has left (as out-of-band swaps)."""
@@ -510,7 +491,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
 
     # --- one record -----------------------------------------------------------------------
     @router.get("/{object_name}/{rid}", response_class=HTMLResponse)
-    def record(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+    def record(object_name: str, rid: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         try:
             context = record_page(runtime, schema, obj, rid, locale_of(request), user=user, timeline_extras=timeline_extras)
@@ -519,7 +500,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         return pages.render(request, "forms/record.html", record_title=record_title, **context)
 
     @router.get("/{object_name}/{rid}/edit", response_class=HTMLResponse)
-    def edit_form(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+    def edit_form(object_name: str, rid: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         try:
             current = runtime.records.get(obj.name, rid, user, schema=schema)
@@ -527,8 +508,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
             raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
         return _form_page(request, schema, obj, rid, current, current, user)
 
-    @router.post("/{object_name}/{rid}/edit", dependencies=[Depends(_csrf)])
-    async def update(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+    @router.post("/{object_name}/{rid}/edit", dependencies=[Depends(auth.page_csrf)])
+    async def update(object_name: str, rid: str, request: Request, user=Depends(auth.page_user)):
         """Saves what the user changed against the values the form started
         from (see `merge`): what others saved meanwhile stays, unless both
         changed one field, which the form then shows side by side."""
@@ -571,8 +552,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
                               clashes=clashes, touched="*")
         return _saved(request, f"/app/{obj.name}/{rid}")
 
-    @router.patch("/{object_name}/{rid}/move", dependencies=[Depends(_csrf)])
-    async def move(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+    @router.patch("/{object_name}/{rid}/move", dependencies=[Depends(auth.page_csrf)])
+    async def move(object_name: str, rid: str, request: Request, user=Depends(auth.page_user)):
         """A board drop or a click on the path bar: one field changes, through
         the record service; the answer is JSON for the page's script."""
         schema, obj, access = pages.obj(object_name, user)
@@ -614,8 +595,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
                                  for k, (c, s) in counts.items()}
         return JSONResponse(answer)
 
-    @router.post("/{object_name}/{rid}/delete", dependencies=[Depends(_csrf)])
-    async def delete(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+    @router.post("/{object_name}/{rid}/delete", dependencies=[Depends(auth.page_csrf)])
+    async def delete(object_name: str, rid: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         try:
             await run_in_threadpool(functools.partial(runtime.records.delete, obj.name, rid, user, origin=FORM))
@@ -626,8 +607,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
                                 details=_delete_problems(runtime, schema, exc, locale_of(request), access))
         return _saved(request, f"/app/{obj.name}")
 
-    @router.post("/{object_name}/{rid}/restore", dependencies=[Depends(_csrf)])
-    async def restore(object_name: str, rid: str, request: Request, user=Depends(_ui_user)):
+    @router.post("/{object_name}/{rid}/restore", dependencies=[Depends(auth.page_csrf)])
+    async def restore(object_name: str, rid: str, request: Request, user=Depends(auth.page_user)):
         schema, obj, access = pages.obj(object_name, user)
         try:
             await run_in_threadpool(functools.partial(runtime.records.restore, obj.name, rid, user, origin=FORM))

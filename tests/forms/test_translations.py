@@ -3,14 +3,18 @@
 import re
 from pathlib import Path
 
-from loomcrm.platform import i18n
+from loomcrm.platform import admin_pages, i18n
+from loomcrm.runtime.forms import sharing
 from loomcrm.runtime.forms.views import ERROR_TEXTS, EXPRESSION_TEXTS
 from loomcrm.workflows.views import SOURCE_TEXTS, STATUS_TEXTS
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = [*(REPO / "runtime" / "forms" / "templates").rglob("*.html"), *(REPO / "platform" / "templates").rglob("*.html"),
              *(REPO / "workflows" / "templates").rglob("*.html")]
-SOURCES = [REPO / "runtime" / "forms" / "views.py", REPO / "runtime" / "forms" / "display.py", REPO / "workflows" / "views.py"]
+SOURCES = [REPO / "runtime" / "forms" / "views.py", REPO / "runtime" / "forms" / "display.py", REPO / "workflows" / "views.py",
+           REPO / "runtime" / "forms" / "sharing.py", REPO / "platform" / "admin_pages.py"]
+TEXT_TABLES = [admin_pages.PROBLEM_TEXTS, admin_pages.SCOPE_TEXTS, admin_pages.FIELD_RIGHT_TEXTS, admin_pages.ACCESS_TEXTS,
+               admin_pages.ACTION_TEXTS, admin_pages.DONE_TEXTS, admin_pages.BUILTIN_ROLE_TEXTS, sharing.NOTICE_TEXTS, sharing.REASON_TEXTS, sharing.ACTION_TEXTS, sharing.ACCESS_TEXTS, sharing.SCOPE_TEXTS]
 
 
 def chrome_texts() -> set[str]:
@@ -21,6 +25,8 @@ def chrome_texts() -> set[str]:
         source = path.read_text()
         texts |= set(re.findall(r'_\("((?:[^"\\]|\\.)+)"\)', source))
         texts |= set(re.findall(r'gettext\([^,()]+, "((?:[^"\\]|\\.)+)"', source))
+    for table in TEXT_TABLES:
+        texts |= set(table.values())
     return texts | set(ERROR_TEXTS.values()) | set(EXPRESSION_TEXTS.values()) | set(STATUS_TEXTS.values()) | set(SOURCE_TEXTS.values())
 
 
