@@ -31,6 +31,7 @@ from loomcrm.platform import systemdb
 SCOPES = ("none", "own", "department", "subordinates", "all")
 ACTIONS = ("read", "update", "delete")
 TTL = 2.0   # seconds a user's expansion is reused (another process's change shows within it)
+MAX_LISTED = 2000   # department members listed in a clause; more are looked up by the database
 _NOTHING = ObjectRights()
 _users, _shares, _departments = systemdb.users, systemdb.shares, systemdb.departments
 
@@ -50,6 +51,11 @@ class Access:
     sharing: tuple[tuple[str, frozenset[str], str], ...] = ()   # (object, owners' departments, read/edit)
     shared: frozenset[str] = frozenset()               # objects with records shared with the user
     known_role: bool = True
+    # the users in its department, and in it and below it (None: too many
+    # to list, so the clause asks the database); listed, the clause is a
+    # plain `owner IN (...)` the planner filters an ordered index scan with
+    colleagues: frozenset[str] | None = None
+    team: frozenset[str] | None = None
 
     # -- object and field rights ----------------------------------------------------------
     def scope(self, obj: str, action: str) -> str:
@@ -116,17 +122,39 @@ class Access:
         if scope == "own" and self.user_id:
             return table.c.owner == self.user_id
         if scope == "department" and self.department:
+            if self.colleagues is not None:
+                return table.c.owner.in_(sorted(self.colleagues))
             return table.c.owner.in_(sa.select(_users.c.id).where(_users.c.department_id == self.department))
         if scope == "subordinates" and self.below:
+            if self.team is not None:
+                return table.c.owner.in_(sorted(self.team))
             return table.c.owner.in_(sa.select(_users.c.id).where(_users.c.department_id.in_(sorted(self.below))))
         return None
 
-    def allows(self, conn: sa.Connection, table: sa.Table, obj: str, rid: str, action: str) -> bool:
-        """Whether the user may `action` the stored record `rid`."""
+    def allows(self, conn: sa.Connection, table: sa.Table, obj: str, rid: str, action: str, *,
+               owner: Any = ...) -> bool:
+        """Whether the user may `action` the stored record `rid`. Given the
+        record's stored `owner`, the role's scope alone decides when it
+        grants (no query); shares and sharing rules are asked of the database."""
+        if owner is not ... and self._scope_grants(self.scope(obj, action), owner):
+            return True
         clause = self.clause(table, obj, action)
         if clause is None:
             return True
         return conn.execute(sa.select(table.c.id).where(table.c.id == rid, clause)).first() is not None
+
+    def _scope_grants(self, scope: str, owner: str | None) -> bool:
+        if scope == "all":
+            return True
+        if owner is None:
+            return False
+        if scope == "own":
+            return owner == self.user_id
+        if scope == "department":
+            return self.colleagues is not None and owner in self.colleagues
+        if scope == "subordinates":
+            return self.team is not None and owner in self.team
+        return False
 
     def may_own(self, conn: sa.Connection, obj: str, owner: str | None, action: str = "update") -> bool:
         """Whether a record of `obj` owned by `owner` is within the user's
@@ -265,13 +293,19 @@ class AccessResolver:
             above = ancestors(tree, department)
             shared = frozenset(conn.execute(sa.select(_shares.c.object).where(sa.or_(
                 _shares.c.user_id == uid, _shares.c.department_id.in_(sorted(above)))).distinct()).scalars()) if uid else frozenset()
+            below = descendants(tree, department)
+            members = conn.execute(sa.select(_users.c.id, _users.c.department_id).where(
+                _users.c.department_id.in_(sorted(below))).limit(MAX_LISTED + 1)).all() if below else []
+        listed = len(members) <= MAX_LISTED
+        colleagues = frozenset(m.id for m in members if m.department_id == department) if listed else None
+        team = frozenset(m.id for m in members) if listed else None
         if role is None:   # a role nobody defines any more: nothing (shares still count)
             return Access(uid, getattr(user, "role", ""), everything=False, department=department,
-                          below=descendants(tree, department), above=above, shared=shared, known_role=False)
+                          below=below, above=above, shared=shared, known_role=False, colleagues=colleagues, team=team)
         sharing = tuple((rule.object, descendants(tree, names.get(rule.owned_in)), rule.access) for rule in role.sharing)
         fields = {tuple(path.split(".", 1)): right for path, right in role.fields.items()}
         return Access(uid, role.name, everything=False, rights=dict(role.objects), fields=fields, department=department,
-                      below=descendants(tree, department), above=above, sharing=sharing, shared=shared)
+                      below=below, above=above, sharing=sharing, shared=shared, colleagues=colleagues, team=team)
 
 
 def departments(conn: sa.Connection) -> dict[str, dict]:

@@ -489,9 +489,9 @@ class RecordService:
         if access.everything:
             return
         table = schema.table(obj.name)
-        if not access.allows(conn, table, obj.name, row["id"], "read"):
+        if not access.allows(conn, table, obj.name, row["id"], "read", owner=row.get("owner")):
             raise NotFound(f"no {obj.name} record {row['id']!r}")
-        if action != "read" and not access.allows(conn, table, obj.name, row["id"], action):
+        if action != "read" and not access.allows(conn, table, obj.name, row["id"], action, owner=row.get("owner")):
             raise Forbidden(f"you may not {action} this {obj.name}")
 
     # -- writes -----------------------------------------------------------------

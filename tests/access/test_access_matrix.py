@@ -143,3 +143,23 @@ def test_every_page_shows_exactly_what_the_reference_allows(world):
                 if hidden:
                     assert "Amount" not in timeline and "Amount" not in page.text.split('id="timeline-h"')[0]
     client.cookies.clear()
+
+
+def test_departments_too_large_to_list_are_asked_of_the_database(world, monkeypatch):
+    """Past MAX_LISTED members the scope clause is a subquery on the users
+    table and a record's check a query: the same answers."""
+    from loomcrm.runtime import access
+
+    monkeypatch.setattr(access, "MAX_LISTED", 0)
+    world.app.state.loom.runtime.access.forget()
+    try:
+        for person in world.people.values():
+            client = world.as_(person)
+            visible = expected(world, person)
+            rows = client.get("/api/v1/deal", params={"limit": 500}).json()["data"]
+            assert {r["id"] for r in rows} == visible, person.username
+            for rid in world.deals:
+                assert client.get(f"/api/v1/deal/{rid}").status_code == (200 if rid in visible else 404)
+    finally:
+        monkeypatch.undo()
+        world.app.state.loom.runtime.access.forget()
