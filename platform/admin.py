@@ -64,7 +64,8 @@ def user_problems(body: dict, roles: list[str], *, creating: bool) -> list[dict[
                        "message": "a user name is 1 to 150 letters, digits or . _ @ -, starting with a letter or digit"})
     if isinstance(body.get("role"), str) and body["role"] and body["role"] not in (*auth.ROLES, *roles):
         errors.append({"field": "role", "code": "invalid_option", "message": f"role is one of {', '.join([*auth.ROLES, *roles])}"})
-    if isinstance(body.get("password"), str) and (body["password"] or not creating) and len(body["password"]) < auth.MIN_PASSWORD_LENGTH:
+    if isinstance(body.get("password"), str) and (body["password"] or not creating) \
+            and len(body["password"].strip()) < auth.MIN_PASSWORD_LENGTH:
         errors.append({"field": "password", "code": "too_short",
                        "message": f"a password needs at least {auth.MIN_PASSWORD_LENGTH} characters"})
     if isinstance(body.get("email"), str) and body["email"]:
@@ -136,8 +137,8 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
         found = await run_in_threadpool(users, engine, username)
         if not found:
             return problem(404, f"no user {username[:63]!r}")
-        if body.get("is_active") is False and found[0]["id"] == user.id:
-            return problem(409, "you cannot deactivate yourself")
+        if found[0]["id"] == user.id and (body.get("is_active") is False or body.get("role", "admin") != "admin"):
+            return problem(409, "you cannot deactivate yourself nor take away your own administrator role")
         try:
             await run_in_threadpool(lambda: directory.update_user(engine, found[0]["id"], body, roles=role_names(), actor=user))
         except directory.DirectoryError as exc:

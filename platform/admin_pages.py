@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Callable
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -15,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from loomcrm.metadata.model import localized
+from loomcrm.runtime.forms.views import N_
 from loomcrm.runtime.handover import HandOverError, hand_over
 
 from . import audit, auth, directory, i18n
@@ -35,13 +37,17 @@ PROBLEM_TEXTS = {
     "not_found": "There is no such entry; choose one from the list.",
     "cycle": "A department cannot move inside itself.",
     "self": "You cannot deactivate yourself.",
+    "self_role": "You cannot take away your own administrator role.",
+    "last_admin": "This is the last active administrator: make another one first.",
     "colleague": "Choose an active colleague to hand the records to.",
+    "nothing_owned": "Tick at least one kind of record this user owns.",
 }
 # What the last change did, shown once on the page it lands on (?done=...).
 DONE_TEXTS = {"created": "Created.", "saved": "Saved.",
               "password": "The password was changed; the user was signed out everywhere.",
               "deactivated": "The user was deactivated: signed out everywhere, API tokens revoked.",
-              "activated": "The user may sign in again.", "session": "The session was ended."}
+              "activated": "The user may sign in again.", "session": "The session was ended.",
+              "sessions": "Every session of the user was ended."}
 BUILTIN_ROLE_TEXTS = {"admin": "Administrator (built-in)", "user": "User (built-in)"}
 SCOPE_TEXTS = {"none": "None", "own": "Own", "department": "Department", "subordinates": "Department and below",
                "all": "All"}
@@ -56,7 +62,7 @@ ACTION_TEXTS = {"user.create": "User created", "user.update": "User changed", "d
 def _admin(request: Request) -> auth.User:
     user = auth.page_user(request)
     if not user.is_admin:
-        raise HTTPException(status_code=403, detail="Only administrators may open the administration pages.")
+        raise HTTPException(status_code=403, detail=N_("Only administrators may open the administration pages."))
     return user
 
 
@@ -74,6 +80,19 @@ def _form_errors(gettext, errors: list[dict[str, Any]]) -> dict[str | None, str]
     for e in errors:
         found.setdefault(e["field"], problem_text(gettext, e["field"], e["code"]))
     return found
+
+
+def _handed(query) -> dict[str, Any] | None:
+    """What a hand-over moved, from the address it redirected to."""
+    if query.get("done") != "handed":
+        return None
+    moved = {}
+    for part in query.get("moved", "").split(","):
+        name, _, count = part.partition(":")
+        if name and count.isdigit():
+            moved[name] = int(count)
+    refused = query.get("refused", "0")
+    return {"to": query.get("to", ""), "moved": moved, "refused": int(refused) if refused.isdigit() else 0}
 
 
 def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_context: Callable[..., dict]) -> APIRouter:
@@ -102,10 +121,10 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
         depth: dict[str, int] = {}
         for d in tree:   # parents come before their children
             depth[d.name] = depth.get(d.parent, -1) + 1 if d.parent else 0
-        roles = [(name, role_label(name, locale)) for name in (*auth.ROLES, *role_names())]
+        roles = [(name, role_label(name, locale)) for name in (*role_names(), *auth.ROLES)]
         return templates.TemplateResponse(request, template, {
-            **base, "moment": moment, "done_texts": DONE_TEXTS, "done": request.query_params.get("done", ""), "role_label": lambda name: role_label(name, locale), "role_choices": roles,
-            "departments": tree, "depth": depth,
+            **base, "moment": moment, "done_texts": DONE_TEXTS, "done": request.query_params.get("done", ""),
+            "role_label": lambda name: role_label(name, locale), "role_choices": roles, "departments": tree, "depth": depth,
             "department_choices": [(d.name, "\u2003" * depth[d.name] + (d.label or d.name)) for d in tree],
             "locale_choices": list(i18n.LOCALE_NAMES.items()), **context}, status_code=status)
 
@@ -147,13 +166,13 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
                 errors = [{"field": exc.field, "code": exc.code}]
         if errors:
             return render(request, "admin/users.html", status=422, people=users(engine), values=values,
-                          errors=_form_errors(gettext_of(request), errors), creating=True)
+                          errors=_form_errors(gettext_of(request), errors), creating=True, path="/admin/users")
         return RedirectResponse(f"/admin/users/{body['username']}?done=created", status_code=303)
 
     def user_page(request: Request, username: str, *, status: int = 200, **context) -> Response:
         found = users(engine, username)
         if not found:
-            raise HTTPException(status_code=404, detail="There is no such user.")
+            raise HTTPException(status_code=404, detail=N_("There is no such user."))
         person = found[0]
         colleagues = [(p["username"], f'{p["display_name"]} ({p["username"]})' if p["display_name"] else p["username"])
                       for p in users(engine) if p["is_active"] and p["username"] != username]
@@ -166,20 +185,25 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
                      for o in schema.objects.values()]
         context.setdefault("values", person)
         context.setdefault("errors", {})
+        session = auth.request_session(request)
+        current = auth.keyed_hash(request.app.state.loom.secret_key, session.token)[:auth.SESSION_ID_LENGTH] if session else None
         return render(request, "admin/user.html", status=status, person=person, colleagues=colleagues, owned=owned,
-                      sessions=auth.sessions_of(engine, person["id"]), **context)
+                      sessions=auth.sessions_of(engine, person["id"]), current_session=current,
+                      handed=_handed(request.query_params), path=f"/admin/users/{username}", **context)
 
     @router.get("/users/{username}")
     def user_detail(username: str, request: Request, admin=Depends(_admin)):
         return user_page(request, username)
 
-    async def change(request: Request, username: str, admin, body: dict[str, Any], done: str, *, section: str) -> Response:
+    async def change(request: Request, username: str, admin, body: dict[str, Any], done: str) -> Response:
         found = users(engine, username)
         if not found:
-            raise HTTPException(status_code=404, detail="There is no such user.")
+            raise HTTPException(status_code=404, detail=N_("There is no such user."))
         errors = user_problems(body, role_names(), creating=False)
-        if body.get("is_active") is False and found[0]["id"] == admin.id:
+        if found[0]["id"] == admin.id and body.get("is_active") is False:
             errors.append({"field": "is_active", "code": "self"})
+        if found[0]["id"] == admin.id and body.get("role", "admin") != "admin":
+            errors.append({"field": "role", "code": "self_role"})
         if not errors:
             try:
                 await run_in_threadpool(lambda: directory.update_user(engine, found[0]["id"], body, roles=role_names(),
@@ -188,7 +212,7 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
                 errors = [{"field": exc.field, "code": exc.code}]
         if errors:
             return user_page(request, username, status=422, values={**found[0], **body},
-                             errors=_form_errors(gettext_of(request), errors), section=section)
+                             errors=_form_errors(gettext_of(request), errors))
         changed()
         return RedirectResponse(f"/admin/users/{username}?done={done}", status_code=303)
 
@@ -197,24 +221,23 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
         values = await form_of(request)
         body = {k: values.get(k, "") for k in ("display_name", "email", "role", "department", "locale")}
         body["department"] = body["department"] or None
-        return await change(request, username, admin, body, "saved", section="profile")
+        return await change(request, username, admin, body, "saved")
 
     @router.post("/users/{username}/password", dependencies=[Depends(auth.page_csrf)])
     async def user_password(username: str, request: Request, admin=Depends(_admin)):
         values = await form_of(request)
-        return await change(request, username, admin, {"password": values.get("password", "")}, "password", section="password")
+        return await change(request, username, admin, {"password": values.get("password", "")}, "password")
 
     @router.post("/users/{username}/active", dependencies=[Depends(auth.page_csrf)])
     async def user_active(username: str, request: Request, admin=Depends(_admin)):
         active = (await form_of(request)).get("active") == "1"
-        return await change(request, username, admin, {"is_active": active}, "activated" if active else "deactivated",
-                            section="status")
+        return await change(request, username, admin, {"is_active": active}, "activated" if active else "deactivated")
 
     @router.post("/users/{username}/sessions/{session_id}/end", dependencies=[Depends(auth.page_csrf)])
     def user_session_end(username: str, session_id: str, admin=Depends(_admin)):
         found = users(engine, username)
         if not found:
-            raise HTTPException(status_code=404, detail="There is no such user.")
+            raise HTTPException(status_code=404, detail=N_("There is no such user."))
         with write_transaction(engine) as conn:
             if auth.end_session_by_id(conn, found[0]["id"], session_id):
                 audit.record(conn, admin, "session.end", username, {"session": session_id})
@@ -224,23 +247,58 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
     async def user_hand_over(username: str, request: Request, admin=Depends(_admin)):
         form = await request.form()
         to = str(form.get("to") or "")
-        chosen = [str(v) for v in form.getlist("objects")] or None
-        try:
-            moved = await run_in_threadpool(hand_over, runtime, username, to, chosen, admin)
-        except HandOverError as exc:
-            if exc.status == 404:
-                raise HTTPException(status_code=404, detail="There is no such user.") from None
-            return user_page(request, username, status=422, section="hand_over",
-                             errors=_form_errors(gettext_of(request), [
-                                 {"field": "objects", "code": "invalid_option"} if str(exc).startswith("objects")
-                                 else {"field": "to", "code": "colleague"}]))
-        return user_page(request, username, moved=moved, moved_to=to, section="hand_over")
+        chosen = [str(v) for v in form.getlist("objects")]
+        problems = [] if chosen else [{"field": "objects", "code": "nothing_owned"}]
+        if not to:
+            problems.append({"field": "to", "code": "colleague"})
+        if not problems:
+            try:
+                moved = await run_in_threadpool(hand_over, runtime, username, to, chosen, admin)
+            except HandOverError as exc:
+                if exc.status == 404:
+                    raise HTTPException(status_code=404, detail=N_("There is no such user.")) from None
+                problems = [{"field": "objects", "code": "invalid_option"} if str(exc).startswith("objects")
+                            else {"field": "to", "code": "colleague"}]
+        if problems:
+            return user_page(request, username, status=422, errors=_form_errors(gettext_of(request), problems))
+        refused = moved.pop("refused", [])
+        summary = {"done": "handed", "to": to, "moved": ",".join(f"{name}:{count}" for name, count in moved.items()),
+                   "refused": len(refused)}
+        return RedirectResponse(f"/admin/users/{username}?{urlencode(summary)}", status_code=303)
+
+    @router.post("/users/{username}/sessions/end-all", dependencies=[Depends(auth.page_csrf)])
+    def user_sessions_end_all(username: str, admin=Depends(_admin)):
+        found = users(engine, username)
+        if not found:
+            raise HTTPException(status_code=404, detail=N_("There is no such user."))
+        with write_transaction(engine) as conn:
+            ended = auth.end_all_sessions(conn, found[0]["id"])
+            audit.record(conn, admin, "session.end", username, {"sessions": ended})
+        return RedirectResponse(f"/admin/users/{username}?done=sessions", status_code=303)
 
     # --- departments ----------------------------------------------------------------
     def departments_page(request: Request, status: int = 200, **context) -> Response:
-        people = [(p["username"], p["display_name"] or p["username"]) for p in users(engine) if p["is_active"]]
+        tree = directory.departments(engine)
+        managers = {d.manager for d in tree if d.manager}
+        # a deactivated manager stays choosable where it manages, so saving a label keeps it
+        people = [(p["username"], p["display_name"] or p["username"]) for p in users(engine)
+                  if p["is_active"] or p["username"] in managers]
+        children: dict[str | None, list[str]] = {}
+        for d in tree:
+            children.setdefault(d.parent, []).append(d.name)
+
+        def inside(name: str) -> set[str]:
+            found, todo = set(), [name]
+            while todo:
+                current = todo.pop()
+                if current not in found:
+                    found.add(current)
+                    todo.extend(children.get(current, ()))
+            return found
+
         context = {"values": {}, "errors": {}, "editing": None, **context}
-        return render(request, "admin/departments.html", status=status, people_choices=people, **context)
+        return render(request, "admin/departments.html", status=status, people_choices=people,
+                      outside={d.name: inside(d.name) for d in tree}, path="/admin/departments", **context)
 
     @router.get("/departments")
     def department_tree(request: Request, admin=Depends(_admin)):
@@ -267,7 +325,7 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
             await run_in_threadpool(lambda: directory.update_department(engine, name, body, actor=admin))
         except directory.DirectoryError as exc:
             if exc.status == 404:
-                raise HTTPException(status_code=404, detail="There is no such department.") from None
+                raise HTTPException(status_code=404, detail=N_("There is no such department.")) from None
             return departments_page(request, 422, editing=name, edit_values=body,
                                     edit_errors=_form_errors(gettext_of(request), [{"field": exc.field, "code": exc.code}]))
         changed()
@@ -282,9 +340,9 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
                       localized=localized)
 
     @router.get("/audit")
-    def audit_log(request: Request, before: int | None = None, admin=Depends(_admin)):
+    def audit_log(request: Request, before: str = "", admin=Depends(_admin)):
         with engine.connect() as conn:
-            lines = audit.listing(conn, limit=100, before=before)
+            lines = audit.listing(conn, limit=100, before=int(before) if before.isdigit() else None)
         return render(request, "admin/audit.html", lines=lines, action_texts=ACTION_TEXTS,
                       older=lines[-1]["id"] if len(lines) == 100 else None)
 

@@ -84,11 +84,13 @@ def create_user(engine: Engine, username: str, role: str, password: str, *, disp
         raise AuthError("a user name is 1 to 150 letters, digits or . _ @ -, starting with a letter or digit")
     if role not in ROLES and role not in roles:
         raise AuthError(f"role must be one of {', '.join([*ROLES, *sorted(roles)])}, not {role!r}")
-    if len(password) < MIN_PASSWORD_LENGTH:
+    if len(password.strip()) < MIN_PASSWORD_LENGTH:
         raise AuthError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     user = User(id=uuid.uuid4().hex, username=username, role=role, locale=locale, display_name=display_name or username)
     with write_transaction(engine) as conn:
-        taken = conn.execute(sa.select(systemdb.users.c.id).where(systemdb.users.c.username == username)).first()
+        # one spelling per name: "Admin" would pass for "admin" in every list
+        taken = conn.execute(sa.select(systemdb.users.c.id)
+                             .where(sa.func.lower(systemdb.users.c.username) == username.lower())).first()
         if taken:
             raise AuthError(f"user {username!r} already exists")
         conn.execute(systemdb.users.insert().values(

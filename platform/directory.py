@@ -81,6 +81,8 @@ def department_id(conn: sa.Connection, name: str | None, field: str = "departmen
 
 def create_department(engine: Engine, name: str, *, label: str = "", parent: str | None = None,
                       manager: str | None = None, actor=None) -> Department:
+    if not name:
+        raise DirectoryError("a department needs a name", "name", code="required")
     if not isinstance(name, str) or not NAME.match(name):
         raise DirectoryError("a department's name is lower-case letters, digits and _ (e.g. east_sales)", "name", code="pattern")
     with write_transaction(engine) as conn:
@@ -178,6 +180,12 @@ def update_user(engine: Engine, user_id: str, changes: dict[str, Any], *, roles:
         if "role" in changes:
             check_role(changes["role"], roles)
             values["role"] = changes["role"]
+        if row.role == "admin" and row.is_active and (values.get("role", "admin") != "admin" or changes.get("is_active") is False):
+            others = conn.execute(sa.select(sa.func.count()).select_from(_users).where(
+                _users.c.role == "admin", _users.c.is_active.is_(True), _users.c.id != user_id)).scalar()
+            if not others:
+                raise DirectoryError("this is the last active administrator: make another one first",
+                                     "is_active" if changes.get("is_active") is False else "role", status=409, code="last_admin")
         if "department" in changes:
             values["department_id"] = department_id(conn, changes["department"])
         for key in ("display_name", "email", "locale"):
@@ -185,7 +193,7 @@ def update_user(engine: Engine, user_id: str, changes: dict[str, Any], *, roles:
                 values[key] = changes[key]
         if "password" in changes:
             password = changes["password"]
-            if not isinstance(password, str) or len(password) < auth.MIN_PASSWORD_LENGTH:
+            if not isinstance(password, str) or len(password.strip()) < auth.MIN_PASSWORD_LENGTH:
                 raise DirectoryError(f"a password needs at least {auth.MIN_PASSWORD_LENGTH} characters", "password", code="too_short")
             values["password_hash"] = auth.hash_password(password)
         if "is_active" in changes:

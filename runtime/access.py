@@ -143,6 +143,17 @@ class Access:
             return True
         return conn.execute(sa.select(table.c.id).where(table.c.id == rid, clause)).first() is not None
 
+    def may_share(self, conn: sa.Connection, table: sa.Table, obj: str, row: Mapping[str, Any]) -> bool:
+        """Whether the user may share the stored record (and remove its
+        shares): its role's update scope reaches the record's owner. A share,
+        even to edit, or a sharing rule does not pass sharing on."""
+        scope = self.scope(obj, "update")
+        if self.everything or self._scope_grants(scope, row.get("owner")):
+            return True
+        clause = self._scope(table, scope)
+        return clause is not None and conn.execute(
+            sa.select(table.c.id).where(table.c.id == row["id"], clause)).first() is not None
+
     def _scope_grants(self, scope: str, owner: str | None) -> bool:
         if scope == "all":
             return True

@@ -55,5 +55,5 @@ def hand_over(runtime, from_username: str, to_username: Any, objects: Any, actor
             moved[name] = count
     with write_transaction(runtime.engine) as conn:
         audit.record(conn, actor, "records.hand_over", from_username,
-                     {"to": to_username, "moved": moved, "refused": len(refused)})
+                     {"to": to_username, "moved": moved, "refused": len(refused), "refused_records": refused[:20]})
     return {**moved, "refused": refused} if refused else moved

@@ -1,8 +1,11 @@
 """Sharing a record beyond its owner's scope, with a user or a department
 (read or edit), and the admins' "why can this user see this record?".
 
-Who may share: whoever may update the record. A share with a department
-reaches its members and the members of the departments below it. Shares are
+Who may share: whoever's role may update the record (its owner, those
+whose scope reaches the owner, admins); a share, even to edit, does not
+pass sharing on. A share with a department reaches its members and the
+members of the departments below it; sharing again with the same user or
+department changes the access of the share already there. Shares are
 read by `access.Access.clause` like every other right; here they are only
 made, listed and removed.
 """
@@ -18,7 +21,7 @@ import sqlalchemy as sa
 from loomcrm.platform import audit, systemdb
 from loomcrm.platform.db import write_transaction
 
-from .records import Invalid, NotFound, RecordError
+from .records import Forbidden, Invalid, NotFound, RecordError
 
 _shares, _users, _departments = systemdb.shares, systemdb.users, systemdb.departments
 
@@ -30,6 +33,23 @@ def _record(runtime, conn, object_name: str, rid: str, user, action: str):
     row = runtime.records._load(conn, schema, obj, rid)
     runtime.records._may(conn, schema, obj, runtime.access.of(user), row, action)
     return schema, obj, row
+
+
+def _sharer(runtime, conn, object_name: str, rid: str, user):
+    """(schema, object, row) of a record `user` may share, else 404 / 403."""
+    schema, obj, row = _record(runtime, conn, object_name, rid, user, "read")
+    if not runtime.access.of(user).may_share(conn, schema.table(obj.name), obj.name, row):
+        raise Forbidden(f"you may not share this {obj.name}")
+    return schema, obj, row
+
+
+def may_share(runtime, object_name: str, rid: str, user) -> bool:
+    with runtime.engine.connect() as conn:
+        try:
+            _sharer(runtime, conn, object_name, rid, user)
+        except Forbidden:
+            return False
+    return True
 
 
 def listing(runtime, object_name: str, rid: str, user) -> list[dict[str, Any]]:
@@ -52,7 +72,7 @@ def share(runtime, object_name: str, rid: str, body: Any, user) -> dict[str, Any
     if level not in ("read", "edit"):
         raise Invalid("access is read or edit", [{"field": "access", "code": "invalid_option", "message": "read or edit"}])
     with write_transaction(runtime.engine) as conn:
-        _record(runtime, conn, object_name, rid, user, "update")
+        _sharer(runtime, conn, object_name, rid, user)
         if "user" in body:
             target = conn.execute(sa.select(_users.c.id).where(_users.c.username == str(body["user"])[:150],
                                                               _users.c.is_active.is_(True))).scalar()
@@ -63,10 +83,15 @@ def share(runtime, object_name: str, rid: str, body: Any, user) -> dict[str, Any
         if target is None:
             key = "user" if column == "user_id" else "department"
             raise Invalid(f"no {key} {str(body[key])[:63]!r}", [{"field": key, "code": "not_found", "message": f"no such {key}"}])
-        share_id = uuid.uuid4().hex
-        conn.execute(sa.insert(_shares).values(id=share_id, object=object_name, record_id=rid, access=level,
-                                               created_by=getattr(user, "id", None), created_at=datetime.now(timezone.utc),
-                                               **{column: target}))
+        existing = conn.execute(sa.select(_shares.c.id).where(
+            _shares.c.object == object_name, _shares.c.record_id == rid, _shares.c[column] == target)).scalar()
+        share_id = existing or uuid.uuid4().hex
+        if existing:
+            conn.execute(sa.update(_shares).where(_shares.c.id == existing).values(access=level))
+        else:
+            conn.execute(sa.insert(_shares).values(id=share_id, object=object_name, record_id=rid, access=level,
+                                                   created_by=getattr(user, "id", None), created_at=datetime.now(timezone.utc),
+                                                   **{column: target}))
         audit.record(conn, user, "share", f"{object_name}/{rid}", {column.removesuffix("_id"): target, "access": level})
     runtime.access.forget()
     return {"id": share_id, "access": level, **{k: body[k] for k in ("user", "department") if k in body}}
@@ -74,7 +99,7 @@ def share(runtime, object_name: str, rid: str, body: Any, user) -> dict[str, Any
 
 def unshare(runtime, object_name: str, rid: str, share_id: str, user) -> None:
     with write_transaction(runtime.engine) as conn:
-        _record(runtime, conn, object_name, rid, user, "update")
+        _sharer(runtime, conn, object_name, rid, user)
         gone = conn.execute(sa.delete(_shares).where(_shares.c.id == share_id[:32], _shares.c.object == object_name,
                                                      _shares.c.record_id == rid)).rowcount
         if not gone:

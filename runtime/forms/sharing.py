@@ -19,6 +19,7 @@ from loomcrm.platform.directory import departments
 
 from .. import shares
 from ..records import Forbidden, NotFound, RecordError
+from .views import N_
 
 # The reasons of `Access.explain`, by code, as the page says them.
 REASON_TEXTS = {
@@ -48,25 +49,26 @@ def build_sharing_router(runtime, *, templates, page_context: Callable[..., dict
 
     def panel(request: Request, object_name: str, rid: str, user, status: int = 200, **extra) -> HTMLResponse:
         """The panel, for a user who may read the record (404 otherwise, as everywhere)."""
-        schema = runtime.schema()
         try:
             listed = shares.listing(runtime, object_name, rid, user)
+            owner = runtime.records.get(object_name, rid, user).get("owner")
         except NotFound:
-            raise HTTPException(status_code=404, detail="This record does not exist or is in the recycle bin.") from None
-        access = runtime.access.of(user)
+            raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
+        u = systemdb.users
         with runtime.engine.connect() as conn:
-            table = schema.table(object_name)
-            may_share = access.allows(conn, table, object_name, rid, "update")
-            people = conn.execute(sa.select(systemdb.users.c.username, systemdb.users.c.display_name)
-                                  .where(systemdb.users.c.is_active.is_(True),
-                                         systemdb.users.c.password_hash != auth.NO_PASSWORD)
-                                  .order_by(systemdb.users.c.username).limit(2000)).all()
-        context = page_context(request)
+            people = conn.execute(sa.select(u.c.id, u.c.username, u.c.display_name)
+                                  .where(u.c.is_active.is_(True), u.c.password_hash != auth.NO_PASSWORD)
+                                  .order_by(u.c.display_name, u.c.username).limit(2000)).all()
+        names = {p.username: p.display_name or p.username for p in people}
+        tree = {d.name: d.label or d.name for d in departments(runtime.engine)}
         return templates.TemplateResponse(request, "forms/_sharing.html", {
-            **context, "object_name": object_name, "rid": rid, "shares": listed, "may_share": may_share,
-            "people": [(p.username, p.display_name or p.username) for p in people],
-            "departments": [(d.name, d.label or d.name) for d in departments(runtime.engine)],
-            "access_texts": ACCESS_TEXTS, "errors": {}, **extra}, status_code=status)
+            **page_context(request), "object_name": object_name, "rid": rid,
+            "may_share": shares.may_share(runtime, object_name, rid, user),
+            "shares": [{**s, "whom": names.get(s["user"], s["user"]) if s["user"]
+                        else tree.get(s["department"], s["department"])} for s in listed],
+            "people": [(p.username, names[p.username]) for p in people],
+            "share_people": [(p.username, names[p.username]) for p in people if p.id != owner],
+            "departments": list(tree.items()), "access_texts": ACCESS_TEXTS, "errors": {}, **extra}, status_code=status)
 
     @router.get("/{object_name}/{rid}/_sharing", response_class=HTMLResponse)
     def sharing(object_name: str, rid: str, request: Request, user=Depends(auth.page_user)):
@@ -82,9 +84,9 @@ def build_sharing_router(runtime, *, templates, page_context: Callable[..., dict
         try:
             await run_in_threadpool(shares.share, runtime, object_name, rid, body, user)
         except Forbidden:
-            raise HTTPException(status_code=403, detail="You may not share this record.") from None
+            raise HTTPException(status_code=403, detail=N_("You may not share this record.")) from None
         except NotFound:
-            raise HTTPException(status_code=404, detail="This record does not exist or is in the recycle bin.") from None
+            raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
         except RecordError:
             return panel(request, object_name, rid, user, status=422,
                          errors={"with": NOTICE_TEXTS["invalid"]})
@@ -95,28 +97,37 @@ def build_sharing_router(runtime, *, templates, page_context: Callable[..., dict
         try:
             await run_in_threadpool(shares.unshare, runtime, object_name, rid, share_id, user)
         except Forbidden:
-            raise HTTPException(status_code=403, detail="You may not share this record.") from None
+            raise HTTPException(status_code=403, detail=N_("You may not share this record.")) from None
         except NotFound:
-            raise HTTPException(status_code=404, detail="This record does not exist or is in the recycle bin.") from None
+            raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
         return panel(request, object_name, rid, user, done=NOTICE_TEXTS["removed"])
 
     @router.get("/{object_name}/{rid}/_why", response_class=HTMLResponse)
     def why(object_name: str, rid: str, request: Request, username: str = "", user=Depends(auth.page_user)):
         """Admins: the `_access` explanation, in the page's language."""
         if not user.is_admin:
-            raise HTTPException(status_code=403, detail="Only administrators may see why a user sees a record.")
+            raise HTTPException(status_code=403, detail=N_("Only administrators may see why a user sees a record."))
         try:
             answer = shares.explain(runtime, object_name, rid, username)
         except NotFound:
-            raise HTTPException(status_code=404, detail="There is no such user or record.") from None
+            raise HTTPException(status_code=404, detail=N_("There is no such user or record.")) from None
         except RecordError:
             answer = None
         context = page_context(request)
-        gettext = context["_"]
+        gettext, locale = context["_"], context["locale"]
         obj = runtime.schema().object(object_name)
+        tree = {d.name: d.label or d.name for d in departments(runtime.engine)}
+        roles = runtime.roles()[1]
+        role_label = (localized(roles[answer["role"]].label, locale, answer["role"])
+                      if answer and answer.get("role") in roles else (answer or {}).get("role"))
         reasons = []
         for reason in (answer or {}).get("reasons", []):
             args = dict(reason.get("args") or {})
+            for key in ("department", "user_department"):
+                if args.get(key) in tree:
+                    args[key] = tree[args[key]]
+            if "role" in args:
+                args["role"] = role_label
             if "action" in args:
                 args["action"] = gettext(ACTION_TEXTS[args["action"]])
             if "access" in args:
@@ -126,6 +137,6 @@ def build_sharing_router(runtime, *, templates, page_context: Callable[..., dict
             reasons.append(gettext(REASON_TEXTS[reason["code"]]) % {k: "—" if v is None else v for k, v in args.items()})
         return templates.TemplateResponse(request, "forms/_why.html", {
             **context, "answer": answer, "reasons": reasons, "action_texts": ACTION_TEXTS, "scope_texts": SCOPE_TEXTS,
-            "who": username})
+            "who": username, "role_label": role_label})
 
     return router

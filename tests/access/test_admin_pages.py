@@ -72,7 +72,7 @@ def test_an_admin_builds_the_department_tree(app, boss):
     assert post(boss, "/admin/departments", {"name": "north", "label": "North"}).status_code == 303
     assert post(boss, "/admin/departments", {"name": "north_city", "label": "City", "parent": "north"}).status_code == 303
     page = boss.get("/admin/departments")
-    assert re.search(r'aria-level="2"[^>]*data-department="north_city"', page.text)
+    assert re.search(r'data-level="2"[^>]*data-department="north_city"', page.text)
     # a taken name, a bad name, an unknown parent: refused in words, nothing made
     for values, field in [({"name": "north"}, "in-name"), ({"name": "Bad Name"}, "in-name"),
                           ({"name": "x" * 5000}, "in-name"), ({"name": "west", "parent": "nowhere"}, "in-parent")]:
@@ -87,6 +87,20 @@ def test_an_admin_builds_the_department_tree(app, boss):
     assert post(boss, "/admin/departments/north", {"label": "North", "parent": "", "manager": "boss"}).status_code == 303
     assert re.search(r'data-department="north".*?Manager: boss', boss.get("/admin/departments").text, re.S)
     assert post(boss, "/admin/departments/missing", {"label": "x"}).status_code == 404
+    # the parent list of a department never offers itself nor what is inside it
+    form = re.search(r'action="/admin/departments/north".*?</form>', boss.get("/admin/departments").text, re.S).group(0)
+    assert 'value="north_city"' not in form and 'value="north"' not in form and 'value="sales"' in form
+    assert post(boss, "/admin/departments", {"name": ""}).status_code == 422
+
+
+def test_a_deactivated_manager_survives_an_edit_of_the_label(app, boss):
+    person(app, "mia", role="sales_manager", department="sales")
+    assert post(boss, "/admin/departments", {"name": "south", "manager": "mia"}).status_code == 303
+    assert post(boss, "/admin/users/mia/active", {"active": "0"}).status_code == 303
+    form = re.search(r'action="/admin/departments/south".*?</form>', boss.get("/admin/departments").text, re.S).group(0)
+    assert re.search(r'<option value="mia" selected>', form)
+    assert post(boss, "/admin/departments/south", {"label": "South", "parent": "", "manager": "mia"}).status_code == 303
+    assert re.search(r'data-department="south".*?Manager: mia', boss.get("/admin/departments").text, re.S)
 
 
 def test_an_admin_creates_users_with_role_and_department(app, boss):
@@ -144,7 +158,39 @@ def test_role_department_password_and_deactivation(app, boss):
     refused = post(boss, "/admin/users/boss/active", {"active": "0"})
     assert refused.status_code == 422 and "You cannot deactivate yourself." in refused.text
     assert users(app)["boss"].is_active is True
+    demoted = post(boss, "/admin/users/boss", {"display_name": "", "email": "", "role": "user", "department": "", "locale": "en"})
+    assert demoted.status_code == 422 and "You cannot take away your own administrator role." in demoted.text
+    assert users(app)["boss"].role == "admin"
     assert post(boss, "/admin/users/nobody", {"role": "user"}).status_code == 404
+
+
+def test_the_last_administrator_stays(app, boss):
+    """Through the API too: whoever acts, the last active admin is never
+    demoted nor deactivated; a second admin makes it possible."""
+    api = {"Authorization": f"Bearer {auth.create_token(app.state.loom.engine, app.state.loom.secret_key, 'boss')}"}
+    client = TestClient(app)
+    person(app, "deputy", role="admin", department=None)
+    deputy = {"Authorization": f"Bearer {auth.create_token(app.state.loom.engine, app.state.loom.secret_key, 'deputy')}"}
+    assert client.patch("/api/v1/_admin/users/boss", headers=api, json={"role": "user"}).status_code == 409
+    assert client.patch("/api/v1/_admin/users/deputy", headers=api, json={"is_active": False}).status_code == 200
+    last = client.patch("/api/v1/_admin/users/boss", headers=deputy, json={"role": "user"})
+    assert last.status_code == 401   # the deactivated deputy's token is revoked
+    try:   # even a direct change through the directory refuses
+        directory.update_user(app.state.loom.engine, users(app)["boss"].id, {"role": "user"})
+    except directory.DirectoryError as exc:
+        assert exc.code == "last_admin"
+    else:
+        raise AssertionError("the last admin was demoted")
+    assert users(app)["boss"].role == "admin"
+    assert client.patch("/api/v1/_admin/users/deputy", headers=api, json={"is_active": True}).status_code == 200
+
+
+def test_user_names_are_one_spelling_and_passwords_not_blank(app, boss):
+    person(app, "fay")
+    assert post(boss, "/admin/users", {"username": "FAY", "role": "user", "password": "long enough"}).status_code == 422
+    assert post(boss, "/admin/users", {"username": "gil", "role": "user", "password": " " * 12}).status_code == 422
+    assert "FAY" not in users(app) and "gil" not in users(app)
+    assert post(boss, "/admin/users/fay/password", {"password": "\t" * 10}).status_code == 422
 
 
 def test_an_admin_ends_one_session(app, boss):
@@ -170,8 +216,12 @@ def test_a_leavers_records_go_to_a_colleague_in_one_step(app, boss):
     assert re.search(r'name="objects" value="lead" checked> Leads <span class="count">3</span>', page)
     refused = post(boss, "/admin/users/hal/hand-over", {"objects": ["lead"], "to": ""})
     assert refused.status_code == 422 and "Choose an active colleague" in refused.text
+    nothing = post(boss, "/admin/users/hal/hand-over", {"to": "ivy"})
+    assert nothing.status_code == 422 and "Tick at least one kind of record" in nothing.text
+    assert post(boss, "/admin/users/hal/hand-over", {"objects": ["no_such_object"], "to": "ivy"}).status_code == 422
     done = post(boss, "/admin/users/hal/hand-over", {"objects": ["lead"], "to": "ivy"})
-    assert done.status_code == 200 and "Handed to ivy" in done.text
+    assert done.status_code == 303   # a reload shows the result, it does not hand over again
+    assert "Handed to ivy" in boss.get(done.headers["location"]).text
     leads = client.get("/api/v1/lead", headers=api, params={"filter": "name == 'Leaver 0' or name == 'Leaver 2'"}).json()
     assert {r["owner"] for r in leads["data"]} == {colleague}
     assert audited(app, "records.hand_over")[-1].details["moved"] == {"lead": 3}
@@ -186,6 +236,8 @@ def test_roles_and_the_audit_log_are_shown_in_both_languages(app, boss):
     log = boss.get("/admin/audit").text
     assert 'data-action="user.create"' in log and "User created" in log and 'data-action="metadata.publish"' in log
     assert "创建用户" in zh.get("/admin/audit").text
+    assert boss.get("/admin/audit", params={"before": "abc"}).status_code == 200
+    assert "只有管理员可以打开系统管理页面" in signed_in(app, "jon", "jon password", "zh-CN").get("/admin/users").text
 
 
 def test_only_admins_open_the_admin_pages(app):
@@ -220,11 +272,19 @@ def test_sharing_a_record_and_the_admins_why(app, boss):
     assert shared.status_code == 200 and "Shared." in shared.text
     assert dan.get(f"/app/lead/{rid}").status_code == 200
     assert "Share with" not in dan.get(f"/app/lead/{rid}/_sharing").text   # read access: may not share further
+    # sharing again changes the share; an edit share does not pass sharing on either
+    again = ann.post(f"/app/lead/{rid}/_sharing", data={"with": "user:dan", "access": "edit"}, headers={"X-CSRF-Token": ann.csrf})
+    assert again.text.count("data-share=") == 1 and "· edit" in again.text
+    assert "Share with" not in dan.get(f"/app/lead/{rid}/_sharing").text
+    assert dan.post(f"/app/lead/{rid}/_sharing", data={"with": "user:boss", "access": "edit"},
+                    headers={"X-CSRF-Token": dan.csrf}).status_code == 403
+    assert 'value="user:ann"' not in again.text   # the owner sees it anyway
     bad = ann.post(f"/app/lead/{rid}/_sharing", data={"with": "user:nobody", "access": "owner"},
                    headers={"X-CSRF-Token": ann.csrf})
     assert bad.status_code == 422 and "Choose a user or a department" in bad.text
     why = boss.get(f"/app/lead/{rid}/_why", params={"username": "dan"}).text
-    assert "The record is shared with the user (read)." in why and "Read: Yes" in why and "Update: No" in why
+    assert "The record is shared with the user (edit)." in why and "Read: Yes" in why and "Update: Yes" in why
+    assert "Role Sales rep: reads own records, updates own records, deletes own records." in why
     mine = boss.get(f"/app/lead/{rid}/_why", params={"username": "ann"}).text
     assert "the user owns the record" in mine
     zh = signed_in(app, "boss", "boss password", "zh-CN")

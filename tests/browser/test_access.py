@@ -33,7 +33,7 @@ def company(browser, server, api):
             form.get_by_label("Parent department").select_option(label=parent)
         form.get_by_role("button", name="Create department").click()
         expect(page.get_by_role("status")).to_have_text("Created.")
-    expect(page.locator('[data-department="east"][aria-level="2"]')).to_be_visible()
+    expect(page.locator('[data-department="east"][data-level="2"]')).to_be_visible()
 
     page.get_by_role("link", name="Users").click()
     for username, name, role, department in [("wang", "Wang Fang", "Sales rep", "east"), ("zhao", "Zhao Lei", "Sales rep", "east"),
@@ -138,7 +138,8 @@ def test_the_admin_reads_why_a_user_sees_a_record(browser, server, company):
     page.get_by_role("button", name="Explain").click()
     answer = page.locator("#why-answer")
     expect(answer).to_contain_text("Read: Yes")
-    expect(answer).to_contain_text("its owner wang is in east, below the user's department sales")
+    expect(answer).to_contain_text("its owner wang is in East, below the user's department Sales")
+    expect(answer).to_contain_text("Role Sales manager: reads the department's records and those below it")
     page.get_by_label("User", exact=True).select_option(label="Zhao Lei")
     page.get_by_role("button", name="Explain").click()
     expect(answer).to_contain_text("Read: No")

@@ -75,7 +75,12 @@
   // first invalid field, scrolled into view (after htmx's own scrolling).
   function focusFirstError() {
     var form = document.getElementById("record-form");
-    if (!form || !form.querySelector("#error-summary")) return;
+    if (form && !form.querySelector("#error-summary")) form = null;
+    if (!form) {   // the admin pages' forms mark their fields the same way
+      var refused = document.querySelector("form.admin-form .field.has-error");
+      form = refused && refused.closest("form");
+    }
+    if (!form) return;
     var first = form.querySelector(".field.has-error input:not([type=hidden]), .field.has-error select, .field.has-error textarea");
     if (!first || (document.activeElement && document.activeElement !== document.body && form.contains(document.activeElement))) return;
     first.focus({ preventScroll: true });
