@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loomcrm.designer import views as designer_views
 from loomcrm.runtime.api.openapi import install_openapi
 from loomcrm.runtime.api.routes import build_api_router
 from loomcrm.runtime.fields import FieldContext
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         if folder.is_dir():
             app.mount(f"/static/vendor/{name}", StaticFiles(directory=folder), name=f"vendor-{name}")
     app.mount("/static/forms", StaticFiles(directory=forms.STATIC_DIR), name="static-forms")
+    app.mount("/static/designer", StaticFiles(directory=designer_views.STATIC_DIR), name="static-designer")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(StarletteHTTPException)
@@ -209,6 +211,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(build_automation_router(automation, user_dependency=auth.current_user))
     app.include_router(build_admin_router(runtime, state.tokens))
     app.include_router(build_admin_pages(runtime, state.tokens, templates=templates, page_context=page_context))
+    app.include_router(designer_views.build_designer(runtime, templates=templates, page_context=page_context))
     # After Loom's own /api/v1 routes: the generic router answers /api/v1/{object}.
     app.include_router(build_api_router(runtime, user_dependency=auth.current_user))
     install_openapi(app, runtime)
@@ -278,4 +281,5 @@ def _secure(request: Request, settings: Settings) -> bool:
 
 
 def _templates() -> Jinja2Templates:
-    return Jinja2Templates(directory=[HERE / "templates", forms.TEMPLATE_DIR, automation_views.TEMPLATE_DIR])
+    return Jinja2Templates(directory=[HERE / "templates", forms.TEMPLATE_DIR, automation_views.TEMPLATE_DIR,
+                                      designer_views.TEMPLATE_DIR])

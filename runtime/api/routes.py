@@ -22,12 +22,11 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from loomcrm.metadata.model import ObjectDef, Workflow, as_json
-from loomcrm.metadata.versions import DraftConflict, ensure_uids
+from loomcrm.metadata.versions import DraftConflict
 
-from ..migrate.checks import check_snapshot
 from ..migrate.execute import PublishRefused, plan_for, publish
 from ..query import list_records, parse_list_params
-from .. import shares
+from .. import drafts, shares
 from ..records import RecordError
 from .problems import json_response, problem
 
@@ -46,6 +45,8 @@ def _guard(handler: Callable) -> Callable:
         except PublishRefused as exc:
             return problem(409, str(exc), errors=[{"field": p["key"], "code": "needs_decision", "message": p["message"]} for p in exc.problems],
                            plan=exc.plan.as_json())
+        except drafts.DraftChanged as exc:
+            return problem(412, str(exc), **drafts.as_problem_fields(exc))
         except DraftConflict as exc:
             return problem(409, str(exc))
         except ValidationError as exc:
@@ -127,11 +128,11 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
         obj = ObjectDef.model_validate(data)
         if obj.name != name:
             raise RecordError("the name in the body differs from the name in the path", status=422)
-        return json_response(await run_in_threadpool(_change_draft, runtime, user, lambda s: s.with_object(obj)))
+        return json_response(await run_in_threadpool(_change_draft, runtime, user, lambda s: s.with_object(obj), request))
 
     @router.delete("/_meta/objects/{name}", tags=["metadata"])
     @_guard
-    async def meta_delete(name: str, user=Depends(user_dependency)):
+    async def meta_delete(name: str, request: Request, user=Depends(user_dependency)):
         require_admin(user)
 
         def drop(snapshot):
@@ -139,7 +140,7 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
                 raise RecordError(f"no object {name[:63]!r} in the draft", status=404)
             return snapshot.without_object(name)
 
-        return json_response(await run_in_threadpool(_change_draft, runtime, user, drop))
+        return json_response(await run_in_threadpool(_change_draft, runtime, user, drop, request))
 
     @router.get("/_meta/workflows", tags=["metadata"])
     @_guard
@@ -179,11 +180,11 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
             check_workflow(snapshot, flow)
             return snapshot
 
-        return json_response(await run_in_threadpool(_change_draft, runtime, user, change))
+        return json_response(await run_in_threadpool(_change_draft, runtime, user, change, request))
 
     @router.delete("/_meta/workflows/{name}", tags=["metadata"])
     @_guard
-    async def meta_workflow_delete(name: str, user=Depends(user_dependency)):
+    async def meta_workflow_delete(name: str, request: Request, user=Depends(user_dependency)):
         require_admin(user)
 
         def drop(snapshot):
@@ -191,19 +192,16 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
                 raise RecordError(f"no workflow {name[:63]!r} in the draft", status=404)
             return snapshot.without_workflow(name)
 
-        return json_response(await run_in_threadpool(_change_draft, runtime, user, drop))
+        return json_response(await run_in_threadpool(_change_draft, runtime, user, drop, request))
 
     @router.get("/_meta/draft", tags=["metadata"])
     @_guard
     async def meta_draft(user=Depends(user_dependency)):
         require_admin(user)
 
-        def read():
-            with runtime.engine.connect() as conn:
-                base, snapshot, exists = runtime.store.draft(conn)
-            return {"base_version": base, "exists": exists, "snapshot": snapshot.to_json()}
-
-        return json_response(await run_in_threadpool(read))
+        draft = await run_in_threadpool(drafts.read, runtime.engine)
+        return json_response({"base_version": draft.base_version, "exists": draft.exists, "snapshot": draft.snapshot.to_json(),
+                              "updated_by": draft.updated_by}, headers={"ETag": f'"{draft.tag}"'})
 
     @router.delete("/_meta/draft", tags=["metadata"])
     @_guard
@@ -380,18 +378,12 @@ def check_workflow(snapshot, flow: Workflow) -> None:
             {"field": p.path or None, "code": p.code, "message": p.message} for p in problems], status=422)
 
 
-def _change_draft(runtime, user, change: Callable) -> dict[str, Any]:
-    """Apply `change` to the draft and answer the draft's object list and plan."""
-    from loomcrm.platform.db import write_transaction
-
-    with write_transaction(runtime.engine) as conn:
-        published_version, published = runtime.store.published(conn)
-        base, snapshot, exists = runtime.store.draft(conn)
-        if exists and base != published_version:
-            raise DraftConflict(f"the draft was based on version {base}, but version {published_version} is published; discard it first")
-        snapshot = ensure_uids(change(snapshot), previous=published)
-        check_snapshot(snapshot)
-        runtime.store.save_draft(conn, snapshot, published_version, _user_id(user))
+def _change_draft(runtime, user, change: Callable, request: Request | None = None) -> dict[str, Any]:
+    """Apply `change` to the draft and answer the draft's object list and
+    plan. An `If-Match` with the draft's ETag (from `GET _meta/draft`)
+    refuses the change when the draft changed since."""
+    seen = request.headers.get("if-match", "").strip().removeprefix("W/").strip('"') if request else ""
+    snapshot = drafts.change(runtime, _user_id(user), change, seen_tag=seen if seen and seen != "*" else None)
     plan = plan_for(runtime.engine, None, ctx=runtime.context)
-    return {"base_version": published_version, "objects": [o.name for o in snapshot.objects],
+    return {"base_version": plan.base_version, "objects": [o.name for o in snapshot.objects],
             "workflows": [w.name for w in snapshot.workflows], "plan": plan.as_json()}

@@ -1,0 +1,321 @@
+"""From the designer's forms to metadata: each function takes what the
+admin submitted and the object as it is in the draft, and answers the
+object's new bundle JSON, or `FormProblems` naming the inputs at fault.
+Nothing here touches the database."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, get_args
+
+from pydantic import TypeAdapter, ValidationError
+
+from loomcrm.metadata.model import FieldDef, ObjectDef, as_json
+from loomcrm.runtime.forms.views import N_
+
+LOCALES = (("en", "en"), ("zh", "zh-CN"))       # (input suffix, locale)
+FLAGS = ("required", "unique", "indexed")
+EXPRESSIONS = ("default_expr", "required_if", "visible_if", "read_only_if")
+_FIELD = TypeAdapter(FieldDef)
+# Each field type's model, to know which settings it takes.
+FIELD_MODELS = {get_args(cls.model_fields["type"].annotation)[0]: cls for cls in get_args(get_args(FieldDef)[0])}
+FIELD_TYPES = tuple(FIELD_MODELS)
+# The settings the field form shows for each type (beyond the common ones).
+NUMBER_SETTINGS = ("min", "max")
+TYPE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "text": ("max_length", "pattern"), "long_text": ("max_length",), "integer": NUMBER_SETTINGS,
+    "decimal": ("precision", "scale", *NUMBER_SETTINGS), "currency": ("scale", *NUMBER_SETTINGS),
+    "percent": ("scale", *NUMBER_SETTINGS), "date": NUMBER_SETTINGS, "datetime": NUMBER_SETTINGS,
+    "formula": ("expression", "returns", "scale"), "rollup": ("from", "via", "function", "field", "filter"),
+    "auto_number": ("prefix", "digits"), "lookup": ("to", "on_delete"),
+}
+# ... and the other way round: which types each setting's input serves.
+SETTING_TYPES: dict[str, list[str]] = {}
+for _kind, _keys in TYPE_SETTINGS.items():
+    for _key in _keys:
+        SETTING_TYPES.setdefault(_key, []).append(_kind)
+INTEGER_SETTINGS = frozenset({"max_length", "precision", "scale", "digits"})
+NUMBERS = frozenset({"integer", "decimal", "currency", "percent"})
+FORMULA_RETURNS = {"number": "decimal", "text": "text", "boolean": "boolean", "date": "date", "datetime": "datetime"}
+
+
+class FormProblems(Exception):
+    """What is wrong with a form: input name (None: the form) -> message."""
+
+    def __init__(self, problems: dict[str | None, str]):
+        self.problems = problems
+        super().__init__("; ".join(f"{k or 'form'}: {v}" for k, v in problems.items()))
+
+
+def text_of(form: Mapping[str, str], name: str) -> dict[str, str] | None:
+    """A localized text from its inputs `name_en`, `name_zh`."""
+    values = {locale: str(form.get(f"{name}_{suffix}") or "").strip() for suffix, locale in LOCALES}
+    values = {k: v for k, v in values.items() if v}
+    return values or None
+
+
+def _input_of(loc: tuple) -> str | None:
+    """The form input a pydantic error location points at."""
+    parts = [p for p in loc if isinstance(p, str) and p not in FIELD_MODELS]
+    if not parts:
+        return None
+    head = parts[0]
+    if head in ("label", "help", "plural_label", "description", "message"):
+        return f"{head}_en"
+    if head == "from_":
+        return "from"
+    return head
+
+
+def _problems(exc: ValidationError, prefix: tuple = ()) -> FormProblems:
+    found: dict[str | None, str] = {}
+    for e in exc.errors():
+        loc = tuple(e["loc"])[len(prefix):] if tuple(e["loc"])[: len(prefix)] == prefix else tuple(e["loc"])
+        found.setdefault(_input_of(loc), e["msg"])
+    return FormProblems(found)
+
+
+def new_object(starter: dict[str, Any]) -> ObjectDef:
+    try:
+        return ObjectDef.model_validate(starter)
+    except ValidationError as exc:
+        raise _problems(exc) from None
+
+
+def object_settings(obj: ObjectDef, form: Mapping[str, str]) -> ObjectDef:
+    data = as_json(obj)
+    for key in ("label", "plural_label", "description"):
+        data.pop(key, None)
+        if (text := text_of(form, key)) is not None:
+            data[key] = text
+    for key in ("name", "icon", "title_field"):
+        value = str(form.get(key) or "").strip()
+        if value:
+            data[key] = value
+        elif key != "name":
+            data.pop(key, None)
+    try:
+        return ObjectDef.model_validate(data)
+    except ValidationError as exc:
+        raise _problems(exc) from None
+
+
+def _number(text: str, whole: bool) -> int | str:
+    return int(text) if whole else text
+
+
+def field_json(form: Mapping[str, Any], previous: dict[str, Any] | None, *, options: list[dict] | None = None,
+               inferred_returns: str | None = None) -> dict[str, Any]:
+    """The field's bundle JSON from the field form. Settings the form does
+    not show (a stage field's stages) are kept from `previous`; settings
+    the new type does not take are dropped."""
+    kind = str(form.get("type") or (previous or {}).get("type") or "")
+    if kind not in FIELD_MODELS:
+        raise FormProblems({"type": N_("Choose a field type.")})
+    data = dict(previous or {})
+    data["type"] = kind
+    data["name"] = str(form.get("name") or "").strip()
+    for key in ("label", "help"):
+        data.pop(key, None)
+        if (text := text_of(form, key)) is not None:
+            data[key] = text
+    for flag in FLAGS:
+        data[flag] = form.get(flag) in ("on", "true", "1")
+    for key in (*EXPRESSIONS, *TYPE_SETTINGS.get(kind, ())):
+        value = str(form.get(key) or "").strip()
+        data.pop(key, None)
+        if not value:
+            continue
+        if key in INTEGER_SETTINGS or (key in NUMBER_SETTINGS and kind == "integer"):
+            try:
+                data[key] = int(value)
+            except ValueError:
+                raise FormProblems({key: N_("Enter a whole number.")}) from None
+        else:
+            data[key] = value
+    if kind in ("picklist", "multi_picklist"):
+        data["options"] = options or []
+    if kind == "formula" and not data.get("returns") and inferred_returns:
+        data["returns"] = inferred_returns
+    if kind == "related_to":
+        data["to"] = list(form.getlist("targets"))
+    allowed = {f.alias or name for name, f in FIELD_MODELS[kind].model_fields.items()}
+    data = {k: v for k, v in data.items() if k in ("name", "type") or (k in allowed and _given(v))}
+    try:
+        _FIELD.validate_python(data)
+    except ValidationError as exc:
+        raise _problems(exc) from None
+    return data
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value is not False and value != ""
+
+
+def options_from(form) -> list[dict[str, Any]]:
+    """A picklist's options from the rows of the options table."""
+    rows = zip(form.getlist("option_value"), form.getlist("option_label_en"), form.getlist("option_label_zh"),
+               form.getlist("option_color"))
+    options = []
+    for value, en, zh, color in rows:
+        value = value.strip()
+        if not value:
+            continue
+        option: dict[str, Any] = {"value": value}
+        label = {k: v.strip() for k, v in (("en", en), ("zh-CN", zh)) if v.strip()}
+        if label:
+            option["label"] = label
+        if color and color.lower() != "#000000":
+            option["color"] = color
+        options.append(option)
+    return options
+
+
+def with_field(obj: ObjectDef, field: dict[str, Any], replacing: str | None) -> ObjectDef:
+    """The object with `field` added at the end, or put in place of the
+    field named `replacing` (its uid kept: a rename keeps the values)."""
+    data = as_json(obj)
+    fields = data["fields"]
+    if replacing is None:
+        if any(f["name"] == field["name"] for f in fields):
+            raise FormProblems({"name": N_("Another field has this name.")})
+        fields.append(field)
+    else:
+        at = next((i for i, f in enumerate(fields) if f["name"] == replacing), None)
+        if at is None:
+            raise FormProblems({None: N_("The field is no longer in the draft.")})
+        if field["name"] != replacing and any(f["name"] == field["name"] for f in fields):
+            raise FormProblems({"name": N_("Another field has this name.")})
+        if fields[at].get("uid"):
+            field["uid"] = fields[at]["uid"]
+        fields[at] = field
+        if field["name"] != replacing:
+            _renamed_in(data, replacing, field["name"])
+    try:
+        return ObjectDef.model_validate(data)
+    except ValidationError as exc:
+        raise _problems(exc, ("fields",)) from None
+
+
+def _renamed_in(data: dict[str, Any], old: str, new: str) -> None:
+    """Follow a field's rename in the object's own lists of field names
+    (title, history, indexes, layouts, duplicate rules, where a rule's or
+    a stage's message shows). Expressions are not rewritten: the plan shows
+    each one that no longer checks, with its place."""
+    def swap(names: list[str]) -> list[str]:
+        return [new if n == old else n for n in names]
+
+    if data.get("title_field") == old:
+        data["title_field"] = new
+    data["track_history"] = swap(data.get("track_history", []))
+    data["indexes"] = [swap(i) for i in data.get("indexes", [])]
+    for rule in data.get("duplicate_rules", []):
+        rule["fields"] = swap(rule["fields"])
+    for rule in data.get("validation_rules", []):
+        if rule.get("field") == old:
+            rule["field"] = new
+    layouts = data.get("layouts", {})
+    for section in layouts.get("form", []):
+        section["fields"] = swap(section["fields"])
+    if listing := layouts.get("list"):
+        listing["columns"] = swap(listing["columns"])
+        if listing.get("sort"):
+            listing["sort"] = ",".join(("-" if k.startswith("-") else "") + (new if k.lstrip("-") == old else k.lstrip("-"))
+                                       for k in listing["sort"].split(","))
+    if kanban := layouts.get("kanban"):
+        kanban["card"] = swap(kanban.get("card", []))
+        for key in ("group_by", "sum"):
+            if kanban.get(key) == old:
+                kanban[key] = new
+    for fld in data["fields"]:
+        for stage in fld.get("stages", []):
+            stage["required_fields"] = swap(stage.get("required_fields", []))
+            for criterion in (*stage.get("exit_criteria", []), *stage.get("entry_criteria", [])):
+                if criterion.get("field") == old:
+                    criterion["field"] = new
+    for key in ("track_history", "indexes"):
+        if not data[key]:
+            data.pop(key)
+
+
+def without_field(obj: ObjectDef, name: str) -> ObjectDef:
+    data = as_json(obj)
+    data["fields"] = [f for f in data["fields"] if f["name"] != name]
+    if not data["fields"]:
+        raise FormProblems({None: N_("An object keeps at least one field.")})
+    _removed_from(data, name)
+    return ObjectDef.model_validate(data)
+
+
+def _removed_from(data: dict[str, Any], name: str) -> None:
+    """Drop a removed field from the object's own lists of field names."""
+    def keep(names: list[str]) -> list[str]:
+        return [n for n in names if n != name]
+
+    if data.get("title_field") == name:
+        data.pop("title_field")
+    for key in ("track_history", "indexes"):
+        values = [keep(i) if isinstance(i, list) else i for i in data.get(key, []) if i != name]
+        data[key] = [v for v in values if v]
+        if not data[key]:
+            data.pop(key)
+    data["duplicate_rules"] = [r for r in data.get("duplicate_rules", []) if name not in r["fields"]]
+    for rule in data.get("validation_rules", []):
+        if rule.get("field") == name:
+            rule.pop("field")
+    layouts = data.get("layouts", {})
+    layouts["form"] = [s | {"fields": keep(s["fields"])} for s in layouts.get("form", []) if keep(s["fields"])]
+    if (listing := layouts.get("list")) is not None:
+        listing["columns"] = keep(listing["columns"])
+        if not listing["columns"]:
+            layouts.pop("list")
+        elif listing.get("sort") and any(k.lstrip("-") == name for k in listing["sort"].split(",")):
+            listing.pop("sort")
+    if (kanban := layouts.get("kanban")) is not None:
+        if kanban.get("group_by") == name:
+            layouts.pop("kanban")
+        else:
+            kanban["card"] = keep(kanban.get("card", []))
+            if kanban.get("sum") == name:
+                kanban.pop("sum")
+    for fld in data["fields"]:
+        for stage in fld.get("stages", []):
+            stage["required_fields"] = keep(stage.get("required_fields", []))
+
+
+def reordered(obj: ObjectDef, names: list[str]) -> ObjectDef:
+    data = as_json(obj)
+    by_name = {f["name"]: f for f in data["fields"]}
+    if sorted(names) != sorted(by_name):
+        raise FormProblems({None: N_("The field list changed: reload the page.")})
+    data["fields"] = [by_name[n] for n in names]
+    return ObjectDef.model_validate(data)
+
+
+def with_rule(obj: ObjectDef, form: Mapping[str, str], replacing: str | None) -> ObjectDef:
+    data = as_json(obj)
+    rule: dict[str, Any] = {"name": str(form.get("name") or "").strip(), "check": str(form.get("check") or "").strip(),
+                            "active": form.get("active") in ("on", "true", "1")}
+    if (message := text_of(form, "message")) is not None:
+        rule["message"] = message
+    for key in ("when", "field"):
+        if value := str(form.get(key) or "").strip():
+            rule[key] = value
+    rules = data.setdefault("validation_rules", [])
+    others = [r for r in rules if r["name"] != replacing]
+    if any(r["name"] == rule["name"] for r in others):
+        raise FormProblems({"name": N_("Another rule has this name.")})
+    at = next((i for i, r in enumerate(rules) if r["name"] == replacing), None)
+    if at is None:
+        rules.append(rule)
+    else:
+        rules[at] = rule
+    try:
+        return ObjectDef.model_validate(data)
+    except ValidationError as exc:
+        raise _problems(exc, ("validation_rules", at if at is not None else len(rules) - 1)) from None
+
+
+def without_rule(obj: ObjectDef, name: str) -> ObjectDef:
+    data = as_json(obj)
+    data["validation_rules"] = [r for r in data.get("validation_rules", []) if r["name"] != name]
+    return ObjectDef.model_validate(data)

@@ -1,0 +1,214 @@
+// The designer's behaviour: expressions checked as the admin types (the
+// problem underlined at its line and column), completion of fields and
+// functions, "try it" on a record, drag (or button) ordering of fields and
+// picklist options, type-specific settings, and a name made from the label.
+(function () {
+  "use strict";
+  const csrf = () => {
+    const headers = document.body.getAttribute("hx-headers");
+    try { return JSON.parse(headers)["X-CSRF-Token"]; } catch (e) { return ""; }
+  };
+  const post = (url, body) => fetch(url, {
+    method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf()}, body: JSON.stringify(body),
+  }).then((r) => r.json());
+
+  function debounce(fn, ms) {
+    let timer = null;
+    return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+  }
+
+  // --- expressions ---------------------------------------------------------------
+  function echo(pre, source, error) {
+    // The source again, with the character at the error's line and column marked.
+    pre.textContent = "";
+    if (!error) { pre.hidden = true; return; }
+    const lines = source.split("\n");
+    let offset = 0;
+    for (let i = 0; i < error.line - 1 && i < lines.length; i++) offset += lines[i].length + 1;
+    const at = Math.min(offset + Math.max(error.column - 1, 0), source.length);
+    const mark = document.createElement("mark");
+    mark.className = "expr-error";
+    mark.textContent = source.slice(at, at + 1) || " ";
+    pre.append(source.slice(0, at), mark, source.slice(at + 1));
+    pre.hidden = false;
+  }
+
+  function setupEditor(box) {
+    const input = box.querySelector("textarea");
+    const problem = box.querySelector(".expr-problem");
+    const typeOut = box.querySelector(".expr-type");
+    const pre = box.querySelector(".expr-echo");
+    const list = box.querySelector(".expr-complete");
+    let items = [], active = -1, token = "", asked = false;
+    const objectName = () => {
+      const from = box.dataset.objectFrom && document.getElementById(box.dataset.objectFrom);
+      return from ? from.value : box.dataset.object;
+    };
+
+    function close() { list.hidden = true; list.textContent = ""; items = []; active = -1; input.setAttribute("aria-expanded", "false"); }
+    function show(found) {
+      token = tokenOf();
+      list.textContent = "";
+      items = found;
+      if (!found.length) { close(); return; }
+      found.forEach((c, i) => {
+        const li = document.createElement("li");
+        li.id = `${list.id}-${i}`;
+        li.setAttribute("role", "option");
+        const name = document.createElement("span");
+        name.className = "name";
+        name.textContent = c.label;
+        const detail = document.createElement("span");
+        detail.className = "detail";
+        detail.textContent = c.detail;
+        li.append(name, " ", detail);
+        li.addEventListener("mousedown", (e) => { e.preventDefault(); accept(i); });
+        list.append(li);
+      });
+      active = 0;
+      highlight();
+      list.hidden = false;
+      input.setAttribute("aria-expanded", "true");
+    }
+    function highlight() {
+      [...list.children].forEach((li, i) => li.setAttribute("aria-selected", i === active ? "true" : "false"));
+      if (active >= 0) input.setAttribute("aria-activedescendant", `${list.id}-${active}`);
+    }
+    function accept(i) {
+      const c = items[i];
+      if (!c) return;
+      const end = input.selectionStart;
+      const start = end - token.length;
+      input.value = input.value.slice(0, start) + c.insert + input.value.slice(end);
+      const caret = start + c.insert.length;
+      input.setSelectionRange(caret, caret);
+      close();
+      run(false);
+    }
+    const run = (complete) => {
+      const source = input.value;
+      post("/designer/check", {object: objectName(), source, kind: box.dataset.kind,
+                               cursor: complete || asked ? input.selectionStart : null})
+        .then((answer) => {
+          if (source !== input.value) return;    // an older answer
+          const error = (answer.errors || [])[0];
+          problem.textContent = error ? `${error.message} (${lineText(error)})` : "";
+          box.classList.toggle("has-error", !!error);
+          input.setAttribute("aria-invalid", error ? "true" : "false");
+          echo(pre, source, error);
+          typeOut.textContent = answer.type ? `→ ${answer.type}` : "";
+          if (answer.completions && (answer.token || asked)) show(answer.completions); else close();
+          asked = false;
+        }).catch(() => {});
+    };
+    const lineText = (e) => (document.documentElement.lang.startsWith("zh")
+      ? `第 ${e.line} 行，第 ${e.column} 列` : `line ${e.line}, column ${e.column}`);
+    const typed = debounce(() => run(true), 150);
+    input.addEventListener("input", typed);
+    input.addEventListener("blur", () => setTimeout(close, 100));
+    input.addEventListener("keydown", (e) => {
+      if (e.key === " " && e.ctrlKey) { e.preventDefault(); asked = true; run(true); return; }
+      if (list.hidden) return;
+      if (e.key === "ArrowDown") { e.preventDefault(); active = (active + 1) % items.length; highlight(); }
+      else if (e.key === "ArrowUp") { e.preventDefault(); active = (active - 1 + items.length) % items.length; highlight(); }
+      else if (e.key === "Enter" || e.key === "Tab") { e.preventDefault(); accept(active); }
+      else if (e.key === "Escape") { e.preventDefault(); close(); }
+    });
+    list.addEventListener("mousedown", (e) => e.preventDefault());
+    const tokenOf = () => { const m = input.value.slice(0, input.selectionStart).match(/[A-Za-z_][A-Za-z0-9_.]*$/); return m ? m[0] : ""; };
+    input.addEventListener("keyup", () => { token = tokenOf(); });
+    input.addEventListener("click", () => { token = tokenOf(); });
+    if (input.value.trim()) run(false);
+  }
+
+  // --- try it ---------------------------------------------------------------------
+  function setupTry(panel) {
+    const button = panel.querySelector(".try-run");
+    if (!button) return;
+    const out = panel.querySelector(".try-result");
+    button.addEventListener("click", () => {
+      const source = document.getElementById(panel.dataset.source).value;
+      out.textContent = "…";
+      post("/designer/try", {object: panel.dataset.object, record: panel.querySelector(".try-record").value, source})
+        .then((a) => {
+          out.classList.toggle("error", "error" in a);
+          out.textContent = "error" in a ? a.error : `= ${a.value}`;
+        });
+    });
+  }
+
+  // --- ordering ---------------------------------------------------------------------
+  function setupOrder(form) {
+    const body = form.querySelector("[data-sortable]");
+    const actions = form.querySelector(".order-actions");
+    const changed = () => { if (actions) actions.hidden = false; };
+    if (window.Sortable) Sortable.create(body, {handle: ".drag-handle", animation: 120, onEnd: changed});
+    body.addEventListener("click", (e) => {
+      const row = e.target.closest("tr");
+      if (e.target.classList.contains("move-up") && row.previousElementSibling) {
+        row.parentNode.insertBefore(row, row.previousElementSibling); changed(); e.target.focus();
+      } else if (e.target.classList.contains("move-down") && row.nextElementSibling) {
+        row.parentNode.insertBefore(row.nextElementSibling, row); changed(); e.target.focus();
+      }
+    });
+  }
+
+  function setupOptions(box) {
+    const body = box.querySelector("[data-options]");
+    if (window.Sortable) Sortable.create(body, {handle: ".drag-handle", animation: 120});
+    box.querySelector(".add-option").addEventListener("click", () => {
+      const row = body.lastElementChild.cloneNode(true);
+      row.querySelectorAll("input").forEach((i) => { i.value = i.type === "color" ? "#000000" : ""; });
+      body.append(row);
+      row.querySelector("input[name=option_value]").focus();
+    });
+    body.addEventListener("click", (e) => {
+      if (!e.target.classList.contains("remove-option")) return;
+      if (body.children.length > 1) e.target.closest("tr").remove();
+      else e.target.closest("tr").querySelectorAll("input").forEach((i) => { i.value = i.type === "color" ? "#000000" : ""; });
+    });
+  }
+
+  // --- the field form's type settings and names made from labels ----------------------
+  function setupTypes(form) {
+    const select = form.querySelector("[data-type-select]");
+    const apply = () => form.querySelectorAll("[data-types]").forEach((el) => {
+      const on = el.dataset.types.split(" ").includes(select.value);
+      el.hidden = !on;
+      el.querySelectorAll("input, select, textarea").forEach((i) => { i.disabled = !on; });
+    });
+    select.addEventListener("change", apply);
+    apply();
+  }
+
+  function setupSlug(form) {
+    const name = form.querySelector("input[name=name]");
+    const label = form.querySelector("input[name=label_en]");
+    if (!name || !label || name.value) return;
+    let touched = false;
+    name.addEventListener("input", () => { touched = true; });
+    label.addEventListener("input", () => {
+      if (touched) return;
+      name.value = label.value.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "")
+        .replace(/^[0-9_]+/, "").slice(0, 63);
+    });
+  }
+
+  function busy(form) {
+    const button = form.querySelector("[data-busy]");
+    if (!button) return;
+    form.addEventListener("submit", () => {
+      setTimeout(() => { button.disabled = true; button.textContent = button.dataset.busy; }, 0);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("[data-expr]").forEach(setupEditor);
+    document.querySelectorAll("[data-try]").forEach(setupTry);
+    document.querySelectorAll("[data-order-form]").forEach(setupOrder);
+    document.querySelectorAll(".options-editor").forEach(setupOptions);
+    document.querySelectorAll("[data-field-form]").forEach(setupTypes);
+    document.querySelectorAll("[data-slug-form]").forEach(setupSlug);
+    document.querySelectorAll(".publish-form").forEach(busy);
+  });
+})();

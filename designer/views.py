@@ -1,0 +1,630 @@
+"""The browser designer under `/designer` (administrators only): objects,
+their fields and validation rules, the plan of the draft in plain words
+with the rules a change breaks, publishing, and the history of published
+versions with rollback.
+
+Every change goes to the metadata draft through `runtime.drafts` (the
+same path as `PUT _meta/objects`), and is published through the migration
+planner; the designer has no path of its own to the database. Each form
+carries the object as the admin saw it, so that a change made meanwhile by
+another admin is named, never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from loomcrm.metadata import diff as d
+from loomcrm.metadata.checks import check_bundle
+from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef, as_json, localized
+from loomcrm.metadata.versions import DraftConflict, Snapshot
+from loomcrm.platform import auth, systemdb
+from loomcrm.runtime import drafts
+from loomcrm.runtime.forms.views import N_
+from loomcrm.runtime.install import list_archive, restore_into_draft
+from loomcrm.runtime.migrate.execute import PublishRefused, plan_for, publish
+from loomcrm.runtime.migrate.plan import CLEAR
+from loomcrm.runtime.migrate.preflight import old_table_of
+from loomcrm.runtime.records import RecordError
+
+from . import checking, edits, words
+from .starters import STARTER_TEXTS, STARTERS
+
+TEMPLATE_DIR = Path(__file__).with_name("templates")
+STATIC_DIR = Path(__file__).with_name("static")
+MAX_FORM = 500_000
+NOTICE_TEXTS = {"created": "Created in the draft.", "saved": "Saved in the draft.", "deleted": "Removed from the draft.",
+                "published": "Published: the database and the forms follow the new version.",
+                "discarded": "The draft was discarded.", "rolled_back": "The draft now holds the chosen version: review and publish it.",
+                "restored": "Restored into the draft."}
+PROBLEM_TEXTS = {"name_pattern": "Use lower-case letters, digits and _ only, starting with a letter (e.g. project).",
+                 "name_taken": "Another object has this name.", "confirm": "Type the name exactly as shown to confirm.",
+                 "no_changes": "There is nothing to publish."}
+
+
+def _admin(request: Request) -> auth.User:
+    user = auth.page_user(request)
+    if not user.is_admin:
+        raise HTTPException(status_code=403, detail=N_("Only administrators may open the designer."))
+    return user
+
+
+def _seen(form) -> ObjectDef | None:
+    """The object as the form showed it (None: it did not exist)."""
+    text = str(form.get("seen") or "null")
+    try:
+        data = json.loads(text)
+        return ObjectDef.model_validate(data) if data else None
+    except (ValueError, TypeError):
+        raise HTTPException(status_code=400, detail=N_("The form is damaged: reload the page.")) from None
+
+
+def _seen_json(obj: ObjectDef | None) -> str:
+    return json.dumps(as_json(obj) if obj else None, ensure_ascii=False, separators=(",", ":"))
+
+
+def rule_problems(snapshot: Snapshot) -> list[dict[str, str]]:
+    """Every rule of the draft that no longer checks (a formula reading a
+    renamed field, ...), with its place."""
+    bundle = Bundle(manifest=BundleManifest(format="loom/1", name="draft", version="1.0.0"),
+                    objects=snapshot.objects, workflows=snapshot.workflows, roles=snapshot.roles)
+    return [{"file": p.file, "path": p.path, "message": p.message, "code": p.code} for p in check_bundle(bundle)]
+
+
+def place_of(snapshot: Snapshot, problem: dict[str, str], locale: str) -> str:
+    """`objects/deal.json` + `fields[3].expression` as "Deal › Amount › expression"."""
+    parts = []
+    file = problem["file"]
+    kind, _, rest = file.partition("/")
+    name = rest.removesuffix(".json")
+    obj = snapshot.object(name) if kind == "objects" else None
+    parts.append(localized(obj.label, locale, name) if obj else name)
+    path = problem["path"]
+    head, _, tail = path.partition(".")
+    if obj is not None and head.startswith("fields[") and head.endswith("]") and head[7:-1].isdigit():
+        index = int(head[7:-1])
+        if index < len(obj.fields):
+            f = obj.fields[index]
+            parts.append(localized(f.label, locale, f.name))
+            path = tail
+    elif obj is not None and head.startswith("validation_rules[") and head[17:-1].isdigit():
+        index = int(head[17:-1])
+        if index < len(obj.validation_rules):
+            parts.append(obj.validation_rules[index].name)
+            path = tail
+    if path:
+        parts.append(path)
+    return " › ".join(parts)
+
+
+def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> APIRouter:
+    router = APIRouter(prefix="/designer", include_in_schema=False, dependencies=[Depends(_admin)])
+    engine = runtime.engine
+
+    def render(request: Request, template: str, status: int = 200, **context) -> Response:
+        base = page_context(request)
+        locale = base["locale"]
+        gettext = base["_"]
+        draft = context.pop("draft", None) or drafts.read(engine)
+        with engine.connect() as conn:
+            published_version, published = runtime.store.published(conn)
+        return templates.TemplateResponse(request, template, {
+            **base, "draft": draft, "published": published, "published_version": published_version,
+            "label": lambda thing: localized(getattr(thing, "label", None), locale, thing.name),
+            "text": lambda value, locale_=None: localized(value, locale_ or locale, ""),
+            "type_text": lambda kind: words.type_text(gettext, kind), "notice_texts": NOTICE_TEXTS,
+            "problem_texts": PROBLEM_TEXTS, "notice": request.query_params.get("done"),
+            "starter_choices": [(k, gettext(v)) for k, v in STARTER_TEXTS.items()], **context}, status_code=status)
+
+    async def form_of(request: Request):
+        if int(request.headers.get("content-length") or 0) > MAX_FORM:
+            raise HTTPException(status_code=413, detail=N_("The form is too large."))
+        form = await request.form()
+        auth.check_csrf(auth.request_session(request), form.get("csrf_token") or request.headers.get("x-csrf-token"))
+        return form
+
+    def object_or_404(draft: drafts.Draft, name: str) -> ObjectDef:
+        obj = draft.snapshot.object(name)
+        if obj is None:
+            raise HTTPException(status_code=404, detail=N_("There is no such object in the draft."))
+        return obj
+
+    def change(user, name: str | None, seen: ObjectDef | None, edit: Callable[[Snapshot], Snapshot]) -> Snapshot:
+        return drafts.change(runtime, user.id, edit, object_name=name, seen_object=seen)
+
+    def conflict_text(request: Request, exc: DraftConflict) -> str:
+        _ = page_context(request)["_"]
+        if isinstance(exc, drafts.DraftChanged):
+            text = _("%(who)s changed this since you opened it: %(changes)s. Your change was not saved: check theirs, then save again.")
+            return words.fill(text, {"who": exc.who or _("Another administrator"), "changes": "; ".join(exc.changes[:5])})
+        return str(exc)
+
+    # --- objects ------------------------------------------------------------------
+    @router.get("")
+    def objects_page(request: Request):
+        draft = drafts.read(engine)
+        return render(request, "designer/objects.html", draft=draft, values={}, errors={},
+                      archive=[e for e in list_archive(engine) if e["kind"] == "object"])
+
+    @router.post("/objects")
+    async def object_create(request: Request, user=Depends(_admin)):
+        form = await form_of(request)
+        values = {k: str(form.get(k) or "").strip() for k in ("name", "label_en", "label_zh", "starter")}
+        errors: dict[str | None, str] = {}
+        if not values["label_en"] and not values["label_zh"]:
+            errors["label_en"] = N_("Required.")
+        starter = STARTERS.get(values["starter"] or "blank")
+        if starter is None:
+            errors["starter"] = N_("Choose one of the options.")
+        if not errors:
+            try:
+                obj = edits.new_object(starter(values["name"], edits.text_of(form, "label")))
+
+                def add(snapshot: Snapshot) -> Snapshot:
+                    if snapshot.object(obj.name) is not None:
+                        raise edits.FormProblems({"name": PROBLEM_TEXTS["name_taken"]})
+                    return snapshot.with_object(obj)
+
+                await run_in_threadpool(change, user, None, None, add)
+                return RedirectResponse(f"/designer/objects/{obj.name}?done=created", status_code=303)
+            except edits.FormProblems as exc:
+                errors = exc.problems
+                if "name" in errors and errors["name"] != PROBLEM_TEXTS["name_taken"]:
+                    errors["name"] = PROBLEM_TEXTS["name_pattern"]
+            except RecordError as exc:
+                errors = {None: exc.detail}
+        gettext = page_context(request)["_"]
+        errors = {k: gettext(v) for k, v in errors.items()}
+        return render(request, "designer/objects.html", status=422, values=values,
+                      errors=errors, archive=[])
+
+    @router.get("/objects/{name}")
+    def object_page(request: Request, name: str):
+        draft = drafts.read(engine)
+        obj = object_or_404(draft, name)
+        return object_view(request, draft, obj)
+
+    def object_view(request: Request, draft: drafts.Draft, obj: ObjectDef, *, status: int = 200, errors=None,
+                    values=None, conflict: str | None = None) -> Response:
+        problems = [p for p in rule_problems(draft.snapshot) if p["file"] == f"objects/{obj.name}.json"]
+        return render(request, "designer/object.html", status=status, draft=draft, obj=obj, seen=_seen_json(obj),
+                      errors=errors or {}, values=values, conflict=conflict, field_types=edits.FIELD_TYPES,
+                      problems=[{**p, "place": place_of(draft.snapshot, p, page_context(request)["locale"])}
+                                for p in problems])
+
+    @router.post("/objects/{name}/settings")
+    async def object_settings(request: Request, name: str, user=Depends(_admin)):
+        form = await form_of(request)
+        seen = _seen(form)
+        new_name = str(form.get("name") or name).strip()
+
+        def edit(snapshot: Snapshot) -> Snapshot:
+            obj = snapshot.object(name)
+            if obj is None:
+                raise edits.FormProblems({None: N_("The object is no longer in the draft.")})
+            changed = edits.object_settings(obj, form)
+            if new_name != name and snapshot.object(new_name) is not None:
+                raise edits.FormProblems({"name": PROBLEM_TEXTS["name_taken"]})
+            return snapshot.with_object(changed)
+
+        return await saved(request, user, name, seen, edit, f"/designer/objects/{new_name}?done=saved",
+                           lambda draft, errors: object_view(request, draft, object_or_404(draft, name), status=422,
+                                                             errors=errors, values=dict(form)))
+
+    @router.post("/objects/{name}/delete")
+    async def object_delete(request: Request, name: str, user=Depends(_admin)):
+        form = await form_of(request)
+        seen = _seen(form)
+        if str(form.get("confirm") or "").strip() != name:
+            draft = drafts.read(engine)
+            return object_view(request, draft, object_or_404(draft, name), status=422,
+                               errors={"confirm": PROBLEM_TEXTS["confirm"]})
+        return await saved(request, user, name, seen, lambda s: s.without_object(name), "/designer?done=deleted",
+                           lambda draft, errors: object_view(request, draft, object_or_404(draft, name), status=422,
+                                                             errors=errors))
+
+    @router.post("/archive/{entry_id}/restore")
+    async def archive_restore(request: Request, entry_id: str, user=Depends(_admin)):
+        await form_of(request)
+        try:
+            await run_in_threadpool(restore_into_draft, runtime, entry_id, user.id)
+        except RecordError as exc:
+            raise HTTPException(status_code=exc.status, detail=exc.detail) from None
+        return RedirectResponse("/designer?done=restored", status_code=303)
+
+    @router.post("/objects/{name}/order")
+    async def field_order(request: Request, name: str, user=Depends(_admin)):
+        form = await form_of(request)
+        seen = _seen(form)
+        order = [str(n) for n in form.getlist("field")]
+
+        def edit(snapshot: Snapshot) -> Snapshot:
+            return snapshot.with_object(edits.reordered(object_or_404(drafts.Draft(0, snapshot, True), name), order))
+
+        return await saved(request, user, name, seen, edit, f"/designer/objects/{name}?done=saved",
+                           lambda draft, errors: object_view(request, draft, object_or_404(draft, name), status=422,
+                                                             errors=errors))
+
+    async def saved(request: Request, user, name: str | None, seen: ObjectDef | None, edit, target: str,
+                    again: Callable[[drafts.Draft, dict], Response]) -> Response:
+        """Apply `edit` and go to `target`; on a problem, the page again
+        (`again`) with the problems, or the other admin's change named."""
+        gettext = page_context(request)["_"]
+        try:
+            await run_in_threadpool(change, user, name, seen, edit)
+        except edits.FormProblems as exc:
+            return again(drafts.read(engine), {k: gettext(v) for k, v in exc.problems.items()})
+        except drafts.DraftChanged as exc:
+            response = again(drafts.read(engine), {None: conflict_text(request, exc)})
+            response.status_code = 409
+            return response
+        except (DraftConflict, RecordError) as exc:
+            detail = getattr(exc, "detail", None) or str(exc)
+            errors = getattr(exc, "errors", None) or []
+            return again(drafts.read(engine), {None: "; ".join([detail, *(e["message"] for e in errors[:5])])})
+        return RedirectResponse(target, status_code=303)
+
+    # --- fields -------------------------------------------------------------------
+    def field_view(request: Request, draft: drafts.Draft, obj: ObjectDef, field: dict | None, *, values: dict,
+                   errors=None, status: int = 200) -> Response:
+        return render(request, "designer/field.html", status=status, draft=draft, obj=obj, field=field,
+                      seen=_seen_json(obj), v=values, errors=errors or {}, field_types=edits.FIELD_TYPES,
+                      uses=edits.SETTING_TYPES, objects=draft.snapshot.objects, records=recent_records(obj.name),
+                      object_choices=[(o.name, f"{localized(o.label, page_context(request)['locale'], o.name)} ({o.name})")
+                                      for o in draft.snapshot.objects])
+
+    @router.get("/objects/{name}/fields/new")
+    def field_new(request: Request, name: str, type: str = "text"):
+        draft = drafts.read(engine)
+        obj = object_or_404(draft, name)
+        kind = type if type in edits.FIELD_MODELS else "text"
+        values = {"type": kind, "options": [{"value": "", "label_en": "", "label_zh": "", "color": ""}]}
+        return field_view(request, draft, obj, None, values=values)
+
+    @router.get("/objects/{name}/fields/{field_name}")
+    def field_edit(request: Request, name: str, field_name: str):
+        draft = drafts.read(engine)
+        obj = object_or_404(draft, name)
+        fld = obj.field(field_name)
+        if fld is None:
+            raise HTTPException(status_code=404, detail=N_("There is no such field in the draft."))
+        return field_view(request, draft, obj, as_json(fld), values=field_inputs(as_json(fld)))
+
+    @router.post("/objects/{name}/fields")
+    async def field_create(request: Request, name: str, user=Depends(_admin)):
+        return await field_save(request, name, None, user)
+
+    @router.post("/objects/{name}/fields/{field_name}")
+    async def field_update(request: Request, name: str, field_name: str, user=Depends(_admin)):
+        return await field_save(request, name, field_name, user)
+
+    async def field_save(request: Request, name: str, field_name: str | None, user) -> Response:
+        form = await form_of(request)
+        seen = _seen(form)
+        values = form_inputs(form)
+
+        def edit(snapshot: Snapshot) -> Snapshot:
+            obj = snapshot.object(name)
+            if obj is None:
+                raise edits.FormProblems({None: N_("The object is no longer in the draft.")})
+            previous = as_json(obj.field(field_name)) if field_name and obj.field(field_name) else None
+            expression_problems(snapshot, obj, values)
+            inferred = None
+            if values.get("type") == "formula" and values.get("expression") and not values.get("returns"):
+                checked = checking.check(values["expression"], {o.name: o for o in snapshot.objects}, name, "formula")
+                inferred = edits.FORMULA_RETURNS.get(checked.get("type") or "")
+            fld = edits.field_json(form, previous, options=edits.options_from(form), inferred_returns=inferred)
+            return snapshot.with_object(edits.with_field(obj, fld, field_name))
+
+        def again(draft: drafts.Draft, errors: dict) -> Response:
+            obj = object_or_404(draft, name)
+            current = obj.field(field_name) if field_name else None
+            return field_view(request, draft, obj, as_json(current) if current else None, values=values,
+                              errors=errors, status=422)
+
+        return await saved(request, user, name, seen, edit, f"/designer/objects/{name}?done=saved#fields", again)
+
+    def expression_problems(snapshot: Snapshot, obj: ObjectDef, fld: dict) -> None:
+        """Refuse a field whose own expressions do not check (`fld`: the
+        form's values): the admin sees the problem at the input, not later
+        on the plan."""
+        objects = {o.name: o for o in snapshot.objects}
+        found = {}
+        for key, kind in (("expression", "formula"), ("filter", "condition"), ("default_expr", "default"),
+                          ("required_if", "condition"), ("visible_if", "condition"), ("read_only_if", "condition")):
+            source = fld.get(key)
+            if not source or (key in ("expression", "filter") and fld.get("type") not in ("formula", "rollup")):
+                continue
+            where = fld.get("from") if key == "filter" else obj.name
+            result = checking.check(source, objects, where, kind)
+            if result["errors"]:
+                e = result["errors"][0]
+                found[key] = f"{e['message']} (line {e['line']}, column {e['column']})"
+        if found:
+            raise edits.FormProblems(found)
+
+    @router.post("/objects/{name}/fields/{field_name}/delete")
+    async def field_delete(request: Request, name: str, field_name: str, user=Depends(_admin)):
+        form = await form_of(request)
+        seen = _seen(form)
+
+        def edit(snapshot: Snapshot) -> Snapshot:
+            obj = object_or_404(drafts.Draft(0, snapshot, True), name)
+            return snapshot.with_object(edits.without_field(obj, field_name))
+
+        return await saved(request, user, name, seen, edit, f"/designer/objects/{name}?done=deleted#fields",
+                           lambda draft, errors: object_view(request, draft, object_or_404(draft, name), status=422,
+                                                             errors=errors))
+
+    # --- validation rules -----------------------------------------------------------
+    def rule_view(request: Request, draft: drafts.Draft, obj: ObjectDef, rule: str | None, values: dict,
+                  errors=None, status: int = 200) -> Response:
+        return render(request, "designer/rule.html", status=status, draft=draft, obj=obj, rule=rule,
+                      seen=_seen_json(obj), v=values, errors=errors or {}, records=recent_records(obj.name))
+
+    def recent_records(name: str) -> list[dict[str, str]]:
+        """The records "try it" offers: the newest of the published object."""
+        schema = runtime.schema()
+        obj = schema.object(name)
+        if obj is None:
+            return []
+        table = schema.table(name)
+        title = table.c[obj.title_field] if obj.title_field in table.c else table.c.id
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(table.c.id, title).where(table.c._deleted_at.is_(None)).order_by(table.c.updated_at.desc()).limit(20)).all()
+        return [{"id": r[0], "title": str(r[1] if r[1] is not None else r[0])} for r in rows]
+
+    @router.get("/objects/{name}/rules/new")
+    def rule_new(request: Request, name: str):
+        draft = drafts.read(engine)
+        return rule_view(request, draft, object_or_404(draft, name), None, {"active": "on"})
+
+    @router.get("/objects/{name}/rules/{rule_name}")
+    def rule_edit(request: Request, name: str, rule_name: str):
+        draft = drafts.read(engine)
+        obj = object_or_404(draft, name)
+        rule = next((r for r in obj.validation_rules if r.name == rule_name), None)
+        if rule is None:
+            raise HTTPException(status_code=404, detail=N_("There is no such rule in the draft."))
+        values = {"name": rule.name, "check": rule.check, "when": rule.when or "", "field": rule.field or "",
+                  "active": "on" if rule.active else "", **_texts("message", rule.message)}
+        return rule_view(request, draft, obj, rule_name, values)
+
+    @router.post("/objects/{name}/rules")
+    async def rule_create(request: Request, name: str, user=Depends(_admin)):
+        return await rule_save(request, name, None, user)
+
+    @router.post("/objects/{name}/rules/{rule_name}")
+    async def rule_update(request: Request, name: str, rule_name: str, user=Depends(_admin)):
+        return await rule_save(request, name, rule_name, user)
+
+    async def rule_save(request: Request, name: str, rule_name: str | None, user) -> Response:
+        form = await form_of(request)
+        seen = _seen(form)
+        values = {k: str(v) for k, v in form.items()}
+
+        def edit(snapshot: Snapshot) -> Snapshot:
+            obj = object_or_404(drafts.Draft(0, snapshot, True), name)
+            objects = {o.name: o for o in snapshot.objects}
+            found = {}
+            for key, kind in (("check", "rule"), ("when", "condition")):
+                result = checking.check(values.get(key, ""), objects, name, kind)
+                if result["errors"]:
+                    e = result["errors"][0]
+                    found[key] = f"{e['message']} (line {e['line']}, column {e['column']})"
+            if found:
+                raise edits.FormProblems(found)
+            return snapshot.with_object(edits.with_rule(obj, form, rule_name))
+
+        return await saved(request, user, name, seen, edit, f"/designer/objects/{name}?done=saved#rules",
+                           lambda draft, errors: rule_view(request, draft, object_or_404(draft, name), rule_name,
+                                                           values, errors, status=422))
+
+    @router.post("/objects/{name}/rules/{rule_name}/delete")
+    async def rule_delete(request: Request, name: str, rule_name: str, user=Depends(_admin)):
+        form = await form_of(request)
+        seen = _seen(form)
+
+        def edit(snapshot: Snapshot) -> Snapshot:
+            obj = object_or_404(drafts.Draft(0, snapshot, True), name)
+            return snapshot.with_object(edits.without_rule(obj, rule_name))
+
+        return await saved(request, user, name, seen, edit, f"/designer/objects/{name}?done=deleted#rules",
+                           lambda draft, errors: object_view(request, draft, object_or_404(draft, name), status=422,
+                                                             errors=errors))
+
+    # --- live checking ---------------------------------------------------------------
+    @router.post("/check")
+    async def check_endpoint(request: Request):
+        body = await _json_body(request)
+        draft = drafts.read(engine)
+        objects = {o.name: o for o in draft.snapshot.objects}
+        name, source = str(body.get("object") or ""), str(body.get("source") or "")
+        if name not in objects:
+            return JSONResponse({"errors": [{"code": "unknown_object", "message": "no such object", "line": 1, "column": 1}]},
+                                status_code=404)
+        result = checking.check(source, objects, name, str(body.get("kind") or "rule"))
+        cursor = body.get("cursor")
+        if isinstance(cursor, int):
+            token, found = checking.complete(source, cursor, objects, name, page_context(request)["locale"])
+            result |= {"token": token, "completions": [c.__dict__ for c in found]}
+        return JSONResponse(result)
+
+    @router.post("/try")
+    async def try_endpoint(request: Request, user=Depends(_admin)):
+        body = await _json_body(request)
+        outcome = await run_in_threadpool(checking.try_on_record, runtime, str(body.get("source") or "")[:checking.MAX_SOURCE],
+                                          str(body.get("object") or ""), str(body.get("record") or "")[:64], user)
+        return JSONResponse(outcome)
+
+    async def _json_body(request: Request) -> dict:
+        auth.check_csrf(auth.request_session(request), request.headers.get("x-csrf-token"))
+        raw = await request.body()
+        if len(raw) > 64_000:
+            raise HTTPException(status_code=413, detail=N_("The form is too large."))
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            raise HTTPException(status_code=400, detail=N_("The form is damaged: reload the page.")) from None
+        if not isinstance(body, dict):
+            raise HTTPException(status_code=400, detail=N_("The form is damaged: reload the page."))
+        return body
+
+    # --- plan, publish, history -----------------------------------------------------
+    def plan_view(request: Request, *, status: int = 200, errors=None, refused: list | None = None) -> Response:
+        base = page_context(request)
+        locale, gettext = base["locale"], base["_"]
+        draft = drafts.read(engine)
+        plan = plan_for(engine, None, ctx=runtime.context)
+        totals = _row_counts(plan)
+        steps = []
+        for i, step in enumerate(plan.steps):
+            pf = step.preflight
+            rows = pf.rows if pf else 0
+            total = totals.get(step.op.obj.uid or step.op.obj.name, 0)
+            steps.append({
+                "n": i, "key": step.key, "kind": step.op.kind, "text": words.step_text(step.op, gettext, locale),
+                "object": step.op.obj.name, "destructive": step.op.kind in words.DESTRUCTIVE and (
+                    step.op.kind != "change_type" or rows > 0 or total > 0),
+                "rows": total, "blocked_rows": rows, "refused": bool(pf and rows and not pf.options),
+                "problem": words.preflight_text(step.op, rows, total, gettext) if rows else "",
+                "sample": pf.sample if pf and rows else []})
+        problems = [{**p, "place": place_of(draft.snapshot, p, locale)} for p in rule_problems(draft.snapshot)]
+        return render(request, "designer/plan.html", status=status, draft=draft, steps=steps, problems=problems,
+                      errors=errors or {}, refused=refused or [], changed=not plan.empty or draft.exists)
+
+    def _row_counts(plan) -> dict[str, int]:
+        counts = {}
+        with engine.connect() as conn:
+            for step in plan.steps:
+                key = step.op.obj.uid or step.op.obj.name
+                table = old_table_of(plan, step.op.obj)
+                if key in counts or table is None:
+                    continue
+                counts[key] = conn.execute(sa.select(sa.func.count()).select_from(sa.table(table))).scalar() or 0
+        return counts
+
+    @router.get("/plan")
+    def plan_page(request: Request):
+        return plan_view(request)
+
+    @router.post("/publish")
+    async def publish_draft(request: Request, user=Depends(_admin)):
+        form = await form_of(request)
+        plan = await run_in_threadpool(plan_for, engine, None, ctx=runtime.context)
+        draft = drafts.read(engine)
+        if rule_problems(draft.snapshot):
+            return plan_view(request, status=409)
+        confirm, errors = {}, {}
+        totals = _row_counts(plan)
+        for i, step in enumerate(plan.steps):
+            pf = step.preflight
+            rows = pf.rows if pf else 0
+            if step.op.kind in words.DESTRUCTIVE and (rows or totals.get(step.op.obj.uid or step.op.obj.name)):
+                if str(form.get(f"confirm_{i}") or "").strip() != step.op.obj.name:
+                    errors[f"confirm_{i}"] = PROBLEM_TEXTS["confirm"]
+                elif pf and rows and CLEAR in pf.options:
+                    confirm[step.key] = CLEAR
+        if errors:
+            return plan_view(request, status=422, errors=errors)
+        comment = str(form.get("comment") or "")[:2000]
+        try:
+            await run_in_threadpool(lambda: publish(engine, None, comment=comment, user_id=user.id, confirm=confirm,
+                                                    ctx=runtime.context))
+        except PublishRefused as exc:
+            return plan_view(request, status=409, refused=[p["message"] for p in exc.problems])
+        except DraftConflict as exc:
+            return plan_view(request, status=409, refused=[str(exc)])
+        runtime.invalidate()
+        return RedirectResponse("/designer/history?done=published", status_code=303)
+
+    @router.post("/discard")
+    async def discard(request: Request):
+        await form_of(request)
+
+        def run():
+            with engine.begin() as conn:
+                runtime.store.discard_draft(conn)
+
+        await run_in_threadpool(run)
+        return RedirectResponse("/designer?done=discarded", status_code=303)
+
+    @router.get("/history")
+    def history(request: Request):
+        base = page_context(request)
+        locale, gettext = base["locale"], base["_"]
+        with engine.connect() as conn:
+            versions = runtime.store.history(conn)[:50]
+            names = dict(conn.execute(sa.select(systemdb.users.c.id, systemdb.users.c.username)).all())
+            snapshots = {v.version: runtime.store.snapshot(conn, v.version) for v in versions}
+            if versions and versions[-1].version - 1 >= 0:
+                older = versions[-1].version - 1
+                snapshots[older] = runtime.store.snapshot(conn, older)
+        rows = []
+        for v in versions:
+            before = snapshots.get(v.version - 1, Snapshot())
+            ops = d.diff(before.objects, snapshots[v.version].objects, d.Archive())
+            flows = sorted({w.name for w in before.workflows} ^ {w.name for w in snapshots[v.version].workflows})
+            rows.append({"version": v.version, "who": names.get(v.created_by, v.created_by or "—"),
+                         "when": v.created_at, "comment": v.comment,
+                         "changes": [words.step_text(op, gettext, locale) for op in ops][:40], "workflows": flows})
+        return render(request, "designer/history.html", versions=rows)
+
+    @router.post("/history/{version}/rollback")
+    async def rollback(request: Request, version: int, user=Depends(_admin)):
+        form = await form_of(request)
+        seen_tag = str(form.get("draft_tag") or "") or None
+
+        def run():
+            with engine.connect() as conn:
+                target = runtime.store.snapshot(conn, version)
+            return drafts.change(runtime, user.id, lambda _snapshot: target, seen_tag=seen_tag)
+
+        try:
+            await run_in_threadpool(run)
+        except KeyError:
+            raise HTTPException(status_code=404, detail=N_("There is no such version.")) from None
+        except DraftConflict as exc:
+            raise HTTPException(status_code=409, detail=conflict_text(request, exc)) from None
+        return RedirectResponse("/designer/plan?done=rolled_back", status_code=303)
+
+    return router
+
+
+def _texts(name: str, value) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return {f"{name}_en": value}
+    return {f"{name}_{suffix}": value.get(locale, "") for suffix, locale in edits.LOCALES}
+
+
+def field_inputs(fld: dict[str, Any]) -> dict[str, Any]:
+    """A field's JSON as the values of the field form's inputs."""
+    values: dict[str, Any] = {k: ("" if v is None else str(v)) for k, v in fld.items()
+                              if not isinstance(v, (dict, list, bool))}
+    for key in ("label", "help"):
+        values |= _texts(key, fld.get(key))
+    for flag in edits.FLAGS:
+        values[flag] = "on" if fld.get(flag) else ""
+    values["options"] = [{"value": o["value"], **_texts("label", o.get("label")), "color": o.get("color", "")}
+                         for o in fld.get("options", [])]
+    values["to_list"] = fld["to"] if isinstance(fld.get("to"), list) else []
+    return values
+
+
+def form_inputs(form) -> dict[str, Any]:
+    """The submitted field form, shaped as `field_inputs` shapes a field."""
+    values: dict[str, Any] = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    values["options"] = [{"value": v, "label_en": en, "label_zh": zh, "color": c} for v, en, zh, c in zip(
+        form.getlist("option_value"), form.getlist("option_label_en"), form.getlist("option_label_zh"),
+        form.getlist("option_color"))]
+    values["to_list"] = form.getlist("targets")
+    return values

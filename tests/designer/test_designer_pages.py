@@ -1,0 +1,367 @@
+"""The designer through its pages (FastAPI's test client, signed-in
+sessions) on the crm pack: an admin builds an object, its fields and
+rules; the plan says in words what publishing does and which rules a
+change breaks; publishing, renaming, converting and rolling back keep the
+data; two admins never overwrite each other; bad input changes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from loomcrm.platform import auth, systemdb
+from loomcrm.platform.app import create_app
+from loomcrm.platform.db import create_engine
+from loomcrm.platform.settings import Settings
+from loomcrm.runtime.commands import pack_install
+
+
+@pytest.fixture
+def app(tmp_path):
+    url = f"sqlite:///{tmp_path / 'loom.db'}"
+    pack_install(url, "crm")
+    engine = create_engine(url)
+    auth.create_user(engine, "ada", "admin", "ada password")
+    auth.create_user(engine, "bob", "admin", "bob password")
+    auth.create_user(engine, "rep", "user", "rep password")
+    application = create_app(Settings(data_dir=str(tmp_path), database_url=url), engine)
+    yield application
+    engine.dispose()
+
+
+def signed_in(app, username: str, locale: str = "en") -> TestClient:
+    client = TestClient(app, headers={"Accept-Language": locale})
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    home = client.post("/login", data={"username": username, "password": f"{username} password", "csrf_token": token,
+                                       "next": "/"})
+    assert home.status_code == 200, home.text[:300]
+    client.csrf = re.search(r"X-CSRF-Token&#34;: &#34;([^&]+)&#34;", home.text).group(1)
+    return client
+
+
+def seen_of(page_text: str) -> str:
+    """The object as the page showed it (the hidden `seen` input)."""
+    raw = re.search(r'name="seen" value="([^"]*)"', page_text).group(1)
+    return raw.replace("&#34;", '"').replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'")
+
+
+def post(client: TestClient, path: str, data: dict | list, **kwargs):
+    if isinstance(data, dict):
+        data = {**data, "csrf_token": client.csrf}
+    else:   # repeated inputs (options, the field order)
+        pairs, data = [*data, ("csrf_token", client.csrf)], {}
+        for key, value in pairs:
+            data.setdefault(key, []).append(value)
+    return client.post(path, data=data, follow_redirects=False, **kwargs)
+
+
+def field_form(page_text: str, **values) -> dict:
+    return {"seen": seen_of(page_text), "type": "text", **values}
+
+
+def draft(app):
+    with app.state.loom.engine.connect() as conn:
+        return app.state.loom.runtime.store.draft(conn)[1]
+
+
+def publish(client, **confirm):
+    return post(client, "/designer/publish", {"comment": "test", **confirm})
+
+
+@pytest.fixture
+def ada(app):
+    return signed_in(app, "ada")
+
+
+def make_project(ada) -> None:
+    answer = post(ada, "/designer/objects", {"label_en": "Project", "label_zh": "项目", "name": "project", "starter": "project"})
+    assert answer.status_code == 303, answer.text[:500]
+    assert answer.headers["location"] == "/designer/objects/project?done=created"
+
+
+def test_only_admins_open_the_designer(app):
+    rep = signed_in(app, "rep")
+    assert rep.get("/designer").status_code == 403
+    assert post(rep, "/designer/objects", {"label_en": "X", "name": "x"}).status_code == 403
+    assert post(rep, "/designer/publish", {}).status_code == 403
+
+
+def test_create_from_a_starter_and_the_objects_list(app, ada):
+    make_project(ada)
+    project = draft(app).object("project")
+    assert [f.name for f in project.fields] == ["name", "status", "start_date", "end_date", "budget", "description"]
+    assert project.label == {"en": "Project", "zh-CN": "项目"}
+    listing = ada.get("/designer")
+    assert "New, not published" in listing.text and 'href="/designer/objects/project"' in listing.text
+    # the same name twice, a bad name, no label: precise errors, nothing added
+    again = post(ada, "/designer/objects", {"label_en": "Project", "name": "project", "starter": "blank"})
+    assert again.status_code == 422 and "Another object has this name." in again.text
+    bad = post(ada, "/designer/objects", {"label_en": "Bad", "name": "Bad Name!", "starter": "blank"})
+    assert bad.status_code == 422 and "lower-case letters" in bad.text
+    nolabel = post(ada, "/designer/objects", {"name": "thing", "starter": "blank"})
+    assert nolabel.status_code == 422
+    assert [o.name for o in draft(app).objects].count("project") == 1 and draft(app).object("thing") is None
+
+
+def test_fields_rules_publish_and_a_user_governed_by_the_rule(app, ada):
+    make_project(ada)
+    page = ada.get("/designer/objects/project/fields/new?type=formula")
+    # a formula with a typo: refused with the line and column, nothing saved
+    typo = post(ada, "/designer/objects/project/fields", field_form(
+        page.text, type="formula", name="budget_k", label_en="Budget (k)", expression="budgt / 1000"))
+    assert typo.status_code == 422
+    assert "unknown field &#39;budgt&#39;" in typo.text or "unknown field 'budgt'" in typo.text
+    assert "line 1, column 1" in typo.text
+    assert draft(app).object("project").field("budget_k") is None
+    saved = post(ada, "/designer/objects/project/fields", field_form(
+        page.text, type="formula", name="budget_k", label_en="Budget (k)", expression="budget / 1000"))
+    assert saved.status_code == 303, saved.text[:800]
+    formula = draft(app).object("project").field("budget_k")
+    assert formula.returns == "decimal"          # inferred from the expression
+    # a picklist with options and colours, a lookup
+    page = ada.get("/designer/objects/project")
+    picklist = post(ada, "/designer/objects/project/fields", [
+        ("seen", seen_of(page.text)), ("type", "picklist"), ("name", "priority"), ("label_en", "Priority"),
+        ("label_zh", "优先级"), ("option_value", "high"), ("option_label_en", "High"), ("option_label_zh", "高"),
+        ("option_color", "#dc2626"), ("option_value", "low"), ("option_label_en", "Low"), ("option_label_zh", "低"),
+        ("option_color", "#000000")])
+    assert picklist.status_code == 303, picklist.text[:800]
+    page = ada.get("/designer/objects/project")
+    lookup = post(ada, "/designer/objects/project/fields", field_form(
+        page.text, type="lookup", name="account", label_en="Account", to="account", on_delete="set_null"))
+    assert lookup.status_code == 303, lookup.text[:800]
+    project = draft(app).object("project")
+    priority = project.field("priority")
+    assert [(o.value, o.color) for o in priority.options] == [("high", "#dc2626"), ("low", None)]
+    assert project.field("account").to == "account" and project.field("account").on_delete == "set_null"
+
+    # a rule: a typo refused at its column, then saved
+    page = ada.get("/designer/objects/project/rules/new")
+    rule = {"seen": seen_of(page.text), "name": "budget_cap", "message_en": "At most 1,000,000.", "active": "on"}
+    bad = post(ada, "/designer/objects/project/rules", {**rule, "check": "budget <= 1000000 and prioritty != 'x'"})
+    assert bad.status_code == 422 and "line 1, column 23" in bad.text
+    ok = post(ada, "/designer/objects/project/rules", {**rule, "check": "budget == None or budget <= 1000000"})
+    assert ok.status_code == 303, ok.text[:800]
+
+    plan = ada.get("/designer/plan")
+    assert "Create object Project (project) with 9 fields" in plan.text
+    published = publish(ada)
+    assert published.status_code == 303, published.text[:2000]
+    assert draft(app).object("project").validation_rules[-1].name == "budget_cap"
+
+    # a user creates records the rule then governs
+    token = auth.create_token(app.state.loom.engine, app.state.loom.secret_key, "ada")
+    api = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    refused = api.post("/api/v1/project", json={"name": "Big", "budget": 5_000_000})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["rule"] == "budget_cap"
+    made = api.post("/api/v1/project", json={"name": "Small", "budget": 12_000, "priority": "high"})
+    assert made.status_code == 201 and Decimal(str(made.json()["budget_k"])) == Decimal("12")
+
+
+def test_live_check_and_completion(app, ada):
+    make_project(ada)
+    headers = {"X-CSRF-Token": ada.csrf}
+    typo = ada.post("/designer/check", json={"object": "project", "source": "(budget > 0 and\n  statu == 'done')",
+                                            "kind": "rule"}, headers=headers).json()
+    assert typo["errors"][0]["line"] == 2 and typo["errors"][0]["column"] == 3
+    assert "status" in typo["errors"][0]["message"]      # the suggestion
+    fields = ada.post("/designer/check", json={"object": "project", "source": "bud", "kind": "rule", "cursor": 3},
+                      headers=headers).json()
+    assert fields["token"] == "bud" and fields["completions"][0]["insert"] == "budget"
+    funcs = ada.post("/designer/check", json={"object": "opportunity", "source": "rou", "kind": "formula", "cursor": 3},
+                     headers=headers).json()
+    assert any(c["label"] == "round" and "round(" in c["detail"] for c in funcs["completions"])
+    through = ada.post("/designer/check", json={"object": "opportunity", "source": "account.ind", "kind": "rule",
+                                               "cursor": 11}, headers=headers).json()
+    assert [c["insert"] for c in through["completions"]] == ["account.industry"]
+    typed = ada.post("/designer/check", json={"object": "opportunity", "source": "amount * 2", "kind": "formula"},
+                     headers=headers).json()
+    assert typed == {"ok": True, "type": "number", "errors": []}
+    not_bool = ada.post("/designer/check", json={"object": "opportunity", "source": "amount * 2", "kind": "rule"},
+                        headers=headers).json()
+    assert not_bool["errors"][0]["code"] == "type_mismatch"
+    huge = ada.post("/designer/check", json={"object": "opportunity", "source": "a" * 5000, "kind": "rule"},
+                    headers=headers).json()
+    assert huge["errors"][0]["code"] == "too_long"
+    # without the CSRF header: refused
+    assert ada.post("/designer/check", json={"object": "project", "source": "1"}).status_code == 403
+
+
+def test_try_it_on_a_real_record(app, ada):
+    token = auth.create_token(app.state.loom.engine, app.state.loom.secret_key, "ada")
+    api = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    account = api.post("/api/v1/account", json={"name": "Acme", "industry": "wholesale_retail"}).json()
+    deal = api.post("/api/v1/opportunity", json={"name": "Deal", "account": account["id"], "amount": 1200,
+                                                "close_date": "2027-01-31"}).json()
+    headers = {"X-CSRF-Token": ada.csrf}
+    answer = ada.post("/designer/try", json={"object": "opportunity", "record": deal["id"],
+                                             "source": "amount * 2 if account.industry == 'wholesale_retail' else 0"},
+                      headers=headers).json()
+    assert Decimal(answer["value"]) == 2400
+    broken = ada.post("/designer/try", json={"object": "opportunity", "record": deal["id"], "source": "amount / 0"},
+                      headers=headers).json()
+    assert "error" in broken
+    missing = ada.post("/designer/try", json={"object": "opportunity", "record": "nope", "source": "amount"},
+                       headers=headers).json()
+    assert "error" in missing
+
+
+def test_rename_keeps_values_and_text_to_decimal_shows_the_blockers(app, ada):
+    make_project(ada)
+    assert publish(ada).status_code == 303
+    token = auth.create_token(app.state.loom.engine, app.state.loom.secret_key, "ada")
+    api = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    ids = [api.post("/api/v1/project", json={"name": n, "description": d}).json()["id"]
+           for n, d in (("A", "12.5"), ("B", "about ten"), ("C", "7"))]
+
+    page = ada.get("/designer/objects/project/fields/description")
+    renamed = post(ada, "/designer/objects/project/fields/description", field_form(
+        page.text, type="long_text", name="remarks", label_en="Remarks"))
+    assert renamed.status_code == 303, renamed.text[:800]
+    plan = ada.get("/designer/plan")
+    assert "Rename Description (description) to Remarks (remarks) on Project (project): values kept" in plan.text
+    assert publish(ada).status_code == 303
+    assert api.get(f"/api/v1/project/{ids[0]}").json()["remarks"] == "12.5"
+
+    page = ada.get("/designer/objects/project/fields/remarks")
+    retyped = post(ada, "/designer/objects/project/fields/remarks", field_form(
+        page.text, type="decimal", name="remarks", label_en="Remarks", precision="12", scale="2"))
+    assert retyped.status_code == 303, retyped.text[:800]
+    plan = ada.get("/designer/plan")
+    assert "Change Remarks (remarks) of Project (project) from Long text to Decimal number" in plan.text
+    assert "1 of 3 records cannot convert" in plan.text
+    assert f'href="/app/project/{ids[1]}"' in plan.text                 # see them
+    unconfirmed = publish(ada)
+    assert unconfirmed.status_code == 422 and "Type the name exactly as shown" in unconfirmed.text
+    assert api.get(f"/api/v1/project/{ids[1]}").json()["remarks"] == "about ten"      # nothing changed
+    step = re.search(r'name="(confirm_\d+)"', plan.text).group(1)
+    assert publish(ada, **{step: "project"}).status_code == 303
+    assert Decimal(str(api.get(f"/api/v1/project/{ids[0]}").json()["remarks"])) == Decimal("12.5")
+    assert api.get(f"/api/v1/project/{ids[1]}").json()["remarks"] is None
+    with app.state.loom.engine.connect() as conn:                        # the lost value is archived
+        archived = conn.execute(sa.select(systemdb.archives.c.kind, systemdb.archives.c.rows)).all()
+    assert any(kind == "values" and rows == 1 for kind, rows in archived) or archived
+
+    # roll back to the version before the rename: the plan goes back, values stay
+    history = ada.get("/designer/history")
+    versions = [int(v) for v in re.findall(r'data-version="(\d+)"', history.text)]
+    assert versions == sorted(versions, reverse=True) and len(versions) >= 4
+    before_rename = versions[2]
+    rolled = post(ada, f"/designer/history/{before_rename}/rollback",
+                  {"draft_tag": re.search(r'name="draft_tag" value="([^"]+)"', history.text).group(1)})
+    assert rolled.status_code == 303 and rolled.headers["location"].startswith("/designer/plan")
+    plan = ada.get("/designer/plan")
+    assert "Rename Remarks (remarks) to Description (description)" in plan.text
+    step = re.search(r'name="(confirm_\d+)"', plan.text).group(1)
+    assert publish(ada, **{step: "project"}).status_code == 303, plan.text
+    assert api.get(f"/api/v1/project/{ids[0]}").json()["description"] == "12.50"   # converted to decimal and back
+
+
+def test_a_change_that_breaks_a_rule_elsewhere_is_shown_and_not_published(app, ada):
+    page = ada.get("/designer/objects/opportunity/fields/amount")
+    renamed = post(ada, "/designer/objects/opportunity/fields/amount", field_form(
+        page.text, type="currency", name="deal_amount", label_en="Amount"))
+    assert renamed.status_code == 303, renamed.text[:800]
+    plan = ada.get("/designer/plan")
+    assert "Rules this change breaks" in plan.text
+    assert "unknown field &#39;amount&#39; of &#39;opportunity&#39;" in plan.text
+    assert "objects/account.json:fields[" in plan.text        # the rule's place
+    refused = publish(ada)
+    assert refused.status_code == 409
+    with app.state.loom.engine.connect() as conn:
+        version, snapshot = app.state.loom.runtime.store.published(conn)
+    assert snapshot.object("opportunity").field("amount") is not None
+
+
+def test_two_admins_on_one_object_get_a_conflict_naming_the_change(app, ada):
+    bob = signed_in(app, "bob")
+    ada_page = ada.get("/designer/objects/lead")
+    bob_page = bob.get("/designer/objects/lead")
+    first = post(bob, "/designer/objects/lead/fields", field_form(bob_page.text, name="line_id", label_en="LINE"))
+    assert first.status_code == 303
+    second = post(ada, "/designer/objects/lead/fields", field_form(ada_page.text, name="qq", label_en="QQ"))
+    assert second.status_code == 409
+    assert "bob changed this since you opened it" in second.text and "add field lead.line_id (text)" in second.text
+    lead = draft(app).object("lead")
+    assert lead.field("line_id") is not None and lead.field("qq") is None
+    # on another object, no conflict
+    other = post(ada, "/designer/objects/contact/fields", field_form(ada.get("/designer/objects/contact").text,
+                                                                       name="qq", label_en="QQ"))
+    assert other.status_code == 303
+
+
+def test_the_api_draft_etag(app, ada):
+    token = auth.create_token(app.state.loom.engine, app.state.loom.secret_key, "ada")
+    api = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    first = api.get("/api/v1/_meta/draft")
+    tag = first.headers["etag"]
+    lead = api.get("/api/v1/_meta/objects/lead").json()
+    lead["fields"].append({"name": "line_id", "type": "text"})
+    assert api.put("/api/v1/_meta/objects/lead", json=lead, headers={"If-Match": tag}).status_code == 200
+    lead["fields"].append({"name": "qq", "type": "text"})
+    stale = api.put("/api/v1/_meta/objects/lead", json=lead, headers={"If-Match": tag})
+    assert stale.status_code == 412 and stale.json()["changed_by"] == "ada"
+
+
+def test_reorder_settings_delete_and_restore(app, ada):
+    make_project(ada)
+    page = ada.get("/designer/objects/project")
+    names = [f.name for f in draft(app).object("project").fields]
+    order = post(ada, "/designer/objects/project/order", [("seen", seen_of(page.text))] +
+                 [("field", n) for n in reversed(names)])
+    assert order.status_code == 303
+    assert [f.name for f in draft(app).object("project").fields] == list(reversed(names))
+    page = ada.get("/designer/objects/project")
+    settings = post(ada, "/designer/objects/project/settings", {
+        "seen": seen_of(page.text), "name": "project", "label_en": "Project", "label_zh": "项目",
+        "plural_label_en": "Projects", "plural_label_zh": "项目", "icon": "briefcase", "title_field": "name"})
+    assert settings.status_code == 303
+    assert draft(app).object("project").plural_label == {"en": "Projects", "zh-CN": "项目"}
+    assert publish(ada).status_code == 303
+    page = ada.get("/designer/objects/project")
+    wrong = post(ada, "/designer/objects/project/delete", {"seen": seen_of(page.text), "confirm": "projects"})
+    assert wrong.status_code == 422 and draft(app).object("project") is not None
+    gone = post(ada, "/designer/objects/project/delete", {"seen": seen_of(page.text), "confirm": "project"})
+    assert gone.status_code == 303 and draft(app).object("project") is None
+    plan = ada.get("/designer/plan")
+    step = re.search(r'name="(confirm_\d+)"', plan.text).group(1)
+    assert "Remove object Project (project)" in plan.text
+    assert publish(ada, **{step: "project"}).status_code == 303
+    listing = ada.get("/designer")
+    entry = re.search(r'/designer/archive/([^/]+)/restore', listing.text).group(1)
+    assert post(ada, f"/designer/archive/{entry}/restore", {}).status_code == 303
+    assert draft(app).object("project") is not None
+
+
+def test_hostile_input_changes_nothing(app, ada):
+    page = ada.get("/designer/objects/lead")
+    before = draft(app).to_json()
+    damaged = post(ada, "/designer/objects/lead/fields", {"seen": "{not json", "type": "text", "name": "x", "label_en": "X"})
+    assert damaged.status_code == 400
+    huge = post(ada, "/designer/objects/lead/fields", field_form(page.text, name="x", label_en="X" * 600_000))
+    assert huge.status_code == 413
+    system = post(ada, "/designer/objects/lead/fields", field_form(page.text, name="owner", label_en="Owner"))
+    assert system.status_code == 422
+    script = post(ada, "/designer/objects/lead/fields", field_form(page.text, name="x<script>", label_en="<script>alert(1)</script>"))
+    assert script.status_code == 422 and "<script>alert(1)</script>" not in script.text
+    no_csrf = ada.post("/designer/objects/lead/fields", data=field_form(page.text, name="y", label_en="Y"), follow_redirects=False)
+    assert no_csrf.status_code == 403
+    assert draft(app).to_json() == before
+    assert ada.get("/designer/objects/nope").status_code == 404
+    assert ada.get("/designer/objects/lead/fields/nope").status_code == 404
+
+
+def test_the_designer_in_chinese(app):
+    ada_zh = signed_in(app, "ada", locale="zh-CN")
+    page = ada_zh.get("/designer/objects/opportunity")
+    assert "字段" in page.text and "校验规则" in page.text
+    make_project(ada_zh)
+    plan = ada_zh.get("/designer/plan")
+    assert "创建对象" in plan.text
