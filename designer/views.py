@@ -118,7 +118,7 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
         return templates.TemplateResponse(request, template, {
             **base, "draft": draft, "published": published, "published_version": published_version,
             "label": lambda thing: localized(getattr(thing, "label", None), locale, thing.name),
-            "text": lambda value, locale_=None: localized(value, locale_ or locale, ""),
+            "text": _exact_text,
             "type_text": lambda kind: words.type_text(gettext, kind), "notice_texts": NOTICE_TEXTS,
             "problem_texts": PROBLEM_TEXTS, "notice": request.query_params.get("done"),
             "starter_choices": [(k, gettext(v)) for k, v in STARTER_TEXTS.items()], **context}, status_code=status)
@@ -488,13 +488,12 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
         for i, step in enumerate(plan.steps):
             pf = step.preflight
             rows = pf.rows if pf else 0
-            total = totals.get(step.op.obj.uid or step.op.obj.name, 0)
+            total = totals.get(step.op.obj.uid or step.op.obj.name)     # None: no table yet
             steps.append({
                 "n": i, "key": step.key, "kind": step.op.kind, "text": words.step_text(step.op, gettext, locale),
-                "object": step.op.obj.name, "destructive": step.op.kind in words.DESTRUCTIVE and (
-                    step.op.kind != "change_type" or rows > 0 or total > 0),
+                "object": step.op.obj.name, "destructive": step.op.kind in words.DESTRUCTIVE and bool(rows or total),
                 "rows": total, "blocked_rows": rows, "refused": bool(pf and rows and not pf.options),
-                "problem": words.preflight_text(step.op, rows, total, gettext) if rows else "",
+                "problem": words.preflight_text(step.op, rows, total or 0, gettext) if rows else "",
                 "sample": pf.sample if pf and rows else []})
         problems = [{**p, "place": place_of(draft.snapshot, p, locale)} for p in rule_problems(draft.snapshot)]
         return render(request, "designer/plan.html", status=status, draft=draft, steps=steps, problems=problems,
@@ -596,6 +595,14 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
         return RedirectResponse("/designer/plan?done=rolled_back", status_code=303)
 
     return router
+
+
+def _exact_text(value, locale: str) -> str:
+    """A localized text in exactly `locale` (a plain string is English):
+    the designer edits each language, it does not fall back."""
+    if isinstance(value, dict):
+        return value.get(locale, "")
+    return value or "" if locale == "en" else ""
 
 
 def _texts(name: str, value) -> dict[str, str]:
