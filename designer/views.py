@@ -491,7 +491,7 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
             total = totals.get(step.op.obj.uid or step.op.obj.name)     # None: no table yet
             steps.append({
                 "n": i, "key": step.key, "kind": step.op.kind, "text": words.step_text(step.op, gettext, locale),
-                "object": step.op.obj.name, "destructive": step.op.kind in words.DESTRUCTIVE and bool(rows or total),
+                "object": step.op.obj.name, "destructive": words.destructive(step.op.kind, total),
                 "rows": total, "blocked_rows": rows, "refused": bool(pf and rows and not pf.options),
                 "problem": words.preflight_text(step.op, rows, total or 0, gettext) if rows else "",
                 "sample": pf.sample if pf and rows else []})
@@ -526,7 +526,7 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
         for i, step in enumerate(plan.steps):
             pf = step.preflight
             rows = pf.rows if pf else 0
-            if step.op.kind in words.DESTRUCTIVE and (rows or totals.get(step.op.obj.uid or step.op.obj.name)):
+            if words.destructive(step.op.kind, totals.get(step.op.obj.uid or step.op.obj.name)):
                 if str(form.get(f"confirm_{i}") or "").strip() != step.op.obj.name:
                     errors[f"confirm_{i}"] = PROBLEM_TEXTS["confirm"]
                 elif pf and rows and CLEAR in pf.options:

@@ -42,9 +42,15 @@ PREFLIGHT_TEXTS = {
     "add_unique": "%(n)s of %(total)s records share a value with another record",
     "change_lookup_target": "%(n)s of %(total)s records link to no %(target)s record",
 }
-# Steps that lose something from the live table (archived, or cleared
-# with a decision): the admin types the object's name to confirm them.
-DESTRUCTIVE = frozenset({"drop_object", "drop_field", "change_type", "change_lookup_target"})
+# Steps that take something away (archived, or cleared with a decision):
+# the admin types the object's name to confirm them. Removals always;
+# conversions when the table has records.
+REMOVALS = frozenset({"drop_object", "drop_field"})
+CONVERSIONS = frozenset({"change_type", "change_lookup_target"})
+
+
+def destructive(kind: str, records: int | None) -> bool:
+    return kind in REMOVALS or (kind in CONVERSIONS and bool(records))
 
 
 def fill(text: str, args: dict) -> str:
