@@ -6,8 +6,11 @@ data; two admins never overwrite each other; bad input changes nothing."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import subprocess
+import zipfile
 from decimal import Decimal
 
 import pytest
@@ -19,6 +22,7 @@ from loomcrm.platform.app import create_app
 from loomcrm.platform.db import create_engine
 from loomcrm.platform.settings import Settings
 from loomcrm.runtime.commands import pack_install
+from support import LOOM
 
 
 @pytest.fixture
@@ -365,3 +369,74 @@ def test_the_designer_in_chinese(app):
     make_project(ada_zh)
     plan = ada_zh.get("/designer/plan")
     assert "创建对象" in plan.text
+
+
+def upload(client: TestClient, files: list[tuple[str, bytes]], content_type: str = "application/octet-stream"):
+    return client.post("/designer/bundles", data={"csrf_token": client.csrf},
+                       files=[("files", (name, body, content_type)) for name, body in files], follow_redirects=False)
+
+
+def zipped(files: dict[str, bytes | str]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, body in files.items():
+            archive.writestr(name, body)
+    return out.getvalue()
+
+
+def test_export_with_customisations_validates_and_installs_again(app, ada, tmp_path):
+    page = ada.get("/designer/objects/lead")
+    assert post(ada, "/designer/objects/lead/fields", field_form(page.text, name="line_id", label_en="LINE")).status_code == 303
+    assert publish(ada).status_code == 303
+    listing = ada.get("/designer/bundles")
+    assert 'href="/designer/bundles/crm.zip"' in listing.text
+    download = ada.get("/designer/bundles/crm.zip")
+    assert download.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        archive.extractall(tmp_path / "out")
+        lead = json.loads(archive.read("crm/objects/lead.json"))
+    assert any(f["name"] == "line_id" for f in lead["fields"])
+    checked = subprocess.run([LOOM, "pack", "validate", str(tmp_path / "out" / "crm")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # the same zip installs again: nothing to change
+    again = upload(ada, [("crm.zip", download.content)], "application/zip")
+    assert again.status_code == 303, again.text[-2000:]
+
+
+def test_a_broken_bundle_names_each_file_and_path_and_installs_nothing(app, ada):
+    manifest = json.dumps({"format": "loom/1", "name": "school", "version": "1.0.0"})
+    course = {"name": "course", "fields": [{"name": "name", "type": "text"},
+                                           {"name": "fee", "type": "currency", "min": "free"},
+                                           {"name": "total", "type": "formula", "returns": "decimal", "expression": "fe * 2"}]}
+    broken = upload(ada, [("school.zip", zipped({"school/bundle.json": manifest, "school/objects/course.json": json.dumps(course),
+                                                 "school/objects/room.json": "{not json"}))], "application/zip")
+    assert broken.status_code == 422
+    assert "objects/room.json" in broken.text and "objects/course.json" in broken.text
+    assert "fields[1].min" in broken.text or "fields[2].expression" in broken.text
+    with app.state.loom.engine.connect() as conn:
+        assert conn.execute(sa.select(systemdb.bundles.c.name).where(systemdb.bundles.c.name == "school")).first() is None
+    # fixed, as a folder's files: installed and published
+    course["fields"][1].pop("min")
+    course["fields"][2]["expression"] = "fee * 2"
+    fixed = upload(ada, [("school/bundle.json", manifest.encode()), ("school/objects/course.json", json.dumps(course).encode())])
+    assert fixed.status_code == 303, fixed.text[-2000:]
+    with app.state.loom.engine.connect() as conn:
+        assert app.state.loom.runtime.store.published(conn)[1].object("course") is not None
+
+
+def test_hostile_uploads_are_refused(app, ada):
+    manifest = json.dumps({"format": "loom/1", "name": "evil", "version": "1.0.0"})
+    traversal = upload(ada, [("evil.zip", zipped({"bundle.json": manifest, "../../etc/evil.json": "{}"}))], "application/zip")
+    assert traversal.status_code == 422 and "outside the bundle" in traversal.text
+    not_zip = upload(ada, [("evil.zip", b"PK\x03\x04 not really")], "application/zip")
+    assert not_zip.status_code == 422 and "not a zip file" in not_zip.text
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("evil/bundle.json", manifest)
+        archive.writestr("evil/objects/big.json", b"0" * 30_000_000)
+    refused = upload(ada, [("evil.zip", bomb.getvalue())], "application/zip")
+    assert refused.status_code == 422 and "larger than" in refused.text
+    nothing = upload(ada, [])
+    assert nothing.status_code == 422
+    with app.state.loom.engine.connect() as conn:
+        assert conn.execute(sa.select(systemdb.bundles.c.name).where(systemdb.bundles.c.name == "evil")).first() is None
