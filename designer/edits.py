@@ -5,6 +5,7 @@ Nothing here touches the database."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, get_args
 
 from pydantic import TypeAdapter, ValidationError
@@ -134,6 +135,9 @@ def field_json(form: Mapping[str, Any], previous: dict[str, Any] | None, *, opti
             data[key] = value
     if kind in ("picklist", "multi_picklist"):
         data["options"] = options or []
+    if kind == "stage":
+        data["stages"] = stages_from(form)
+        data["allow_backward"] = form.get("allow_backward") in ("on", "true", "1")
     if kind == "formula" and not data.get("returns") and inferred_returns:
         data["returns"] = inferred_returns
     if kind == "related_to":
@@ -145,6 +149,69 @@ def field_json(form: Mapping[str, Any], previous: dict[str, Any] | None, *, opti
     except ValidationError as exc:
         raise _problems(exc) from None
     return data
+
+
+_STAGE_INPUT = re.compile(r"stages-(\d+)-(?:(exit|entry)-(\d+)-)?([a-z_]+)$")
+STAGE_KEYS = ("value", "category", "probability", "color")
+
+
+def stage_inputs(form) -> list[dict[str, Any]]:
+    """The stage editor's inputs grouped per stage, in the order the page
+    shows them (dragging reorders the inputs, not their numbers)."""
+    stages: dict[str, dict[str, Any]] = {}
+    for key, value in form.multi_items():
+        match = _STAGE_INPUT.match(key)
+        if match is None or not isinstance(value, str):
+            continue
+        number, kind, criterion, part = match.groups()
+        stage = stages.setdefault(number, {"n": number, "required_fields": [], "exit": {}, "entry": {}})
+        if kind:
+            stage[kind].setdefault(criterion, {"n": criterion})[part] = value.strip()
+        elif part == "required_fields":
+            stage["required_fields"].append(value)
+        else:
+            stage[part] = value.strip()
+    for stage in stages.values():
+        for kind in ("exit", "entry"):
+            stage[kind] = list(stage[kind].values())
+    return list(stages.values())
+
+
+def stages_from(form) -> list[dict[str, Any]]:
+    """A stage field's stages (bundle JSON) from the stage editor."""
+    stages = []
+    for row in stage_inputs(form):
+        if not row.get("value"):
+            continue
+        stage: dict[str, Any] = {"value": row["value"], "category": row.get("category") or "open"}
+        for key, name in (("label", "label"), ("guidance", "guidance")):
+            if text := text_of(row, name):
+                stage[key] = text
+        if row.get("probability"):
+            try:
+                stage["probability"] = int(row["probability"])
+            except ValueError:
+                raise FormProblems({f"stages-{row['n']}-probability": N_("Enter a whole number.")}) from None
+        if row.get("color") and row["color"].lower() != "#000000":
+            stage["color"] = row["color"]
+        if row["required_fields"]:
+            stage["required_fields"] = row["required_fields"]
+        for kind in ("exit", "entry"):
+            criteria = []
+            for c in row[kind]:
+                if not c.get("check"):
+                    continue
+                criterion: dict[str, Any] = {"check": c["check"]}
+                if message := text_of(c, "message"):
+                    criterion["message"] = message
+                for key in ("field", "name"):
+                    if c.get(key):
+                        criterion[key] = c[key]
+                criteria.append(criterion)
+            if criteria:
+                stage[f"{kind}_criteria"] = criteria
+        stages.append(stage)
+    return stages
 
 
 def _given(value: Any) -> bool:

@@ -287,7 +287,9 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
         draft = drafts.read(engine)
         obj = object_or_404(draft, name)
         kind = type if type in edits.FIELD_MODELS else "text"
-        values = {"type": kind, "options": [{"value": "", "label_en": "", "label_zh": "", "color": ""}]}
+        blank_stage = {"category": "open", "required_fields": [], "exit": [], "entry": []}
+        values = {"type": kind, "options": [{"value": "", "label_en": "", "label_zh": "", "color": ""}],
+                  "stages": [{**blank_stage, "n": "0"}, {**blank_stage, "n": "1"}], "allow_backward": "on"}
         return field_view(request, draft, obj, None, values=values)
 
     @router.get("/objects/{name}/fields/{field_name}")
@@ -349,6 +351,14 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
             if result["errors"]:
                 e = result["errors"][0]
                 found[key] = f"{e['message']} (line {e['line']}, column {e['column']})"
+        for stage in fld.get("stages", []) if fld.get("type") == "stage" else []:
+            for kind in ("exit", "entry"):
+                for criterion in stage[kind]:
+                    result = checking.check(criterion.get("check", ""), objects, obj.name, "rule")
+                    if result["errors"]:
+                        e = result["errors"][0]
+                        key = f"stages-{stage['n']}-{kind}-{criterion['n']}-check"
+                        found[key] = f"{e['message']} (line {e['line']}, column {e['column']})"
         if found:
             raise edits.FormProblems(found)
 
@@ -692,6 +702,15 @@ def field_inputs(fld: dict[str, Any]) -> dict[str, Any]:
     values["options"] = [{"value": o["value"], **_texts("label", o.get("label")), "color": o.get("color", "")}
                          for o in fld.get("options", [])]
     values["to_list"] = fld["to"] if isinstance(fld.get("to"), list) else []
+    values["stages"] = [{
+        "n": str(i), "value": st["value"], "category": st.get("category", "open"),
+        "probability": "" if st.get("probability") is None else str(st["probability"]), "color": st.get("color", ""),
+        **_texts("label", st.get("label")), **_texts("guidance", st.get("guidance")),
+        "required_fields": st.get("required_fields", []),
+        **{kind: [{"n": str(j), "check": c["check"], "field": c.get("field", ""), "name": c.get("name", ""),
+                   **_texts("message", c.get("message"))} for j, c in enumerate(st.get(f"{kind}_criteria", []))]
+           for kind in ("exit", "entry")}} for i, st in enumerate(fld.get("stages", []))]
+    values["allow_backward"] = "on" if fld.get("allow_backward", True) else ""
     return values
 
 
@@ -702,4 +721,5 @@ def form_inputs(form) -> dict[str, Any]:
         form.getlist("option_value"), form.getlist("option_label_en"), form.getlist("option_label_zh"),
         form.getlist("option_color"))]
     values["to_list"] = form.getlist("targets")
+    values["stages"] = edits.stage_inputs(form)
     return values

@@ -169,6 +169,79 @@
     });
   }
 
+  // --- stages ------------------------------------------------------------------------
+  function renumber(root, from, to) {
+    // A cloned stage's inputs take the new stage's number.
+    const swap = (text) => text.split(from).join(to);
+    root.querySelectorAll("[name], [id], [for], [aria-describedby], [aria-controls]").forEach((el) => {
+      ["name", "id", "for", "aria-describedby", "aria-controls"].forEach((attr) => {
+        if (el.hasAttribute(attr)) el.setAttribute(attr, swap(el.getAttribute(attr)));
+      });
+    });
+    root.querySelectorAll("template").forEach((t) => { t.innerHTML = swap(t.innerHTML); });
+  }
+
+  function setupStages(editor) {
+    const list = editor.querySelector("[data-stages]");
+    const preview = editor.querySelector("[data-path-preview]");
+    const draw = () => {
+      preview.textContent = "";
+      list.querySelectorAll("[data-stage]").forEach((row) => {
+        const li = document.createElement("li");
+        li.className = `cat-${row.querySelector("[data-stage-category]").value}`;
+        const step = document.createElement("span");
+        step.className = "path-step";
+        step.textContent = row.querySelector("[data-stage-label]").value || row.querySelector("[data-stage-value]").value || "…";
+        const color = row.querySelector("[data-stage-color]").value;
+        if (color && color !== "#000000") step.style.boxShadow = `inset 0 -4px 0 ${color}`;
+        li.append(step);
+        preview.append(li);
+      });
+    };
+    const next = () => Math.max(-1, ...[...list.querySelectorAll("[data-stage-value]")]
+      .map((i) => Number((i.name.match(/^stages-(\d+)-/) || [0, -1])[1]))) + 1;
+    if (window.Sortable) Sortable.create(list, {handle: ".drag-handle", animation: 120, onEnd: draw});
+    editor.addEventListener("input", draw);
+    editor.addEventListener("change", draw);
+    editor.querySelector(".add-stage").addEventListener("click", () => {
+      const last = list.lastElementChild;
+      const row = last.cloneNode(true);
+      const old = last.querySelector("[data-stage-value]").name.match(/^stages-\d+-/)[0];
+      renumber(row, old, `stages-${next()}-`);
+      row.querySelectorAll("input, textarea").forEach((i) => {
+        if (i.type === "color") i.value = "#000000"; else if (i.type !== "checkbox") i.value = "";
+      });
+      row.querySelectorAll("select[multiple] option").forEach((o) => { o.selected = false; });
+      row.querySelectorAll(".criteria-list").forEach((l) => { l.textContent = ""; });
+      row.querySelectorAll(".field-error").forEach((e) => { e.textContent = ""; });
+      list.append(row);
+      row.querySelector("[data-stage-value]").focus();
+      draw();
+    });
+    list.addEventListener("click", (e) => {
+      const row = e.target.closest("[data-stage]");
+      if (!row) return;
+      if (e.target.classList.contains("remove-stage") && list.children.length > 2) { row.remove(); draw(); }
+      else if (e.target.classList.contains("move-up") && row.previousElementSibling) {
+        list.insertBefore(row, row.previousElementSibling); e.target.focus(); draw();
+      } else if (e.target.classList.contains("move-down") && row.nextElementSibling) {
+        list.insertBefore(row.nextElementSibling, row); e.target.focus(); draw();
+      } else if (e.target.classList.contains("add-criterion")) {
+        const box = e.target.closest("[data-criteria]");
+        const items = box.querySelector(".criteria-list");
+        const taken = [...items.querySelectorAll("textarea")].map((t) => Number((t.name.match(/-(\d+)-check$/) || [0, -1])[1]));
+        const html = box.querySelector("template").innerHTML.split("__n__").join(String(Math.max(-1, ...taken) + 1));
+        items.insertAdjacentHTML("beforeend", html);
+        const added = items.lastElementChild;
+        added.querySelectorAll("[data-expr]").forEach(setupEditor);
+        added.querySelector("textarea").focus();
+      } else if (e.target.classList.contains("remove-criterion")) {
+        e.target.closest("[data-criterion]").remove();
+      }
+    });
+    draw();
+  }
+
   // --- the field form's type settings and names made from labels ----------------------
   function setupTypes(form) {
     const select = form.querySelector("[data-type-select]");
@@ -208,6 +281,7 @@
     document.querySelectorAll("[data-order-form]").forEach(setupOrder);
     document.querySelectorAll(".options-editor").forEach(setupOptions);
     document.querySelectorAll("[data-field-form]").forEach(setupTypes);
+    document.querySelectorAll("[data-stages-editor]").forEach(setupStages);
     document.querySelectorAll("[data-slug-form]").forEach(setupSlug);
     document.querySelectorAll(".publish-form").forEach(busy);
   });

@@ -216,3 +216,60 @@ def test_the_designer_in_chinese(browser, server, project):
     check.press_sequentially("budgt > 0")
     expect(page.locator("#err-check")).to_contain_text("第 1 行，第 1 列")
     context.close()
+
+
+def test_stages_are_edited_with_a_live_path_preview(browser, server, api):
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    sign_in(page, server)
+    page.goto(f"{server.url}/designer/objects/opportunity/fields/stage")
+    preview = page.locator("[data-path-preview] li")
+    count = preview.count()
+    assert count >= 5
+    page.get_by_role("button", name="Add stage").click()
+    expect(preview).to_have_count(count + 1)
+    new = page.locator("[data-stage]").last
+    new.get_by_label("Value").fill("legal_review")
+    new.get_by_label("Stage label (English)").fill("Legal review")
+    expect(preview.last).to_have_text("Legal review")
+    new.get_by_label("Stage label (English)").press("Tab")
+    new.locator("details.stage-more").evaluate("d => { d.open = true; }")
+    new.get_by_role("button", name="Add a criterion").first.click()
+    check = new.locator("textarea[name$='-exit-0-check']")
+    check.press_sequentially("amout > 0")
+    expect(new.locator(".expr-problem").first).to_contain_text("unknown field 'amout'")
+    check.fill("amount > 0")
+    expect(new.locator(".expr-problem").first).to_have_text("")
+    new.get_by_role("button", name="Move up").click()              # keyboard-usable ordering
+    expect(preview.nth(count - 1)).to_have_text("Legal review")
+    page.get_by_role("button", name="Save field").click()
+    expect(page.get_by_role("status").first).to_contain_text("Saved in the draft.")
+    stages = next(f for f in api.get("/_meta/draft").json()["snapshot"]["objects"] if f["name"] == "opportunity")
+    stage = next(f for f in stages["fields"] if f["name"] == "stage")
+    values = [s["value"] for s in stage["stages"]]
+    assert values.index("legal_review") == count - 1
+    assert stage["stages"][count - 1]["exit_criteria"] == [{"check": "amount > 0"}]
+    page.goto(f"{server.url}/designer/plan")
+    page.get_by_role("button", name="Discard the draft").click()
+    context.close()
+
+
+def test_the_exported_bundle_passes_pack_validate(browser, server, tmp_path):
+    import subprocess
+    import zipfile
+
+    from support import LOOM
+
+    context = browser.new_context(locale="en-US", accept_downloads=True)
+    page = context.new_page()
+    sign_in(page, server)
+    page.goto(f"{server.url}/designer/bundles")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download with my changes (zip)").first.click()
+    path = tmp_path / "crm.zip"
+    download.value.save_as(path)
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(tmp_path / "out")
+    checked = subprocess.run([LOOM, "pack", "validate", str(tmp_path / "out" / "crm")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    context.close()

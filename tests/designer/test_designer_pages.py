@@ -440,3 +440,51 @@ def test_hostile_uploads_are_refused(app, ada):
     assert nothing.status_code == 422
     with app.state.loom.engine.connect() as conn:
         assert conn.execute(sa.select(systemdb.bundles.c.name).where(systemdb.bundles.c.name == "evil")).first() is None
+
+
+def stage_form(page_text: str, fld: dict) -> list[tuple[str, str]]:
+    """The stage editor's inputs for `fld`, as the page would send them."""
+    from loomcrm.designer.views import field_inputs
+
+    values = field_inputs(fld)
+    pairs = [("seen", seen_of(page_text)), ("type", "stage"), ("name", fld["name"]), ("label_en", values.get("label_en", "")),
+             ("label_zh", values.get("label_zh", "")), ("allow_backward", values["allow_backward"])]
+    pairs += [(flag, "on") for flag in ("required", "unique", "indexed") if values.get(flag) == "on"]
+    for stage in values["stages"]:
+        base = f"stages-{stage['n']}-"
+        pairs += [(base + k, stage.get(k, "")) for k in ("value", "label_en", "label_zh", "category", "probability", "color",
+                                                          "guidance_en", "guidance_zh")]
+        pairs += [(base + "required_fields", name) for name in stage["required_fields"]]
+        for kind in ("exit", "entry"):
+            for c in stage[kind]:
+                pairs += [(f"{base}{kind}-{c['n']}-{k}", c.get(k, ""))
+                          for k in ("check", "name", "field", "message_en", "message_zh")]
+    return pairs
+
+
+def test_the_stage_editor_round_trips_and_checks_criteria(app, ada):
+    from loomcrm.metadata.model import as_json
+
+    before = as_json(draft(app).object("opportunity").field("stage"))
+    page = ada.get("/designer/objects/opportunity/fields/stage")
+    assert page.text.count("data-stage>") == len(before["stages"])
+    same = post(ada, "/designer/objects/opportunity/fields/stage", stage_form(page.text, before))
+    assert same.status_code == 303
+    assert as_json(draft(app).object("opportunity").field("stage")) == before        # nothing lost on the way
+    # reordered (the inputs' order, not their numbers), a criterion with a typo
+    changed = dict(before)
+    changed["stages"] = [before["stages"][1], before["stages"][0], *before["stages"][2:]]
+    pairs = stage_form(page.text, changed)
+    pairs.append(("stages-9-value", "review"))
+    pairs.append(("stages-9-category", "open"))
+    pairs.append(("stages-9-exit-0-check", "amout > 0"))
+    refused = post(ada, "/designer/objects/opportunity/fields/stage", pairs)
+    assert refused.status_code == 422 and "unknown field &#39;amout&#39;" in refused.text
+    assert 'id="err-stages-9-exit-0-check"' in refused.text and "line 1, column 1" in refused.text
+    assert as_json(draft(app).object("opportunity").field("stage")) == before
+    pairs[-1] = ("stages-9-exit-0-check", "amount > 0")
+    saved = post(ada, "/designer/objects/opportunity/fields/stage", pairs)
+    assert saved.status_code == 303, saved.text[-1500:]
+    stages = draft(app).object("opportunity").field("stage").stages
+    assert [s.value for s in stages[:2]] == [before["stages"][1]["value"], before["stages"][0]["value"]]
+    assert stages[-1].value == "review" and stages[-1].exit_criteria[0].check == "amount > 0"
