@@ -28,7 +28,8 @@ from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef, as_json, l
 from loomcrm.metadata.versions import DraftConflict, Snapshot
 from loomcrm.platform import auth, systemdb
 from loomcrm.runtime import drafts
-from loomcrm.runtime.forms.views import N_
+from loomcrm.runtime.forms.refs import record_title
+from loomcrm.runtime.forms.views import N_, record_page
 from loomcrm.metadata.validate import validate_bundle
 from loomcrm.runtime.install import install_bundle, list_archive, restore_into_draft
 from loomcrm.runtime.migrate.execute import PublishRefused, plan_for, publish
@@ -36,7 +37,7 @@ from loomcrm.runtime.migrate.plan import CLEAR
 from loomcrm.runtime.migrate.preflight import old_table_of
 from loomcrm.runtime.records import RecordError
 
-from . import bundles, checking, edits, words
+from . import bundles, checking, edits, layouts, words
 from .starters import STARTER_TEXTS, STARTERS
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
@@ -374,6 +375,48 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
         return await saved(request, user, name, seen, edit, f"/designer/objects/{name}?done=deleted#fields",
                            lambda draft, errors: object_view(request, draft, object_or_404(draft, name), status=422,
                                                              errors=errors))
+
+    # --- layouts ----------------------------------------------------------------------
+    def layout_view(request: Request, draft: drafts.Draft, obj: ObjectDef, errors=None, status: int = 200) -> Response:
+        records = recent_records(obj.name)
+        return render(request, "designer/layout.html", status=status, draft=draft, obj=obj, seen=_seen_json(obj),
+                      state=layouts.editor_state(obj), errors=errors or {},
+                      preview_record=records[0]["id"] if records else None)
+
+    @router.get("/objects/{name}/layout")
+    def layout_page(request: Request, name: str):
+        draft = drafts.read(engine)
+        return layout_view(request, draft, object_or_404(draft, name))
+
+    @router.post("/objects/{name}/layout")
+    async def layout_save(request: Request, name: str, user=Depends(_admin)):
+        form = await form_of(request)
+        seen = _seen(form)
+
+        def edit(snapshot: Snapshot) -> Snapshot:
+            obj = object_or_404(drafts.Draft(0, snapshot, True), name)
+            return snapshot.with_object(layouts.with_layouts(obj, layouts.layouts_from(obj, form)))
+
+        return await saved(request, user, name, seen, edit, f"/designer/objects/{name}/layout?done=saved",
+                           lambda draft, errors: layout_view(request, draft, object_or_404(draft, name), errors, 422))
+
+    @router.get("/objects/{name}/layout/preview")
+    def layout_preview(request: Request, name: str, record: str, user=Depends(_admin)):
+        """A real record's page laid out as the draft says (the fields the
+        table does not have yet show empty)."""
+        draft = drafts.read(engine)
+        obj = object_or_404(draft, name)
+        schema = runtime.schema()
+        if schema.object(name) is None:
+            raise HTTPException(status_code=404, detail=N_("There is no such page."))
+        live = schema.object(name)
+        shown = obj.model_copy(update={"fields": [f for f in obj.fields if live.field(f.name) is not None]})
+        try:
+            context = record_page(runtime, schema, shown, record[:64], page_context(request)["locale"], user=user)
+        except RecordError:
+            raise HTTPException(status_code=404, detail=N_("There is no such page.")) from None
+        return templates.TemplateResponse(request, "forms/record.html", page_context(request, record_title=record_title,
+                                                                                     **context))
 
     # --- validation rules -----------------------------------------------------------
     def rule_view(request: Request, draft: drafts.Draft, obj: ObjectDef, rule: str | None, values: dict,

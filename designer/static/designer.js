@@ -242,6 +242,40 @@
     draw();
   }
 
+  // --- layouts -----------------------------------------------------------------------
+  function setupLayout(form) {
+    const sortable = (list) => {
+      if (window.Sortable) Sortable.create(list, {group: list.dataset.group, handle: ".drag-handle", animation: 120});
+    };
+    form.querySelectorAll(".layout-items").forEach(sortable);
+    form.addEventListener("click", (e) => {
+      const item = e.target.closest(".layout-item");
+      if (e.target.classList.contains("add-section")) {
+        const numbers = [...form.querySelectorAll("[data-section]")].map((s) => Number(s.dataset.section) || 0);
+        const html = form.querySelector("[data-section-template]").innerHTML.split("__n__").join(String(Math.max(-1, ...numbers) + 1));
+        const sections = form.querySelector("[data-sections]");
+        sections.insertAdjacentHTML("beforeend", html);
+        sortable(sections.lastElementChild.querySelector(".layout-items"));
+        sections.lastElementChild.querySelector("input").focus();
+        return;
+      }
+      if (!item) return;
+      const list = item.parentNode;
+      if (e.target.classList.contains("move-up") && item.previousElementSibling) {
+        list.insertBefore(item, item.previousElementSibling); e.target.focus();
+      } else if (e.target.classList.contains("move-down") && item.nextElementSibling) {
+        list.insertBefore(item.nextElementSibling, item); e.target.focus();
+      } else if (e.target.classList.contains("move-across")) {
+        // between an area and its pool: the pool of a group is its last list
+        const lists = [...form.querySelectorAll(`.layout-items[data-group="${list.dataset.group}"]`)];
+        const pool = lists[lists.length - 1];
+        const target = list === pool ? lists[0] : pool;
+        target.append(item);
+        e.target.focus();
+      }
+    });
+  }
+
   // --- the field form's type settings and names made from labels ----------------------
   function setupTypes(form) {
     const select = form.querySelector("[data-type-select]");
@@ -282,6 +316,7 @@
     document.querySelectorAll(".options-editor").forEach(setupOptions);
     document.querySelectorAll("[data-field-form]").forEach(setupTypes);
     document.querySelectorAll("[data-stages-editor]").forEach(setupStages);
+    document.querySelectorAll("[data-layout-form]").forEach(setupLayout);
     document.querySelectorAll("[data-slug-form]").forEach(setupSlug);
     document.querySelectorAll(".publish-form").forEach(busy);
   });

@@ -273,3 +273,33 @@ def test_the_exported_bundle_passes_pack_validate(browser, server, tmp_path):
     checked = subprocess.run([LOOM, "pack", "validate", str(tmp_path / "out" / "crm")], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     context.close()
+
+
+def test_layouts_by_drag_and_by_keyboard_with_a_preview(browser, server, api):
+    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    sign_in(page, server)
+    page.goto(f"{server.url}/designer/objects/opportunity")
+    page.get_by_role("link", name="Layouts").click()
+    columns = page.locator('[data-area="list"] .layout-items')
+    pool = page.locator('[data-area="list-pool"] .layout-items')
+    before = columns.locator(".layout-item").count()
+    # by keyboard: the Notes field leaves the form, Budget goes up one
+    notes = page.locator('[data-area^="form:"] .layout-item[data-field="description"]')
+    notes.get_by_role("button", name="Move Notes to the other list").click()
+    expect(page.locator('[data-area="form-pool"] .layout-item[data-field="description"]')).to_have_count(1)
+    # by drag: a pool field into the list's columns
+    dragged = pool.locator(".layout-item").first
+    name = dragged.get_attribute("data-field")
+    dragged.locator(".drag-handle").drag_to(columns.locator(".layout-item").first)
+    expect(columns.locator(".layout-item")).to_have_count(before + 1)
+    page.get_by_role("button", name="Save layout").click()
+    expect(page.get_by_role("status").first).to_contain_text("Saved in the draft.")
+    opportunity = next(o for o in api.get("/_meta/draft").json()["snapshot"]["objects"] if o["name"] == "opportunity")
+    assert all("description" not in s["fields"] for s in opportunity["layouts"]["form"])
+    assert name in opportunity["layouts"]["list"]["columns"]
+    expect(page.frame_locator("iframe.desktop").locator("h1")).not_to_be_empty()
+    expect(page.frame_locator("iframe.phone").locator("dt", has_text="Notes")).to_have_count(0)
+    page.goto(f"{server.url}/designer/plan")
+    page.get_by_role("button", name="Discard the draft").click()
+    context.close()

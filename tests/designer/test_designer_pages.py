@@ -488,3 +488,61 @@ def test_the_stage_editor_round_trips_and_checks_criteria(app, ada):
     stages = draft(app).object("opportunity").field("stage").stages
     assert [s.value for s in stages[:2]] == [before["stages"][1]["value"], before["stages"][0]["value"]]
     assert stages[-1].value == "review" and stages[-1].exit_criteria[0].check == "amount > 0"
+
+
+def layout_form(page_text: str, obj) -> list[tuple[str, str]]:
+    """The layout editor's inputs for `obj`, in page order."""
+    from loomcrm.designer import layouts
+
+    state = layouts.editor_state(obj)
+    pairs = [("seen", seen_of(page_text))]
+    for s in state["sections"]:
+        label = s["label"] if isinstance(s["label"], dict) else {"en": s["label"]} if s["label"] else {}
+        pairs += [(f"section-{s['n']}-label_en", label.get("en", "")), (f"section-{s['n']}-label_zh", label.get("zh-CN", "")),
+                  (f"section-{s['n']}-columns", str(s["columns"])), ("item", f"@form:{s['n']}")]
+        pairs += [("item", n) for n in s["fields"]]
+    pairs += [("item", "@form-pool"), *[("item", n) for n in state["form_pool"]]]
+    pairs += [("item", "@list"), *[("item", n) for n in state["columns"]], ("item", "@list-pool"),
+              *[("item", n) for n in state["list_pool"]]]
+    pairs += [("sort_field", state["sort_field"])] + ([("sort_desc", "on")] if state["sort_desc"] else [])
+    pairs += [("group_by", state["group_by"]), ("sum", state["sum"])]
+    pairs += [("item", "@card"), *[("item", n) for n in state["card"]], ("item", "@card-pool"),
+              *[("item", n) for n in state["card_pool"]]]
+    return pairs
+
+
+def test_the_layout_editor_round_trips_moves_and_previews(app, ada):
+    from loomcrm.metadata.model import as_json
+
+    before = as_json(draft(app).object("opportunity"))["layouts"]
+    page = ada.get("/designer/objects/opportunity/layout")
+    assert page.status_code == 200
+    same = post(ada, "/designer/objects/opportunity/layout", layout_form(page.text, draft(app).object("opportunity")))
+    assert same.status_code == 303, same.text[-1500:]
+    assert as_json(draft(app).object("opportunity"))["layouts"] == before
+    # the description moves to the first section, the amount leaves the list
+    pairs = layout_form(page.text, draft(app).object("opportunity"))
+    pairs.remove(("item", "description"))
+    pairs.insert(pairs.index(("item", "@form:0")) + 1, ("item", "description"))
+    at = pairs.index(("item", "amount"), pairs.index(("item", "@list")))
+    pairs.insert(pairs.index(("item", "@list-pool")), pairs.pop(at))
+    assert post(ada, "/designer/objects/opportunity/layout", pairs).status_code == 303
+    layouts = draft(app).object("opportunity").layouts
+    assert layouts.form[0].fields[0] == "description" and "amount" not in layouts.list_.columns
+    assert all("description" not in s.fields for s in layouts.form[1:])
+    # an unknown field or board grouping is refused, nothing changes
+    pairs[0] = ("seen", seen_of(ada.get("/designer/objects/opportunity/layout").text))
+    bad = post(ada, "/designer/objects/opportunity/layout", [*pairs[:-1], ("item", "nope")])
+    assert bad.status_code == 422
+    bad_group = post(ada, "/designer/objects/opportunity/layout", [(k, "amount" if k == "group_by" else v) for k, v in pairs])
+    assert bad_group.status_code == 422
+    assert draft(app).object("opportunity").layouts == layouts
+    # the preview: a real record laid out as the draft says
+    token = auth.create_token(app.state.loom.engine, app.state.loom.secret_key, "ada")
+    api = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    account = api.post("/api/v1/account", json={"name": "Acme"}).json()
+    deal = api.post("/api/v1/opportunity", json={"name": "Preview deal", "account": account["id"], "amount": 1000,
+                                                 "close_date": "2027-01-31"}).json()
+    preview = ada.get(f"/designer/objects/opportunity/layout/preview?record={deal['id']}")
+    assert preview.status_code == 200 and "Preview deal" in preview.text
+    assert preview.text.index('<dt>Notes</dt>') < preview.text.index('<dt>Opportunity name</dt>')
