@@ -88,14 +88,16 @@ def object_changes(seen: ObjectDef | None, now: ObjectDef | None) -> list[str]:
 
 
 def change(runtime, user_id: str | None, edit: Callable[[Snapshot], Snapshot], *, seen_tag: str | None = None,
-           seen_object: ObjectDef | None = None, object_name: str | None = None) -> Snapshot:
+           seen_object: ObjectDef | None = None, object_name: str | None = None,
+           workflow_name: str | None = None, seen_workflow: dict | None = None) -> Snapshot:
     """Apply `edit` to the draft and store it; answer the new draft.
 
     `seen_tag`: the draft's tag as the caller read it (the whole draft).
     `object_name` and `seen_object`: the one object the caller edits, as it
     read it (None: it did not exist); only a change to that object
     conflicts, so admins working on different objects do not disturb each
-    other."""
+    other. `workflow_name` and `seen_workflow` (its JSON) do the same for
+    one workflow."""
     store = runtime.store
     with write_transaction(runtime.engine) as conn:
         published_version, published = store.published(conn)
@@ -109,6 +111,10 @@ def change(runtime, user_id: str | None, edit: Callable[[Snapshot], Snapshot], *
             now = current.snapshot.object(object_name)
             if (as_json(now) if now else None) != (as_json(seen_object) if seen_object else None):
                 raise DraftChanged(current.updated_by, current.updated_at, object_changes(seen_object, now))
+        if workflow_name is not None:
+            flow = current.snapshot.workflow(workflow_name)
+            if (as_json(flow) if flow else None) != seen_workflow:
+                raise DraftChanged(current.updated_by, current.updated_at, [f"changed workflow {workflow_name}"])
         snapshot = ensure_uids(edit(current.snapshot), previous=published)
         check_snapshot(snapshot)
         store.save_draft(conn, snapshot, published_version, user_id)

@@ -276,6 +276,50 @@
     });
   }
 
+  // --- workflows ---------------------------------------------------------------------
+  function setupWorkflow(form) {
+    const list = form.querySelector("[data-actions]");
+    const trigger = form.querySelector("[data-trigger]");
+    const showTrigger = () => form.querySelectorAll("[data-on]").forEach((el) => {
+      const on = el.dataset.on === trigger.value;
+      el.hidden = !on;
+      el.querySelectorAll("input, select").forEach((i) => { i.disabled = !on; });
+    });
+    trigger.addEventListener("change", showTrigger);
+    showTrigger();
+    const highest = (selector, pattern) => Math.max(-1, ...[...form.querySelectorAll(selector)]
+      .map((el) => Number((el.name.match(pattern) || [0, -1])[1])));
+    form.addEventListener("click", (e) => {
+      const t = e.target;
+      if (t.classList.contains("add-action")) {
+        const kind = form.querySelector("[data-new-action]").value;
+        const n = highest("input[name$='-type']", /^action-(\d+)-type$/) + 1;
+        list.insertAdjacentHTML("beforeend", form.querySelector(`[data-action-template="${kind}"]`).innerHTML.split("__n__").join(String(n)));
+        list.lastElementChild.querySelectorAll("[data-expr]").forEach(setupEditor);
+        (list.lastElementChild.querySelector("input:not([type=hidden]), textarea, select") || t).focus();
+        return;
+      }
+      const block = t.closest("[data-action]");
+      if (t.classList.contains("add-value") && block) {
+        const box = t.closest("[data-values]");
+        const rows = box.querySelector(".value-list");
+        const m = Math.max(-1, ...[...rows.querySelectorAll("input[name$='-key']")]
+          .map((i) => Number((i.name.match(/-values-(\d+)-key$/) || [0, -1])[1]))) + 1;
+        rows.insertAdjacentHTML("beforeend", box.querySelector("[data-value-template]").innerHTML.split("__m__").join(String(m)));
+        rows.lastElementChild.querySelectorAll("[data-expr]").forEach(setupEditor);
+        rows.lastElementChild.querySelector("input").focus();
+      } else if (t.classList.contains("remove-row")) {
+        t.closest("[data-value-row]").remove();
+      } else if (t.classList.contains("remove-action") && block) {
+        block.remove();
+      } else if (t.classList.contains("move-up") && block && block.previousElementSibling) {
+        list.insertBefore(block, block.previousElementSibling); t.focus();
+      } else if (t.classList.contains("move-down") && block && block.nextElementSibling) {
+        list.insertBefore(block.nextElementSibling, block); t.focus();
+      }
+    });
+  }
+
   // --- the field form's type settings and names made from labels ----------------------
   function setupTypes(form) {
     const select = form.querySelector("[data-type-select]");
@@ -317,6 +361,7 @@
     document.querySelectorAll("[data-field-form]").forEach(setupTypes);
     document.querySelectorAll("[data-stages-editor]").forEach(setupStages);
     document.querySelectorAll("[data-layout-form]").forEach(setupLayout);
+    document.querySelectorAll("[data-workflow-form]").forEach(setupWorkflow);
     document.querySelectorAll("[data-slug-form]").forEach(setupSlug);
     document.querySelectorAll(".publish-form").forEach(busy);
   });

@@ -303,3 +303,49 @@ def test_layouts_by_drag_and_by_keyboard_with_a_preview(browser, server, api):
     page.goto(f"{server.url}/designer/plan")
     page.get_by_role("button", name="Discard the draft").click()
     context.close()
+
+
+def test_a_workflow_is_built_in_the_browser(browser, server, api):
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    sign_in(page, server)
+    page.goto(f"{server.url}/designer/workflows")
+    page.get_by_label("New workflow on").select_option("opportunity")
+    page.get_by_role("button", name="New workflow").click()
+    page.get_by_label(LABEL_EN).fill("Big deal review")
+    expect(page.get_by_label(re.compile("^Name"))).to_have_value("big_deal_review")
+    page.get_by_label("Trigger").select_option("update")
+    expect(page.get_by_label("Only when one of these fields changes")).to_be_visible()
+    page.get_by_label("Only when one of these fields changes").select_option(["amount"])
+    condition = page.get_by_label("Only if (optional)")
+    condition.press_sequentially("amout > 100000")
+    expect(page.locator("#err-condition")).to_contain_text("unknown field 'amout'")
+    condition.fill("amount > 100000")
+    expect(page.locator("#err-condition")).to_have_text("")
+    page.get_by_label("Message (English)").fill("A big deal needs a review.")
+    page.get_by_label("Add an action").select_option("create")
+    page.get_by_role("button", name="Add", exact=True).click()
+    block = page.locator("[data-action]").last
+    block.get_by_label("Object").select_option("task")
+    block.get_by_role("button", name="Add a value").click()
+    block.get_by_label("Field").fill("subject")
+    block.get_by_label("Value (expression)").fill("concat('Review ', name)")
+    block.get_by_role("button", name="Move up").click()
+    page.get_by_label("Active").check()
+    page.get_by_role("button", name="Save workflow").click()
+    # the check names what is missing, by its place in the workflow
+    expect(page.get_by_role("alert")).to_contain_text("actions[0].values: the required field 'due_date' of 'task' gets no value")
+    block = page.locator("[data-action]").first
+    block.get_by_role("button", name="Add a value").click()
+    block.get_by_label("Field").last.fill("due_date")
+    block.get_by_label("Value (expression)").last.fill("add_days(today(), 1)")
+    page.get_by_label("Active").check()
+    page.get_by_role("button", name="Save workflow").click()
+    expect(page.get_by_role("status").first).to_contain_text("Saved in the draft.")
+    flow = next(w for w in api.get("/_meta/draft").json()["snapshot"]["workflows"] if w["name"] == "big_deal_review")
+    assert flow["trigger"] == {"on": "update", "fields": ["amount"]} and flow["condition"] == "amount > 100000"
+    assert [a["type"] for a in flow["actions"]] == ["create", "notify"]
+    assert flow["actions"][0]["values"] == {"subject": "concat('Review ', name)", "due_date": "add_days(today(), 1)"}
+    page.goto(f"{server.url}/designer/plan")
+    page.get_by_role("button", name="Discard the draft").click()
+    context.close()

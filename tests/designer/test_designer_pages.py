@@ -546,3 +546,53 @@ def test_the_layout_editor_round_trips_moves_and_previews(app, ada):
     preview = ada.get(f"/designer/objects/opportunity/layout/preview?record={deal['id']}")
     assert preview.status_code == 200 and "Preview deal" in preview.text
     assert preview.text.index('<dt>Notes</dt>') < preview.text.index('<dt>Opportunity name</dt>')
+
+
+def workflow_form(page_text: str, flow: dict) -> list[tuple[str, str]]:
+    from loomcrm.designer import flows
+
+    v = flows.workflow_inputs(flow)
+    pairs = [("seen", seen_of(page_text)), ("object", flow["object"]), ("name", v["name"]), ("trigger_on", v["trigger_on"]),
+             ("condition", v["condition"]), ("trigger_to", v["trigger_to"]), ("trigger_offset", v["trigger_offset"]),
+             ("trigger_field", v["trigger_field"]), ("trigger_cron", v["trigger_cron"])]
+    pairs += [(k, v[k]) for k in ("label_en", "label_zh", "description_en", "description_zh") if k in v]
+    pairs += [("active", "on")] if v["active"] else []
+    pairs += [("sources", s) for s in v["sources"]] + [("trigger_fields", f) for f in v["trigger_fields"]]
+    for a in v["actions"]:
+        base = f"action-{a['n']}-"
+        pairs += [(base + k, a[k]) for k in ("type", "strategy", "users", "field", "mapping", "load_filter", "to", "subject_en",
+                                             "subject_zh", "body_en", "body_zh", "message_en", "message_zh", "url", "method",
+                                             "object") if k in a]
+        for row in a["values"]:
+            pairs += [(f"{base}values-{row['m']}-key", row["key"]), (f"{base}values-{row['m']}-expr", row["expr"])]
+    return pairs
+
+
+def test_workflows_round_trip_and_a_new_one_is_checked_then_published(app, ada):
+    from loomcrm.metadata.model import as_json
+
+    for flow in draft(app).workflows:
+        before = as_json(flow)
+        page = ada.get(f"/designer/workflows/{flow.name}")
+        assert post(ada, f"/designer/workflows/{flow.name}", workflow_form(page.text, before)).status_code == 303
+        assert as_json(draft(app).workflow(flow.name)) == before, flow.name
+    page = ada.get("/designer/workflows/new?object=opportunity")
+    assert "Notify in Loom" in page.text
+    new = {"name": "big_deal_task", "label": {"en": "Big deal follow-up"}, "object": "opportunity", "active": True,
+           "trigger": {"on": "update", "fields": ["amount"]}, "condition": "amout > 100000",
+           "actions": [{"type": "create", "object": "task", "values": {"subject": "concat('Review ', name)", "due_date": "today()"}},
+                       {"type": "notify", "to": "owner", "message": {"en": "A big deal needs a review."}}]}
+    typo = post(ada, "/designer/workflows", workflow_form(page.text, new))
+    assert typo.status_code == 422 and "condition: unknown field &#39;amout&#39;" in typo.text
+    assert draft(app).workflow("big_deal_task") is None
+    new["condition"] = "amount > 100000"
+    saved = post(ada, "/designer/workflows", workflow_form(page.text, new))
+    assert saved.status_code == 303, saved.text[-1500:]
+    assert as_json(draft(app).workflow("big_deal_task")) == {k: v for k, v in new.items() if k != "active"}   # the default
+    assert publish(ada).status_code == 303
+    with app.state.loom.engine.connect() as conn:
+        assert app.state.loom.runtime.store.published(conn)[1].workflow("big_deal_task").active
+    # no action at all: refused with a message, nothing saved
+    empty = [p for p in workflow_form(page.text, {**new, "name": "empty_flow"}) if not p[0].startswith("action-")]
+    refused = post(ada, "/designer/workflows", empty)
+    assert refused.status_code == 422 and draft(app).workflow("empty_flow") is None
