@@ -690,15 +690,30 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
             pf = step.preflight
             rows = pf.rows if pf else 0
             total = totals.get(step.op.obj.uid or step.op.obj.name)     # None: no table yet
+            if step.op.kind == "update_object":
+                total = None                                            # metadata only: no row is touched
             steps.append({
                 "n": i, "key": step.key, "kind": step.op.kind, "text": words.step_text(step.op, gettext, locale),
                 "object": step.op.obj.name, "destructive": words.destructive(step.op.kind, total),
                 "rows": total, "blocked_rows": rows, "refused": bool(pf and rows and not pf.options),
                 "problem": words.preflight_text(step.op, rows, total or 0, gettext) if rows else "",
-                "sample": pf.sample if pf and rows else []})
+                "sample": sample_titles(plan, step) if pf and rows else []})
         problems = [{**p, "place": place_of(draft.snapshot, p, locale)} for p in rule_problems(draft.snapshot)]
         return render(request, "designer/plan.html", status=status, draft=draft, steps=steps, problems=problems,
                       errors=errors or {}, refused=refused or [], changed=not plan.empty or draft.exists)
+
+    def sample_titles(plan, step) -> list[tuple[str, str]]:
+        """(id, title) of the records a step's preflight names, so that the
+        admin sees which ones (ids when the title cannot be read)."""
+        ids = [i for i in step.preflight.sample if isinstance(i, str)]
+        old = next((o for o in plan.old.objects if o.uid == step.op.obj.uid), None)
+        table = old_table_of(plan, step.op.obj)
+        if not ids or old is None or table is None or not old.title_field or old.field(old.title_field) is None:
+            return [(i, i) for i in ids]
+        t = sa.table(table, sa.column("id"), sa.column(old.title_field))
+        with engine.connect() as conn:
+            titles = dict(conn.execute(sa.select(t.c.id, t.c[old.title_field]).where(t.c.id.in_(ids))).all())
+        return [(i, str(titles.get(i) or i)) for i in ids]
 
     def _row_counts(plan) -> dict[str, int]:
         counts = {}

@@ -3,8 +3,9 @@
     .venv/bin/python tests/browser/screenshots.py [OUT-DIR]   (default docs/screenshots)
 
 Starts `loom serve` on an empty database (the crm pack and its sample data),
-signs in as the admin and captures the list, a record page and the board
-in Debian's chromium."""
+signs in as the admin and captures the list, a record page, the board, a
+phone form and the designer (a rule being typed, the plan of a change) in
+Debian's chromium."""
 
 import re
 import sys
@@ -35,24 +36,51 @@ def main(out: Path) -> None:
                 page.get_by_role("button", name="Sign in").click()
                 page.wait_for_url(f"{server.url}/")
                 page.goto(f"{server.url}/app/opportunity")
-                page.screenshot(path=str(out / "list.png"))
+                page.screenshot(path=str(out / "opportunities-list.png"))
                 page.get_by_role("link", name="云帆电商 自营仓扫码出入库升级").click()
                 page.wait_for_load_state("networkidle")
-                page.screenshot(path=str(out / "record.png"))
+                page.screenshot(path=str(out / "opportunity-record.png"))
                 page.goto(f"{server.url}/app/account")
                 page.get_by_role("link", name="苏州恒达精密机械有限公司").first.click()
                 page.wait_for_load_state("networkidle")
-                page.screenshot(path=str(out / "account.png"))
+                page.screenshot(path=str(out / "account-360.png"))
                 page.goto(f"{server.url}/locale/zh-CN?next=/app/opportunity/board")
                 page.wait_for_load_state("networkidle")
-                page.screenshot(path=str(out / "board-zh.png"))
+                page.screenshot(path=str(out / "pipeline-board-zh.png"))
                 phone = browser.new_page(viewport={"width": 375, "height": 740}, locale="zh-CN")
                 phone.context.add_cookies(page.context.cookies())
                 phone.goto(f"{server.url}/app/lead/new")
-                phone.screenshot(path=str(out / "form-phone-zh.png"))
+                phone.screenshot(path=str(out / "lead-form-phone-zh.png"))
+                page.goto(f"{server.url}/locale/en?next=/designer")
+                designer(page, server.url, out)
                 browser.close()
         finally:
             stop_server(server)
+
+
+def designer(page, url: str, out: Path) -> None:
+    """The designer: a rule typed with a typo and the suggestions, and the
+    plan of a rename and a conversion."""
+    page.set_viewport_size({"width": 1360, "height": 1000})
+    page.goto(f"{url}/designer/objects/opportunity/rules/new")
+    page.get_by_label("Name", exact=False).first.fill("close_date_set")
+    check = page.get_by_label("Check", exact=True)
+    check.press_sequentially("amount > 0 and clos")
+    page.wait_for_selector("#complete-check li")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / "designer-rule.png"))
+    for field, changes in (("competitor", {"name": "competitors"}), ("next_step", {"type": "decimal"})):
+        page.goto(f"{url}/designer/objects/opportunity/fields/{field}")
+        for name, value in changes.items():
+            control = page.locator(f'[name="{name}"]')
+            if name == "type":
+                control.select_option(value)
+            else:
+                control.fill(value)
+        page.get_by_role("button", name="Save field").click()
+        page.wait_for_load_state("networkidle")
+    page.goto(f"{url}/designer/plan")
+    page.screenshot(path=str(out / "designer-plan.png"), full_page=True)
 
 
 if __name__ == "__main__":

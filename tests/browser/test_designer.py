@@ -160,7 +160,7 @@ def test_rename_convert_and_roll_back_keep_the_data(browser, server, api, projec
     step = page.locator(".plan-step.destructive")
     expect(step).to_contain_text("from Text to Decimal number")
     expect(step).to_contain_text("1 of")
-    expect(step.get_by_role("link", name=second["id"])).to_be_visible()       # the record that blocks it
+    expect(step.get_by_role("link", name="Training")).to_be_visible()       # the record that blocks it
     page.get_by_role("button", name="Publish").click()
     expect(page.locator(".plan-step .field-error")).to_contain_text("Type the name exactly")
     assert api.get(f"/project/{second['id']}").json()["quote"] == "about five days"
