@@ -219,11 +219,15 @@ def _given(value: Any) -> bool:
 
 
 def options_from(form) -> list[dict[str, Any]]:
-    """A picklist's options from the rows of the options table."""
-    rows = zip(form.getlist("option_value"), form.getlist("option_label_en"), form.getlist("option_label_zh"),
-               form.getlist("option_color"))
+    """A picklist's options from the rows of the options table. A row whose
+    value changed from the one it was loaded with (`option_was`) keeps the
+    old value in `previous`, so that publishing moves the records holding
+    it; a retired row stays for the records that hold it."""
+    columns = [form.getlist(name) for name in ("option_value", "option_label_en", "option_label_zh", "option_color",
+                                                  "option_was", "option_previous", "option_state")]
+    rows = [[column[i] if i < len(column) else "" for column in columns] for i in range(len(columns[0]))]
     options = []
-    for value, en, zh, color in rows:
+    for value, en, zh, color, was, previous, state in rows:
         value = value.strip()
         if not value:
             continue
@@ -233,19 +237,34 @@ def options_from(form) -> list[dict[str, Any]]:
             option["label"] = label
         if color and color.lower() != "#000000":
             option["color"] = color
+        if state == "retired":
+            option["retired"] = True
+        earlier = [p for p in previous.split(",") if p]
+        if was.strip() and was.strip() != value and was.strip() not in earlier:
+            earlier.append(was.strip())
+        earlier = [p for p in earlier if p != value]
+        if earlier:
+            option["previous"] = earlier
         options.append(option)
+    values = [o["value"] for o in options]
+    if len(set(values)) != len(values):
+        raise FormProblems({"options": N_("Two options have the same value.")})
     return options
 
 
 def with_field(obj: ObjectDef, field: dict[str, Any], replacing: str | None) -> ObjectDef:
-    """The object with `field` added at the end, or put in place of the
-    field named `replacing` (its uid kept: a rename keeps the values)."""
+    """The object with `field` added at the end (and on the form), or put in
+    place of the field named `replacing` (its uid kept: a rename keeps the
+    values)."""
     data = as_json(obj)
     fields = data["fields"]
     if replacing is None:
         if any(f["name"] == field["name"] for f in fields):
             raise FormProblems({"name": N_("Another field has this name.")})
         fields.append(field)
+        sections = data.get("layouts", {}).get("form")
+        if sections:     # a new field shows on the form: at the end of its last section
+            sections[-1]["fields"].append(field["name"])
     else:
         at = next((i for i, f in enumerate(fields) if f["name"] == replacing), None)
         if at is None:

@@ -843,8 +843,9 @@ def field_inputs(fld: dict[str, Any]) -> dict[str, Any]:
         values |= _texts(key, fld.get(key))
     for flag in edits.FLAGS:
         values[flag] = "on" if fld.get(flag) else ""
-    values["options"] = [{"value": o["value"], **_texts("label", o.get("label")), "color": o.get("color", "")}
-                         for o in fld.get("options", [])]
+    values["options"] = [{"value": o["value"], **_texts("label", o.get("label")), "color": o.get("color", ""),
+                          "was": o["value"], "previous": ",".join(o.get("previous", [])),
+                          "state": "retired" if o.get("retired") else "active"} for o in fld.get("options", [])]
     values["to_list"] = fld["to"] if isinstance(fld.get("to"), list) else []
     values["stages"] = [{
         "n": str(i), "value": st["value"], "category": st.get("category", "open"),
@@ -861,9 +862,11 @@ def field_inputs(fld: dict[str, Any]) -> dict[str, Any]:
 def form_inputs(form) -> dict[str, Any]:
     """The submitted field form, shaped as `field_inputs` shapes a field."""
     values: dict[str, Any] = {k: str(v) for k, v in form.items() if isinstance(v, str)}
-    values["options"] = [{"value": v, "label_en": en, "label_zh": zh, "color": c} for v, en, zh, c in zip(
+    values["options"] = [{"value": v, "label_en": en, "label_zh": zh, "color": c, "was": w, "previous": p, "state": st}
+                         for v, en, zh, c, w, p, st in zip(
         form.getlist("option_value"), form.getlist("option_label_en"), form.getlist("option_label_zh"),
-        form.getlist("option_color"))]
+        form.getlist("option_color"), form.getlist("option_was"), form.getlist("option_previous"),
+        form.getlist("option_state"))]
     values["to_list"] = form.getlist("targets")
     values["stages"] = edits.stage_inputs(form)
     return values

@@ -35,6 +35,7 @@ STEP_TEXTS = {
     "add_index": "Add an index on %(object)s (%(fields)s)",
     "drop_index": "Remove the index on %(object)s (%(fields)s)",
     "update_object": "Change the settings of %(object)s: %(changes)s",
+    "rename_option": "Rename the value %(old)s of %(field)s on %(object)s to %(new)s: the records holding it follow",
 }
 PREFLIGHT_TEXTS = {
     "change_type": "%(n)s of %(total)s records cannot convert",
@@ -77,6 +78,8 @@ def step_text(op: d.Operation, gettext: Callable[[str], str], locale: str) -> st
         args["old"] = label(op.old)
     elif isinstance(op, (d.RenameField,)):
         args["old"] = label(op.old)
+    elif isinstance(op, d.RenameOption):
+        args |= {"old": op.old_value, "new": op.new_value}
     elif isinstance(op, d.ChangeType):
         args["old_type"] = type_text(gettext, op.old.type)
     elif isinstance(op, d.ChangeMaxLength):

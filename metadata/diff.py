@@ -147,6 +147,25 @@ class ChangeLookupTarget(FieldOperation):
 
 
 @dataclass
+class RenameOption(FieldOperation):
+    """An option's value changed: the records holding the old value follow."""
+
+    kind = "rename_option"
+    old_value: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{_uid(self.obj)}:{_uid(self.field)}:{self.old_value}"
+
+    def describe(self):
+        return f"rename value {self.old_value!r} of {self.obj.name}.{self.field.name} to {self.new_value!r}; the records holding it follow"
+
+    @property
+    def new_value(self) -> str:
+        return next(o.value for o in self.field.options if self.old_value in o.previous)
+
+
+@dataclass
 class AddForeignKey(FieldOperation):
     kind = "add_foreign_key"
 
@@ -321,6 +340,12 @@ def diff(old: Iterable[ObjectDef], new: Iterable[ObjectDef], archive: Archive | 
                 phases["change"].append(ChangeMaxLength(after, f, old=prior))
             if f.type == "lookup" and _target_uid(prior, old_names) != _target_uid(f, new_names):
                 phases["change"].append(ChangeLookupTarget(after, f, old=prior))
+            if f.type in ("picklist", "multi_picklist"):
+                had, has = {o.value for o in prior.options}, {o.value for o in f.options}
+                for option in f.options:
+                    for value in option.previous:
+                        if value in had and value not in has:
+                            phases["change"].append(RenameOption(after, f, old_value=value))
             if prior.unique and not f.unique:
                 phases["drop_unique"].append(DropUnique(before, prior))
             elif f.unique and not prior.unique:

@@ -161,6 +161,11 @@ class Option(Strict):
     value: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     label: LocalizedText | None = None
     color: Color | None = None
+    # kept on the records that hold it, no longer offered or accepted anew
+    retired: bool = False
+    # values this option had before: publishing moves the records holding
+    # them to its value (a rename of a value records hold)
+    previous: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = []
 
 
 class PicklistField(FieldBase):

@@ -34,6 +34,7 @@ from loomcrm.platform.db import chunks, write_transaction
 
 from .expressions import Compiled
 from .fields import FieldError, FieldType, field_type
+from .fields.choices import retired_kept
 from .access import strip
 from .fields.dates import iso_utc
 from .rules.compiled import rules_for
@@ -640,6 +641,11 @@ class RecordService:
                     value = coerce(raw, ctx_fields)
                     values[key] = None if kind.is_blank(value) else value
                 except FieldError as exc:
+                    kept = retired_kept(plan.fields[key][0], raw, old.get(key)) if (
+                        exc.code == "invalid_option" and old is not None) else None
+                    if kept is not None:
+                        values[key] = kept
+                        continue
                     exc.field = key
                     errors.append(exc)
                 continue

@@ -159,6 +159,7 @@
     box.querySelector(".add-option").addEventListener("click", () => {
       const row = body.lastElementChild.cloneNode(true);
       row.querySelectorAll("input").forEach((i) => { i.value = i.type === "color" ? "#000000" : ""; });
+      row.querySelectorAll("select").forEach((s) => { s.selectedIndex = 0; });
       body.append(row);
       row.querySelector("input[name=option_value]").focus();
     });

@@ -37,12 +37,29 @@ class _OneOf(FieldType):
         return self.coercer(field)(value, ctx)
 
 
+def retired_kept(field, raw, stored):
+    """`raw` as the field's value when it differs from the active options
+    only by retired values the record already holds (a retired option stays
+    on old records, but is not chosen anew); else None."""
+    retired = {o.value for o in getattr(field, "options", None) or [] if o.retired}
+    if not retired:
+        return None
+    active = {o.value for o in field.options if not o.retired}
+    held = set(stored) if isinstance(stored, list) else {stored}
+    chosen = raw if isinstance(raw, list) else [raw]
+    if not all(isinstance(v, str) and (v in active or (v in retired and v in held)) for v in chosen):
+        return None
+    if field.type == "multi_picklist":
+        return [o.value for o in field.options if o.value in set(chosen)]
+    return raw
+
+
 @register
 class PicklistType(_OneOf):
     name = "picklist"
 
     def values(self, field):
-        return [option.value for option in field.options]
+        return [option.value for option in field.options if not option.retired]
 
 
 @register
@@ -59,7 +76,7 @@ class MultiPicklistType(FieldType):
     operators = ("includes", "isnull")
 
     def values(self, field):
-        return [option.value for option in field.options]
+        return [option.value for option in field.options if not option.retired]
 
     def column_type(self, field, objects):
         return sa.JSON()

@@ -312,12 +312,33 @@ def update_object(env: Env, op: d.UpdateObject) -> None:
     pass  # metadata only
 
 
+def rename_option(env: Env, op: d.RenameOption) -> None:
+    """The records holding the old value take the new one (in a multi-select,
+    in the options' order, without doubles)."""
+    t = table_name(op.obj)
+    if op.field.type == "picklist":
+        table = sa.table(t, sa.column(op.field.name))
+        env.conn.execute(sa.update(table).where(table.c[op.field.name] == op.old_value).values({op.field.name: op.new_value}))
+        return
+    table = sa.table(t, sa.column("id"), sa.column(op.field.name, sa.JSON))
+    order = [o.value for o in op.field.options]
+    changed = []
+    for rid, values in env.conn.execute(sa.select(table.c.id, table.c[op.field.name]).where(table.c[op.field.name].is_not(None))):
+        if isinstance(values, list) and op.old_value in values:
+            chosen = {op.new_value if v == op.old_value else v for v in values}
+            changed.append({"rid": rid, "val": [v for v in order if v in chosen] + sorted(chosen - set(order))})
+    if changed:
+        env.conn.execute(sa.update(table).where(table.c.id == sa.bindparam("rid"))
+                         .values({op.field.name: sa.bindparam("val", type_=sa.JSON)}), changed)
+
+
 EXECUTORS: dict[type, Callable] = {
     d.CreateObject: create_object, d.RestoreObject: restore_object, d.DropObject: drop_object,
     d.RenameObject: rename_object, d.AddField: add_field, d.RestoreField: restore_field, d.DropField: drop_field,
     d.RenameField: rename_field, d.ChangeType: change_type, d.ChangeMaxLength: change_max_length,
     d.ChangeLookupTarget: change_lookup_target, d.AddForeignKey: add_foreign_key, d.AddUnique: add_unique,
     d.DropUnique: drop_unique, d.AddIndex: add_index, d.DropIndex: drop_index, d.UpdateObject: update_object,
+    d.RenameOption: rename_option,
 }
 
 

@@ -596,3 +596,52 @@ def test_workflows_round_trip_and_a_new_one_is_checked_then_published(app, ada):
     empty = [p for p in workflow_form(page.text, {**new, "name": "empty_flow"}) if not p[0].startswith("action-")]
     refused = post(ada, "/designer/workflows", empty)
     assert refused.status_code == 422 and draft(app).workflow("empty_flow") is None
+
+
+def test_a_picklist_value_renamed_moves_its_records_and_a_retired_one_stays_on_old_records(app, ada):
+    page = ada.get("/designer/objects/lead/fields/new?type=picklist")
+    made = post(ada, "/designer/objects/lead/fields", {
+        "seen": seen_of(page.text), "type": "picklist", "name": "tier", "label_en": "Tier",
+        "option_value": ["gold", "silver", "bronze"], "option_label_en": ["Gold", "Silver", "Bronze"],
+        "option_label_zh": ["", "", ""], "option_color": ["#000000"] * 3, "option_was": ["", "", ""],
+        "option_previous": ["", "", ""], "option_state": ["active"] * 3})
+    assert made.status_code == 303, made.text[-1500:]
+    page = ada.get("/designer/objects/lead/fields/new?type=multi_picklist")
+    made = post(ada, "/designer/objects/lead/fields", {
+        "seen": seen_of(page.text), "type": "multi_picklist", "name": "channels", "label_en": "Channels",
+        "option_value": ["wechat", "phone", "mail"], "option_label_en": ["", "", ""], "option_label_zh": ["", "", ""],
+        "option_color": ["#000000"] * 3, "option_was": ["", "", ""], "option_previous": ["", "", ""],
+        "option_state": ["active"] * 3})
+    assert made.status_code == 303, made.text[-1500:]
+    assert publish(ada).status_code == 303
+    token = auth.create_token(app.state.loom.engine, app.state.loom.secret_key, "ada")
+    api = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    lead = {"name": "Tier lead", "source": "website", "status": "new", "email": "tier@example.com"}
+    gold = api.post("/api/v1/lead", json={**lead, "tier": "gold", "channels": ["mail", "wechat"]}).json()
+    bronze = api.post("/api/v1/lead", json={**lead, "email": "b@example.com", "tier": "bronze", "channels": ["phone"]}).json()
+    assert "id" in gold and "id" in bronze, gold
+
+    # gold becomes platinum (records follow); bronze is retired; wechat becomes weixin
+    for name, rows in (("tier", [("platinum", "gold", "active"), ("silver", "silver", "active"), ("bronze", "bronze", "retired")]),
+                       ("channels", [("weixin", "wechat", "active"), ("phone", "phone", "active"), ("mail", "mail", "active")])):
+        page = ada.get(f"/designer/objects/lead/fields/{name}")
+        changed = post(ada, f"/designer/objects/lead/fields/{name}", {
+            "seen": seen_of(page.text), "type": "picklist" if name == "tier" else "multi_picklist", "name": name,
+            "label_en": name.title(), "option_value": [r[0] for r in rows], "option_was": [r[1] for r in rows],
+            "option_state": [r[2] for r in rows], "option_label_en": [""] * 3, "option_label_zh": [""] * 3,
+            "option_color": ["#000000"] * 3, "option_previous": [""] * 3})
+        assert changed.status_code == 303, changed.text[-1500:]
+    plan = ada.get("/designer/plan")
+    assert "Rename the value gold of Tier (tier) on Lead (lead) to platinum: the records holding it follow" in plan.text
+    assert publish(ada).status_code == 303
+    assert api.get(f"/api/v1/lead/{gold['id']}").json()["tier"] == "platinum"
+    assert api.get(f"/api/v1/lead/{gold['id']}").json()["channels"] == ["weixin", "mail"]
+    # the retired value stays on its record, which still saves; it is refused anew
+    assert api.patch(f"/api/v1/lead/{bronze['id']}", json={"name": "Renamed", "tier": "bronze"}).status_code == 200
+    refused = api.post("/api/v1/lead", json={**lead, "email": "c@example.com", "tier": "bronze"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["code"] == "invalid_option"
+    moved = api.patch(f"/api/v1/lead/{gold['id']}", json={"tier": "bronze"})
+    assert moved.status_code == 422
+    form = ada.get(f"/app/lead/{bronze['id']}/edit").text
+    assert 'value="bronze"' in form
+    assert 'value="bronze"' not in ada.get("/app/lead/new").text
