@@ -43,6 +43,9 @@ from .starters import STARTER_TEXTS, STARTERS
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_FORM = 500_000
+# Publishes running in this process: token -> the last step done, for the
+# plan page's progress line (a long conversion on a big table takes a while).
+PROGRESS: dict[str, dict[str, Any]] = {}
 NOTICE_TEXTS = {"created": "Created in the draft.", "saved": "Saved in the draft.", "deleted": "Removed from the draft.",
                 "published": "Published: the database and the forms follow the new version.",
                 "discarded": "The draft was discarded.", "rolled_back": "The draft now holds the chosen version: review and publish it.",
@@ -750,15 +753,30 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
         if errors:
             return plan_view(request, status=422, errors=errors)
         comment = str(form.get("comment") or "")[:2000]
+        token = str(form.get("progress") or "")[:40]
+        gettext, locale = page_context(request)["_"], page_context(request)["locale"]
+
+        def step_done(index: int, step) -> None:
+            if token:
+                PROGRESS[token] = {"done": index + 1, "total": len(plan.steps),
+                                   "text": words.step_text(step.op, gettext, locale)}
+
         try:
             await run_in_threadpool(lambda: publish(engine, None, comment=comment, user_id=user.id, confirm=confirm,
-                                                    ctx=runtime.context))
+                                                    ctx=runtime.context, on_step=step_done))
         except PublishRefused as exc:
             return plan_view(request, status=409, refused=[p["message"] for p in exc.problems])
         except DraftConflict as exc:
             return plan_view(request, status=409, refused=[str(exc)])
+        finally:
+            PROGRESS.pop(token, None)
         runtime.invalidate()
         return RedirectResponse("/designer/history?done=published", status_code=303)
+
+    @router.get("/publish/progress")
+    def publish_progress(token: str = ""):
+        """How far a publish of this process has got (the page polls it)."""
+        return JSONResponse(PROGRESS.get(token[:40]) or {"done": 0, "total": 0, "text": ""})
 
     @router.post("/discard")
     async def discard(request: Request):

@@ -331,6 +331,13 @@
     });
     select.addEventListener("change", apply);
     apply();
+    // a roll-up's lookup and field are picked among the summarised object's fields
+    const from = form.querySelector("#in-from");
+    const pick = () => ["in-via", "in-field"].forEach((id) => {
+      const input = document.getElementById(id);
+      if (input && from) input.setAttribute("list", `fields-of-${from.value}`);
+    });
+    if (from) { from.addEventListener("change", pick); pick(); }
   }
 
   function setupSlug(form) {
@@ -346,11 +353,33 @@
     });
   }
 
-  function busy(form) {
+  function publishing(form) {
+    // Publish through fetch so that the page can show each step as it is
+    // done; the answer (the history, or the plan with its problems) then
+    // replaces the page as a normal submit would.
     const button = form.querySelector("[data-busy]");
-    if (!button) return;
-    form.addEventListener("submit", () => {
-      setTimeout(() => { button.disabled = true; button.textContent = button.dataset.busy; }, 0);
+    const out = form.querySelector(".publish-progress");
+    if (!button || !window.fetch) return;
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const token = Math.random().toString(36).slice(2) + Date.now().toString(36);
+      const data = new FormData(form);
+      data.set("progress", token);
+      button.disabled = true;
+      button.textContent = button.dataset.busy;
+      const poll = setInterval(() => {
+        fetch(`/designer/publish/progress?token=${token}`).then((r) => r.json()).then((p) => {
+          if (p.total) out.textContent = `${p.done}/${p.total} · ${p.text}`;
+        }).catch(() => {});
+      }, 400);
+      fetch(form.action, {method: "POST", body: data}).then((r) => {
+        clearInterval(poll);
+        if (r.redirected) { window.location.assign(r.url); return null; }
+        return r.text();
+      }).then((html) => {
+        if (html === null) return;
+        document.open(); document.write(html); document.close();
+      }).catch(() => { clearInterval(poll); form.submit(); });
     });
   }
 
@@ -364,6 +393,6 @@
     document.querySelectorAll("[data-layout-form]").forEach(setupLayout);
     document.querySelectorAll("[data-workflow-form]").forEach(setupWorkflow);
     document.querySelectorAll("[data-slug-form]").forEach(setupSlug);
-    document.querySelectorAll(".publish-form").forEach(busy);
+    document.querySelectorAll(".publish-form").forEach(publishing);
   });
 })();
