@@ -214,6 +214,46 @@ def stages_from(form) -> list[dict[str, Any]]:
     return stages
 
 
+def object_renamed(snapshot, old: str, new: str):
+    """The snapshot with every reference to object `old` following its new
+    name: other objects' lookups, related-to targets and roll-ups, the
+    workflows on it or creating it, and the roles' rights, field rights and
+    sharing rules."""
+    from loomcrm.metadata.model import Role, Workflow
+
+    def swap(name: str) -> str:
+        return new if name == old else name
+
+    objects = []
+    for obj in snapshot.objects:
+        data = as_json(obj)
+        for fld in data["fields"]:
+            if fld["type"] == "lookup":
+                fld["to"] = swap(fld["to"])
+            elif fld["type"] == "related_to":
+                fld["to"] = [swap(t) for t in fld["to"]]
+            elif fld["type"] == "rollup":
+                fld["from"] = swap(fld["from"])
+        objects.append(ObjectDef.model_validate(data))
+    flows = []
+    for flow in snapshot.workflows:
+        data = as_json(flow)
+        data["object"] = swap(data["object"])
+        for action in data["actions"]:
+            if action.get("type") == "create":
+                action["object"] = swap(action["object"])
+        flows.append(Workflow.model_validate(data))
+    roles = []
+    for role in snapshot.roles:
+        data = as_json(role)
+        data["objects"] = {swap(k): v for k, v in data.get("objects", {}).items()}
+        data["fields"] = {(new + k[len(old):] if k.startswith(old + ".") else k): v for k, v in data.get("fields", {}).items()}
+        for rule in data.get("sharing", []):
+            rule["object"] = swap(rule["object"])
+        roles.append(Role.model_validate(data))
+    return snapshot.model_copy(update={"objects": objects, "workflows": flows, "roles": roles})
+
+
 def _given(value: Any) -> bool:
     return value is not None and value is not False and value != ""
 

@@ -1,7 +1,7 @@
 """The browser designer under `/designer` (administrators only): objects,
-their fields and validation rules, the plan of the draft in plain words
-with the rules a change breaks, publishing, and the history of published
-versions with rollback.
+their fields, stages, layouts and validation rules, workflows, the plan of
+the draft in plain words with the rules a change breaks, publishing, the
+history of published versions with rollback, and bundles as zips.
 
 Every change goes to the metadata draft through `runtime.drafts` (the
 same path as `PUT _meta/objects`), and is published through the migration
@@ -25,12 +25,12 @@ from starlette.concurrency import run_in_threadpool
 from loomcrm.metadata import diff as d
 from loomcrm.metadata.checks import check_bundle
 from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef, Workflow, as_json, localized
+from loomcrm.metadata.validate import validate_bundle
 from loomcrm.metadata.versions import DraftConflict, Snapshot
 from loomcrm.platform import auth, systemdb
 from loomcrm.runtime import drafts
 from loomcrm.runtime.forms.refs import record_title
 from loomcrm.runtime.forms.views import N_, record_page
-from loomcrm.metadata.validate import validate_bundle
 from loomcrm.runtime.install import install_bundle, list_archive, restore_into_draft
 from loomcrm.runtime.migrate.execute import PublishRefused, plan_for, publish
 from loomcrm.runtime.migrate.plan import CLEAR
@@ -51,8 +51,7 @@ NOTICE_TEXTS = {"created": "Created in the draft.", "saved": "Saved in the draft
                 "discarded": "The draft was discarded.", "rolled_back": "The draft now holds the chosen version: review and publish it.",
                 "restored": "Restored into the draft."}
 PROBLEM_TEXTS = {"name_pattern": "Use lower-case letters, digits and _ only, starting with a letter (e.g. project).",
-                 "name_taken": "Another object has this name.", "confirm": "Type the name exactly as shown to confirm.",
-                 "no_changes": "There is nothing to publish."}
+                 "name_taken": "Another object has this name.", "confirm": "Type the name exactly as shown to confirm."}
 
 
 def _admin(request: Request) -> auth.User:
@@ -60,6 +59,12 @@ def _admin(request: Request) -> auth.User:
     if not user.is_admin:
         raise HTTPException(status_code=403, detail=N_("Only administrators may open the designer."))
     return user
+
+
+def _length(request: Request) -> int:
+    """The body's announced length (a malformed header reads as too large)."""
+    text = request.headers.get("content-length") or "0"
+    return int(text) if text.isdigit() else 1 << 62
 
 
 def _seen(form) -> ObjectDef | None:
@@ -126,11 +131,11 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
             "label": lambda thing: localized(getattr(thing, "label", None), locale, thing.name),
             "text": _exact_text,
             "type_text": lambda kind: words.type_text(gettext, kind), "notice_texts": NOTICE_TEXTS,
-            "problem_texts": PROBLEM_TEXTS, "notice": request.query_params.get("done"),
+            "notice": request.query_params.get("done"),
             "starter_choices": [(k, gettext(v)) for k, v in STARTER_TEXTS.items()], **context}, status_code=status)
 
     async def form_of(request: Request):
-        if int(request.headers.get("content-length") or 0) > MAX_FORM:
+        if _length(request) > MAX_FORM:
             raise HTTPException(status_code=413, detail=N_("The form is too large."))
         form = await request.form()
         auth.check_csrf(auth.request_session(request), form.get("csrf_token") or request.headers.get("x-csrf-token"))
@@ -198,10 +203,10 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
         return object_view(request, draft, obj)
 
     def object_view(request: Request, draft: drafts.Draft, obj: ObjectDef, *, status: int = 200, errors=None,
-                    values=None, conflict: str | None = None) -> Response:
+                    values=None) -> Response:
         problems = [p for p in rule_problems(draft.snapshot) if p["file"] == f"objects/{obj.name}.json"]
         return render(request, "designer/object.html", status=status, draft=draft, obj=obj, seen=_seen_json(obj),
-                      errors=errors or {}, values=values, conflict=conflict, field_types=edits.FIELD_TYPES,
+                      errors=errors or {}, values=values, field_types=edits.FIELD_TYPES,
                       problems=[{**p, "place": place_of(draft.snapshot, p, page_context(request)["locale"])}
                                 for p in problems])
 
@@ -218,7 +223,8 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
             changed = edits.object_settings(obj, form)
             if new_name != name and snapshot.object(new_name) is not None:
                 raise edits.FormProblems({"name": PROBLEM_TEXTS["name_taken"]})
-            return snapshot.with_object(changed)
+            snapshot = snapshot.with_object(changed)
+            return edits.object_renamed(snapshot, name, changed.name) if changed.name != name else snapshot
 
         return await saved(request, user, name, seen, edit, f"/designer/objects/{new_name}?done=saved",
                            lambda draft, errors: object_view(request, draft, object_or_404(draft, name), status=422,
@@ -644,7 +650,7 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
 
     @router.post("/bundles")
     async def bundle_upload(request: Request, user=Depends(_admin)):
-        if int(request.headers.get("content-length") or 0) > bundles.MAX_UNPACKED:
+        if _length(request) > bundles.MAX_UNPACKED:
             raise HTTPException(status_code=413, detail=N_("The upload is too large."))
         form = await request.form()
         auth.check_csrf(auth.request_session(request), form.get("csrf_token"))

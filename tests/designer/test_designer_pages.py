@@ -645,3 +645,22 @@ def test_a_picklist_value_renamed_moves_its_records_and_a_retired_one_stays_on_o
     form = ada.get(f"/app/lead/{bronze['id']}/edit").text
     assert 'value="bronze"' in form
     assert 'value="bronze"' not in ada.get("/app/lead/new").text
+
+
+def test_renaming_an_object_carries_its_references_and_keeps_its_records(app, ada):
+    token = auth.create_token(app.state.loom.engine, app.state.loom.secret_key, "ada")
+    api = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    account = api.post("/api/v1/account", json={"name": "Acme"}).json()
+    page = ada.get("/designer/objects/account")
+    renamed = post(ada, "/designer/objects/account/settings", {
+        "seen": seen_of(page.text), "name": "customer", "label_en": "Customer", "label_zh": "客户", "title_field": "name"})
+    assert renamed.status_code == 303, renamed.text[-1500:]
+    snapshot = draft(app)
+    assert snapshot.object("opportunity").field("account").to == "customer"
+    assert all("account" not in role.objects for role in snapshot.roles)
+    assert any("customer" in role.objects for role in snapshot.roles)
+    plan = ada.get("/designer/plan")
+    assert "Rename object Account (account) to Customer (customer): records kept" in plan.text
+    assert "Rules this change breaks" not in plan.text, re.findall(r"<li><strong>[^<]*</strong>[^<]*", plan.text)[:5]
+    assert publish(ada).status_code == 303
+    assert api.get(f"/api/v1/customer/{account['id']}").json()["name"] == "Acme"
