@@ -33,6 +33,39 @@ def export_zip(engine, name: str) -> bytes:
     return out.getvalue()
 
 
+OWN = "custom"     # the bundle of what admins built themselves
+
+
+def export_own(engine) -> bytes:
+    """What admins built outside every installed bundle (objects, workflows,
+    roles), as a zip of a bundle named `custom` that requires the installed
+    ones it may point at."""
+    import sqlalchemy as sa
+
+    from loomcrm.metadata.model import Bundle, BundleManifest
+    from loomcrm.metadata.versions import Snapshot, VersionStore
+    from loomcrm.platform import systemdb
+
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(systemdb.bundles.c.name, systemdb.bundles.c.version,
+                                      systemdb.bundles.c.pristine)).all()
+        _, published = VersionStore().published(conn)
+    shipped = [Snapshot.from_json(r.pristine) for r in rows]
+    uids = {o.uid for s in shipped for o in s.objects}
+    flows = {w.name for s in shipped for w in s.workflows}
+    roles = {r.name for s in shipped for r in s.roles}
+    bundle = Bundle(manifest=BundleManifest(format="loom/1", name=OWN, version="1.0.0",
+                                            requires={r.name: f">={r.version.split('-')[0]}" for r in rows}),
+                    objects=[o for o in published.objects if o.uid not in uids],
+                    workflows=[w for w in published.workflows if w.name not in flows],
+                    roles=[r for r in published.roles if r.name not in roles])
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for rel, data in bundle_files(bundle).items():
+            archive.writestr(f"{OWN}/{rel}", dump_json(data))
+    return out.getvalue()
+
+
 def _safe(rel: str) -> PurePosixPath:
     path = PurePosixPath(rel.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or not path.parts or any(p.startswith("~") for p in path.parts):

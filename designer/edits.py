@@ -6,6 +6,7 @@ Nothing here touches the database."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any, Mapping, get_args
 
 from pydantic import TypeAdapter, ValidationError
@@ -67,11 +68,21 @@ def _input_of(loc: tuple) -> str | None:
     return head
 
 
+def slug(text: str) -> str:
+    """A name made from a label, as the pages' name inputs make it."""
+    plain = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
+    return re.sub(r"^[0-9_]+", "", re.sub(r"[^a-z0-9]+", "_", plain).strip("_"))[:63]
+
+
 def _problems(exc: ValidationError, prefix: tuple = ()) -> FormProblems:
     found: dict[str | None, str] = {}
     for e in exc.errors():
         loc = tuple(e["loc"])[len(prefix):] if tuple(e["loc"])[: len(prefix)] == prefix else tuple(e["loc"])
-        found.setdefault(_input_of(loc), e["msg"])
+        where = _input_of(loc)
+        message = e["msg"]
+        if e["type"] == "string_pattern_mismatch" and where in ("name", "value", None) or where == "name":
+            message = N_("Use lower-case letters, digits and _ only, starting with a letter.")
+        found.setdefault(where, message)
     return FormProblems(found)
 
 
@@ -268,7 +279,7 @@ def options_from(form) -> list[dict[str, Any]]:
     rows = [[column[i] if i < len(column) else "" for column in columns] for i in range(len(columns[0]))]
     options = []
     for value, en, zh, color, was, previous, state in rows:
-        value = value.strip()
+        value = value.strip() or slug(en)       # a row with only a label takes its value from it
         if not value:
             continue
         option: dict[str, Any] = {"value": value}

@@ -103,7 +103,7 @@ def editor_state(obj: ObjectDef) -> dict[str, Any]:
         sections = [{"n": "0", "label": None, "columns": 2, "fields": names}]
     in_form = {n for s in sections for n in s["fields"]}
     listing = obj.layouts.list_
-    columns = list(listing.columns) if listing else names[:5]
+    columns = list(listing.columns) if listing else names[:6]     # what the list page shows without a layout
     sort = listing.sort.split(",")[0] if listing and listing.sort else ""
     kanban = obj.layouts.kanban
     card = list(kanban.card) if kanban else []

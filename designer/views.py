@@ -50,6 +50,8 @@ NOTICE_TEXTS = {"created": "Created in the draft.", "saved": "Saved in the draft
                 "published": "Published: the database and the forms follow the new version.",
                 "discarded": "The draft was discarded.", "rolled_back": "The draft now holds the chosen version: review and publish it.",
                 "restored": "Restored into the draft."}
+FLOW_CHANGE_TEXTS = {"added": "Workflow %(name)s added", "removed": "Workflow %(name)s removed",
+                     "changed": "Workflow %(name)s changed"}
 PROBLEM_TEXTS = {"name_pattern": "Use lower-case letters, digits and _ only, starting with a letter (e.g. project).",
                  "name_taken": "Another object has this name.", "confirm": "Type the name exactly as shown to confirm."}
 
@@ -167,7 +169,8 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
     @router.post("/objects")
     async def object_create(request: Request, user=Depends(_admin)):
         form = await form_of(request)
-        values = {k: str(form.get(k) or "").strip() for k in ("name", "label_en", "label_zh", "starter")}
+        values = {k: str(form.get(k) or "").strip() for k in ("name", "label_en", "label_zh", "plural_label_en",
+                                                             "plural_label_zh", "starter")}
         errors: dict[str | None, str] = {}
         if not values["label_en"] and not values["label_zh"]:
             errors["label_en"] = N_("Required.")
@@ -176,7 +179,9 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
             errors["starter"] = N_("Choose one of the options.")
         if not errors:
             try:
-                obj = edits.new_object(starter(values["name"], edits.text_of(form, "label")))
+                label = edits.text_of(form, "label")
+                obj = edits.new_object({"plural_label": edits.text_of(form, "plural_label") or label,
+                                        **starter(values["name"], label)})
 
                 def add(snapshot: Snapshot) -> Snapshot:
                     if snapshot.object(obj.name) is not None:
@@ -335,7 +340,9 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
                 checked = checking.check(values["expression"], {o.name: o for o in snapshot.objects}, name, "formula")
                 inferred = edits.FORMULA_RETURNS.get(checked.get("type") or "")
             fld = edits.field_json(form, previous, options=edits.options_from(form), inferred_returns=inferred)
-            return snapshot.with_object(edits.with_field(obj, fld, field_name))
+            changed = snapshot.with_object(edits.with_field(obj, fld, field_name))
+            own_problems(changed, name, fld["name"])
+            return changed
 
         def again(draft: drafts.Draft, errors: dict) -> Response:
             obj = object_or_404(draft, name)
@@ -344,6 +351,18 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
                               errors=errors, status=422)
 
         return await saved(request, user, name, seen, edit, f"/designer/objects/{name}?done=saved#fields", again)
+
+    def own_problems(snapshot: Snapshot, object_name: str, field_name: str) -> None:
+        """Refuse a field the checks find wrong in itself (stages out of
+        order, a default that is no option, ...); what it breaks elsewhere
+        waits for the plan."""
+        obj = snapshot.object(object_name)
+        index = next(i for i, f in enumerate(obj.fields) if f.name == field_name)
+        mine = [p for p in rule_problems(snapshot) if p["file"] == f"objects/{object_name}.json"
+                and (p["path"] == f"fields[{index}]" or p["path"].startswith(f"fields[{index}]."))]
+        if mine:
+            raise edits.FormProblems({None: "; ".join(f"{p['path'].removeprefix(f'fields[{index}].')}: {p['message']}"
+                                                      for p in mine[:8])})
 
     def expression_problems(snapshot: Snapshot, obj: ObjectDef, fld: dict) -> None:
         """Refuse a field whose own expressions do not check (`fld`: the
@@ -642,7 +661,8 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
     @router.get("/bundles/{name}.zip")
     def bundle_download(name: str):
         try:
-            body = bundles.export_zip(engine, name)
+            body = bundles.export_own(engine) if name == "_own" else bundles.export_zip(engine, name)
+            name = bundles.OWN if name == "_own" else name
         except RecordError as exc:
             raise HTTPException(status_code=exc.status, detail=exc.detail) from None
         return Response(body, media_type="application/zip",
@@ -688,7 +708,8 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
         return RedirectResponse("/designer/history?done=published", status_code=303)
 
     # --- plan, publish, history -----------------------------------------------------
-    def plan_view(request: Request, *, status: int = 200, errors=None, refused: list | None = None) -> Response:
+    def plan_view(request: Request, *, status: int = 200, errors=None, refused: list | None = None,
+                  values: dict | None = None) -> Response:
         base = page_context(request)
         locale, gettext = base["locale"], base["_"]
         draft = drafts.read(engine)
@@ -709,7 +730,8 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
                 "sample": sample_titles(plan, step) if pf and rows else []})
         problems = [{**p, "place": place_of(draft.snapshot, p, locale)} for p in rule_problems(draft.snapshot)]
         return render(request, "designer/plan.html", status=status, draft=draft, steps=steps, problems=problems,
-                      errors=errors or {}, refused=refused or [], changed=not plan.empty or draft.exists)
+                      errors=errors or {}, refused=refused or [], changed=not plan.empty or draft.exists,
+                      values=values or {})
 
     def sample_titles(plan, step) -> list[tuple[str, str]]:
         """(id, title) of the records a step's preflight names, so that the
@@ -757,7 +779,7 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
                 elif pf and rows and CLEAR in pf.options:
                     confirm[step.key] = CLEAR
         if errors:
-            return plan_view(request, status=422, errors=errors)
+            return plan_view(request, status=422, errors=errors, values=dict(form))
         comment = str(form.get("comment") or "")[:2000]
         token = str(form.get("progress") or "")[:40]
         gettext, locale = page_context(request)["_"], page_context(request)["locale"]
@@ -771,9 +793,9 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
             await run_in_threadpool(lambda: publish(engine, None, comment=comment, user_id=user.id, confirm=confirm,
                                                     ctx=runtime.context, on_step=step_done))
         except PublishRefused as exc:
-            return plan_view(request, status=409, refused=[p["message"] for p in exc.problems])
+            return plan_view(request, status=409, refused=[p["message"] for p in exc.problems], values=dict(form))
         except DraftConflict as exc:
-            return plan_view(request, status=409, refused=[str(exc)])
+            return plan_view(request, status=409, refused=[str(exc)], values=dict(form))
         finally:
             PROGRESS.pop(token, None)
         runtime.invalidate()
@@ -810,11 +832,16 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
         for v in versions:
             before = snapshots.get(v.version - 1, Snapshot())
             ops = d.diff(before.objects, snapshots[v.version].objects, d.Archive())
-            flows = sorted({w.name for w in before.workflows} ^ {w.name for w in snapshots[v.version].workflows})
+            had = {w.name: as_json(w) for w in before.workflows}
+            has = {w.name: as_json(w) for w in snapshots[v.version].workflows}
+            flow_changes = ([(n, "added") for n in sorted(has.keys() - had.keys())]
+                            + [(n, "removed") for n in sorted(had.keys() - has.keys())]
+                            + [(n, "changed") for n in sorted(had.keys() & has.keys()) if had[n] != has[n]])
             rows.append({"version": v.version, "who": names.get(v.created_by, v.created_by or "—"),
                          "when": v.created_at, "comment": v.comment,
-                         "changes": [words.step_text(op, gettext, locale) for op in ops][:40], "workflows": flows})
-        return render(request, "designer/history.html", versions=rows)
+                         "changes": [words.step_text(op, gettext, locale) for op in ops][:40],
+                         "workflows": flow_changes})
+        return render(request, "designer/history.html", versions=rows, flow_change_texts=FLOW_CHANGE_TEXTS)
 
     @router.post("/history/{version}/rollback")
     async def rollback(request: Request, version: int, user=Depends(_admin)):

@@ -4,6 +4,7 @@ admin gave (not the column names)."""
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from loomcrm.metadata import diff as d
@@ -18,7 +19,7 @@ TYPE_TEXTS = {
     "user": "User",
 }
 STEP_TEXTS = {
-    "create_object": "Create object %(object)s with %(n)s fields",
+    "create_object": "Create object %(object)s (fields: %(n)s)",
     "restore_object": "Restore object %(object)s from the archive, with its records",
     "drop_object": "Remove object %(object)s: its records are archived and can be restored",
     "rename_object": "Rename object %(old)s to %(object)s: records kept",
@@ -43,6 +44,36 @@ PREFLIGHT_TEXTS = {
     "add_unique": "%(n)s of %(total)s records share a value with another record",
     "change_lookup_target": "%(n)s of %(total)s records link to no %(target)s record",
 }
+# The parts of an object or field a metadata-only change names.
+CHANGE_TEXTS = {
+    "label": "label", "plural_label": "plural label", "description": "description", "icon": "icon",
+    "title_field": "title field", "validation_rules": "validation rules", "duplicate_rules": "duplicate rules",
+    "layouts": "layouts", "track_history": "history tracking", "field order": "field order", "help": "help text",
+    "required": "required", "options": "options", "stages": "stages", "allow_backward": "moving back a stage",
+    "default": "default value", "default_expr": "default value", "required_if": "required when",
+    "visible_if": "shown when", "read_only_if": "read-only when", "read_only": "read only", "pattern": "pattern",
+    "min": "lowest value", "max": "highest value", "expression": "formula", "filter": "filter",
+    "on_delete": "when the looked-up record is deleted", "prefix": "prefix", "digits": "digits",
+}
+_FIELD_CHANGE = re.compile(r"^(\w+) \((.+)\)$")
+
+
+def changes_text(op: d.UpdateObject, gettext: Callable[[str], str], locale: str) -> str:
+    """An UpdateObject's changed parts in words: "validation rules; Notes: label, help text"."""
+    parts = []
+    for change in op.changes:
+        match = _FIELD_CHANGE.match(change)
+        if match is None:
+            parts.append(gettext(CHANGE_TEXTS.get(change, change)))
+            continue
+        name, keys = match.groups()
+        f = op.obj.field(name)
+        shown = localized(f.label, locale, name) if f is not None else name
+        parts.append(f"{shown}{gettext(': ')}" + ", ".join(gettext(CHANGE_TEXTS.get(k.strip(), k.strip()))
+                                                            for k in keys.split(",")))
+    return "; ".join(parts)
+
+
 # Steps that take something away (archived, or cleared with a decision):
 # the admin types the object's name to confirm them. Removals always;
 # conversions when the table has records.
@@ -91,7 +122,7 @@ def step_text(op: d.Operation, gettext: Callable[[str], str], locale: str) -> st
     elif isinstance(op, d.AddIndex):
         args["fields"] = ", ".join(f.name for f in op.fields)
     elif isinstance(op, d.UpdateObject):
-        args["changes"] = ", ".join(op.changes)
+        args["changes"] = changes_text(op, gettext, locale)
     template = STEP_TEXTS.get(op.kind)
     return fill(gettext(template), args) if template else op.describe()
 

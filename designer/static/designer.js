@@ -213,6 +213,7 @@
         if (i.type === "color") i.value = "#000000"; else if (i.type !== "checkbox") i.value = "";
       });
       row.querySelectorAll("select[multiple] option").forEach((o) => { o.selected = false; });
+      row.querySelector("[data-stage-category]").value = "open";      // a new stage is open, not a copy of the last
       row.querySelectorAll(".criteria-list").forEach((l) => { l.textContent = ""; });
       row.querySelectorAll(".field-error").forEach((e) => { e.textContent = ""; });
       list.append(row);
@@ -348,7 +349,7 @@
     name.addEventListener("input", () => { touched = true; });
     label.addEventListener("input", () => {
       if (touched) return;
-      name.value = label.value.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "")
+      name.value = label.value.toLowerCase().normalize("NFKD").replace(/[\u0300-\u036f]/g, "").replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "")
         .replace(/^[0-9_]+/, "").slice(0, 63);
     });
   }
@@ -383,7 +384,21 @@
     });
   }
 
+  function guard(form) {
+    // Leaving a page whose form was changed and not saved asks first.
+    let dirty = false;
+    form.addEventListener("input", () => { dirty = true; });
+    form.addEventListener("change", () => { dirty = true; });
+    form.addEventListener("click", (e) => { if (e.target.closest("button[type=button]")) dirty = true; });
+    form.addEventListener("submit", () => { dirty = false; });
+    window.addEventListener("beforeunload", (e) => { if (dirty) { e.preventDefault(); e.returnValue = ""; } });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("form[data-confirm]").forEach((form) => form.addEventListener("submit", (e) => {
+      if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+    }));
+    document.querySelectorAll("form[data-guard]").forEach(guard);
     document.querySelectorAll("[data-expr]").forEach(setupEditor);
     document.querySelectorAll("[data-try]").forEach(setupTry);
     document.querySelectorAll("[data-order-form]").forEach(setupOrder);

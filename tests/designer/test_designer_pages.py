@@ -154,7 +154,7 @@ def test_fields_rules_publish_and_a_user_governed_by_the_rule(app, ada):
     assert ok.status_code == 303, ok.text[:800]
 
     plan = ada.get("/designer/plan")
-    assert "Create object Project (project) with 9 fields" in plan.text
+    assert "Create object Project (project) (fields: 9)" in plan.text
     published = publish(ada)
     assert published.status_code == 303, published.text[:2000]
     assert draft(app).object("project").validation_rules[-1].name == "budget_cap"
@@ -475,19 +475,24 @@ def test_the_stage_editor_round_trips_and_checks_criteria(app, ada):
     changed = dict(before)
     changed["stages"] = [before["stages"][1], before["stages"][0], *before["stages"][2:]]
     pairs = stage_form(page.text, changed)
-    pairs.append(("stages-9-value", "review"))
-    pairs.append(("stages-9-category", "open"))
-    pairs.append(("stages-9-exit-0-check", "amout > 0"))
+    at = pairs.index(next(p for p in pairs if p[0] == "stages-2-value"))     # a new third stage, open
+    pairs[at:at] = [("stages-9-value", "review"), ("stages-9-category", "open"), ("stages-9-exit-0-check", "amout > 0")]
+    check_at = at + 2
     refused = post(ada, "/designer/objects/opportunity/fields/stage", pairs)
     assert refused.status_code == 422 and "unknown field &#39;amout&#39;" in refused.text
     assert 'id="err-stages-9-exit-0-check"' in refused.text and "line 1, column 1" in refused.text
     assert as_json(draft(app).object("opportunity").field("stage")) == before
-    pairs[-1] = ("stages-9-exit-0-check", "amount > 0")
+    pairs[check_at] = ("stages-9-exit-0-check", "amount > 0")
     saved = post(ada, "/designer/objects/opportunity/fields/stage", pairs)
     assert saved.status_code == 303, saved.text[-1500:]
     stages = draft(app).object("opportunity").field("stage").stages
     assert [s.value for s in stages[:2]] == [before["stages"][1]["value"], before["stages"][0]["value"]]
-    assert stages[-1].value == "review" and stages[-1].exit_criteria[0].check == "amount > 0"
+    assert stages[2].value == "review" and stages[2].exit_criteria[0].check == "amount > 0"
+    # a stage out of order (open after the closed ones) is refused when saved, with its place
+    page = ada.get("/designer/objects/opportunity/fields/stage")
+    late = stage_form(page.text, changed) + [("stages-9-value", "late"), ("stages-9-category", "open")]
+    refused = post(ada, "/designer/objects/opportunity/fields/stage", late)
+    assert refused.status_code == 422 and "stages[" in refused.text and "late" in refused.text
 
 
 def layout_form(page_text: str, obj) -> list[tuple[str, str]]:
@@ -664,3 +669,26 @@ def test_renaming_an_object_carries_its_references_and_keeps_its_records(app, ad
     assert "Rules this change breaks" not in plan.text, re.findall(r"<li><strong>[^<]*</strong>[^<]*", plan.text)[:5]
     assert publish(ada).status_code == 303
     assert api.get(f"/api/v1/customer/{account['id']}").json()["name"] == "Acme"
+
+
+def test_what_admins_built_downloads_as_its_own_bundle_that_validates(app, ada, tmp_path):
+    make_project(ada)
+    page = ada.get("/designer/objects/project/fields/new?type=picklist")
+    # an option typed with only a label takes its value from it
+    made = post(ada, "/designer/objects/project/fields", {
+        "seen": seen_of(page.text), "type": "picklist", "name": "risk", "label_en": "Risk",
+        "option_value": ["", "low"], "option_label_en": ["Very High", "Low"]})
+    assert made.status_code == 303, made.text[-1500:]
+    assert [o.value for o in draft(app).object("project").field("risk").options] == ["very_high", "low"]
+    page = ada.get("/designer/objects/project/fields/new?type=lookup")
+    assert post(ada, "/designer/objects/project/fields", field_form(page.text, type="lookup", name="account",
+                                                                    label_en="Account", to="account")).status_code == 303
+    assert publish(ada).status_code == 303
+    download = ada.get("/designer/bundles/_own.zip")
+    assert download.status_code == 200 and 'filename="custom.zip"' in download.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        names = archive.namelist()
+        archive.extractall(tmp_path / "out")
+    assert "custom/objects/project.json" in names and "custom/objects/lead.json" not in names
+    checked = subprocess.run([LOOM, "pack", "validate", str(tmp_path / "out" / "custom")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -19,7 +19,7 @@ TEXT_TABLES = [admin_pages.PROBLEM_TEXTS, admin_pages.SCOPE_TEXTS, admin_pages.F
                admin_pages.ACTION_TEXTS, admin_pages.DONE_TEXTS, admin_pages.BUILTIN_ROLE_TEXTS, sharing.NOTICE_TEXTS, sharing.REASON_TEXTS, sharing.ACTION_TEXTS, sharing.ACCESS_TEXTS, sharing.SCOPE_TEXTS,
                words.TYPE_TEXTS, words.STEP_TEXTS, words.PREFLIGHT_TEXTS, designer_views.NOTICE_TEXTS,
                designer_views.PROBLEM_TEXTS, starters.STARTER_TEXTS, flows.ACTION_TEXTS, flows.TRIGGER_TEXTS,
-               flows.STRATEGY_TEXTS]
+               flows.STRATEGY_TEXTS, words.CHANGE_TEXTS, designer_views.FLOW_CHANGE_TEXTS]
 
 
 def chrome_texts() -> set[str]:
