@@ -20,6 +20,15 @@ MAX_SOURCE = 4000       # the longest expression the metadata takes
 MAX_COMPLETIONS = 30
 # What each place that takes an expression needs it to answer.
 EXPECT = {"rule": "boolean", "condition": "boolean", "formula": None, "default": None}
+# Each problem's kind in words, for the pages in other languages than
+# English (the checker's own message, precise but English, follows).
+PROBLEM_TEXTS = {
+    "syntax": "This is not written correctly here.", "forbidden_syntax": "This is not allowed in a rule.",
+    "unknown_name": "There is no such field or name.", "unknown_function": "There is no such function.",
+    "arity": "The function is given the wrong number of values.", "type_mismatch": "These values do not fit together here.",
+    "not_a_field": "This function needs a field name here.", "too_long": "The expression is too long.",
+    "too_deep": "The expression is nested too deeply.", "invalid_regex": "This pattern is not a valid regular expression.",
+}
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
 
 
@@ -31,8 +40,11 @@ class Completion:
 
 
 def signature_text(sig: Signature) -> str:
-    shown = sig.params if sig.max_args is None else sig.params[: max(sig.max_args, len(sig.params[:1]))]
-    names = ["|".join(sorted(p)) or "value" for p in shown[: sig.max_args or len(shown)]]
+    """`round(number, number?) → number`: each argument's types, optional
+    ones marked, a repeating last one as `…`."""
+    count = sig.max_args if sig.max_args is not None else max(sig.min_args, len(sig.params), 1)
+    names = ["|".join(sorted(sig.param(i))) or "value" for i in range(count)]
+    names = [n + ("?" if i >= sig.min_args else "") for i, n in enumerate(names)]
     if sig.max_args is None:
         names.append("…")
     returns = sig.returns if isinstance(sig.returns, str) else "value"
@@ -51,6 +63,14 @@ def check(source: str, objects: Mapping[str, ObjectDef], object_name: str, kind:
     except ExpressionError as exc:
         return {"ok": False, "type": None, "errors": [e.as_dict() for e in exc.errors[:10]]}
     return {"ok": True, "type": checked.type, "errors": []}
+
+
+def localized_errors(errors: list[dict[str, Any]], gettext, locale: str) -> list[dict[str, Any]]:
+    """The problems with their messages in the page's language."""
+    if locale == "en":
+        return errors
+    return [e | {"message": f"{gettext(PROBLEM_TEXTS[e['code']])} ({e['message']})"} if e["code"] in PROBLEM_TEXTS else e
+            for e in errors]
 
 
 def complete(source: str, cursor: int, objects: Mapping[str, ObjectDef], object_name: str,

@@ -534,6 +534,8 @@ def build_designer(runtime, *, templates, page_context: Callable[..., dict]) -> 
             return JSONResponse({"errors": [{"code": "unknown_object", "message": "no such object", "line": 1, "column": 1}]},
                                 status_code=404)
         result = checking.check(source, objects, name, str(body.get("kind") or "rule"))
+        base = page_context(request)
+        result["errors"] = checking.localized_errors(result["errors"], base["_"], base["locale"])
         cursor = body.get("cursor")
         if isinstance(cursor, int):
             token, found = checking.complete(source, cursor, objects, name, page_context(request)["locale"])

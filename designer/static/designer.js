@@ -45,7 +45,11 @@
       return from ? from.value : box.dataset.object;
     };
 
-    function close() { list.hidden = true; list.textContent = ""; items = []; active = -1; input.setAttribute("aria-expanded", "false"); }
+    function close() {
+      // an explicit Ctrl+Space keeps the list open while typing, until it closes
+      list.hidden = true; list.textContent = ""; items = []; active = -1; asked = false;
+      input.setAttribute("aria-expanded", "false");
+    }
     function show(found) {
       token = tokenOf();
       list.textContent = "";
@@ -98,7 +102,6 @@
           echo(pre, source, error);
           typeOut.textContent = answer.type ? `→ ${answer.type}` : "";
           if (answer.completions && (answer.token || asked)) show(answer.completions); else close();
-          asked = false;
         }).catch(() => {});
     };
     const lineText = (e) => (document.documentElement.lang.startsWith("zh")

@@ -215,6 +215,7 @@ def test_the_designer_in_chinese(browser, server, project):
     check = page.get_by_label("检查条件", exact=True)
     check.press_sequentially("budgt > 0")
     expect(page.locator("#err-check")).to_contain_text("第 1 行，第 1 列")
+    expect(page.locator("#err-check")).to_contain_text("没有这个字段或名称")
     context.close()
 
 
