@@ -444,7 +444,7 @@ def test_hostile_uploads_are_refused(app, ada):
 
 def stage_form(page_text: str, fld: dict) -> list[tuple[str, str]]:
     """The stage editor's inputs for `fld`, as the page would send them."""
-    from loomcrm.designer.views import field_inputs
+    from loomcrm.designer.object_pages import field_inputs
 
     values = field_inputs(fld)
     pairs = [("seen", seen_of(page_text)), ("type", "stage"), ("name", fld["name"]), ("label_en", values.get("label_en", "")),
