@@ -105,6 +105,7 @@ def _exact_text(value, locale: str) -> str:
 
 
 def texts_of(name: str, value) -> dict[str, str]:
+    """A localized text as the values of its inputs `name_en`, `name_zh`."""
     if value is None:
         return {}
     if isinstance(value, str):
@@ -112,11 +113,9 @@ def texts_of(name: str, value) -> dict[str, str]:
     return {f"{name}_{suffix}": value.get(locale, "") for suffix, locale in edits.LOCALES}
 
 
-
 def shared(runtime, templates, page_context: Callable[..., dict]) -> SimpleNamespace:
     """The helpers the screens' routes use, bound to this app."""
     engine = runtime.engine
-
 
     def render(request: Request, template: str, status: int = 200, **context) -> Response:
         base = page_context(request)
@@ -184,7 +183,8 @@ def shared(runtime, templates, page_context: Callable[..., dict]) -> SimpleNames
         table = schema.table(name)
         title = table.c[obj.title_field] if obj.title_field in table.c else table.c.id
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(table.c.id, title).where(table.c._deleted_at.is_(None)).order_by(table.c.updated_at.desc()).limit(20)).all()
+            rows = conn.execute(sa.select(table.c.id, title).where(table.c._deleted_at.is_(None))
+                                .order_by(table.c.updated_at.desc()).limit(20)).all()
         return [{"id": r[0], "title": str(r[1] if r[1] is not None else r[0])} for r in rows]
 
     return SimpleNamespace(runtime=runtime, engine=engine, templates=templates, page_context=page_context,
