@@ -403,6 +403,41 @@ class Workflow(Strict):
     actions: Annotated[list[Action], Field(min_length=1)]
 
 
+# --- reports (SPEC §3.7) --------------------------------------------------------
+
+FieldPathName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}(\.[a-z][a-z0-9_]{0,62}){0,3}$(?!\n)")]
+
+
+class GroupBy(Strict):
+    field: FieldPathName
+    by: Literal["day", "week", "month", "quarter", "year"] | None = None
+
+
+class Measure(Strict):
+    name: Name
+    label: LocalizedText | None = None
+    function: Literal["count", "sum", "avg", "min", "max", "count_distinct"]
+    field: FieldPathName | None = None
+    # sum only: each row's value is multiplied by this expression first
+    weight: Expression | None = None
+
+
+class Chart(Strict):
+    type: Literal["table", "bar", "line", "pie", "funnel", "number"]
+    x: str | None = None
+    y: str | None = None
+
+
+class Report(Strict):
+    name: Name
+    label: LocalizedText | None = None
+    object: Name
+    filter: Expression | None = None
+    group_by: list[FieldPathName | GroupBy] = []
+    measures: Annotated[list[Measure], Field(min_length=1)]
+    chart: Chart | None = None
+
+
 # --- roles (SPEC §3.6) ----------------------------------------------------------
 
 RecordScope = Literal["none", "own", "department", "subordinates", "all"]
