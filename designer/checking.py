@@ -65,6 +65,14 @@ def check(source: str, objects: Mapping[str, ObjectDef], object_name: str, kind:
     return {"ok": True, "type": checked.type, "errors": []}
 
 
+def first_problem(result: dict[str, Any]) -> str | None:
+    """The first problem of a `check` result, with its line and column."""
+    if not result["errors"]:
+        return None
+    e = result["errors"][0]
+    return f"{e['message']} (line {e['line']}, column {e['column']})"
+
+
 def localized_errors(errors: list[dict[str, Any]], gettext, locale: str) -> list[dict[str, Any]]:
     """The problems with their messages in the page's language."""
     if locale == "en":

@@ -55,6 +55,15 @@ def text_of(form: Mapping[str, str], name: str) -> dict[str, str] | None:
     return values or None
 
 
+def texts_of(name: str, value) -> dict[str, str]:
+    """A localized text as the values of its inputs `name_en`, `name_zh`."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return {f"{name}_en": value}
+    return {f"{name}_{suffix}": value.get(locale, "") for suffix, locale in LOCALES}
+
+
 def _input_of(loc: tuple) -> str | None:
     """The form input a pydantic error location points at."""
     parts = [p for p in loc if isinstance(p, str) and p not in FIELD_MODELS]

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from loomcrm.metadata.model import Workflow, as_json
 from loomcrm.runtime.forms.views import N_
 
-from .edits import FormProblems, text_of
+from .edits import FormProblems, text_of, texts_of
 
 ACTION_TYPES = ("update", "create", "assign", "email", "webhook", "notify")
 ACTION_TEXTS = {"update": "Update the record", "create": "Create a record", "assign": "Assign an owner",
@@ -132,21 +132,13 @@ def workflow_from(form, object_name: str) -> dict[str, Any]:
     return data
 
 
-def _texts(name: str, value) -> dict[str, str]:
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        return {f"{name}_en": value}
-    return {f"{name}_en": value.get("en", ""), f"{name}_zh": value.get("zh-CN", "")}
-
-
 def workflow_inputs(flow: dict[str, Any]) -> dict[str, Any]:
     """A workflow's JSON as the editor's input values."""
     trigger = flow.get("trigger", {})
     to = trigger.get("to")
     values: dict[str, Any] = {
         "name": flow.get("name", ""), "active": "on" if flow.get("active", True) else "",
-        **_texts("label", flow.get("label")), **_texts("description", flow.get("description")),
+        **texts_of("label", flow.get("label")), **texts_of("description", flow.get("description")),
         "sources": flow.get("sources") or list(SOURCES), "run_as": flow.get("run_as", ""),
         "trigger_on": trigger.get("on", "create"), "trigger_fields": trigger.get("fields", []),
         "trigger_to": ", ".join(to if isinstance(to, list) else [to] if to else []),
@@ -158,7 +150,7 @@ def workflow_inputs(flow: dict[str, Any]) -> dict[str, Any]:
         a["users"] = ", ".join(action.get("users", []))
         a["mapping"] = "\n".join(f"{k}={v}" for k, v in action.get("mapping", {}).items())
         for key in ("subject", "body", "message"):
-            a |= _texts(key, action.get(key))
+            a |= texts_of(key, action.get(key))
         values["actions"].append(a)
     return values
 

@@ -21,7 +21,8 @@ from loomcrm.runtime.install import list_archive, restore_into_draft
 from loomcrm.runtime.records import RecordError
 
 from . import checking, edits, layouts
-from .pages import PROBLEM_TEXTS, place_of, require_admin, rule_problems, seen_json, seen_of, texts_of
+from .edits import texts_of
+from .pages import PROBLEM_TEXTS, place_of, require_admin, rule_problems, seen_json, seen_of
 from .starters import STARTERS
 
 
@@ -229,17 +230,14 @@ def add_routes(router: APIRouter, pages) -> None:
                 continue
             where = fld.get("from") if key == "filter" else obj.name
             result = checking.check(source, objects, where, kind)
-            if result["errors"]:
-                e = result["errors"][0]
-                found[key] = f"{e['message']} (line {e['line']}, column {e['column']})"
+            if problem := checking.first_problem(result):
+                found[key] = problem
         for stage in fld.get("stages", []) if fld.get("type") == "stage" else []:
             for kind in ("exit", "entry"):
                 for criterion in stage[kind]:
                     result = checking.check(criterion.get("check", ""), objects, obj.name, "rule")
-                    if result["errors"]:
-                        e = result["errors"][0]
-                        key = f"stages-{stage['n']}-{kind}-{criterion['n']}-check"
-                        found[key] = f"{e['message']} (line {e['line']}, column {e['column']})"
+                    if problem := checking.first_problem(result):
+                        found[f"stages-{stage['n']}-{kind}-{criterion['n']}-check"] = problem
         if found:
             raise edits.FormProblems(found)
 
@@ -339,9 +337,8 @@ def add_routes(router: APIRouter, pages) -> None:
             found = {}
             for key, kind in (("check", "rule"), ("when", "condition")):
                 result = checking.check(values.get(key, ""), objects, name, kind)
-                if result["errors"]:
-                    e = result["errors"][0]
-                    found[key] = f"{e['message']} (line {e['line']}, column {e['column']})"
+                if problem := checking.first_problem(result):
+                    found[key] = problem
             if found:
                 raise edits.FormProblems(found)
             return snapshot.with_object(edits.with_rule(obj, form, rule_name))

@@ -104,15 +104,6 @@ def _exact_text(value, locale: str) -> str:
     return value or "" if locale == "en" else ""
 
 
-def texts_of(name: str, value) -> dict[str, str]:
-    """A localized text as the values of its inputs `name_en`, `name_zh`."""
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        return {f"{name}_en": value}
-    return {f"{name}_{suffix}": value.get(locale, "") for suffix, locale in edits.LOCALES}
-
-
 def shared(runtime, templates, page_context: Callable[..., dict]) -> SimpleNamespace:
     """The helpers the screens' routes use, bound to this app."""
     engine = runtime.engine

@@ -84,17 +84,21 @@ def directory_problem(exc: directory.DirectoryError) -> Response:
     return problem(exc.status, str(exc), errors=[{"field": exc.field, "code": exc.code, "message": str(exc)}])
 
 
+def role_names(runtime) -> list[str]:
+    """The names of the roles the installed packs define."""
+    return sorted(runtime.roles()[1])
+
+
+def rights_changed(runtime, tokens: auth.TokenCache) -> None:
+    """Rights changed: every cached expansion and token goes."""
+    runtime.access.forget()
+    tokens.clear()
+
+
 def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1") -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["admin"])
     engine = runtime.engine
 
-    def role_names() -> list[str]:
-        return sorted(runtime.roles()[1])
-
-    def changed() -> None:
-        """Rights changed: every cached expansion and token goes."""
-        runtime.access.forget()
-        tokens.clear()
 
     async def body_of(request: Request) -> dict | Response:
         try:
@@ -112,12 +116,12 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
         body = await body_of(request)
         if isinstance(body, Response):
             return body
-        errors = user_problems(body, role_names(), creating=True)
+        errors = user_problems(body, role_names(runtime), creating=True)
         if errors:
             return problem(422, f"{len(errors)} problems with the user", errors=errors)
         try:
             made = await run_in_threadpool(lambda: directory.create_user(
-                engine, body["username"], body["role"], body["password"], roles=role_names(),
+                engine, body["username"], body["role"], body["password"], roles=role_names(runtime),
                 department=body.get("department"), display_name=body.get("display_name") or "",
                 email=body.get("email") or None, locale=body.get("locale") or "en", actor=user))
         except directory.DirectoryError as exc:
@@ -131,7 +135,7 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
         body = await body_of(request)
         if isinstance(body, Response):
             return body
-        errors = user_problems(body, role_names(), creating=False)
+        errors = user_problems(body, role_names(runtime), creating=False)
         if errors:
             return problem(422, f"{len(errors)} problems with the change", errors=errors)
         found = await run_in_threadpool(users, engine, username)
@@ -140,10 +144,10 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
         if found[0]["id"] == user.id and (body.get("is_active") is False or body.get("role", "admin") != "admin"):
             return problem(409, "you cannot deactivate yourself nor take away your own administrator role")
         try:
-            await run_in_threadpool(lambda: directory.update_user(engine, found[0]["id"], body, roles=role_names(), actor=user))
+            await run_in_threadpool(lambda: directory.update_user(engine, found[0]["id"], body, roles=role_names(runtime), actor=user))
         except directory.DirectoryError as exc:
             return directory_problem(exc)
-        changed()
+        rights_changed(runtime, tokens)
         return json_response((await run_in_threadpool(users, engine, username))[0])
 
     @router.get("/_admin/users/{username}/sessions")
@@ -202,7 +206,7 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
                 manager=body.get("manager"), actor=user))
         except directory.DirectoryError as exc:
             return directory_problem(exc)
-        changed()
+        rights_changed(runtime, tokens)
         return json_response(department_json(made), status=201)
 
     @router.patch("/_admin/departments/{name}")
@@ -219,7 +223,7 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
             made = await run_in_threadpool(lambda: directory.update_department(engine, name, body, actor=user))
         except directory.DirectoryError as exc:
             return directory_problem(exc)
-        changed()
+        rights_changed(runtime, tokens)
         return json_response(department_json(made))
 
     @router.get("/_admin/roles")

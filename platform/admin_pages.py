@@ -20,7 +20,7 @@ from loomcrm.runtime.forms.views import N_
 from loomcrm.runtime.handover import HandOverError, hand_over
 
 from . import audit, auth, directory, i18n
-from .admin import user_problems, users
+from .admin import rights_changed, role_names, user_problems, users
 from .db import write_transaction
 
 # What went wrong with a field, as the pages say it (by the code the
@@ -99,13 +99,6 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
     router = APIRouter(prefix="/admin", include_in_schema=False)
     engine = runtime.engine
 
-    def role_names() -> list[str]:
-        return sorted(runtime.roles()[1])
-
-    def changed() -> None:
-        """Rights changed: every cached expansion and token goes."""
-        runtime.access.forget()
-        tokens.clear()
 
     def render(request: Request, template: str, status: int = 200, **context) -> Response:
         base = page_context(request)
@@ -121,7 +114,7 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
         depth: dict[str, int] = {}
         for d in tree:   # parents come before their children
             depth[d.name] = depth.get(d.parent, -1) + 1 if d.parent else 0
-        roles = [(name, role_label(name, locale)) for name in (*role_names(), *auth.ROLES)]
+        roles = [(name, role_label(name, locale)) for name in (*role_names(runtime), *auth.ROLES)]
         return templates.TemplateResponse(request, template, {
             **base, "moment": moment, "done_texts": DONE_TEXTS, "done": request.query_params.get("done", ""),
             "role_label": lambda name: role_label(name, locale), "role_choices": roles, "departments": tree, "depth": depth,
@@ -155,11 +148,11 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
         values = await form_of(request)
         body = {k: values.get(k, "") for k in ("username", "role", "password")}
         body |= {k: values[k] for k in ("display_name", "email", "department", "locale") if values.get(k)}
-        errors = user_problems(body, role_names(), creating=True)
+        errors = user_problems(body, role_names(runtime), creating=True)
         if not errors:
             try:
                 await run_in_threadpool(lambda: directory.create_user(
-                    engine, body["username"], body["role"], body["password"], roles=role_names(),
+                    engine, body["username"], body["role"], body["password"], roles=role_names(runtime),
                     department=body.get("department"), display_name=body.get("display_name", ""),
                     email=body.get("email"), locale=body.get("locale", "en"), actor=admin))
             except directory.DirectoryError as exc:
@@ -199,21 +192,21 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
         found = users(engine, username)
         if not found:
             raise HTTPException(status_code=404, detail=N_("There is no such user."))
-        errors = user_problems(body, role_names(), creating=False)
+        errors = user_problems(body, role_names(runtime), creating=False)
         if found[0]["id"] == admin.id and body.get("is_active") is False:
             errors.append({"field": "is_active", "code": "self"})
         if found[0]["id"] == admin.id and body.get("role", "admin") != "admin":
             errors.append({"field": "role", "code": "self_role"})
         if not errors:
             try:
-                await run_in_threadpool(lambda: directory.update_user(engine, found[0]["id"], body, roles=role_names(),
+                await run_in_threadpool(lambda: directory.update_user(engine, found[0]["id"], body, roles=role_names(runtime),
                                                                       actor=admin))
             except directory.DirectoryError as exc:
                 errors = [{"field": exc.field, "code": exc.code}]
         if errors:
             return user_page(request, username, status=422, values={**found[0], **body},
                              errors=_form_errors(gettext_of(request), errors))
-        changed()
+        rights_changed(runtime, tokens)
         return RedirectResponse(f"/admin/users/{username}?done={done}", status_code=303)
 
     @router.post("/users/{username}", dependencies=[Depends(auth.page_csrf)])
@@ -314,7 +307,7 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
         except directory.DirectoryError as exc:
             return departments_page(request, 422, values=values,
                                     errors=_form_errors(gettext_of(request), [{"field": exc.field, "code": exc.code}]))
-        changed()
+        rights_changed(runtime, tokens)
         return RedirectResponse("/admin/departments?done=created", status_code=303)
 
     @router.post("/departments/{name}", dependencies=[Depends(auth.page_csrf)])
@@ -328,7 +321,7 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
                 raise HTTPException(status_code=404, detail=N_("There is no such department.")) from None
             return departments_page(request, 422, editing=name, edit_values=body,
                                     edit_errors=_form_errors(gettext_of(request), [{"field": exc.field, "code": exc.code}]))
-        changed()
+        rights_changed(runtime, tokens)
         return RedirectResponse("/admin/departments?done=saved", status_code=303)
 
     # --- roles and the audit log -----------------------------------------------------------------
