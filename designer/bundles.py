@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from loomcrm.metadata.bundle import Problem, bundle_files, dump_json
-from loomcrm.runtime.install import bundle_from_json, export_bundle
+from loomcrm.runtime.install import NAMED, bundle_from_json, export_bundle
 
 MAX_FILES = 2000
 MAX_UNPACKED = 20_000_000        # bytes, all files together: a zip bomb stops here
@@ -37,8 +37,8 @@ OWN = "custom"     # the bundle of what admins built themselves
 
 
 def export_own(engine) -> bytes:
-    """What admins built outside every installed bundle (objects, workflows,
-    roles), as a zip of a bundle named `custom` that requires the installed
+    """What admins and managers built outside every installed bundle
+    (objects, workflows, roles, reports, dashboards), as a zip of a bundle named `custom` that requires the installed
     ones it may point at."""
     import sqlalchemy as sa
 
@@ -52,13 +52,13 @@ def export_own(engine) -> bytes:
         _, published = VersionStore().published(conn)
     shipped = [Snapshot.from_json(r.pristine) for r in rows]
     uids = {o.uid for s in shipped for o in s.objects}
-    flows = {w.name for s in shipped for w in s.workflows}
-    roles = {r.name for s in shipped for r in s.roles}
+    named = {}
+    for folder in NAMED:
+        theirs = {x.name for s in shipped for x in getattr(s, folder)}
+        named[folder] = [x for x in getattr(published, folder) if x.name not in theirs]
     bundle = Bundle(manifest=BundleManifest(format="loom/1", name=OWN, version="1.0.0",
                                             requires={r.name: f">={r.version.split('-')[0]}" for r in rows}),
-                    objects=[o for o in published.objects if o.uid not in uids],
-                    workflows=[w for w in published.workflows if w.name not in flows],
-                    roles=[r for r in published.roles if r.name not in roles])
+                    objects=[o for o in published.objects if o.uid not in uids], **named)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for rel, data in bundle_files(bundle).items():

@@ -5,6 +5,8 @@ problems; writing a `Bundle` back to a folder.
     objects/<name>.json    one object each
     workflows/<name>.json  one workflow each
     roles/<name>.json      one role each
+    reports/<name>.json    one report each
+    dashboards/<name>.json one dashboard each
     data/<object>.csv      optional sample data
     README*, LICENSE*, CHANGELOG*, NOTICE*   allowed, ignored
 
@@ -36,9 +38,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import model
-from .model import Bundle, BundleManifest, ObjectDef, Role, Workflow, as_json
+from .model import Bundle, BundleManifest, Dashboard, ObjectDef, Report, Role, Workflow, as_json
 
 MANIFEST = "bundle.json"
+# the folders of JSON files, one definition each: folder -> (file kind, model)
+FOLDERS = {"objects": ("object", ObjectDef), "workflows": ("workflow", Workflow), "roles": ("role", Role),
+           "reports": ("report", Report), "dashboards": ("dashboard", Dashboard)}
 MAX_JSON_BYTES = 5 * 1024 * 1024
 """A metadata file larger than this is refused without being read."""
 MAX_DATA_BYTES = 20 * 1024 * 1024
@@ -119,6 +124,8 @@ class RawBundle:
     objects: list[SourceFile] = field(default_factory=list)
     workflows: list[SourceFile] = field(default_factory=list)
     roles: list[SourceFile] = field(default_factory=list)
+    reports: list[SourceFile] = field(default_factory=list)
+    dashboards: list[SourceFile] = field(default_factory=list)
     data: list[DataFile] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -339,7 +346,7 @@ def read_raw(path: str | os.PathLike[str]) -> RawBundle:
         entry_path = root / entry.name
         if entry.name == MANIFEST:
             raw.manifest = _read_json(root, entry_path, MANIFEST, problems)
-        elif entry.name in ("objects", "workflows", "roles", "data"):
+        elif entry.name in (*FOLDERS, "data"):
             if not entry.is_dir():
                 problems.append(Problem(entry.name, "", "should be a folder", "unexpected_file"))
                 continue
@@ -372,7 +379,8 @@ def read_raw(path: str | os.PathLike[str]) -> RawBundle:
             continue
         else:
             problems.append(Problem(entry.name, "", "unexpected in a bundle folder (it holds bundle.json, "
-                                                    "objects/, workflows/, roles/, data/ and README, LICENSE, "
+                                                    "objects/, workflows/, roles/, reports/, dashboards/, data/ and "
+                                                    "README, LICENSE, "
                                                     "CHANGELOG files)", "unexpected_file"))
     return raw
 
@@ -429,24 +437,16 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     if raw.manifest is not None:
         manifest, found = parse_model(BundleManifest, raw.manifest)
         problems += found
-    objects, workflows = [], []
-    for source in raw.objects:
-        obj, found = parse_model(ObjectDef, source)
-        problems += found
-        objects.append(obj)
-    for source in raw.workflows:
-        flow, found = parse_model(Workflow, source)
-        problems += found
-        workflows.append(flow)
-    roles = []
-    for source in raw.roles:
-        role, found = parse_model(Role, source)
-        problems += found
-        roles.append(role)
+    named = {}
+    for folder, (_, kind_model) in FOLDERS.items():
+        named[folder] = []
+        for source in getattr(raw, folder):
+            item, found = parse_model(kind_model, source)
+            problems += found
+            named[folder].append(item)
     if problems or manifest is None:
         raise BundleError(problems)
-    return Bundle(manifest=manifest, objects=objects, workflows=workflows, roles=roles,
-                  data_files=[d.rel for d in raw.data])
+    return Bundle(manifest=manifest, **named, data_files=[d.rel for d in raw.data])
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -468,12 +468,9 @@ def _ordered(value: Any) -> Any:
 def bundle_files(bundle: Bundle) -> dict[str, Any]:
     """The JSON files of `bundle`: relative path -> JSON data."""
     files: dict[str, Any] = {MANIFEST: _ordered(as_json(bundle.manifest))}
-    for obj in bundle.objects:
-        files[f"objects/{obj.name}.json"] = _ordered(as_json(obj))
-    for flow in bundle.workflows:
-        files[f"workflows/{flow.name}.json"] = _ordered(as_json(flow))
-    for role in bundle.roles:
-        files[f"roles/{role.name}.json"] = _ordered(as_json(role))
+    for folder in FOLDERS:
+        for item in getattr(bundle, folder):
+            files[f"{folder}/{item.name}.json"] = _ordered(as_json(item))
     return files
 
 
@@ -488,7 +485,7 @@ def write_bundle(bundle: Bundle, folder: str | os.PathLike[str], *,
     `data` maps sample data files (`"data/lead.csv"`) to their contents; the
     `Bundle` itself only lists their names. A folder that is not empty is
     refused unless `replace`; then the bundle files Loom owns there
-    (bundle.json, objects/*.json, workflows/*.json, roles/*.json, data/*.csv) are replaced
+    (bundle.json, the JSON files of FOLDERS, data/*.csv) are replaced
     and stale ones removed, and anything else is left alone."""
     target = Path(folder)
     if target.exists() and not target.is_dir():
@@ -503,7 +500,7 @@ def write_bundle(bundle: Bundle, folder: str | os.PathLike[str], *,
         contents[rel] = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     target.mkdir(parents=True, exist_ok=True)
     if replace:
-        for sub, suffix in (("objects", ".json"), ("workflows", ".json"), ("roles", ".json"), ("data", ".csv")):
+        for sub, suffix in (*((folder, ".json") for folder in FOLDERS), ("data", ".csv")):
             folder_path = target / sub
             if folder_path.is_dir():
                 for old in folder_path.iterdir():

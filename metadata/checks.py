@@ -23,10 +23,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from . import model
-from .bundle import DataFile, Problem, json_path
+from .bundle import FOLDERS, DataFile, Problem, json_path
 from .expressions import Scope, check
 from .model import (
-    Bundle, FieldDef, FormulaField, LookupField, ObjectDef, ObjectRights, Role, RollupField, StageField, Workflow,
+    Bundle, Dashboard, FieldDef, FormulaField, LookupField, ObjectDef, ObjectRights, Report, Role, RollupField,
+    StageField, Workflow,
 )
 
 NUMERIC = frozenset({"integer", "decimal", "currency", "percent"})
@@ -48,22 +49,19 @@ class Known:
     external: dict[str, tuple[str, ObjectDef]] = field(default_factory=dict)
     broken: dict[str, set[str]] = field(default_factory=dict)
     partial: dict[str, ObjectDef] = field(default_factory=dict)
+    # reports of required bundles, name -> bundle name (dashboards may show them)
+    external_reports: dict[str, str] = field(default_factory=dict)
 
 
-def check_bundle(bundle: Bundle, *, object_files: Sequence[str] | None = None,
-                 workflow_files: Sequence[str] | None = None, role_files: Sequence[str] | None = None,
+def check_bundle(bundle: Bundle, *, files: Mapping[str, Sequence[str]] | None = None,
                  manifest_file: str = "bundle.json", data_files: Sequence[DataFile] = (),
                  known: Known | None = None) -> list[Problem]:
-    """Every semantic problem of `bundle`. `object_files`, `workflow_files`
-    and `role_files` name the file of each object, workflow and role
-    (default `objects/<name>.json`, `workflows/<name>.json`, `roles/<name>.json`)."""
-    checker = _Checker(
-        bundle,
-        list(object_files) if object_files is not None else [f"objects/{o.name}.json" for o in bundle.objects],
-        list(workflow_files) if workflow_files is not None else [f"workflows/{w.name}.json" for w in bundle.workflows],
-        manifest_file, known or Known(),
-        list(role_files) if role_files is not None else [f"roles/{r.name}.json" for r in bundle.roles],
-    )
+    """Every semantic problem of `bundle`. `files` names the file of each
+    definition by folder (default `objects/<name>.json`, `roles/<name>.json`, ...)."""
+    files = dict(files or {})
+    for folder in FOLDERS:
+        files.setdefault(folder, [f"{folder}/{item.name}.json" for item in getattr(bundle, folder)])
+    checker = _Checker(bundle, files, manifest_file, known or Known())
     checker.run(data_files)
     return checker.problems
 
@@ -199,12 +197,10 @@ def _comparable(a: Any, b: Any) -> bool:
 # --- the checker -------------------------------------------------------------------------
 
 class _Checker:
-    def __init__(self, bundle: Bundle, object_files: list[str], workflow_files: list[str],
-                 manifest_file: str, known: Known, role_files: list[str]):
+    def __init__(self, bundle: Bundle, files: dict[str, Sequence[str]], manifest_file: str, known: Known):
         self.bundle = bundle
-        self.object_files = object_files
-        self.workflow_files = workflow_files
-        self.role_files = role_files
+        self.files = files
+        self.object_files = list(files["objects"])
         self.manifest_file = manifest_file
         self.known = known
         self.problems: list[Problem] = []
@@ -352,19 +348,18 @@ class _Checker:
                 seen_uids.setdefault(obj.uid, file)
             self.guarded(f"object {obj.name!r}", file, lambda obj=obj, file=file: self.check_object(obj, file))
         self.guarded("formula cycles", self.object_files[0] if self.object_files else ".", self.check_cycles)
-        seen = {}
-        for flow, file in zip(self.bundle.workflows, self.workflow_files):
-            if flow.name in seen:
-                self.add(file, ["name"], f"duplicate workflow name {flow.name!r} (also {seen[flow.name]})",
-                         "duplicate_name")
-            seen.setdefault(flow.name, file)
-            self.guarded(f"workflow {flow.name!r}", file, lambda flow=flow, file=file: self.check_workflow(flow, file))
-        seen = {}
-        for role, file in zip(self.bundle.roles, self.role_files):
-            if role.name in seen:
-                self.add(file, ["name"], f"duplicate role name {role.name!r} (also {seen[role.name]})", "duplicate_name")
-            seen.setdefault(role.name, file)
-            self.guarded(f"role {role.name!r}", file, lambda role=role, file=file: self.check_role(role, file))
+        checks = {"workflows": self.check_workflow, "roles": self.check_role, "reports": self.check_report,
+                  "dashboards": self.check_dashboard}
+        for folder, check_one in checks.items():
+            kind = FOLDERS[folder][0]
+            seen = {}
+            for item, file in zip(getattr(self.bundle, folder), self.files[folder]):
+                if item.name in seen:
+                    self.add(file, ["name"], f"duplicate {kind} name {item.name!r} (also {seen[item.name]})",
+                             "duplicate_name")
+                seen.setdefault(item.name, file)
+                self.guarded(f"{kind} {item.name!r}", file,
+                             lambda item=item, file=file, check_one=check_one: check_one(item, file))
         for data in data_files:
             self.guarded(data.rel, data.rel, lambda data=data: self.check_data(data))
 
@@ -881,6 +876,42 @@ class _Checker:
         for k, rule in enumerate(role.sharing):
             if not self.object_known(rule.object):
                 self.unknown_object(file, ["sharing", k, "object"], rule.object)
+
+    # -- reports and dashboards
+
+    def check_report(self, report: Report, file: str) -> None:
+        if not self.object_known(report.object):
+            self.unknown_object(file, ["object"], report.object)
+            return
+        if report.object in self.known.broken:
+            return  # its file did not pass the schema: its fields are not all known
+        from .reports import report_problems  # it builds on this module's helpers
+
+        for problem in report_problems(report, self.objects, self.unchecked_names(report.object)):
+            self.add(file, problem.path, problem.message, problem.code)
+        self.audience(file, report.shared_with)
+
+    def check_dashboard(self, dashboard: Dashboard, file: str) -> None:
+        reports = {r.name for r in self.bundle.reports} | set(self.known.external_reports)
+        for i, widget in enumerate(dashboard.widgets):
+            if widget.report not in reports:
+                hint = self.suggest(widget.report, sorted(reports))
+                self.add(file, ["widgets", i, "report"], f"unknown report {widget.report!r}{hint} (a dashboard shows "
+                                                         "reports of its bundle or of the bundles it requires)",
+                         "unknown_report")
+        for i, role in enumerate(dashboard.home_of):
+            self.role_known(file, ["home_of", i], role)
+        self.audience(file, dashboard.shared_with)
+
+    def audience(self, file: str, shared_with) -> None:
+        if isinstance(shared_with, list):
+            for i, role in enumerate(shared_with):
+                self.role_known(file, ["shared_with", i], role)
+
+    def role_known(self, file: str, path: Sequence[str | int], role: str) -> None:
+        roles = [r.name for r in self.bundle.roles] + list(model.BUILT_IN_ROLES)
+        if role not in roles:
+            self.add(file, path, f"unknown role {role!r}{self.suggest(role, roles)}", "unknown_role")
 
     # -- sample data
 

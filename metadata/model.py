@@ -428,14 +428,48 @@ class Chart(Strict):
     y: str | None = None
 
 
+# a column of the result, descending with a leading "-"
+SortKey = Annotated[str, StringConstraints(pattern=r"^-?[a-z][a-z0-9_.:]{0,200}$(?!\n)")]
+# who may run a report or open a dashboard besides admins and its creator
+Audience = Union[Literal["everyone"], list[Name]]
+
+
 class Report(Strict):
     name: Name
     label: LocalizedText | None = None
+    description: LocalizedText | None = None
     object: Name
     filter: Expression | None = None
     group_by: list[FieldPathName | GroupBy] = []
     measures: Annotated[list[Measure], Field(min_length=1)]
+    # result columns (a group's or a measure's name); groups ascending by default
+    sort: list[SortKey] = []
+    # top-N: only the first `limit` groups after sorting
+    limit: Annotated[int, Field(ge=1, le=10000)] | None = None
     chart: Chart | None = None
+    # the date a dashboard's date range narrows; default the first date
+    # group, else created_at
+    date_field: FieldPathName | None = None
+    shared_with: Audience = "everyone"
+    created_by: str | None = None
+
+
+class Widget(Strict):
+    report: Name
+    title: LocalizedText | None = None
+    # of a 12-column grid
+    width: Annotated[int, Field(ge=1, le=12)] = 6
+
+
+class Dashboard(Strict):
+    name: Name
+    label: LocalizedText | None = None
+    description: LocalizedText | None = None
+    widgets: Annotated[list[Widget], Field(min_length=1)]
+    # roles whose home page this dashboard is
+    home_of: list[Name] = []
+    shared_with: Audience = "everyone"
+    created_by: str | None = None
 
 
 # --- roles (SPEC §3.6) ----------------------------------------------------------
@@ -497,6 +531,8 @@ class Bundle(BaseModel):
     objects: list[ObjectDef] = []
     workflows: list[Workflow] = []
     roles: list[Role] = []
+    reports: list[Report] = []
+    dashboards: list[Dashboard] = []
     data_files: list[str] = []
 
     def object(self, name: str) -> ObjectDef | None:

@@ -3,9 +3,10 @@ models of `model.py`, and the schema pass of `loom pack validate`.
 
 The schema is exported to `bundle.schema.json` beside this module, for pack
 authors' editors and CI pipelines. Its `$defs` hold one definition per model;
-`#/$defs/manifest`, `#/$defs/object`, `#/$defs/workflow` and `#/$defs/role`
-are the four file kinds (`bundle.json`, `objects/*.json`, `workflows/*.json`,
-`roles/*.json`). Rewrite the
+`#/$defs/manifest`, `#/$defs/object`, `#/$defs/workflow`, `#/$defs/role`,
+`#/$defs/report` and `#/$defs/dashboard` are the file kinds (`bundle.json`,
+`objects/*.json`, `workflows/*.json`, `roles/*.json`, `reports/*.json`,
+`dashboards/*.json`). Rewrite the
 file after a model change with:
 
     python -m loomcrm.metadata.schema
@@ -48,8 +49,9 @@ SCHEMA_FILE = Path(__file__).with_name("bundle.schema.json")
 SCHEMA_ID = "https://loomcrm.org/schema/loom-1/bundle.schema.json"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
-# The three file kinds and the `$defs` entry of each.
-KINDS = {"manifest": "BundleManifest", "object": "ObjectDef", "workflow": "Workflow", "role": "Role"}
+# The file kinds and the `$defs` entry of each.
+KINDS = {"manifest": "BundleManifest", "object": "ObjectDef", "workflow": "Workflow", "role": "Role",
+         "report": "Report", "dashboard": "Dashboard"}
 
 
 # --- generation ------------------------------------------------------------------
@@ -57,8 +59,7 @@ KINDS = {"manifest": "BundleManifest", "object": "ObjectDef", "workflow": "Workf
 def build_schema() -> dict[str, Any]:
     """The bundle format's JSON Schema, as a dict (what the exported file holds)."""
     _, generated = models_json_schema(
-        [(model.BundleManifest, "validation"), (model.ObjectDef, "validation"), (model.Workflow, "validation"),
-         (model.Role, "validation")],
+        [(getattr(model, name), "validation") for name in KINDS.values()],
         ref_template="#/$defs/{model}",
     )
     defs: dict[str, Any] = {name: _reshape(d) for name, d in generated["$defs"].items()}
@@ -73,7 +74,8 @@ def build_schema() -> dict[str, Any]:
         "description": (
             "One definition per file kind: #/$defs/manifest for bundle.json, #/$defs/object for "
             "objects/<name>.json, #/$defs/workflow for workflows/<name>.json, #/$defs/role for "
-            "roles/<name>.json. Cross references "
+            "roles/<name>.json, #/$defs/report for reports/<name>.json, #/$defs/dashboard for "
+            "dashboards/<name>.json. Cross references "
             "(lookups, layouts, expressions, ...) are checked by `loom pack validate`."
         ),
         "$defs": dict(sorted(defs.items())),

@@ -23,10 +23,10 @@ from pydantic import ValidationError
 
 from . import model
 from .bundle import (
-    MANIFEST, BundleError, Problem, RawBundle, SourceFile, format_problem, parse_model, read_raw,
+    FOLDERS, MANIFEST, BundleError, Problem, RawBundle, SourceFile, format_problem, parse_model, read_raw,
 )
 from .checks import Known, check_bundle
-from .model import Bundle, BundleManifest, ObjectDef, Role, Workflow
+from .model import Bundle, BundleManifest, ObjectDef
 from .schema import schema_problems
 
 __all__ = ["InvalidBundle", "Problem", "load_valid_bundle", "satisfies", "validate_bundle"]
@@ -106,39 +106,30 @@ def _run(path: Path, search_path: Sequence[str | os.PathLike[str]] | None) -> tu
         # Object files that could not be read at all: references to them are not checked.
         if problem.file.startswith("objects/") and problem.file.endswith(".json"):
             known.broken.setdefault(problem.file[len("objects/"): -len(".json")], set())
-    workflows: list[Workflow] = []
-    workflow_files: list[str] = []
-    for source in raw.workflows:
-        problems += _name_matches_file(source)
-        found = schema_problems("workflow", source.data, source.rel)
-        problems += found
-        if not found:
-            flow, found = parse_model(Workflow, source)
-            problems += _invariant(found)
-            if flow is not None:
-                workflows.append(flow)
-                workflow_files.append(source.rel)
-
-    roles: list[Role] = []
-    role_files: list[str] = []
-    for source in raw.roles:
-        problems += _name_matches_file(source)
-        found = schema_problems("role", source.data, source.rel)
-        problems += found
-        if not found:
-            role, found = parse_model(Role, source)
-            problems += _invariant(found)
-            if role is not None:
-                roles.append(role)
-                role_files.append(source.rel)
+    named: dict[str, list] = {}
+    files: dict[str, list[str]] = {}
+    for folder, (kind, kind_model) in FOLDERS.items():
+        if folder == "objects":
+            continue
+        named[folder], files[folder] = [], []
+        for source in getattr(raw, folder):
+            problems += _name_matches_file(source)
+            found = schema_problems(kind, source.data, source.rel)
+            problems += found
+            if not found:
+                item, found = parse_model(kind_model, source)
+                problems += _invariant(found)
+                if item is not None:
+                    named[folder].append(item)
+                    files[folder].append(source.rel)
 
     # bundles it requires
     if raw.manifest is not None:
         problems += _requirements(manifest, raw, known, search_path)
 
-    bundle = Bundle(manifest=manifest, objects=objects, workflows=workflows, roles=roles, data_files=[d.rel for d in raw.data])
-    problems += check_bundle(bundle, object_files=object_files, workflow_files=workflow_files, role_files=role_files,
-                             manifest_file=MANIFEST, data_files=raw.data, known=known)
+    bundle = Bundle(manifest=manifest, objects=objects, **named, data_files=[d.rel for d in raw.data])
+    problems += check_bundle(bundle, files={"objects": object_files, **files}, manifest_file=MANIFEST,
+                             data_files=raw.data, known=known)
     return (bundle if manifest_ok else None), _sorted(problems)
 
 
@@ -176,7 +167,7 @@ def _name_matches_file(source: SourceFile) -> list[Problem]:
     name = data["name"]
     if not _NAME.match(name) or name == stem:
         return []
-    kind = {"objects": "object", "workflows": "workflow", "roles": "role"}[source.rel.split("/", 1)[0]]
+    kind = FOLDERS[source.rel.split("/", 1)[0]][0]
     if not _NAME.match(stem):
         return [Problem(source.rel, "name", f"the file of the {kind} {name!r} must be named {name}.json",
                         "name_mismatch")]
@@ -290,6 +281,9 @@ def _requirements(manifest: BundleManifest, raw: RawBundle, known: Known,
             obj, _ = parse_model(ObjectDef, source)
             if obj is not None and obj.name not in known.external:
                 known.external[obj.name] = (name, obj)
+        for source in other.reports:
+            if isinstance(source.data, dict) and isinstance(source.data.get("name"), str):
+                known.external_reports.setdefault(source.data["name"], name)
     return problems
 
 
@@ -341,10 +335,10 @@ def _file_rank(file: str) -> tuple[int, str]:
         return (0, "")
     if file == MANIFEST:
         return (1, "")
-    for rank, prefix in enumerate(("objects/", "workflows/", "roles/", "data/"), start=2):
+    for rank, prefix in enumerate((*(f"{folder}/" for folder in FOLDERS), "data/"), start=2):
         if file.startswith(prefix):
             return (rank, file)
-    return (6, file)
+    return (len(FOLDERS) + 3, file)
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

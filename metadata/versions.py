@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from loomcrm.platform import systemdb
 
-from .model import ObjectDef, Role, Workflow
+from .model import Dashboard, ObjectDef, Report, Role, Workflow
 
 
 class Snapshot(BaseModel):
@@ -28,6 +28,8 @@ class Snapshot(BaseModel):
     objects: list[ObjectDef] = []
     workflows: list[Workflow] = []
     roles: list[Role] = []
+    reports: list[Report] = []
+    dashboards: list[Dashboard] = []
 
     def object(self, name: str) -> ObjectDef | None:
         return next((o for o in self.objects if o.name == name), None)
@@ -72,6 +74,12 @@ class Snapshot(BaseModel):
 
     def without_workflow(self, name: str) -> "Snapshot":
         return self.model_copy(update={"workflows": [w for w in self.workflows if w.name != name]})
+
+    def report(self, name: str) -> Report | None:
+        return next((r for r in self.reports if r.name == name), None)
+
+    def dashboard(self, name: str) -> Dashboard | None:
+        return next((d for d in self.dashboards if d.name == name), None)
 
 
 def new_uid() -> str:

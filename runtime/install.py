@@ -26,7 +26,9 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef, Role, Workflow, as_json
+from loomcrm.metadata.bundle import FOLDERS
+from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef, as_json
+from loomcrm.metadata.validate import load_valid_bundle
 from loomcrm.metadata.versions import Snapshot, VersionStore
 from loomcrm.platform import systemdb
 from loomcrm.platform.db import write_transaction
@@ -38,7 +40,9 @@ from .access import AccessResolver
 from .records import Origin, RecordError, RecordService
 from .tables import build_schema
 
-IMPORT = Origin("import")   # sample data is written as an import
+IMPORT = Origin("import")
+# the definitions merged by name (objects merge field by field)
+NAMED = tuple(folder for folder in FOLDERS if folder != "objects")   # sample data is written as an import
 
 
 class BundleError(RecordError):
@@ -49,25 +53,10 @@ class BundleError(RecordError):
 
 def read_bundle(path: str | Path) -> Bundle:
     """A bundle folder, validated by `metadata.validate` when present."""
-    path = Path(path)
     try:
-        from loomcrm.metadata.validate import load_valid_bundle  # the full validation
-    except ImportError:
-        load_valid_bundle = None
-    if load_valid_bundle is not None:
-        try:
-            return load_valid_bundle(path)
-        except Exception as exc:
-            raise BundleError(f"{path}: {exc}") from None
-    try:
-        manifest = BundleManifest.model_validate(json.loads((path / "bundle.json").read_text("utf-8")))
-        objects = [ObjectDef.model_validate(json.loads(p.read_text("utf-8"))) for p in sorted((path / "objects").glob("*.json"))]
-        workflows = [Workflow.model_validate(json.loads(p.read_text("utf-8"))) for p in sorted((path / "workflows").glob("*.json"))]
-        roles = [Role.model_validate(json.loads(p.read_text("utf-8"))) for p in sorted((path / "roles").glob("*.json"))]
-    except (OSError, ValueError) as exc:
+        return load_valid_bundle(Path(path))
+    except Exception as exc:
         raise BundleError(f"{path}: {exc}") from None
-    data_files = sorted(str(p.relative_to(path)) for p in (path / "data").glob("*.csv")) if (path / "data").is_dir() else []
-    return Bundle(manifest=manifest, objects=objects, workflows=workflows, roles=roles, data_files=data_files)
 
 
 def resolve_pack(path_or_name: str | Path) -> Path:
@@ -85,16 +74,15 @@ def resolve_pack(path_or_name: str | Path) -> Path:
 
 def bundle_from_json(data: Any) -> Bundle:
     """A bundle uploaded as JSON: {"manifest": {...}, "objects": [...], "workflows": [...], "roles": [...],
-    "data": {"object": "csv text"}}."""
+    "reports": [...], "dashboards": [...], "data": {"object": "csv text"}}."""
     if not isinstance(data, dict) or "manifest" not in data:
         raise BundleError('send {"manifest": {...}, "objects": [...], "workflows": [...], "roles": [...]}')
-    unknown = set(data) - {"manifest", "objects", "workflows", "roles", "data"}
+    unknown = set(data) - {"manifest", *FOLDERS, "data"}
     if unknown:
         raise BundleError(f"unknown keys: {', '.join(sorted(map(str, unknown)))[:200]}")
     bundle = Bundle(manifest=BundleManifest.model_validate(data["manifest"]),
-                    objects=[ObjectDef.model_validate(o) for o in data.get("objects") or []],
-                    workflows=[Workflow.model_validate(w) for w in data.get("workflows") or []],
-                    roles=[Role.model_validate(r) for r in data.get("roles") or []])
+                    **{folder: [kind.model_validate(x) for x in data.get(folder) or []]
+                       for folder, (_, kind) in FOLDERS.items()})
     inline = data.get("data") or {}
     if not isinstance(inline, dict) or not all(isinstance(v, str) for v in inline.values()):
         raise BundleError("data maps object names to CSV text")
@@ -148,8 +136,10 @@ def merge_object(base: ObjectDef | None, ours: ObjectDef, theirs: ObjectDef) -> 
     return ObjectDef.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
-def merge_bundle(published: Snapshot, pristine: Snapshot | None, objects: list[ObjectDef], workflows: list[Workflow],
-                 roles: list[Role] = ()) -> Snapshot:
+def merge_bundle(published: Snapshot, pristine: Snapshot | None, objects: list[ObjectDef],
+                 shipped: Mapping[str, list] | None = None) -> Snapshot:
+    """The published metadata with the bundle's objects merged field by
+    field, and its other definitions (`shipped`, by folder) by name."""
     result = list(published.objects)
     for theirs in objects:
         base = pristine.object_by_uid(theirs.uid) if pristine else None
@@ -167,12 +157,15 @@ def merge_bundle(published: Snapshot, pristine: Snapshot | None, objects: list[O
         new_uids = {o.uid for o in objects}
         result = [o for o in result if not (pristine.object_by_uid(o.uid) is not None and o.uid not in new_uids
                                             and _dump(pristine.object_by_uid(o.uid)) == _dump(o))]
-    return Snapshot(objects=result, workflows=_merge_named(published.workflows, pristine.workflows if pristine else [], workflows),
-                    roles=_merge_named(published.roles, pristine.roles if pristine else [], roles))
+    named = {folder: _merge_named(getattr(published, folder), getattr(pristine, folder) if pristine else [],
+                                  (shipped or {}).get(folder, []))
+             for folder in NAMED}
+    return Snapshot(objects=result, **named)
 
 
 def _merge_named(published: list, pristine: list, shipped: list) -> list:
-    """Workflows or roles: the new bundle's, unless the admin changed the installed one."""
+    """Workflows, roles, reports or dashboards: the new bundle's, unless the
+    admin changed the installed one."""
     current = {x.name: x for x in published}
     bases = {x.name: x for x in pristine}
     for item in shipped:
@@ -219,9 +212,10 @@ def install_bundle(engine: Engine, bundle: Bundle | str | Path, *, user_id: str 
         _, published = store.published(conn)
         row = conn.execute(sa.select(systemdb.bundles).where(systemdb.bundles.c.name == name)).first()
     pristine = Snapshot.from_json(row.pristine) if row is not None else None
-    merged = merge_bundle(published, pristine, objects, list(bundle.workflows), list(bundle.roles))
+    shipped = {folder: list(getattr(bundle, folder)) for folder in NAMED}
+    merged = merge_bundle(published, pristine, objects, shipped)
     check_snapshot(merged)
-    pristine_new = Snapshot(objects=objects, workflows=list(bundle.workflows), roles=list(bundle.roles))
+    pristine_new = Snapshot(objects=objects, **shipped)
     loaded = {"rows": 0}
 
     def after(conn: sa.Connection, version: int, plan) -> None:
@@ -317,7 +311,8 @@ def _resolve_link(conn, schema, target: str, cell: str, keys: dict) -> str:
 # --- export ----------------------------------------------------------------------------
 
 def export_bundle(engine: Engine, name: str) -> dict[str, Any]:
-    """The installed bundle with admin customisations: {"manifest", "objects", "workflows", "roles"}."""
+    """The installed bundle with admin customisations: {"manifest", "objects",
+    "workflows", "roles", "reports", "dashboards"}."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(systemdb.bundles).where(systemdb.bundles.c.name == name)).first()
         if row is None:
@@ -325,12 +320,12 @@ def export_bundle(engine: Engine, name: str) -> dict[str, Any]:
         _, published = VersionStore().published(conn)
     pristine = Snapshot.from_json(row.pristine)
     uids = {o.uid for o in pristine.objects}
-    flows = {w.name for w in pristine.workflows}
-    roles = {r.name for r in pristine.roles}
-    return {"manifest": row.manifest,
-            "objects": [as_json(o) | {"name": o.name, "uid": o.uid} for o in published.objects if o.uid in uids],
-            "workflows": [as_json(w) for w in published.workflows if w.name in flows],
-            "roles": [as_json(r) for r in published.roles if r.name in roles]}
+    exported = {"manifest": row.manifest,
+                "objects": [as_json(o) | {"name": o.name, "uid": o.uid} for o in published.objects if o.uid in uids]}
+    for folder in NAMED:
+        shipped = {x.name for x in getattr(pristine, folder)}
+        exported[folder] = [as_json(x) for x in getattr(published, folder) if x.name in shipped]
+    return exported
 
 
 def write_bundle(data: Mapping[str, Any], out_dir: str | Path) -> Path:
@@ -339,7 +334,7 @@ def write_bundle(data: Mapping[str, Any], out_dir: str | Path) -> Path:
     (out / "bundle.json").write_text(json.dumps(data["manifest"], indent=2, ensure_ascii=False) + "\n", "utf-8")
     for obj in data["objects"]:
         (out / "objects" / f"{obj['name']}.json").write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    for kind in ("workflows", "roles"):
+    for kind in NAMED:
         if data.get(kind):
             (out / kind).mkdir(exist_ok=True)
             for item in data[kind]:

@@ -1,30 +1,35 @@
 """Reports (SPEC §3.7): aggregates computed by the database in one
 statement, through the user's record access.
 
-A report groups an object's rows by fields (through lookups, as joins) and
-date buckets, and computes its measures per group; the totals row comes
-from the same statement (a UNION ALL of the grouped and the ungrouped
-select), so nothing is summed in Python. Filters and weights are the
-expression language, translated to SQL by the same back end as list
-filters; a part the database cannot run is refused with `not_sql`.
+A report groups an object's rows by fields (through lookups, as joins), the
+owner's department and date buckets in LOOM_TIMEZONE, and computes its
+measures per group; the totals row comes from the same statement (a UNION
+ALL of the grouped and the ungrouped select), so nothing is summed in
+Python. Filters and weights are the expression language, translated to SQL
+by the same back end as list filters; a part the database cannot run is
+refused with `not_sql`. What a definition means is decided once, in
+`metadata/reports.py`, for the bundle checks and for this engine.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from loomcrm.metadata.expressions import ExpressionError, Scope
-from loomcrm.metadata.model import GroupBy, Report, localized
+from loomcrm.metadata.model import Report, localized
+from loomcrm.metadata.reports import DEPARTMENT, columns_of, date_field_of, groups_of, report_problems, resolve
+from loomcrm.platform import systemdb
 
 from .expressions.compiled import compile_expression
 from .expressions.sql import JoinResolver, to_sql
 from .records import RecordError
 
-NUMERIC = frozenset({"integer", "decimal", "currency", "percent", "rollup"})
-DATES = frozenset({"date", "datetime"})
-SYSTEM_DATES = frozenset({"created_at", "updated_at"})
+UTC = ZoneInfo("UTC")
 
 
 class BadReport(RecordError):
@@ -33,6 +38,25 @@ class BadReport(RecordError):
 
 def _problem(path: str, code: str, message: str) -> BadReport:
     return BadReport(f"{path}: {message}", errors=[{"field": path, "code": code, "message": message}])
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """A dashboard's filters over every report on it: a date range (local
+    days, both ends included) on each report's date field, and an owner."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    owner: str | None = None
+
+
+def _local(column, zone: ZoneInfo, dialect: str):
+    """A UTC timestamp column as local wall-clock time in `zone`. SQLite
+    has no time zone database: it shifts by the zone's offset now."""
+    if dialect == "postgresql":
+        return sa.func.timezone(zone.key, column)
+    minutes = int(datetime.now(zone).utcoffset().total_seconds() // 60)
+    return sa.func.datetime(column, f"{minutes:+d} minutes") if minutes else column
 
 
 def _bucket(column, by: str, dialect: str):
@@ -52,31 +76,24 @@ def _bucket(column, by: str, dialect: str):
     return sa.func.printf("%s-%02d-01", sa.func.strftime("%Y", column), (month - 1) // 3 * 3 + 1)
 
 
-class _Fields:
-    """Resolves a report's field paths to columns (lookups as joins) and
-    their field definitions, through the objects the user may see."""
-
-    def __init__(self, objects, base: str, resolver: JoinResolver):
-        self.objects, self.base, self.resolver = objects, base, resolver
-
-    def field(self, path: str, where: str):
-        obj = self.objects[self.base]
-        parts = path.split(".")
-        for part in parts[:-1]:
-            f = obj.field(part)
-            if f is None or f.type != "lookup":
-                raise _problem(where, "unknown_field", f"{part!r} is not a lookup of {obj.name}")
-            obj = self.objects[f.to]
-        last = parts[-1]
-        f = obj.field(last)
-        if f is None and last not in ("owner", "created_at", "updated_at", "created_by"):
-            raise _problem(where, "unknown_field", f"{obj.name} has no field {last!r}")
-        return f, self.resolver.column(tuple(parts))
+def _day_start(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), zone).astimezone(timezone.utc)
 
 
-def run_report(conn: sa.Connection, schema, report: Report, access, locale: str = "en") -> dict[str, Any]:
+def check_report(report: Report, objects) -> None:
+    """`BadReport` with every problem of the definition, each at its JSON path."""
+    problems = report_problems(report, objects)
+    if problems:
+        first = problems[0]
+        raise BadReport(f"{first.path}: {first.message}",
+                        errors=[{"field": p.path, "code": p.code, "message": p.message} for p in problems])
+
+
+def run_report(conn: sa.Connection, schema, report: Report, access, locale: str = "en", *,
+               zone: ZoneInfo = UTC, narrowing: Narrowing | None = None) -> dict[str, Any]:
     """`{"columns": [...], "rows": [[...]], "totals": [...]}` of `report`;
-    the totals line up with the columns (None under each group)."""
+    the totals line up with the columns (None under each group) and count
+    every row, also those past a top-N `limit`."""
     obj = schema.object(report.object)
     if obj is None or not access.may_see_object(report.object):
         raise _problem("object", "not_found", f"no object {report.object!r}")
@@ -85,10 +102,14 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
     else:
         objects, version = access.objects(schema.objects), (schema.version, "access", access.role)
         join_filter = lambda alias, target: access.clause(alias, target, "read")  # noqa: E731
+    check_report(report, objects)
+    group_columns, measure_columns = columns_of(report, objects)
     resolver = JoinResolver(objects, obj.name, schema.tables, join_filter=join_filter)
-    fields = _Fields(objects, obj.name, resolver)
     scope = Scope(objects=objects, object_name=obj.name, version=version)
     dialect = conn.dialect.name
+    table = schema.table(obj.name)
+    owners = systemdb.users.alias("report_owner")
+    uses_department = False
 
     def expression(source: str, where: str, expect: str):
         try:
@@ -97,62 +118,67 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
             e = exc.error
             raise _problem(where, e.code, f"{e.message} (line {e.line}, column {e.column})") from None
 
+    def column_of(path: tuple[str, ...], kind: str):
+        nonlocal uses_department
+        if ".".join(path) == DEPARTMENT:
+            uses_department = True
+            return owners.c.department_id
+        column = resolver.column(path)
+        return _local(column, zone, dialect) if kind == "datetime" else column
+
     columns: list[dict[str, Any]] = []
     groups = []
-    for i, item in enumerate(report.group_by):
-        group = item if isinstance(item, GroupBy) else GroupBy(field=item)
-        where = f"group_by[{i}]"
-        f, column = fields.field(group.field, where)
-        kind = f.type if f is not None else ("datetime" if group.field.split(".")[-1] in SYSTEM_DATES else "text")
+    for i, (group, resolved) in enumerate(zip(groups_of(report), group_columns)):
+        column = column_of(resolved.path, "datetime" if group.by and resolved.kind == "datetime" else resolved.kind)
         if group.by is not None:
-            if kind not in DATES:
-                raise _problem(where, "type", f"{group.field} is not a date: it has no {group.by}")
-            column, kind = _bucket(column, group.by, dialect), "date"
+            column = _bucket(column, group.by, dialect)
         groups.append(column.label(f"g{i}"))
-        columns.append({"name": group.field if group.by is None else f"{group.field}:{group.by}",
-                        "label": localized(f.label, locale, f.name) if f is not None else group.field, "type": kind})
+        f = resolved.field
+        columns.append({"name": resolved.name, "label": localized(f.label, locale, f.name) if f is not None else group.field,
+                        "type": resolved.kind})
     measures = []
-    for i, m in enumerate(report.measures):
-        where = f"measures[{i}]"
-        column, kind = None, "number"
-        if m.field is not None:
-            f, column = fields.field(m.field, f"{where}.field")
-            kind = f.type if f is not None else "text"
-            if m.function in ("sum", "avg") and kind not in NUMERIC and not (
-                    f is not None and f.type == "formula" and f.returns in ("integer", "decimal", "currency", "percent")):
-                raise _problem(f"{where}.field", "type", f"{m.function} needs a number, and {m.field} is {kind}")
-        elif m.function != "count":
-            raise _problem(where, "required", f"{m.function} needs a field")
+    for i, (m, resolved) in enumerate(zip(report.measures, measure_columns)):
+        column = resolver.column(resolved.path) if resolved.path else None
         if m.weight is not None:
-            if m.function != "sum" or column is None:
-                raise _problem(f"{where}.weight", "type", "a weight goes with a sum of a field")
             # unrounded: a weighted amount has more decimals than the field
-            column = sa.type_coerce(column * expression(m.weight, f"{where}.weight", "number"), sa.Numeric(asdecimal=True))
+            column = sa.type_coerce(column * expression(m.weight, f"measures[{i}].weight", "number"),
+                                    sa.Numeric(asdecimal=True))
         value = {"count": (lambda c: sa.func.count(c) if c is not None else sa.func.count()),
                  "sum": sa.func.sum, "avg": sa.func.avg, "min": sa.func.min, "max": sa.func.max,
                  "count_distinct": lambda c: sa.func.count(sa.distinct(c))}[m.function](column)
         measures.append(value.label(f"m{i}"))
-        columns.append({"name": m.name, "label": localized(m.label, locale, m.name),
-                        "type": "number" if m.function in ("count", "count_distinct", "sum", "avg") else kind})
-    conditions = []
+        columns.append({"name": m.name, "label": localized(m.label, locale, m.name), "type": resolved.kind})
+
+    conditions = [table.c._deleted_at.is_(None)]
     if report.filter:
         conditions.append(expression(report.filter, "filter", "boolean"))
-    table = schema.table(obj.name)
-    conditions.append(table.c._deleted_at.is_(None))
+    narrowing = narrowing or Narrowing()
+    if narrowing.date_from or narrowing.date_to:
+        conditions += _date_range(report, objects, resolver, narrowing, zone)
+    if narrowing.owner:
+        conditions.append(table.c.owner == narrowing.owner)
     scope_clause = access.clause(table, obj.name, "read")
     if scope_clause is not None:
         conditions.append(scope_clause)
     source = resolver.from_clause
-    marker = sa.literal(0).label("total")
-    grouped = sa.select(marker, *groups, *measures).select_from(source).where(*conditions)
-    if groups:
+    if uses_department:
+        source = source.outerjoin(owners, owners.c.id == table.c.owner)
+
+    grouped = sa.select(sa.literal(0).label("total"), *groups, *measures).select_from(source).where(*conditions)
+    if not groups:
+        statement = grouped
+    else:
+        by_name = {c["name"]: e for c, e in zip(columns, groups + measures)}
+        keys = [(by_name[k.lstrip("-")], k.startswith("-")) for k in report.sort] or [(g, False) for g in groups]
         grouped = grouped.group_by(*[g.element for g in groups])
+        if report.limit is not None:
+            order = [(e.element.desc() if desc else e.element.asc()).nulls_last() for e, desc in keys]
+            grouped = grouped.order_by(*order).limit(report.limit)
         total = sa.select(sa.literal(1).label("total"), *[sa.null().label(g.name) for g in groups], *measures) \
             .select_from(source).where(*conditions)
-        union = sa.union_all(grouped, total).subquery()
-        statement = sa.select(union).order_by(union.c.total, *[union.c[g.name] for g in groups])
-    else:
-        statement = grouped
+        union = sa.union_all(grouped.subquery().select(), total).subquery()
+        order = [(union.c[e.name].desc() if desc else union.c[e.name].asc()).nulls_last() for e, desc in keys]
+        statement = sa.select(union).order_by(union.c.total, *order)
     rows, totals = [], None
     for row in conn.execute(statement):
         values = list(row[1:])
@@ -166,8 +192,27 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
             "totals": [_plain(v) for v in totals] if totals is not None else []}
 
 
+def _date_range(report: Report, objects, resolver: JoinResolver, narrowing: Narrowing, zone: ZoneInfo) -> list:
+    path = date_field_of(report)
+    _, kind = resolve(objects, report.object, path, "date_field")
+    column = resolver.column(tuple(path.split(".")))
+    conditions = []
+    if kind == "date":
+        if narrowing.date_from:
+            conditions.append(column >= narrowing.date_from)
+        if narrowing.date_to:
+            conditions.append(column <= narrowing.date_to)
+    else:
+        if narrowing.date_from:
+            conditions.append(column >= _day_start(narrowing.date_from, zone))
+        if narrowing.date_to:
+            conditions.append(column < _day_start(narrowing.date_to + timedelta(days=1), zone))
+    return conditions
+
+
 def _plain(value: Any) -> Any:
     """Dates as ISO text (SQLite answers buckets as text already)."""
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
+

@@ -26,6 +26,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
 from loomcrm.metadata import diff as d
+from loomcrm.metadata.bundle import FOLDERS
 from loomcrm.metadata.model import ObjectDef, as_json
 from loomcrm.metadata.versions import DraftConflict, Snapshot, VersionStore, ensure_uids
 from loomcrm.platform import audit, systemdb
@@ -376,12 +377,13 @@ def plan_for(engine: Engine, snapshot: Snapshot | None = None, *, ctx: FieldCont
 
 def _what_changed(old: Snapshot, new: Snapshot, plan: Plan, comment: str) -> dict:
     """The audit log's account of a publish: the migration steps, and the
-    objects, workflows and roles added, changed or removed."""
+    definitions (objects, workflows, roles, reports, dashboards) added,
+    changed or removed."""
     def named(things) -> dict[str, dict]:
         return {t.name: as_json(t) for t in things}
 
     details: dict = {"comment": comment[:500], "steps": [s.op.describe() for s in plan.steps][:100]}
-    for kind in ("objects", "workflows", "roles"):
+    for kind in FOLDERS:
         before, after = named(getattr(old, kind)), named(getattr(new, kind))
         touched = sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n))
         if touched:
