@@ -28,12 +28,14 @@ class Problem:
 
 @dataclass(frozen=True)
 class Column:
-    """A resolved group or measure: its result column name and value kind."""
+    """A resolved group or measure: its result column name and value kind
+    (a date bucket's is `date`; `source` is the kind of the field itself)."""
 
     name: str
     path: tuple[str, ...]
     field: FieldDef | None
     kind: str
+    source: str = ""
 
 
 class Invalid(Exception):
@@ -42,8 +44,12 @@ class Invalid(Exception):
         self.problem = problem
 
 
-def resolve(objects: Mapping[str, ObjectDef], base: str, path: str, where: str) -> tuple[FieldDef | None, str]:
-    """The field at the end of `path` (None for a system field) and the kind of its values."""
+def resolve(objects: Mapping[str, ObjectDef], base: str, path: str, where: str,
+            unchecked: Mapping[str, str] | None = None) -> tuple[FieldDef | None, str]:
+    """The field at the end of `path` (None for a system field) and the kind
+    of its values; `unchecked` paths (of files reported broken) are "any"."""
+    if unchecked and path in unchecked:
+        return None, "any"
     if path == DEPARTMENT:
         return None, "department"
     obj = objects[base]
@@ -70,24 +76,24 @@ def groups_of(report: Report) -> list[GroupBy]:
     return [g if isinstance(g, GroupBy) else GroupBy(field=g) for g in report.group_by]
 
 
-def columns_of(report: Report, objects: Mapping[str, ObjectDef]) -> tuple[list[Column], list[Column]]:
+def columns_of(report: Report, objects: Mapping[str, ObjectDef],
+               unchecked: Mapping[str, str] | None = None) -> tuple[list[Column], list[Column]]:
     """(groups, measures) of `report`; `Invalid` at the first problem."""
     groups = []
     for i, group in enumerate(groups_of(report)):
         where = f"group_by[{i}]"
-        f, kind = resolve(objects, report.object, group.field, where)
-        if group.by is not None:
-            if kind not in TEMPORAL:
-                raise Invalid(Problem(where, "type", f"{group.field} is not a date: it has no {group.by}"))
-            kind = "date"
-        groups.append(Column(group_name(group), tuple(group.field.split(".")), f, kind))
+        f, source = resolve(objects, report.object, group.field, where, unchecked)
+        if group.by is not None and source not in TEMPORAL | {"any"}:
+            raise Invalid(Problem(where, "type", f"{group.field} is not a date: it has no {group.by}"))
+        kind = "date" if group.by is not None else source
+        groups.append(Column(group_name(group), tuple(group.field.split(".")), f, kind, source))
     measures = []
     for i, m in enumerate(report.measures):
         where = f"measures[{i}]"
         f, kind = None, "number"
         if m.field is not None:
-            f, kind = resolve(objects, report.object, m.field, f"{where}.field")
-            if m.function in ("sum", "avg") and kind not in NUMERIC:
+            f, kind = resolve(objects, report.object, m.field, f"{where}.field", unchecked)
+            if m.function in ("sum", "avg") and kind not in NUMERIC | {"any"}:
                 raise Invalid(Problem(f"{where}.field", "type", f"{m.function} needs a number, and {m.field} is {kind}"))
         elif m.function != "count":
             raise Invalid(Problem(where, "required", f"{m.function} needs a field"))
@@ -105,17 +111,19 @@ def date_field_of(report: Report) -> str:
     return next((g.field for g in groups_of(report) if g.by is not None), "created_at")
 
 
-def report_problems(report: Report, objects: Mapping[str, ObjectDef], extra_names=None) -> list[Problem]:
+def report_problems(report: Report, objects: Mapping[str, ObjectDef],
+                    unchecked: Mapping[str, str] | None = None) -> list[Problem]:
     """Every problem of `report` over `objects` (the first of its columns,
-    then its expressions, sort keys and date field)."""
+    then its expressions, sort keys and date field). `unchecked` names
+    paths that may not be judged (their object's file is broken)."""
     if report.object not in objects:
         return [Problem("object", "unknown_object", f"no object {report.object!r}")]
     try:
-        groups, measures = columns_of(report, objects)
+        groups, measures = columns_of(report, objects, unchecked)
     except Invalid as exc:
         return [exc.problem]
     problems = []
-    scope = Scope(objects=objects, object_name=report.object, extra_names=extra_names or {})
+    scope = Scope(objects=objects, object_name=report.object, extra_names=unchecked or {})
     expressions = [("filter", report.filter, "boolean")]
     expressions += [(f"measures[{i}].weight", m.weight, "number") for i, m in enumerate(report.measures)]
     for where, source, expect in expressions:
@@ -131,8 +139,8 @@ def report_problems(report: Report, objects: Mapping[str, ObjectDef], extra_name
             problems.append(Problem(f"sort[{i}]", "unknown_field",
                                     f"{key.lstrip('-')!r} is not a column of the report ({', '.join(names)})"))
     try:
-        _, kind = resolve(objects, report.object, date_field_of(report), "date_field")
-        if kind not in TEMPORAL:
+        _, kind = resolve(objects, report.object, date_field_of(report), "date_field", unchecked)
+        if kind not in TEMPORAL | {"any"}:
             problems.append(Problem("date_field", "type", f"{date_field_of(report)} is not a date"))
     except Invalid as exc:
         problems.append(exc.problem)

@@ -129,7 +129,7 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
     columns: list[dict[str, Any]] = []
     groups = []
     for i, (group, resolved) in enumerate(zip(groups_of(report), group_columns)):
-        column = column_of(resolved.path, "datetime" if group.by and resolved.kind == "datetime" else resolved.kind)
+        column = column_of(resolved.path, resolved.source)
         if group.by is not None:
             column = _bucket(column, group.by, dialect)
         groups.append(column.label(f"g{i}"))

@@ -47,8 +47,7 @@ class Runtime:
                     if self._schema is None or self._schema.version != version:
                         version, snapshot = self.store.published(conn)
                         replaced = self._schema is not None
-                        schema = build_schema(snapshot.objects, version)
-                        schema.roles = {r.name: r for r in snapshot.roles}
+                        schema = _compiled(snapshot, version)
                         self._schema = schema
                         if replaced:
                             self._forget_old_versions()
@@ -79,6 +78,12 @@ class Runtime:
         version, snapshot = self.store.published(conn)
         if self._schema is not None and self._schema.version == version:
             return self._schema
-        schema = build_schema(snapshot.objects, version)
-        schema.roles = {r.name: r for r in snapshot.roles}
-        return schema
+        return _compiled(snapshot, version)
+
+
+def _compiled(snapshot, version: int) -> CompiledSchema:
+    schema = build_schema(snapshot.objects, version)
+    schema.roles = {r.name: r for r in snapshot.roles}
+    schema.reports = {r.name: r for r in snapshot.reports}
+    schema.dashboards = {d.name: d for d in snapshot.dashboards}
+    return schema

@@ -140,6 +140,8 @@ class CompiledSchema:
     tables: dict[str, sa.Table]
     extra: dict = dc_field(default_factory=dict)  # per-version caches (models, OpenAPI, ...)
     roles: dict = dc_field(default_factory=dict)  # the roles bundles define, by name
+    reports: dict = dc_field(default_factory=dict)  # saved reports, by name
+    dashboards: dict = dc_field(default_factory=dict)
 
     def object(self, name: str) -> ObjectDef | None:
         return self.objects.get(name)

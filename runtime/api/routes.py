@@ -276,27 +276,10 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
 
         return json_response(await run_in_threadpool(export_bundle, runtime.engine, name))
 
-    # --- reports ----------------------------------------------------------------
-    @router.post("/_reports/run", tags=["reports"])
-    @_guard
-    async def report_run(request: Request, user=Depends(user_dependency)):
-        """A report definition (SPEC 3.7) run through the acting user's record access."""
-        from loomcrm.metadata.model import Report
+    # --- reports and dashboards (SPEC 3.7), before the records' catch-all paths
+    from .reports import build_reports_router  # it uses this module's guard
 
-        from ..reports import run_report
-
-        data = await read_json(request)
-        if not isinstance(data, dict):
-            raise RecordError("the body is a report definition")
-        data.setdefault("name", "adhoc")
-        report = Report.model_validate(data)
-        schema, access = runtime.schema(), runtime.access.of(user)
-
-        def run():
-            with runtime.engine.connect() as conn:
-                return run_report(conn, schema, report, access)
-
-        return json_response(await run_in_threadpool(run))
+    router.include_router(build_reports_router(runtime, user_dependency=user_dependency))
 
     # --- records ----------------------------------------------------------------
     @router.get("/{object_name}", include_in_schema=False)

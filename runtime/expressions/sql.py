@@ -274,10 +274,32 @@ class _Translator:
         if node.loom_type == "boolean":
             return self.cond(node)
         if kind is ast.BinOp:
-            raise self.fail(node, "arithmetic (+ - * / // %)")
+            return self.arithmetic(node)
+        if kind is ast.UnaryOp and type(node.op) is ast.USub:
+            return sa.type_coerce(-self.value(node.operand), sa.Numeric(asdecimal=True))
         if kind is ast.UnaryOp:
             raise self.fail(node, "unary minus on a field")
         raise self.fail(node, f"'{kind.__name__}'")
+
+    def arithmetic(self, node: ast.BinOp) -> ColumnElement:
+        """`+ - *` as SQL has them (None gives None, as in the language);
+        `/` by a number written in the expression only, since the database
+        would answer a division by zero differently from the evaluator;
+        `//` and `%` round negatives differently per database: refused."""
+        op = type(node.op)
+        if op not in (ast.Add, ast.Sub, ast.Mult, ast.Div) or node.left.loom_type != "number":
+            raise self.fail(node, "arithmetic (// and %, or on text)")
+        left = sa.cast(self.value(node.left), sa.Numeric(asdecimal=True))
+        if op is ast.Div:
+            divisor = node.right
+            if type(divisor) is not ast.Constant or not divisor.value or type(divisor.value) not in (int, Decimal):
+                raise self.fail(node, "division by anything but a number other than 0")
+            # a decimal divisor: integer division nowhere
+            return sa.type_coerce(left / sa.literal(Decimal(divisor.value), sa.Numeric(asdecimal=True)),
+                                  sa.Numeric(asdecimal=True))
+        right = self.value(node.right)
+        result = {ast.Add: left + right, ast.Sub: left - right, ast.Mult: left * right}[op]
+        return sa.type_coerce(result, sa.Numeric(asdecimal=True))
 
     def now(self):
         if self._now is None:

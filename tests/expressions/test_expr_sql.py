@@ -53,7 +53,9 @@ atoms = st.one_of(
                      "days_between(close_date, date(2024, 1, 15)) > 10", "add_days(close_date, 7) < date(2024, 2, 1)",
                      "stage_probability(stage) >= 60", "stage_category(stage) == 'open'", "amount == None",
                      "coalesce(amount, 0) > 0", "len(name) >= 2", "close_date < today()", "priority == amount",
-                     "1 < priority <= 3", "(amount if hot else 0) > 100", "account.parent.name == 'Holding'"]),
+                     "1 < priority <= 3", "(amount if hot else 0) > 100", "account.parent.name == 'Holding'",
+                     "amount * 2 > 100", "amount + priority > 10", "amount - 1.5 < 0", "-amount > 5",
+                     "priority * stage_probability(stage) / 100 >= 1", "amount / 4 > 50", "amount * 0.5 <= 25"]),
 )
 conditions = st.recursive(atoms, lambda inner: st.one_of(
     st.builds(lambda a, b: f"({a}) and ({b})", inner, inner),
@@ -106,7 +108,9 @@ def test_sql_matches_python(dialect_url, request, tmp_path):
 
 
 @pytest.mark.parametrize("source, part", [
-    ("amount * 2 > 10", "arithmetic"),
+    ("amount % 2 == 1", "arithmetic"),
+    ("amount / priority > 10", "division"),
+    ("amount / 0 > 10", "division"),
     ("lower(name) == 'x'", "lower()"),
     ("matches(name, 'a')", "matches()"),
     ("is_changed(amount)", "is_changed()"),

@@ -24,6 +24,7 @@ BUNDLE, ACC, CON, OPP, TASK = "bundle.json", "objects/account.json", "objects/co
 BIG, WON, REMIND, DIGEST = ("workflows/big_deal_follow_up.json", "workflows/deal_won.json",
                             "workflows/close_reminder.json", "workflows/weekly_digest.json")
 STAGE = 8  # index of the stage field in opportunity.json
+PIPE, SALES = "reports/pipeline.json", "dashboards/sales.json"
 
 
 def _walk(data: Any, path: list) -> tuple[Any, Any]:
@@ -280,6 +281,21 @@ CASES = [
     Case("assign_by_field_without_field", delp(DIGEST, ["actions", 0, "field"]), [(DIGEST, "actions[0]", "bad_action")]),
     Case("assign_by_field_unknown_field", setp(DIGEST, ["actions", 0, "field"], "sector"),
          [(DIGEST, "actions[0].field", "unknown_field")]),
+    # --- reports and dashboards ------------------------------------------------------------------------
+    Case("report_unknown_object", setp(PIPE, ["object"], "opportunty"), [(PIPE, "object", "unknown_object")]),
+    Case("report_group_unknown_field", setp(PIPE, ["group_by", 1], "account.sector"),
+         [(PIPE, "group_by[1]", "unknown_field")]),
+    Case("report_bucket_on_a_number", setp(PIPE, ["group_by", 2], {"field": "amount", "by": "month"}),
+         [(PIPE, "group_by[2]", "type")]),
+    Case("report_sum_of_text", setp(PIPE, ["measures", 1, "field"], "name"), [(PIPE, "measures[1].field", "type")]),
+    Case("report_filter_unknown_name", setp(PIPE, ["filter"], "(stage_category(stage) == 'open'\n and amont > 0)"),
+         [(PIPE, "filter", "unknown_name")], "(line 2, column 6)"),
+    Case("report_weight_not_a_number", setp(PIPE, ["measures", 2, "weight"], "name"),
+         [(PIPE, "measures[2].weight", "type_mismatch")]),
+    Case("report_sort_unknown_column", setp(PIPE, ["sort", 0], "-amont"), [(PIPE, "sort[0]", "unknown_field")]),
+    Case("dashboard_unknown_report", setp(SALES, ["widgets", 0, "report"], "pipelin"),
+         [(SALES, "widgets[0].report", "unknown_report")], "did you mean 'pipeline'"),
+    Case("dashboard_unknown_role", setp(SALES, ["home_of", 0], "manager"), [(SALES, "home_of[0]", "unknown_role")]),
     # --- requirements -------------------------------------------------------------------------------------
     Case("requires_unknown_bundle", setp(BUNDLE, ["requires"], {"nowhere": ">=1.0"}),
          [(BUNDLE, "requires.nowhere", "unknown_requirement")]),
@@ -313,7 +329,7 @@ def test_corpus_covers_every_semantic_code():
         "formula_cycle", "conflicting_keys", "wrong_field_type", "bad_trigger", "bad_cron", "unknown_stage",
         "bad_action", "missing_value", "name_mismatch", "unknown_requirement", "bad_requirement",
         "missing_manifest", "unknown_format", "invalid_json", "not_utf8", "too_large", "duplicate_key",
-        "unexpected_file", "schema", "unknown_key", "missing_key",
+        "unexpected_file", "schema", "unknown_key", "missing_key", "unknown_report", "unknown_role",
     } <= codes
     assert len(CASES) >= 30
 
