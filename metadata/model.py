@@ -425,7 +425,10 @@ class Measure(Strict):
 class Chart(Strict):
     type: Literal["table", "bar", "line", "pie", "funnel", "number"]
     x: str | None = None
+    # the measure drawn (default: every measure; pie, funnel, number: the first)
     y: str | None = None
+    # a group whose values become the series (a pivot table's columns)
+    series: str | None = None
 
 
 # a column of the result, descending with a leading "-"

@@ -100,7 +100,8 @@ def columns_of(report: Report, objects: Mapping[str, ObjectDef],
         if m.weight is not None and (m.function != "sum" or m.field is None):
             raise Invalid(Problem(f"{where}.weight", "type", "a weight goes with a sum of a field"))
         counted = m.function in ("count", "count_distinct", "sum", "avg")
-        measures.append(Column(m.name, tuple(m.field.split(".")) if m.field else (), f, "number" if counted else kind))
+        measures.append(Column(m.name, tuple(m.field.split(".")) if m.field else (), f,
+                               "number" if counted else kind, "number" if m.function.startswith("count") else kind))
     return groups, measures
 
 
@@ -134,6 +135,14 @@ def report_problems(report: Report, objects: Mapping[str, ObjectDef],
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         problems.append(Problem("measures", "duplicate_name", f"two columns are named {twice[0]!r}"))
+    chart = report.chart
+    if chart is not None:
+        group_names, measure_names = [c.name for c in groups], [c.name for c in measures]
+        for key, value, allowed in (("x", chart.x, group_names), ("y", chart.y, measure_names),
+                                    ("series", chart.series, group_names)):
+            if value is not None and value not in allowed:
+                problems.append(Problem(f"chart.{key}", "unknown_field",
+                                        f"{value!r} is not a {'measure' if key == 'y' else 'group'} of the report"))
     for i, key in enumerate(report.sort):
         if key.lstrip("-") not in names:
             problems.append(Problem(f"sort[{i}]", "unknown_field",

@@ -23,6 +23,7 @@ from loomcrm.runtime.api.openapi import install_openapi
 from loomcrm.runtime.api.routes import build_api_router
 from loomcrm.runtime.fields import FieldContext
 from loomcrm.runtime import forms
+from loomcrm.runtime.report_catalog import home_dashboard
 from loomcrm.runtime.rules.hooks import Rules
 from loomcrm.runtime.state import Runtime
 from loomcrm.workflows import views as automation_views
@@ -43,7 +44,8 @@ LOGIN_CSRF_COOKIE = "loom_login_csrf"
 # from copies in the repository.
 VENDOR_DIRS = {"htmx": REPO_ROOT / "node_modules" / "htmx.org" / "dist",
                "sortablejs": REPO_ROOT / "node_modules" / "sortablejs",
-               "swagger-ui": REPO_ROOT / "node_modules" / "swagger-ui-dist"}
+               "swagger-ui": REPO_ROOT / "node_modules" / "swagger-ui-dist",
+               "echarts": REPO_ROOT / "node_modules" / "echarts" / "dist"}
 
 
 @dataclass
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app = FastAPI(title="Loom", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.loom = state
     templates = _templates()
+    report_pages = forms.ReportPages(runtime, forms.Pages(runtime, templates, page_context))
 
     # The more specific mounts first: "/static" would answer their paths with 404.
     for name, folder in VENDOR_DIRS.items():
@@ -195,7 +198,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         session = auth.request_session(request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
-        return templates.TemplateResponse(request, "home.html", page_context(request))
+        # a role's home page may be a dashboard (SPEC 3.7)
+        dashboard = home_dashboard(runtime.schema(), session.user)
+        extra = {}
+        if dashboard is not None:
+            extra = report_pages.dashboard_context(request, session.user, dashboard, request_locale(request))
+        return templates.TemplateResponse(request, "home.html", page_context(request, **extra))
 
     @app.get("/api/v1/me", tags=["auth"])
     async def me(user: auth.User = Depends(auth.current_user)):
@@ -205,6 +213,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     # The automation pages live under /app/_... : before the generated object pages.
     app.include_router(automation_views.build_automation_pages(automation, templates=templates, page_context=page_context))
     app.include_router(forms.build_sharing_router(runtime, templates=templates, page_context=page_context))
+    app.include_router(forms.build_report_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context,
                                                 timeline_extras=automation_views.record_timeline(automation)))
 

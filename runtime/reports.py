@@ -170,15 +170,21 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
     else:
         by_name = {c["name"]: e for c, e in zip(columns, groups + measures)}
         keys = [(by_name[k.lstrip("-")], k.startswith("-")) for k in report.sort] or [(g, False) for g in groups]
+        # picklists and stages in their options' order (a funnel runs stage by stage)
+        ranks = {f"g{i}": _option_order(c.field) for i, c in enumerate(group_columns) if c.source in ("picklist", "stage")}
+
+        def order(column, name: str, desc: bool):
+            if name in ranks:
+                column = sa.case(ranks[name], value=column, else_=len(ranks[name]))
+            return (column.desc() if desc else column.asc()).nulls_last()
+
         grouped = grouped.group_by(*[g.element for g in groups])
         if report.limit is not None:
-            order = [(e.element.desc() if desc else e.element.asc()).nulls_last() for e, desc in keys]
-            grouped = grouped.order_by(*order).limit(report.limit)
+            grouped = grouped.order_by(*[order(e.element, e.name, desc) for e, desc in keys]).limit(report.limit)
         total = sa.select(sa.literal(1).label("total"), *[sa.null().label(g.name) for g in groups], *measures) \
             .select_from(source).where(*conditions)
         union = sa.union_all(grouped.subquery().select(), total).subquery()
-        order = [(union.c[e.name].desc() if desc else union.c[e.name].asc()).nulls_last() for e, desc in keys]
-        statement = sa.select(union).order_by(union.c.total, *order)
+        statement = sa.select(union).order_by(union.c.total, *[order(union.c[e.name], e.name, desc) for e, desc in keys])
     rows, totals = [], None
     for row in conn.execute(statement):
         values = list(row[1:])
@@ -190,6 +196,11 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
             rows.append(values)
     return {"columns": columns, "rows": [[_plain(v) for v in r] for r in rows],
             "totals": [_plain(v) for v in totals] if totals is not None else []}
+
+
+def _option_order(f) -> dict[str, int]:
+    options = f.stages if f.type == "stage" else f.options
+    return {o.value: i for i, o in enumerate(options)}
 
 
 def _date_range(report: Report, objects, resolver: JoinResolver, narrowing: Narrowing, zone: ZoneInfo) -> list:

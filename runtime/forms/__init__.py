@@ -1,12 +1,15 @@
 """End-user pages generated from metadata: lists, record pages, forms,
-pipeline boards, search, the recycle bin and records' sharing (`/app/...`)."""
+pipeline boards, search, the recycle bin, records' sharing, reports and
+dashboards (`/app/...`)."""
 
 from pathlib import Path
 
+from .report_pages import ReportPages, build_report_pages
 from .sharing import build_sharing_router
-from .views import build_forms_router, navigation
+from .views import Pages, build_forms_router, navigation
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
 
-__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "build_forms_router", "build_sharing_router", "navigation"]
+__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "ReportPages", "build_forms_router", "build_report_pages",
+           "build_sharing_router", "navigation"]

@@ -63,7 +63,8 @@ def test_measures_by_group_and_totals(deals):
     expected = defaultdict(list)
     for row in made:
         expected[row["stage"]].append(row)
-    assert [r[0] for r in body["rows"]] == sorted(expected)
+    # a picklist groups in its options' order
+    assert [r[0] for r in body["rows"]] == [s for s in ("open", "won", "lost") if s in expected]
     for stage, deals_, total, biggest, smallest, accounts in body["rows"]:
         amounts = [Decimal(r["amount"]) for r in expected[stage]]
         assert (deals_, Decimal(str(total)), Decimal(str(biggest)), Decimal(str(smallest))) == (

@@ -95,7 +95,7 @@ def test_the_crm_pack_ships_reports_and_dashboards(crm):
     names = {r["name"] for r in boss.get("/api/v1/_reports").json()["data"]}
     assert {"pipeline_by_stage", "forecast_by_month", "won_by_owner", "collected_vs_ordered"} <= names
     dashboards = {d["name"]: d for d in boss.get("/api/v1/_dashboards").json()["data"]}
-    assert dashboards["sales_manager"]["home_of"] == ["sales_manager"]
+    assert dashboards["sales_manager"]["home_of"] == ["sales_manager", "admin"]
     answer = boss.get("/api/v1/_reports/pipeline_by_stage")
     assert answer.status_code == 200, answer.text
     result = answer.json()

@@ -1,0 +1,446 @@
+"""Reports and dashboards in the browser (`/app/_reports`, `/app/_dashboards`):
+a report as a chart and a table whose rows open the records behind them,
+dashboards of report widgets under one date range and owner filter, and
+the report builder (fields dragged into rows and columns, measures, a
+chart, a filter in the expression language, a live preview, saving).
+
+Every widget of a dashboard is computed in the one request that renders
+the page, one SQL statement each; charts are drawn by Apache ECharts from
+the compact spec `chart_spec` gives (static/reports.js)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field as dc_field
+from datetime import date
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from loomcrm.metadata.model import Dashboard, GroupBy, Measure, Report, localized
+from loomcrm.metadata.reports import NUMERIC, TEMPORAL, columns_of
+from loomcrm.platform import auth, i18n, systemdb
+
+from .. import report_catalog as catalog
+from ..records import RecordError
+from ..report_output import drill_params, group_labels
+from ..reports import Narrowing, run_report
+from .views import N_, Pages
+
+FUNCTIONS = ("count", "sum", "avg", "min", "max", "count_distinct")
+FUNCTION_TEXTS = {"count": "Count", "sum": "Sum", "avg": "Average", "min": "Minimum", "max": "Maximum",
+                  "count_distinct": "Count of distinct"}
+BUCKET_TEXTS = {"day": "Day", "week": "Week", "month": "Month", "quarter": "Quarter", "year": "Year"}
+CHART_TEXTS = {"table": "Table", "bar": "Bar chart", "line": "Line chart", "pie": "Pie chart", "funnel": "Funnel",
+               "number": "Single number"}
+SYSTEM_GROUPS = {"owner": "Owner", "owner.department": "Owner's department", "created_at": "Created",
+                 "updated_at": "Last changed"}
+MONEY = frozenset({"currency"})
+
+
+@dataclass
+class Widget:
+    """One report as a page shows it."""
+
+    report: Report
+    title: str
+    chart: str
+    spec: dict[str, Any] = dc_field(default_factory=dict)
+    header: list[str] = dc_field(default_factory=list)
+    rows: list[dict[str, Any]] = dc_field(default_factory=list)   # {"cells": [...], "href": url}
+    total: dict[str, Any] | None = None
+    number: str = ""
+    href: str = ""
+    error: str = ""
+
+
+def narrowing_of(params, user) -> Narrowing:
+    def day(key: str) -> date | None:
+        try:
+            return date.fromisoformat(params.get(key, "").strip()) if params.get(key, "").strip() else None
+        except ValueError:
+            return None
+    owner = params.get("owner", "").strip() or None
+    return Narrowing(date_from=day("date_from"), date_to=day("date_to"),
+                     owner=user.id if owner == "me" else owner)
+
+
+def narrowing_query(narrowing: Narrowing) -> dict[str, str]:
+    return {k: str(v) for k, v in (("date_from", narrowing.date_from), ("date_to", narrowing.date_to),
+                                   ("owner", narrowing.owner)) if v}
+
+
+class ReportPages:
+    """Runs reports for pages, as `user`, in `locale`."""
+
+    def __init__(self, runtime, pages: Pages):
+        self.runtime = runtime
+        self.pages = pages
+
+    def widget(self, conn: sa.Connection, report: Report, user, locale: str, narrowing: Narrowing,
+               title: str = "") -> Widget:
+        schema, access = self.runtime.schema(), self.runtime.access.of(user)
+        title = title or localized(report.label, locale, report.name)
+        chart = report.chart.type if report.chart else ("table" if report.group_by else "number")
+        widget = Widget(report=report, title=title, chart=chart)
+        try:
+            result = run_report(conn, schema, report, access, locale, zone=self.runtime.context.timezone,
+                                narrowing=narrowing)
+        except RecordError as exc:
+            widget.error = i18n.gettext(locale, "This report cannot run: %(problem)s").replace("%(problem)s", exc.detail)
+            return widget
+        ui = self.pages.display(schema, locale)
+        _, measures = columns_of(report, schema.objects)
+        groups = len(report.group_by)
+        labels = group_labels(conn, schema, report, [r[:groups] for r in result["rows"]], locale, access) \
+            if groups else []
+
+        def shown(value, column) -> str:
+            if value is None:
+                return "—"
+            if column.kind in MONEY or column.source in MONEY:
+                return ui.money(value)
+            return ui.number(value) if column.kind in NUMERIC | {"number"} else str(value)
+
+        def href(values) -> str:
+            params = drill_params(report, schema, values, narrowing)
+            return f"/app/{report.object}?{urlencode(params)}" if params is not None else ""
+
+        widget.header = [c["label"] for c in result["columns"]]
+        for row, row_labels in zip(result["rows"], labels or [[]] * len(result["rows"])):
+            cells = row_labels + [shown(v, m) for v, m in zip(row[groups:], measures)]
+            widget.rows.append({"cells": cells, "href": href(row[:groups]) if groups else href(None)})
+        widget.href = href(None) or ""
+        if groups and result["totals"]:
+            widget.total = {"cells": [i18n.gettext(locale, "Total")] + [""] * (groups - 1)
+                            + [shown(v, m) for v, m in zip(result["totals"][groups:], measures)],
+                            "href": widget.href}
+        y = self.y_index(report)
+        totals = result["totals"] or (result["rows"][0] if result["rows"] else [])
+        if totals:
+            widget.number = shown(totals[groups + y], measures[y])
+        widget.spec = self.chart_spec(report, result, labels, widget.rows, y)
+        return widget
+
+    @staticmethod
+    def y_index(report: Report) -> int:
+        names = [m.name for m in report.measures]
+        y = report.chart.y if report.chart and report.chart.y in names else None
+        return names.index(y) if y else 0
+
+    @staticmethod
+    def chart_spec(report: Report, result: dict, labels: list[list[str]], rows: list[dict], y: int) -> dict[str, Any]:
+        """What static/reports.js draws: categories (the first group's labels,
+        or all groups' joined), series (one per measure, or per value of the
+        `series` group for a pivot), and where each point drills down to."""
+        groups = len(report.group_by)
+        measure_names = [c["label"] for c in result["columns"][groups:]]
+        kind = report.chart.type if report.chart else "table"
+        series_group = report.chart.series if report.chart else None
+        names = [c["name"] for c in result["columns"][:groups]]
+        if groups == 2 and series_group in names:
+            s = names.index(series_group)
+            x = 1 - s
+            categories = list(dict.fromkeys(label[x] for label in labels))
+            series_names = list(dict.fromkeys(label[s] for label in labels))
+            data = {name: [None] * len(categories) for name in series_names}
+            drill = {name: [""] * len(categories) for name in series_names}
+            for row, label, shown in zip(result["rows"], labels, rows):
+                value = row[groups + y]
+                data[label[s]][categories.index(label[x])] = float(value) if value is not None else None
+                drill[label[s]][categories.index(label[x])] = shown["href"]
+            series = [{"name": n, "data": data[n], "drill": drill[n]} for n in series_names]
+        else:
+            categories = [" · ".join(label) for label in labels]
+            chosen = [y] if kind in ("pie", "funnel") or (report.chart and report.chart.y) else range(len(measure_names))
+            series = [{"name": measure_names[i],
+                       "data": [float(r[groups + i]) if r[groups + i] is not None else None for r in result["rows"]],
+                       "drill": [shown["href"] for shown in rows]} for i in chosen]
+        return {"type": kind, "categories": categories, "series": series}
+
+    def dashboard(self, dashboard: Dashboard, user, locale: str, narrowing: Narrowing) -> list[tuple[Any, Widget]]:
+        schema, access = self.runtime.schema(), self.runtime.access.of(user)
+        shown = []
+        with self.runtime.engine.connect() as conn:
+            for item in dashboard.widgets:
+                report = schema.reports.get(item.report)
+                if report is None or not catalog.may_see(report, user) or not access.may_see_object(report.object):
+                    continue
+                title = localized(item.title, locale, "") if item.title else ""
+                shown.append((item, self.widget(conn, report, user, locale, narrowing, title)))
+        return shown
+
+    def dashboard_context(self, request: Request, user, dashboard: Dashboard, locale: str) -> dict[str, Any]:
+        """What dashboard.html (and the home page showing a role's dashboard) renders."""
+        narrowing = narrowing_of(request.query_params, user)
+        return {"dashboard": dashboard, "widgets": self.dashboard(dashboard, user, locale, narrowing),
+                "narrowing": narrowing, "owners": self.owners(), "title": localized(dashboard.label, locale, dashboard.name),
+                "description": localized(dashboard.description, locale, ""),
+                "query": urlencode(narrowing_query(narrowing))}
+
+    def owners(self) -> list[tuple[str, str]]:
+        table = systemdb.users
+        with self.runtime.engine.connect() as conn:
+            rows = conn.execute(sa.select(table.c.id, table.c.display_name, table.c.username)
+                                .where(table.c.is_active.is_(True)).order_by(table.c.username).limit(500)).all()
+        return [(r.id, r.display_name or r.username) for r in rows]
+
+
+# --- the builder's form ---------------------------------------------------------------
+
+def report_from_form(form, user, describe: Callable[[str, str], str] | None = None) -> Report:
+    """A report from the builder's fields: `object`; `row` and `column`
+    paths with their date buckets in `row_by` and `column_by`; measures as
+    `measure_function` and `measure_field` pairs; `chart`, `filter`, `sort`,
+    `limit`, `name`, `label`, `share` (private, everyone or roles) and `roles`.
+    `describe(function, path)` labels a measure in the user's words."""
+    def placed(key: str) -> list[tuple[str, str]]:
+        return [(path, by) for path, by in zip(form.getlist(key), form.getlist(f"{key}_by")) if path]
+
+    rows, columns = placed("row"), placed("column")
+    groups = [GroupBy(field=path, by=by) if by else path for path, by in rows + columns]
+    measures, names = [], set()
+    for function, path in zip(form.getlist("measure_function"), form.getlist("measure_field")):
+        if function not in FUNCTIONS:
+            continue
+        name = f"{function}_{path.replace('.', '_')}" if path else function
+        while name in names:
+            name += "_"
+        names.add(name)
+        label = describe(function, path) if describe is not None else None
+        measures.append(Measure(name=name, function=function, field=path or None,
+                                label={getattr(user, "locale", None) or "en": label} if label else None))
+    chart_type = form.get("chart") or ("bar" if groups else "number")
+    chart: dict[str, Any] = {"type": chart_type}
+    if columns and len(groups) == 2:
+        path, by = columns[0]
+        chart["series"] = f"{path}:{by}" if by else path
+    sort = (form.get("sort") or "").strip()
+    if sort and sort.lstrip("-") not in names:
+        sort = ""
+    limit = (form.get("limit") or "").strip()
+    share = form.get("share") or "private"
+    label = (form.get("label") or "").strip()
+    data: dict[str, Any] = {
+        "name": (form.get("name") or "").strip() or "draft", "object": form.get("object") or "",
+        "filter": (form.get("filter") or "").strip() or None, "group_by": groups,
+        "measures": measures or [Measure(name="count", function="count")], "chart": chart,
+        "sort": [sort] if sort else [], "limit": int(limit) if limit.isdigit() and 0 < int(limit) <= 10000 else None,
+        "shared_with": "everyone" if share == "everyone" else
+                       [r for r in form.getlist("roles") if r] if share == "roles" else []}
+    if label:
+        data["label"] = {getattr(user, "locale", None) or "en": label}
+    return Report.model_validate(data)
+
+
+def field_choices(schema, obj, ui, locale: str, gettext) -> list[dict[str, Any]]:
+    """What the builder offers to drag: the object's groupable fields,
+    its lookups' fields one hop away, and the owner and dates."""
+    choices = []
+    for f in obj.fields:
+        kind = ui.kind(obj, f)
+        if f.type in ("long_text", "multi_picklist", "related_to"):
+            continue
+        choices.append({"path": f.name, "label": ui.label(f), "kind": kind, "date": kind in TEMPORAL,
+                        "number": kind in NUMERIC})
+    for f in obj.fields:
+        if f.type == "lookup" and f.to in schema.objects:
+            target = schema.objects[f.to]
+            for g in target.fields:
+                if g.type in ("picklist", "stage", "text", "boolean", "user"):
+                    choices.append({"path": f"{f.name}.{g.name}", "label": f"{ui.label(f)} › {ui.label(g)}",
+                                    "kind": g.type, "date": False, "number": False})
+    for path, text in SYSTEM_GROUPS.items():
+        choices.append({"path": path, "label": gettext(text), "kind": "datetime" if path.endswith("_at") else "user",
+                        "date": path.endswith("_at"), "number": False})
+    return choices
+
+
+def build_report_pages(runtime, *, templates, page_context: Callable[..., dict]) -> APIRouter:
+    router = APIRouter(prefix="/app", include_in_schema=False)
+    pages = Pages(runtime, templates, page_context)
+    reports = ReportPages(runtime, pages)
+
+    def locale_of(request: Request) -> str:
+        return page_context(request)["locale"]
+
+    def describer(request: Request, object_name: str) -> Callable[[str, str], str]:
+        """"Sum · Amount", "Count" in the user's words."""
+        schema, locale = runtime.schema(), locale_of(request)
+        obj = schema.objects.get(object_name)
+        ui = pages.display(schema, locale)
+        gettext = pages.gettext(request)
+        labels = {c["path"]: c["label"] for c in field_choices(schema, obj, ui, locale, gettext)} if obj else {}
+
+        def describe(function: str, path: str) -> str:
+            text = gettext(FUNCTION_TEXTS[function])
+            return f"{text} · {labels.get(path, path)}" if path else text
+        return describe
+
+    def texts(locale: str) -> dict[str, dict[str, str]]:
+        return {name: {k: i18n.gettext(locale, v) for k, v in table.items()}
+                for name, table in (("functions", FUNCTION_TEXTS), ("buckets", BUCKET_TEXTS), ("charts", CHART_TEXTS))}
+
+    @router.get("/_reports", response_class=HTMLResponse)
+    def report_list(request: Request, user=Depends(auth.page_user)):
+        schema, access = runtime.schema(), runtime.access.of(user)
+        locale = locale_of(request)
+        ui = pages.display(schema, locale)
+        listed = [{"report": r, "label": localized(r.label, locale, r.name),
+                   "object": ui.plural(schema.objects[r.object]) if r.object in schema.objects else r.object,
+                   "mine": catalog.may_change(r, user)}
+                  for r in catalog.reports_for(schema, user, access)]
+        boards = [{"dashboard": d, "label": localized(d.label, locale, d.name)} for d in catalog.dashboards_for(schema, user)]
+        return pages.render(request, "forms/reports.html", reports=sorted(listed, key=lambda r: r["label"]),
+                            dashboards=boards)
+
+    @router.get("/_reports/new", response_class=HTMLResponse)
+    def builder_new(request: Request, object: str = "", user=Depends(auth.page_user)):
+        return builder(request, user, None, object)
+
+    @router.get("/_reports/{name}/edit", response_class=HTMLResponse)
+    def builder_edit(request: Request, name: str, user=Depends(auth.page_user)):
+        schema = runtime.schema()
+        report = _report(schema, user, name)
+        return builder(request, user, report, report.object)
+
+    def builder(request: Request, user, report: Report | None, object_name: str) -> HTMLResponse:
+        schema, access = runtime.schema(), runtime.access.of(user)
+        locale = locale_of(request)
+        objects = [o for o in schema.objects.values() if access.may_see_object(o.name)]
+        if not objects:
+            raise HTTPException(status_code=404, detail=N_("There is no such page."))
+        obj = schema.objects.get(object_name) if object_name in {o.name for o in objects} else objects[0]
+        obj = access.view(obj)
+        ui = pages.display(schema, locale)
+        gettext = pages.gettext(request)
+        choices = field_choices(schema, obj, ui, locale, gettext)
+        rows, columns, measures = [], [], [("count", "")]
+        if report is not None:
+            series = report.chart.series if report.chart else None
+            for g in report.group_by:
+                group = g if isinstance(g, GroupBy) else GroupBy(field=g)
+                name = f"{group.field}:{group.by}" if group.by else group.field
+                (columns if name == series else rows).append((group.field, group.by or ""))
+            measures = [(m.function, m.field or "") for m in report.measures]
+        roles = [(name, localized(r.label, locale, name)) for name, r in sorted(runtime.roles()[1].items())]
+        return pages.render(request, "forms/report_builder.html", obj=obj, objects=objects, ui=ui, choices=choices,
+                            report=report, rows=rows, columns=columns, measures=measures,
+                            labels={c["path"]: c["label"] for c in choices},
+                            texts=texts(locale), roles=roles,
+                            label=localized(report.label, locale, "") if report is not None else "")
+
+    @router.post("/_reports/preview", response_class=HTMLResponse, dependencies=[Depends(auth.page_csrf)])
+    async def builder_preview(request: Request, user=Depends(auth.page_user)):
+        form = await request.form()
+        locale = locale_of(request)
+        describe = describer(request, str(form.get("object") or ""))
+
+        def run():
+            try:
+                report = report_from_form(form, user, describe)
+            except ValidationError as exc:
+                return None, _validation_text(exc)
+            with runtime.engine.connect() as conn:
+                return reports.widget(conn, report, user, locale, Narrowing()), ""
+
+        widget, problem = await run_in_threadpool(run)
+        return pages.render(request, "forms/_widget.html", widget=widget, problem=problem, preview=True)
+
+    @router.post("/_reports/save", dependencies=[Depends(auth.page_csrf)])
+    async def builder_save(request: Request, user=Depends(auth.page_user)):
+        form = await request.form()
+        gettext = pages.gettext(request)
+        name = (form.get("name") or "").strip()
+        try:
+            report = report_from_form(form, user, describer(request, str(form.get("object") or "")))
+            if not name:
+                raise RecordError(gettext("Give the report a name: lowercase letters, digits and _."))
+            saved = await run_in_threadpool(catalog.save_report, runtime, user, report)
+        except ValidationError as exc:
+            return pages.render(request, "forms/_notice.html", status=422, kind="error", message=_validation_text(exc))
+        except RecordError as exc:
+            return pages.render(request, "forms/_notice.html", status=exc.status if exc.status < 500 else 422,
+                                kind="error", message=exc.detail)
+        target = f"/app/_reports/{saved.name}"
+        return HTMLResponse("", headers={"HX-Redirect": target}) if request.headers.get("hx-request") \
+            else RedirectResponse(target, status_code=303)
+
+    @router.get("/_reports/{name}", response_class=HTMLResponse)
+    def report_page(request: Request, name: str, user=Depends(auth.page_user)):
+        schema = runtime.schema()
+        report = _report(schema, user, name)
+        locale = locale_of(request)
+        narrowing = narrowing_of(request.query_params, user)
+        with runtime.engine.connect() as conn:
+            widget = reports.widget(conn, report, user, locale, narrowing)
+        query = urlencode(narrowing_query(narrowing))
+        boards = [(d.name, localized(d.label, locale, d.name)) for d in catalog.dashboards_for(schema, user)
+                  if catalog.may_change(d, user)]
+        return pages.render(request, "forms/report.html", widget=widget, narrowing=narrowing, owners=reports.owners(),
+                            may_change=catalog.may_change(report, user), query=query, boards=boards)
+
+    @router.post("/_reports/{name}/pin", dependencies=[Depends(auth.page_csrf)])
+    async def pin(request: Request, name: str, user=Depends(auth.page_user)):
+        """Put the report on a dashboard the user may change, or on a new one."""
+        schema = runtime.schema()
+        report = _report(schema, user, name)
+        form = await request.form()
+        gettext = pages.gettext(request)
+        board = str(form.get("dashboard") or "")
+        try:
+            if board:
+                dashboard = schema.dashboards.get(board)
+                if dashboard is None or not catalog.may_change(dashboard, user):
+                    raise RecordError(gettext("Choose one of your dashboards."))
+                dashboard = dashboard.model_copy(update={"widgets": [*dashboard.widgets, {"report": report.name}]})
+            else:
+                title = str(form.get("title") or "").strip() or gettext("My dashboard")
+                dashboard = {"name": _new_name(f"board_{user.username}", schema.dashboards),
+                             "label": {user.locale or "en": title}, "widgets": [{"report": report.name}],
+                             "shared_with": []}
+            saved = await run_in_threadpool(catalog.save_dashboard, runtime, user, Dashboard.model_validate(
+                dashboard.model_dump() if isinstance(dashboard, Dashboard) else dashboard))
+        except (RecordError, ValidationError) as exc:
+            message = exc.detail if isinstance(exc, RecordError) else _validation_text(exc)
+            return pages.render(request, "forms/_notice.html", status=422, kind="error", message=message)
+        target = f"/app/_dashboards/{saved.name}"
+        return HTMLResponse("", headers={"HX-Redirect": target}) if request.headers.get("hx-request") \
+            else RedirectResponse(target, status_code=303)
+
+    @router.get("/_dashboards/{name}", response_class=HTMLResponse)
+    def dashboard_page(request: Request, name: str, user=Depends(auth.page_user)):
+        schema = runtime.schema()
+        try:
+            dashboard = catalog.dashboard_for(schema, user, name)
+        except RecordError:
+            raise HTTPException(status_code=404, detail=N_("There is no such page.")) from None
+        return pages.render(request, "forms/dashboard.html",
+                            **reports.dashboard_context(request, user, dashboard, locale_of(request)))
+
+    def _report(schema, user, name: str) -> Report:
+        try:
+            return catalog.report_for(schema, user, runtime.access.of(user), name)
+        except RecordError:
+            raise HTTPException(status_code=404, detail=N_("There is no such page.")) from None
+
+    return router
+
+
+def _new_name(stem: str, taken) -> str:
+    """A metadata name from `stem` that `taken` does not hold yet."""
+    stem = re.sub(r"[^a-z0-9_]+", "_", stem.lower())[:55].strip("_")
+    n = 1
+    while f"{stem}_{n}" in taken:
+        n += 1
+    return f"{stem}_{n}"
+
+
+def _validation_text(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
