@@ -41,6 +41,8 @@ CHART_TEXTS = {"table": "Table", "bar": "Bar chart", "line": "Line chart", "pie"
 SYSTEM_GROUPS = {"owner": "Owner", "owner.department": "Owner's department", "created_at": "Created",
                  "updated_at": "Last changed"}
 MONEY = frozenset({"currency"})
+NOTICE_TEXTS = {"unnamed": "Give the report a name: lowercase letters, digits and _.",
+                "not_yours": "Choose one of your dashboards.", "new_board": "My dashboard"}
 
 
 @dataclass
@@ -360,7 +362,7 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         try:
             report = report_from_form(form, user, describer(request, str(form.get("object") or "")))
             if not name:
-                raise RecordError(gettext("Give the report a name: lowercase letters, digits and _."))
+                raise RecordError(gettext(NOTICE_TEXTS["unnamed"]), status=422)
             saved = await run_in_threadpool(catalog.save_report, runtime, user, report)
         except ValidationError as exc:
             return pages.render(request, "forms/_notice.html", status=422, kind="error", message=_validation_text(exc))
@@ -397,10 +399,10 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
             if board:
                 dashboard = schema.dashboards.get(board)
                 if dashboard is None or not catalog.may_change(dashboard, user):
-                    raise RecordError(gettext("Choose one of your dashboards."))
+                    raise RecordError(gettext(NOTICE_TEXTS["not_yours"]))
                 dashboard = dashboard.model_copy(update={"widgets": [*dashboard.widgets, {"report": report.name}]})
             else:
-                title = str(form.get("title") or "").strip() or gettext("My dashboard")
+                title = str(form.get("title") or "").strip() or gettext(NOTICE_TEXTS["new_board"])
                 dashboard = {"name": _new_name(f"board_{user.username}", schema.dashboards),
                              "label": {user.locale or "en": title}, "widgets": [{"report": report.name}],
                              "shared_with": []}

@@ -1,0 +1,98 @@
+"""The report pages without a browser: the crm pack's dashboards, the
+builder's preview and save with broken and hostile input (a precise
+message, nothing saved), and who may see and change what."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from loomcrm.platform import directory
+from loomcrm.platform.app import create_app
+from loomcrm.platform.db import create_engine
+from loomcrm.platform.settings import Settings
+from loomcrm.runtime.commands import pack_install
+from loomcrm.runtime.state import Runtime
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reports")
+    url = f"sqlite:///{folder / 'loom.db'}"
+    pack_install(url, "crm")
+    engine = create_engine(url)
+    roles = sorted(Runtime(engine).roles()[1])
+    directory.create_department(engine, "east")
+    directory.create_user(engine, "boss", "admin", "a long password")
+    directory.create_user(engine, "li", "sales_manager", "a long password", roles=roles, department="east")
+    directory.create_user(engine, "wang", "sales_rep", "a long password", roles=roles, department="east")
+    application = create_app(Settings(data_dir=str(folder), database_url=url), engine)
+    yield application
+    engine.dispose()
+
+
+def signed_in(app, username: str) -> TestClient:
+    client = TestClient(app)
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    home = client.post("/login", data={"username": username, "password": "a long password", "csrf_token": token,
+                                       "next": "/"})
+    assert home.status_code == 200
+    client.headers["X-CSRF-Token"] = re.search(r"X-CSRF-Token&#34;: &#34;([^&]+)&#34;", home.text).group(1)
+    client.home = home.text
+    return client
+
+
+BUILDER = {"object": "opportunity", "row": ["stage"], "row_by": [""], "measure_function": ["count"],
+           "measure_field": [""], "chart": "bar"}
+
+
+def test_each_role_lands_on_its_dashboard(app):
+    assert "Sales overview" in signed_in(app, "li").home
+    assert "My sales" in signed_in(app, "wang").home
+    boss = signed_in(app, "boss")
+    assert boss.home.count('class="panel widget"') == 6
+    page = boss.get("/app/_dashboards/sales_manager", params={"date_from": "2026-01-01", "date_to": "not a date"})
+    assert page.status_code == 200 and 'value="2026-01-01"' in page.text
+    assert boss.get("/app/_dashboards/nowhere").status_code == 404
+    assert boss.get("/app/_reports/nowhere").status_code == 404
+
+
+def test_the_preview_names_the_problem_and_nothing_is_saved(app):
+    boss = signed_in(app, "boss")
+    answer = boss.post("/app/_reports/preview", data=BUILDER | {"filter": "(stage == 'won'\n and amont > 0)"})
+    assert answer.status_code == 200 and "amont" in answer.text and "line 2, column 6" in answer.text
+    answer = boss.post("/app/_reports/preview", data=BUILDER | {"row": ["amount"], "row_by": ["month"]})
+    assert "amount is not a date" in answer.text
+    answer = boss.post("/app/_reports/preview", data=BUILDER | {"filter": "x" * 5000})
+    assert "filter: String should have at most 4000 characters" in answer.text
+    answer = boss.post("/app/_reports/preview", data=BUILDER | {"filter": "__import__('os').system('id')"})
+    assert "This report cannot run: filter: only the functions of the expression language can be called" in answer.text
+    answer = boss.post("/app/_reports/preview", data=BUILDER | {"object": "<script>"})
+    assert "<script>" not in answer.text
+    before = boss.get("/api/v1/_reports").json()["data"]
+    for data in (BUILDER | {"name": "Bad Name!"}, BUILDER | {"name": "x", "filter": "amont > 1"}, BUILDER):
+        answer = boss.post("/app/_reports/save", data=data, headers={"HX-Request": "true"})
+        assert answer.status_code == 422 and 'role="alert"' in answer.text, data
+    assert boss.get("/api/v1/_reports").json()["data"] == before
+
+
+def test_a_rep_cannot_change_what_is_not_theirs(app):
+    wang, li = signed_in(app, "wang"), signed_in(app, "li")
+    saved = li.post("/app/_reports/save", data=BUILDER | {"name": "li_stages", "share": "everyone"},
+                    headers={"HX-Request": "true"})
+    assert saved.headers["hx-redirect"] == "/app/_reports/li_stages"
+    assert wang.get("/app/_reports/li_stages").status_code == 200
+    taken = wang.post("/app/_reports/save", data=BUILDER | {"name": "li_stages"}, headers={"HX-Request": "true"})
+    assert taken.status_code == 409 and "belongs to someone else" in taken.text
+    pinned = wang.post("/app/_reports/li_stages/pin", data={"dashboard": "sales_manager"}, headers={"HX-Request": "true"})
+    assert pinned.status_code == 422
+    mine = wang.post("/app/_reports/li_stages/pin", data={"dashboard": "", "title": "Wang's board"},
+                     headers={"HX-Request": "true"})
+    board = mine.headers["hx-redirect"]
+    assert board.startswith("/app/_dashboards/board_wang_")
+    assert "Wang&#39;s board" in wang.get(board).text
+    assert li.get(board).status_code == 404      # private to wang
+    assert "Edit" not in wang.get("/app/_reports/li_stages").text.split("Export Excel")[1].split("New report")[0]
