@@ -1,6 +1,7 @@
 """The report endpoints of SPEC §3.7: run a definition, run a saved report
 (with a dashboard's date range and owner, as JSON, CSV or XLSX), list,
-save and delete saved reports and dashboards."""
+save and delete saved reports and dashboards; and the sales analytics of
+the stage history."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from loomcrm.metadata.model import Dashboard, Report, as_json, localized
 
-from .. import report_catalog as catalog
+from .. import report_catalog as catalog, sales_analytics
 from ..records import RecordError
-from ..report_output import group_labels, table_of, to_csv, to_xlsx
+from ..forms.report_output import group_labels, table_of, to_csv, to_xlsx
 from ..reports import Narrowing, run_report
 from .problems import json_response
 from .routes import _guard, read_json
@@ -138,5 +139,25 @@ def build_reports_router(runtime, *, user_dependency: Callable) -> APIRouter:
         dashboard = Dashboard.model_validate({**data, "name": name})
         saved = await run_in_threadpool(catalog.save_dashboard, runtime, user, dashboard)
         return json_response(as_json(saved) | {"name": saved.name})
+
+    analyses = {"funnel": sales_analytics.funnel, "stage_times": sales_analytics.stage_times,
+                "win_rates": sales_analytics.win_rates}
+
+    @router.get("/_analytics/{object_name}/{analysis}", tags=["reports"])
+    @_guard
+    async def analytics(object_name: str, analysis: str, request: Request, user=Depends(user_dependency)):
+        """Sales analytics from the stage history: `funnel`, `stage_times` or
+        `win_rates`, narrowed by `date_from`, `date_to` and `owner`."""
+        run = analyses.get(analysis)
+        if run is None:
+            raise RecordError(f"no analysis {analysis[:40]!r}: funnel, stage_times or win_rates", status=404)
+        narrowing = narrowing_of(request.query_params, user)
+
+        def compute():
+            with runtime.engine.connect() as conn:
+                return run(conn, runtime.schema(), object_name, runtime.access.of(user), locale_of(user),
+                           narrowing, runtime.context.timezone)
+
+        return json_response(await run_in_threadpool(compute))
 
     return router

@@ -26,9 +26,10 @@ from loomcrm.metadata.model import Dashboard, GroupBy, Measure, Report, localize
 from loomcrm.metadata.reports import NUMERIC, TEMPORAL, columns_of
 from loomcrm.platform import auth, i18n, systemdb
 
-from .. import report_catalog as catalog
+from .. import report_catalog as catalog, sales_analytics
 from ..records import RecordError
-from ..report_output import drill_params, group_labels
+from .refs import Refs
+from .report_output import drill_params, group_labels
 from ..reports import Narrowing, run_report
 from .views import N_, Pages
 
@@ -41,6 +42,8 @@ CHART_TEXTS = {"table": "Table", "bar": "Bar chart", "line": "Line chart", "pie"
 SYSTEM_GROUPS = {"owner": "Owner", "owner.department": "Owner's department", "created_at": "Created",
                  "updated_at": "Last changed"}
 MONEY = frozenset({"currency"})
+ANALYTICS_TEXTS = {"reached": "Reached", "moved_on": "Average days before moving on",
+                   "waited": "Days open deals have waited", "no_owner": "No owner"}
 NOTICE_TEXTS = {"unnamed": "Give the report a name: lowercase letters, digits and _.",
                 "not_yours": "Choose one of your dashboards.", "new_board": "My dashboard"}
 
@@ -298,8 +301,11 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
                    "mine": catalog.may_change(r, user)}
                   for r in catalog.reports_for(schema, user, access)]
         boards = [{"dashboard": d, "label": localized(d.label, locale, d.name)} for d in catalog.dashboards_for(schema, user)]
+        # objects whose stage history the analytics read
+        tracked = [(o.name, ui.plural(o)) for o in schema.objects.values() if access.may_see_object(o.name)
+                   and any(f.type == "stage" and f.name in o.track_history for f in o.fields)]
         return pages.render(request, "forms/reports.html", reports=sorted(listed, key=lambda r: r["label"]),
-                            dashboards=boards)
+                            dashboards=boards, tracked=tracked)
 
     @router.get("/_reports/new", response_class=HTMLResponse)
     def builder_new(request: Request, object: str = "", user=Depends(auth.page_user)):
@@ -424,6 +430,42 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
             raise HTTPException(status_code=404, detail=N_("There is no such page.")) from None
         return pages.render(request, "forms/dashboard.html",
                             **reports.dashboard_context(request, user, dashboard, locale_of(request)))
+
+    @router.get("/_analytics/{object_name}", response_class=HTMLResponse)
+    def analytics_page(request: Request, object_name: str, user=Depends(auth.page_user)):
+        """The funnel, days in each stage and win rates of an object with a
+        tracked stage field."""
+        schema, access = runtime.schema(), runtime.access.of(user)
+        locale = locale_of(request)
+        narrowing = narrowing_of(request.query_params, user)
+        zone = runtime.context.timezone
+        try:
+            with runtime.engine.connect() as conn:
+                steps = sales_analytics.funnel(conn, schema, object_name, access, locale, narrowing, zone)["steps"]
+                stages = sales_analytics.stage_times(conn, schema, object_name, access, locale, narrowing, zone)["stages"]
+                owners = sales_analytics.win_rates(conn, schema, object_name, access, locale, narrowing, zone)["owners"]
+                refs = Refs(schema, conn, access)
+                refs.load({}, {o["owner"] for o in owners if o["owner"]})
+        except RecordError:
+            raise HTTPException(status_code=404, detail=N_("There is no such page.")) from None
+        gettext = pages.gettext(request)
+        funnel_spec = {"type": "funnel", "categories": [s["label"] for s in steps],
+                       "series": [{"name": gettext(ANALYTICS_TEXTS["reached"]), "data": [s["reached"] for s in steps],
+                                   "drill": [""] * len(steps)}]}
+        field = next(f for f in schema.objects[object_name].fields if f.type == "stage")
+        drill = [f"/app/{object_name}?{urlencode([(field.name, s['stage'])] + list(narrowing_query(narrowing).items()))}"
+                 for s in stages]
+        times_spec = {"type": "bar", "categories": [s["label"] for s in stages],
+                      "series": [{"name": gettext(ANALYTICS_TEXTS["moved_on"]), "data": [s["avg_days"] for s in stages],
+                                  "drill": drill},
+                                 {"name": gettext(ANALYTICS_TEXTS["waited"]), "data": [s["open_avg_days"] for s in stages],
+                                  "drill": drill}]}
+        for o in owners:
+            o["name"] = refs.user(o["owner"]) if o["owner"] else gettext(ANALYTICS_TEXTS["no_owner"])
+        ui = pages.display(schema, locale)
+        return pages.render(request, "forms/analytics.html", obj=schema.objects[object_name], ui=ui, steps=steps,
+                            stages=stages, rates=owners, funnel_spec=funnel_spec, times_spec=times_spec, drill=drill,
+                            narrowing=narrowing, owners=reports.owners(), query=urlencode(narrowing_query(narrowing)))
 
     def _report(schema, user, name: str) -> Report:
         try:

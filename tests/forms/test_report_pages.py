@@ -96,3 +96,16 @@ def test_a_rep_cannot_change_what_is_not_theirs(app):
     assert "Wang&#39;s board" in wang.get(board).text
     assert li.get(board).status_code == 404      # private to wang
     assert "Edit" not in wang.get("/app/_reports/li_stages").text.split("Export Excel")[1].split("New report")[0]
+
+
+def test_sales_analytics_page(app):
+    boss = signed_in(app, "boss")
+    page = boss.get("/app/_analytics/opportunity")
+    assert page.status_code == 200
+    assert "Went on to the next stage" in page.text and "Win rate and cycle length" in page.text
+    steps = boss.get("/api/v1/_analytics/opportunity/funnel").json()["steps"]
+    for step in steps:
+        assert f"<td>{step['label']}</td><td class=\"num\">{step['reached']}</td>" in page.text
+    assert boss.get("/app/_analytics/account").status_code == 404       # no stage field
+    assert boss.get("/app/_analytics/nothing").status_code == 404
+    assert "/app/_analytics/opportunity" in boss.get("/app/_reports").text

@@ -23,7 +23,7 @@ from loomcrm.platform.app import create_app, ensure_secret_key
 from loomcrm.platform.db import create_engine
 from loomcrm.platform.settings import Settings
 from loomcrm.runtime.install import IMPORT, install_bundle
-from loomcrm.runtime.report_output import drill_params
+from loomcrm.runtime.forms.report_output import drill_params
 from loomcrm.runtime.reports import Narrowing
 from loomcrm.runtime.state import Runtime
 

@@ -17,9 +17,9 @@ from loomcrm.metadata.model import Report, localized
 from loomcrm.metadata.reports import DEPARTMENT, columns_of, date_field_of, groups_of
 from loomcrm.platform import systemdb
 
-from .forms.display import option_map
-from .forms.refs import Refs
-from .reports import Narrowing
+from .display import option_map
+from .refs import Refs
+from ..reports import Narrowing
 
 
 def bucket_label(value: str | None, by: str) -> str:
