@@ -4,6 +4,7 @@ FastAPI app. Only this module and the CLI import every part of Loom."""
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from loomcrm.runtime.api.openapi import install_openapi
 from loomcrm.runtime.api.routes import build_api_router
 from loomcrm.runtime.fields import FieldContext
 from loomcrm.runtime import forms
+from loomcrm.runtime import targets
 from loomcrm.runtime.report_catalog import home_dashboard
 from loomcrm.runtime.rules.hooks import Rules
 from loomcrm.runtime.state import Runtime
@@ -198,11 +200,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         session = auth.request_session(request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
-        # a role's home page may be a dashboard (SPEC 3.7)
+        # a role's home page may be a dashboard (SPEC 3.7), under this period's targets
+        locale = request_locale(request)
         dashboard = home_dashboard(runtime.schema(), session.user)
-        extra = {}
+        extra = {"targets": targets.targets_on(runtime, session.user, datetime.now(settings.zone).date(), locale),
+                 "ui": report_pages.pages.display(runtime.schema(), locale)}
         if dashboard is not None:
-            extra = report_pages.dashboard_context(request, session.user, dashboard, request_locale(request))
+            extra |= report_pages.dashboard_context(request, session.user, dashboard, locale)
         return templates.TemplateResponse(request, "home.html", page_context(request, **extra))
 
     @app.get("/api/v1/me", tags=["auth"])
@@ -214,6 +218,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(automation_views.build_automation_pages(automation, templates=templates, page_context=page_context))
     app.include_router(forms.build_sharing_router(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_report_pages(runtime, templates=templates, page_context=page_context))
+    app.include_router(forms.build_target_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context,
                                                 timeline_extras=automation_views.record_timeline(automation)))
 

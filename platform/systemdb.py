@@ -285,3 +285,20 @@ login_failures = sa.Table(
     sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("locked_until", sa.DateTime(timezone=True)),
 )
+targets = sa.Table(
+    "loom_targets", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    # a saved report of one number (no groups): what the target counts
+    sa.Column("report", sa.String(63), nullable=False),
+    sa.Column("holder_kind", sa.String(10), nullable=False),   # user or department
+    sa.Column("holder_id", sa.String(32), nullable=False),
+    sa.Column("period", sa.String(10), nullable=False),        # month, quarter or year
+    sa.Column("starts_on", sa.Date, nullable=False),
+    sa.Column("value", sa.Numeric(18, 2), nullable=False),
+    sa.Column("set_by", sa.String(32)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+    sa.CheckConstraint("holder_kind IN ('user', 'department')", name="ck_loom_targets_holder"),
+    sa.CheckConstraint("period IN ('month', 'quarter', 'year')", name="ck_loom_targets_period"),
+    sa.UniqueConstraint("report", "holder_kind", "holder_id", "period", "starts_on", name="uq_loom_targets"),
+    sa.Index("ix_loom_targets_holder", "holder_kind", "holder_id", "starts_on"),
+)

@@ -43,11 +43,13 @@ def _problem(path: str, code: str, message: str) -> BadReport:
 @dataclass(frozen=True)
 class Narrowing:
     """A dashboard's filters over every report on it: a date range (local
-    days, both ends included) on each report's date field, and an owner."""
+    days, both ends included) on each report's date field, and an owner or
+    the owners in some departments (a department's target)."""
 
     date_from: date | None = None
     date_to: date | None = None
     owner: str | None = None
+    departments: frozenset[str] = frozenset()
 
 
 def _local(column, zone: ZoneInfo, dialect: str):
@@ -157,6 +159,10 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
         conditions += _date_range(report, objects, resolver, narrowing, zone)
     if narrowing.owner:
         conditions.append(table.c.owner == narrowing.owner)
+    if narrowing.departments:
+        users = systemdb.users
+        conditions.append(table.c.owner.in_(sa.select(users.c.id).where(
+            users.c.department_id.in_(sorted(narrowing.departments)))))
     scope_clause = access.clause(table, obj.name, "read")
     if scope_clause is not None:
         conditions.append(scope_clause)

@@ -5,7 +5,7 @@ the stage history."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Callable
 
 from fastapi import APIRouter, Depends, Request
@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from loomcrm.metadata.model import Dashboard, Report, as_json, localized
 
-from .. import report_catalog as catalog, sales_analytics
+from .. import report_catalog as catalog, sales_analytics, targets
 from ..records import RecordError
 from ..forms.report_output import group_labels, table_of, to_csv, to_xlsx
 from ..reports import Narrowing, run_report
@@ -24,20 +24,22 @@ from .routes import _guard, read_json
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+def day_of(params, key: str) -> date | None:
+    """An ISO date query parameter; 400 naming it when it is not one."""
+    value = (params.get(key) or "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise RecordError(f"{key} is not a date (YYYY-MM-DD)", errors=[
+            {"field": key, "code": "type", "message": "not a date (YYYY-MM-DD)"}], status=400) from None
+
+
 def narrowing_of(params, user: Any) -> Narrowing:
     """`date_from`, `date_to` (ISO dates) and `owner` (a user id, or `me`)."""
-    def day(key: str) -> date | None:
-        value = (params.get(key) or "").strip()
-        if not value:
-            return None
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise RecordError(f"{key} is not a date (YYYY-MM-DD)", errors=[
-                {"field": key, "code": "type", "message": "not a date (YYYY-MM-DD)"}], status=400) from None
-
     owner = (params.get("owner") or "").strip() or None
-    return Narrowing(date_from=day("date_from"), date_to=day("date_to"),
+    return Narrowing(date_from=day_of(params, "date_from"), date_to=day_of(params, "date_to"),
                      owner=getattr(user, "id", None) if owner == "me" else owner)
 
 
@@ -139,6 +141,30 @@ def build_reports_router(runtime, *, user_dependency: Callable) -> APIRouter:
         dashboard = Dashboard.model_validate({**data, "name": name})
         saved = await run_in_threadpool(catalog.save_dashboard, runtime, user, dashboard)
         return json_response(as_json(saved) | {"name": saved.name})
+
+    @router.get("/_targets", tags=["reports"])
+    @_guard
+    async def target_list(request: Request, user=Depends(user_dependency)):
+        """The targets of the periods holding `on` (default today) the acting
+        user follows, each with what was achieved."""
+        on = day_of(request.query_params, "on") or datetime.now(runtime.context.timezone).date()
+        rows = await run_in_threadpool(targets.targets_on, runtime, user, on, locale_of(user))
+        return json_response({"data": rows})
+
+    @router.put("/_targets", tags=["reports"])
+    @_guard
+    async def target_put(request: Request, user=Depends(user_dependency)):
+        """Set a target: {"report", "user" or "department", "period", "starts_on", "value"}."""
+        data = await read_json(request)
+        if not isinstance(data, dict):
+            raise RecordError("the body is a target")
+        return json_response(await run_in_threadpool(targets.set_target, runtime, user, data))
+
+    @router.delete("/_targets/{target_id}", tags=["reports"])
+    @_guard
+    async def target_delete(target_id: str, user=Depends(user_dependency)):
+        await run_in_threadpool(targets.delete_target, runtime, user, target_id)
+        return Response(status_code=204)
 
     analyses = {"funnel": sales_analytics.funnel, "stage_times": sales_analytics.stage_times,
                 "win_rates": sales_analytics.win_rates}

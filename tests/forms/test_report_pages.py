@@ -109,3 +109,19 @@ def test_sales_analytics_page(app):
     assert boss.get("/app/_analytics/account").status_code == 404       # no stage field
     assert boss.get("/app/_analytics/nothing").status_code == 404
     assert "/app/_analytics/opportunity" in boss.get("/app/_reports").text
+
+
+def test_targets_are_set_in_the_browser_pages_and_shown_at_home(app):
+    boss = signed_in(app, "boss")
+    page = boss.get("/app/_targets")
+    assert page.status_code == 200 and "Set a target" in page.text
+    today = re.search(r'name="on" value="([0-9-]+)"', page.text).group(1)
+    answer = boss.post("/app/_targets", data={"report": "new_leads", "holder": "user:wang", "period": "month",
+                                              "starts_on": today, "value": "10"})
+    assert answer.status_code == 200 and "The target is set." in answer.text
+    bad = boss.post("/app/_targets", data={"report": "new_leads", "holder": "user:wang", "period": "month",
+                                           "starts_on": today, "value": "ten"})
+    assert bad.status_code == 422 and "value: a number" in bad.text
+    wang = signed_in(app, "wang")
+    assert 'data-report="new_leads"' in wang.home and "/ 10" in wang.home
+    assert "Set a target" not in wang.get("/app/_targets").text

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from loomcrm.designer import checking, flows, pages as designer_pages, publish_pages, starters, words
 from loomcrm.platform import admin_pages, i18n
-from loomcrm.runtime.forms import report_pages, sharing
+from loomcrm.runtime.forms import report_pages, sharing, target_pages
 from loomcrm.runtime.forms.views import ERROR_TEXTS, EXPRESSION_TEXTS
 from loomcrm.workflows.views import SOURCE_TEXTS, STATUS_TEXTS
 
@@ -14,6 +14,7 @@ TEMPLATES = [*(REPO / "runtime" / "forms" / "templates").rglob("*.html"), *(REPO
              *(REPO / "workflows" / "templates").rglob("*.html"), *(REPO / "designer" / "templates").rglob("*.html")]
 SOURCES = [REPO / "runtime" / "forms" / "views.py", REPO / "runtime" / "forms" / "display.py", REPO / "workflows" / "views.py",
            REPO / "runtime" / "forms" / "sharing.py", REPO / "runtime" / "forms" / "report_pages.py",
+           REPO / "runtime" / "forms" / "target_pages.py",
            REPO / "platform" / "admin_pages.py", *(REPO / "designer").glob("*.py")]
 TEXT_TABLES = [admin_pages.PROBLEM_TEXTS, admin_pages.SCOPE_TEXTS, admin_pages.FIELD_RIGHT_TEXTS, admin_pages.ACCESS_TEXTS,
                admin_pages.ACTION_TEXTS, admin_pages.DONE_TEXTS, admin_pages.BUILTIN_ROLE_TEXTS, sharing.NOTICE_TEXTS, sharing.REASON_TEXTS, sharing.ACTION_TEXTS, sharing.ACCESS_TEXTS, sharing.SCOPE_TEXTS,
@@ -21,7 +22,8 @@ TEXT_TABLES = [admin_pages.PROBLEM_TEXTS, admin_pages.SCOPE_TEXTS, admin_pages.F
                designer_pages.PROBLEM_TEXTS, starters.STARTER_TEXTS, flows.ACTION_TEXTS, flows.TRIGGER_TEXTS,
                flows.STRATEGY_TEXTS, words.CHANGE_TEXTS, publish_pages.FLOW_CHANGE_TEXTS, checking.PROBLEM_TEXTS,
                report_pages.FUNCTION_TEXTS, report_pages.BUCKET_TEXTS, report_pages.CHART_TEXTS,
-               report_pages.SYSTEM_GROUPS, report_pages.NOTICE_TEXTS, report_pages.ANALYTICS_TEXTS]
+               report_pages.SYSTEM_GROUPS, report_pages.NOTICE_TEXTS, report_pages.ANALYTICS_TEXTS,
+               target_pages.PERIOD_TEXTS, target_pages.NOTICE_TEXTS]
 
 
 def chrome_texts() -> set[str]:
