@@ -3,9 +3,9 @@ statement, through the user's record access.
 
 A report groups an object's rows by fields (through lookups, as joins), the
 owner's department and date buckets in LOOM_TIMEZONE, and computes its
-measures per group; the totals row comes from the same statement (a UNION
-ALL of the grouped and the ungrouped select), so nothing is summed in
-Python. Filters and weights are the expression language, translated to SQL
+measures per group; the totals row comes from the same statement (GROUPING
+SETS on PostgreSQL; elsewhere, and under a top-N limit, a UNION ALL of the
+grouped and the ungrouped select), so nothing is summed in Python. Filters and weights are the expression language, translated to SQL
 by the same back end as list filters; a part the database cannot run is
 refused with `not_sql`. What a definition means is decided once, in
 `metadata/reports.py`, for the bundle checks and for this engine.
@@ -13,12 +13,14 @@ refused with `not_sql`. What a definition means is decided once, in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from cachetools import LRUCache
 
 from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import Report, localized
@@ -96,6 +98,35 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
     """`{"columns": [...], "rows": [[...]], "totals": [...]}` of `report`;
     the totals line up with the columns (None under each group) and count
     every row, also those past a top-N `limit`."""
+    narrowing = narrowing or Narrowing()
+    build = functools.partial(_statement, conn.dialect.name, schema, report, access, locale, zone, narrowing)
+    if schema.reports.get(report.name) is report:
+        # a saved report: its statement is built once per user, filter and
+        # version (building costs more than running it on a small table)
+        cache = schema.cached("report statements", lambda: LRUCache(maxsize=1024))
+        key = (report.name, _reach(access), locale, zone.key, narrowing)
+        built = cache.get(key)
+        if built is None:
+            built = cache[key] = build()
+    else:
+        built = build()
+    statement, columns, grouped = built
+    rows, totals = [], None
+    for row in conn.execute(statement):
+        values = [_plain(v) for v in row[1:]]
+        if row[0] != 0 or not grouped:
+            totals = values
+            if not grouped:
+                rows.append(values)
+        else:
+            rows.append(values)
+    return {"columns": columns, "rows": rows, "totals": totals if totals is not None else []}
+
+
+def _statement(dialect: str, schema, report: Report, access, locale: str, zone: ZoneInfo,
+               narrowing: Narrowing) -> tuple[sa.Select, list[dict[str, Any]], bool]:
+    """The one statement of `report` (a marker column first: 0 on a group's
+    row, else the totals'), its columns, and whether it groups."""
     obj = schema.object(report.object)
     if obj is None or not access.may_see_object(report.object):
         raise _problem("object", "not_found", f"no object {report.object!r}")
@@ -108,7 +139,6 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
     group_columns, measure_columns = columns_of(report, objects)
     resolver = JoinResolver(objects, obj.name, schema.tables, join_filter=join_filter)
     scope = Scope(objects=objects, object_name=obj.name, version=version)
-    dialect = conn.dialect.name
     table = schema.table(obj.name)
     owners = systemdb.users.alias("report_owner")
     uses_department = False
@@ -154,7 +184,6 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
     conditions = [table.c._deleted_at.is_(None)]
     if report.filter:
         conditions.append(expression(report.filter, "filter", "boolean"))
-    narrowing = narrowing or Narrowing()
     if narrowing.date_from or narrowing.date_to:
         conditions += _date_range(report, objects, resolver, narrowing, zone)
     if narrowing.owner:
@@ -184,24 +213,30 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
                 column = sa.case(ranks[name], value=column, else_=len(ranks[name]))
             return (column.desc() if desc else column.asc()).nulls_last()
 
-        grouped = grouped.group_by(*[g.element for g in groups])
-        if report.limit is not None:
-            grouped = grouped.order_by(*[order(e.element, e.name, desc) for e, desc in keys]).limit(report.limit)
-        total = sa.select(sa.literal(1).label("total"), *[sa.null().label(g.name) for g in groups], *measures) \
-            .select_from(source).where(*conditions)
-        union = sa.union_all(grouped.subquery().select(), total).subquery()
-        statement = sa.select(union).order_by(union.c.total, *[order(union.c[e.name], e.name, desc) for e, desc in keys])
-    rows, totals = [], None
-    for row in conn.execute(statement):
-        values = list(row[1:])
-        if row[0] == 1 or not groups:
-            totals = values
-            if not groups:
-                rows.append(values)
+        elements = [g.element for g in groups]
+        if dialect == "postgresql" and report.limit is None:
+            # the groups and the totals in one pass over the rows
+            marker = sa.func.grouping(*elements).label("total")
+            statement = sa.select(marker, *groups, *measures).select_from(source).where(*conditions) \
+                .group_by(sa.func.grouping_sets(sa.tuple_(*elements), sa.tuple_())) \
+                .order_by(marker, *[order(e.element, e.name, desc) for e, desc in keys])
         else:
-            rows.append(values)
-    return {"columns": columns, "rows": [[_plain(v) for v in r] for r in rows],
-            "totals": [_plain(v) for v in totals] if totals is not None else []}
+            grouped = grouped.group_by(*elements)
+            if report.limit is not None:
+                grouped = grouped.order_by(*[order(e.element, e.name, desc) for e, desc in keys]).limit(report.limit)
+            total = sa.select(sa.literal(1).label("total"), *[sa.null().label(g.name) for g in groups], *measures) \
+                .select_from(source).where(*conditions)
+            union = sa.union_all(grouped.subquery().select(), total).subquery()
+            statement = sa.select(union).order_by(union.c.total,
+                                                  *[order(union.c[e.name], e.name, desc) for e, desc in keys])
+    return statement, columns, bool(groups)
+
+
+def _reach(access) -> tuple:
+    """What a user's record access clauses are made of (a share or a move to
+    another department changes it without a new metadata version)."""
+    return (access.role, access.user_id, access.everything, access.department, access.below, access.above,
+            access.shared, access.sharing, access.colleagues, access.team)
 
 
 def _option_order(f) -> dict[str, int]:
@@ -229,7 +264,5 @@ def _date_range(report: Report, objects, resolver: JoinResolver, narrowing: Narr
 
 def _plain(value: Any) -> Any:
     """Dates as ISO text (SQLite answers buckets as text already)."""
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
+    return value.isoformat() if isinstance(value, (date, datetime)) else value
 

@@ -82,9 +82,10 @@ def _trigger_sets(schema: CompiledSchema, dialect) -> list[TriggerSet]:
     groups: dict[tuple[str, str], list[_Rollup]] = {}
     for spec in eligible(schema):
         try:
-            groups.setdefault((spec.child, spec.via), []).append(_Rollup(schema, spec, dialect))
+            rollup = _Rollup(schema, spec, dialect)
         except (ExpressionError, sa.exc.CompileError, NotImplementedError):
             continue   # kept by the record service
+        groups.setdefault((spec.child, spec.via), []).append(rollup)
     out = []
     for (child, via), rollups in sorted(groups.items()):
         try:

@@ -10,6 +10,7 @@ import csv
 import io
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
@@ -98,52 +99,78 @@ def _bucket_end(start: date, by: str) -> date:
     return date(start.year + month // 12, month % 12 + 1, 1)
 
 
+class Drill:
+    """The list pages of the records behind a report's rows (drill-down):
+    what every row shares (the report's filter, a dashboard's date range and
+    owner) is worked out once, each row adds its group values."""
+
+    def __init__(self, report: Report, schema, narrowing: Narrowing | None = None):
+        self.object = report.object
+        self.groups = list(zip(groups_of(report), columns_of(report, schema.objects)[0]))
+        # a department is no field of the record: no list can filter on it
+        self.possible = all(group.field != DEPARTMENT for group, _ in self.groups)
+        self.clauses = [f"({report.filter})"] if report.filter else []
+        self.shared: list[tuple[str, str]] = []
+        narrowing = narrowing or Narrowing()
+        date_field = date_field_of(report)
+        if "." in date_field:
+            for bound, op in ((narrowing.date_from, ">="), (narrowing.date_to, "<=")):
+                if bound:
+                    self.clauses.append(f"{date_field} {op} date({bound.year}, {bound.month}, {bound.day})")
+        else:
+            stamp = date_field in ("created_at", "updated_at") or _kind(schema, report, date_field) == "datetime"
+            suffix = "T00:00:00" if stamp else ""
+            if narrowing.date_from:
+                self.shared.append((f"{date_field}__gte", narrowing.date_from.isoformat() + suffix))
+            if narrowing.date_to:
+                end = narrowing.date_to + timedelta(days=1) if stamp else narrowing.date_to
+                self.shared.append((f"{date_field}__lt" if stamp else f"{date_field}__lte", end.isoformat() + suffix))
+        if narrowing.owner:
+            self.shared.append(("owner", narrowing.owner))
+        self._tail = urlencode(self.shared + ([("filter", " and ".join(self.clauses))] if self.clauses else []))
+
+    def params(self, values: list[Any] | None) -> list[tuple[str, str]] | None:
+        """The list's query parameters for the row of group `values` (None:
+        the totals row); None when no list can say it."""
+        if not self.possible:
+            return None
+        params, clauses = self._row(values)
+        return params + self.shared + ([("filter", " and ".join(self.clauses + clauses))]
+                                       if self.clauses or clauses else [])
+
+    def url(self, values: list[Any] | None) -> str:
+        if not self.possible:
+            return ""
+        params, clauses = self._row(values)
+        if clauses:
+            return f"/app/{self.object}?{urlencode(self.params(values))}"
+        row = urlencode(params)
+        return f"/app/{self.object}?{row}{'&' if row and self._tail else ''}{self._tail}"
+
+    def _row(self, values: list[Any] | None) -> tuple[list[tuple[str, str]], list[str]]:
+        params: list[tuple[str, str]] = []
+        clauses: list[str] = []
+        for (group, column), value in zip(self.groups, values or []):
+            path = group.field
+            if "." in path:
+                clauses.append(f"is_blank({path})" if value is None else f"{path} == {_literal(value)}")
+            elif value is None:
+                params.append((f"{path}__isnull", "true"))
+            elif group.by is not None:
+                start = date.fromisoformat(str(value)[:10])
+                end = _bucket_end(start, group.by)
+                suffix = "T00:00:00" if column.source == "datetime" else ""
+                params += [(f"{path}__gte", f"{start.isoformat()}{suffix}"), (f"{path}__lt", f"{end.isoformat()}{suffix}")]
+            else:
+                params.append((path, "true" if value is True else "false" if value is False else str(value)))
+        return params, clauses
+
+
 def drill_params(report: Report, schema, values: list[Any] | None,
                  narrowing: Narrowing | None = None) -> list[tuple[str, str]] | None:
     """The list-page query parameters selecting exactly the records a row
-    of the result counts (`values` are its group values; None for the
-    totals row); None when no list can say it (a department group)."""
-    groups, _ = columns_of(report, schema.objects)
-    params: list[tuple[str, str]] = []
-    clauses = [f"({report.filter})"] if report.filter else []
-    for group, column, value in zip(groups_of(report), groups, values or []):
-        path = group.field
-        if path == DEPARTMENT:
-            return None
-        if "." in path:
-            clauses.append(f"is_blank({path})" if value is None else f"{path} == {_literal(value)}")
-        elif value is None:
-            params.append((f"{path}__isnull", "true"))
-        elif group.by is not None:
-            start = date.fromisoformat(str(value)[:10])
-            end = _bucket_end(start, group.by)
-            suffix = "T00:00:00" if column.source == "datetime" else ""
-            params += [(f"{path}__gte", f"{start.isoformat()}{suffix}"), (f"{path}__lt", f"{end.isoformat()}{suffix}")]
-        else:
-            params.append((path, "true" if value is True else "false" if value is False else str(value)))
-    narrowing = narrowing or Narrowing()
-    date_field = date_field_of(report)
-    if narrowing.date_from or narrowing.date_to:
-        if "." in date_field:
-            if narrowing.date_from:
-                d = narrowing.date_from
-                clauses.append(f"{date_field} >= date({d.year}, {d.month}, {d.day})")
-            if narrowing.date_to:
-                d = narrowing.date_to
-                clauses.append(f"{date_field} <= date({d.year}, {d.month}, {d.day})")
-        else:
-            stamp = date_field in ("created_at", "updated_at") or _kind(schema, report, date_field) == "datetime"
-            if narrowing.date_from:
-                params.append((f"{date_field}__gte", narrowing.date_from.isoformat() + ("T00:00:00" if stamp else "")))
-            if narrowing.date_to:
-                end = narrowing.date_to + timedelta(days=1) if stamp else narrowing.date_to
-                params.append((f"{date_field}__lt" if stamp else f"{date_field}__lte",
-                               end.isoformat() + ("T00:00:00" if stamp else "")))
-    if narrowing.owner:
-        params.append(("owner", narrowing.owner))
-    if clauses:
-        params.append(("filter", " and ".join(clauses)))
-    return params
+    of the result counts (see `Drill`)."""
+    return Drill(report, schema, narrowing).params(values)
 
 
 def _kind(schema, report: Report, path: str) -> str | None:

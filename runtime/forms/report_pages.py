@@ -29,7 +29,7 @@ from loomcrm.platform import auth, i18n, systemdb
 from .. import report_catalog as catalog, sales_analytics
 from ..records import RecordError
 from .refs import Refs
-from .report_output import drill_params, group_labels
+from .report_output import Drill, group_labels
 from ..reports import Narrowing, run_report
 from .views import N_, Pages
 
@@ -42,6 +42,7 @@ CHART_TEXTS = {"table": "Table", "bar": "Bar chart", "line": "Line chart", "pie"
 SYSTEM_GROUPS = {"owner": "Owner", "owner.department": "Owner's department", "created_at": "Created",
                  "updated_at": "Last changed"}
 MONEY = frozenset({"currency"})
+DASHBOARD_ROWS = 20   # rows in a dashboard card's table
 ANALYTICS_TEXTS = {"reached": "Reached", "moved_on": "Average days before moving on",
                    "waited": "Days open deals have waited", "no_owner": "No owner"}
 NOTICE_TEXTS = {"unnamed": "Give the report a name: lowercase letters, digits and _.",
@@ -61,6 +62,7 @@ class Widget:
     total: dict[str, Any] | None = None
     number: str = ""
     href: str = ""
+    more: bool = False   # rows left out of the table
     error: str = ""
 
 
@@ -88,7 +90,9 @@ class ReportPages:
         self.pages = pages
 
     def widget(self, conn: sa.Connection, report: Report, user, locale: str, narrowing: Narrowing,
-               title: str = "") -> Widget:
+               title: str = "", max_rows: int | None = None) -> Widget:
+        """`report` as a card; with `max_rows`, the table shows that many
+        rows (a dashboard's card: the report's page has them all)."""
         schema, access = self.runtime.schema(), self.runtime.access.of(user)
         title = title or localized(report.label, locale, report.name)
         chart = report.chart.type if report.chart else ("table" if report.group_by else "number")
@@ -112,15 +116,15 @@ class ReportPages:
                 return ui.money(value)
             return ui.number(value) if column.kind in NUMERIC | {"number"} else str(value)
 
-        def href(values) -> str:
-            params = drill_params(report, schema, values, narrowing)
-            return f"/app/{report.object}?{urlencode(params)}" if params is not None else ""
-
+        drill = Drill(report, schema, narrowing)
         widget.header = [c["label"] for c in result["columns"]]
-        for row, row_labels in zip(result["rows"], labels or [[]] * len(result["rows"])):
-            cells = row_labels + [shown(v, m) for v, m in zip(row[groups:], measures)]
-            widget.rows.append({"cells": cells, "href": href(row[:groups]) if groups else href(None)})
-        widget.href = href(None) or ""
+        for i, (row, row_labels) in enumerate(zip(result["rows"], labels or [[]] * len(result["rows"]))):
+            # past `max_rows` only the chart needs the row: no formatted cells
+            cells = row_labels + [shown(v, m) for v, m in zip(row[groups:], measures)] \
+                if max_rows is None or i < max_rows else []
+            widget.rows.append({"cells": cells, "href": drill.url(row[:groups] if groups else None)})
+        widget.more = max_rows is not None and len(result["rows"]) > max_rows
+        widget.href = drill.url(None)
         if groups and result["totals"]:
             widget.total = {"cells": [i18n.gettext(locale, "Total")] + [""] * (groups - 1)
                             + [shown(v, m) for v, m in zip(result["totals"][groups:], measures)],
@@ -177,7 +181,7 @@ class ReportPages:
                 if report is None or not catalog.may_see(report, user) or not access.may_see_object(report.object):
                     continue
                 title = localized(item.title, locale, "") if item.title else ""
-                shown.append((item, self.widget(conn, report, user, locale, narrowing, title)))
+                shown.append((item, self.widget(conn, report, user, locale, narrowing, title, max_rows=DASHBOARD_ROWS)))
         return shown
 
     def dashboard_context(self, request: Request, user, dashboard: Dashboard, locale: str) -> dict[str, Any]:

@@ -54,7 +54,8 @@ atoms = st.one_of(
                      "stage_probability(stage) >= 60", "stage_category(stage) == 'open'", "amount == None",
                      "coalesce(amount, 0) > 0", "len(name) >= 2", "close_date < today()", "priority == amount",
                      "1 < priority <= 3", "(amount if hot else 0) > 100", "account.parent.name == 'Holding'",
-                     "amount * 2 > 100", "amount + priority > 10", "amount - 1.5 < 0", "-amount > 5",
+                     "stage_category(stage) != 'won'", "40 < stage_probability(stage)",
+                     "stage_probability(stage) == None", "stage_category(stage) == None", "amount * 2 > 100", "amount + priority > 10", "amount - 1.5 < 0", "-amount > 5",
                      "priority * stage_probability(stage) / 100 >= 1", "amount / 4 > 50", "amount * 0.5 <= 25"]),
 )
 conditions = st.recursive(atoms, lambda inner: st.one_of(
