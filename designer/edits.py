@@ -237,8 +237,8 @@ def stages_from(form) -> list[dict[str, Any]]:
 def object_renamed(snapshot, old: str, new: str):
     """The snapshot with every reference to object `old` following its new
     name: other objects' lookups, related-to targets and roll-ups, the
-    workflows on it or creating it, and the roles' rights, field rights and
-    sharing rules."""
+    workflows on it or creating it, the roles' rights, field rights and
+    sharing rules, and the reports on it."""
     from loomcrm.metadata.model import Role, Workflow
 
     def swap(name: str) -> str:
@@ -271,7 +271,8 @@ def object_renamed(snapshot, old: str, new: str):
         for rule in data.get("sharing", []):
             rule["object"] = swap(rule["object"])
         roles.append(Role.model_validate(data))
-    return snapshot.model_copy(update={"objects": objects, "workflows": flows, "roles": roles})
+    reports = [r.model_copy(update={"object": swap(r.object)}) for r in snapshot.reports]
+    return snapshot.model_copy(update={"objects": objects, "workflows": flows, "roles": roles, "reports": reports})
 
 
 def _given(value: Any) -> bool:

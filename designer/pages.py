@@ -63,9 +63,10 @@ def seen_json(obj: ObjectDef | None) -> str:
 
 def rule_problems(snapshot: Snapshot) -> list[dict[str, str]]:
     """Every rule of the draft that no longer checks (a formula reading a
-    renamed field, ...), with its place."""
+    renamed field, a report grouping by a dropped one, ...), with its place."""
     bundle = Bundle(manifest=BundleManifest(format="loom/1", name="draft", version="1.0.0"),
-                    objects=snapshot.objects, workflows=snapshot.workflows, roles=snapshot.roles)
+                    objects=snapshot.objects, workflows=snapshot.workflows, roles=snapshot.roles,
+                    reports=snapshot.reports, dashboards=snapshot.dashboards)
     return [{"file": p.file, "path": p.path, "message": p.message, "code": p.code} for p in check_bundle(bundle)]
 
 
@@ -76,7 +77,8 @@ def place_of(snapshot: Snapshot, problem: dict[str, str], locale: str) -> str:
     kind, _, rest = file.partition("/")
     name = rest.removesuffix(".json")
     obj = snapshot.object(name) if kind == "objects" else None
-    parts.append(localized(obj.label, locale, name) if obj else name)
+    report = snapshot.report(name) if kind == "reports" else None
+    parts.append(localized(obj.label, locale, name) if obj else localized(report.label, locale, name) if report else name)
     path = problem["path"]
     head, _, tail = path.partition(".")
     if obj is not None and head.startswith("fields[") and head.endswith("]") and head[7:-1].isdigit():

@@ -4,8 +4,8 @@
 
 Starts `loom serve` on an empty database (the crm pack and its sample data),
 signs in as the admin and captures the list, a record page, the board, a
-phone form and the designer (a rule being typed, the plan of a change) in
-Debian's chromium."""
+phone form, the home dashboard, the report builder and the designer (a
+rule being typed, the plan of a change) in Debian's chromium."""
 
 import re
 import sys
@@ -51,11 +51,30 @@ def main(out: Path) -> None:
                 phone.context.add_cookies(page.context.cookies())
                 phone.goto(f"{server.url}/app/lead/new")
                 phone.screenshot(path=str(out / "lead-form-phone-zh.png"))
+                page.goto(f"{server.url}/locale/zh-CN?next=/")
+                reports(page, server.url, out)
                 page.goto(f"{server.url}/locale/en?next=/designer")
                 designer(page, server.url, out)
                 browser.close()
         finally:
             stop_server(server)
+
+
+def reports(page, url: str, out: Path) -> None:
+    """The home dashboard in Chinese, and the report builder in English
+    with a field dragged into the rows."""
+    page.set_viewport_size({"width": 1360, "height": 1100})
+    page.goto(f"{url}/")
+    page.wait_for_selector(".chart svg")
+    page.wait_for_timeout(800)   # the charts' entry animation
+    page.screenshot(path=str(out / "dashboard-zh.png"))
+    page.goto(f"{url}/locale/en?next=/app/_reports/new?object=opportunity")
+    page.locator('#palette .palette-item[data-path="stage"]').drag_to(page.locator("#rows"))
+    page.locator('#palette .palette-item[data-path="close_date"]').drag_to(page.locator("#columns"))
+    page.locator('#columns select').select_option("quarter")
+    page.wait_for_selector("#preview .chart svg")
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(out / "report-builder.png"), full_page=True)
 
 
 def designer(page, url: str, out: Path) -> None:

@@ -12,6 +12,7 @@ import re
 import subprocess
 import zipfile
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -692,3 +693,31 @@ def test_what_admins_built_downloads_as_its_own_bundle_that_validates(app, ada, 
     assert "custom/objects/project.json" in names and "custom/objects/lead.json" not in names
     checked = subprocess.run([LOOM, "pack", "validate", str(tmp_path / "out" / "custom")], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_renaming_an_object_carries_the_reports_on_it():
+    from loomcrm.designer.edits import object_renamed
+    from loomcrm.metadata.model import ObjectDef, Report
+    from loomcrm.metadata.versions import Snapshot
+
+    snapshot = Snapshot(objects=[ObjectDef.model_validate({"name": "deal", "fields": [{"name": "name", "type": "text"}]})],
+                        reports=[Report.model_validate({"name": "deals", "object": "deal",
+                                                        "measures": [{"name": "n", "function": "count"}]})])
+    renamed = object_renamed(snapshot, "deal", "opportunity")
+    assert renamed.report("deals").object == "opportunity"
+
+
+def test_the_plan_names_the_reports_a_dropped_field_breaks():
+    from loomcrm.designer.pages import place_of, rule_problems
+    from loomcrm.metadata.versions import Snapshot
+    from loomcrm.runtime.install import read_bundle
+
+    crm = read_bundle(Path(__file__).parents[2] / "apps" / "crm")
+    snapshot = Snapshot(objects=crm.objects, workflows=crm.workflows, roles=crm.roles, reports=crm.reports,
+                        dashboards=crm.dashboards)
+    opportunity = snapshot.object("opportunity")
+    dropped = opportunity.model_copy(update={"fields": [f for f in opportunity.fields if f.name != "close_date"]})
+    problems = [p for p in rule_problems(snapshot.with_object(dropped)) if p["file"].startswith("reports/")]
+    assert {(p["file"], p["path"]) for p in problems} >= {("reports/forecast_by_month.json", "group_by[0]")}
+    forecast = next(p for p in problems if p["file"] == "reports/forecast_by_month.json")
+    assert place_of(snapshot, forecast, "zh-CN").startswith("按预计成交月份的销售预测")
