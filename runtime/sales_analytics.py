@@ -21,7 +21,7 @@ from loomcrm.metadata.model import StageField, localized
 from loomcrm.platform import systemdb
 
 from .records import RecordError
-from .reports import Narrowing, _day_start
+from .reports import Narrowing, _bucket, _day_start, _local, _plain
 
 HISTORY = systemdb.history
 
@@ -159,10 +159,14 @@ def stage_times(conn: sa.Connection, schema, object_name: str, access, locale: s
 
 
 def win_rates(conn: sa.Connection, schema, object_name: str, access, locale: str = "en",
-              narrowing: Narrowing | None = None, zone=timezone.utc) -> dict[str, Any]:
-    """Per owner, of the deals closed (won or lost, by when they closed):
-    `{"owners": [{"owner", "won", "lost", "win_rate", "avg_cycle_days"}]}`;
-    the cycle runs from a won deal's creation to its win."""
+              narrowing: Narrowing | None = None, zone=timezone.utc, by: str | None = None) -> dict[str, Any]:
+    """Per owner (and per `by` month, quarter or year of closing), of the
+    deals closed (won or lost, by when they closed): `{"owners": [{"owner",
+    "period", "won", "lost", "win_rate", "avg_cycle_days"}]}`; the cycle runs
+    from a won deal's creation to its win."""
+    if by not in (None, "month", "quarter", "year"):
+        raise RecordError("by is month, quarter or year", errors=[
+            {"field": "by", "code": "invalid_option", "message": "month, quarter or year"}], status=400)
     pipeline = pipeline_of(schema, object_name, access, Narrowing(owner=(narrowing or Narrowing()).owner), zone)
     dialect = conn.dialect.name
     table = pipeline.table
@@ -183,17 +187,20 @@ def win_rates(conn: sa.Connection, schema, object_name: str, access, locale: str
     else:
         cycle = sa.func.julianday(closing.c.closed_at) - sa.func.julianday(table.c.created_at)
     is_won = stage.in_(won)
+    period = _bucket(_local(closing.c.closed_at, zone, dialect), by, dialect) if by else sa.null()
     statement = sa.select(
-        table.c.owner,
+        table.c.owner, period.label("period"),
         sa.func.count().filter(is_won).label("won"),
         sa.func.count().filter(~is_won).label("lost"),
         sa.func.avg(cycle).filter(is_won).label("cycle"),
     ).select_from(table.join(closing, closing.c.record_id == table.c.id)) \
-        .where(*pipeline.conditions, *conditions).group_by(table.c.owner).order_by(table.c.owner)
+        .where(*pipeline.conditions, *conditions)
+    keys = [table.c.owner, period] if by else [table.c.owner]
+    statement = statement.group_by(*keys).order_by(*keys)
     owners = []
     for row in conn.execute(statement):
         closed = row.won + row.lost
-        owners.append({"owner": row.owner, "won": row.won, "lost": row.lost,
+        owners.append({"owner": row.owner, "period": _plain(row.period), "won": row.won, "lost": row.lost,
                        "win_rate": round(row.won / closed, 4) if closed else None,
                        "avg_cycle_days": round(float(row.cycle), 1) if row.cycle is not None else None})
     return {"owners": owners}

@@ -173,16 +173,19 @@ def build_reports_router(runtime, *, user_dependency: Callable) -> APIRouter:
     @_guard
     async def analytics(object_name: str, analysis: str, request: Request, user=Depends(user_dependency)):
         """Sales analytics from the stage history: `funnel`, `stage_times` or
-        `win_rates`, narrowed by `date_from`, `date_to` and `owner`."""
+        `win_rates` (`by=month|quarter|year` for one row per owner and
+        period), narrowed by `date_from`, `date_to` and `owner`."""
         run = analyses.get(analysis)
         if run is None:
             raise RecordError(f"no analysis {analysis[:40]!r}: funnel, stage_times or win_rates", status=404)
         narrowing = narrowing_of(request.query_params, user)
 
+        extra = {"by": request.query_params.get("by") or None} if analysis == "win_rates" else {}
+
         def compute():
             with runtime.engine.connect() as conn:
                 return run(conn, runtime.schema(), object_name, runtime.access.of(user), locale_of(user),
-                           narrowing, runtime.context.timezone)
+                           narrowing, runtime.context.timezone, **extra)
 
         return json_response(await run_in_threadpool(compute))
 

@@ -43,6 +43,7 @@ SYSTEM_GROUPS = {"owner": "Owner", "owner.department": "Owner's department", "cr
                  "updated_at": "Last changed"}
 MONEY = frozenset({"currency"})
 DASHBOARD_ROWS = 20   # rows in a dashboard card's table
+PERIODS = ("month", "quarter", "year")   # of win rates
 ANALYTICS_TEXTS = {"reached": "Reached", "moved_on": "Average days before moving on",
                    "waited": "Days open deals have waited", "no_owner": "No owner"}
 NOTICE_TEXTS = {"unnamed": "Give the report a name: lowercase letters, digits and _.",
@@ -447,7 +448,9 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
             with runtime.engine.connect() as conn:
                 steps = sales_analytics.funnel(conn, schema, object_name, access, locale, narrowing, zone)["steps"]
                 stages = sales_analytics.stage_times(conn, schema, object_name, access, locale, narrowing, zone)["stages"]
-                owners = sales_analytics.win_rates(conn, schema, object_name, access, locale, narrowing, zone)["owners"]
+                by = request.query_params.get("by") if request.query_params.get("by") in PERIODS else None
+                owners = sales_analytics.win_rates(conn, schema, object_name, access, locale, narrowing, zone,
+                                                   by=by)["owners"]
                 refs = Refs(schema, conn, access)
                 refs.load({}, {o["owner"] for o in owners if o["owner"]})
         except RecordError:
@@ -469,7 +472,9 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         ui = pages.display(schema, locale)
         return pages.render(request, "forms/analytics.html", obj=schema.objects[object_name], ui=ui, steps=steps,
                             stages=stages, rates=owners, funnel_spec=funnel_spec, times_spec=times_spec, drill=drill,
-                            narrowing=narrowing, owners=reports.owners(), query=urlencode(narrowing_query(narrowing)))
+                            by=by, buckets={k: gettext(BUCKET_TEXTS[k]) for k in PERIODS},
+                            narrowing=narrowing, owners=reports.owners(), query=urlencode(narrowing_query(narrowing)),
+                            narrowing_params=list(narrowing_query(narrowing).items()))
 
     def _report(schema, user, name: str) -> Report:
         try:

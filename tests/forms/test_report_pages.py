@@ -125,3 +125,11 @@ def test_targets_are_set_in_the_browser_pages_and_shown_at_home(app):
     wang = signed_in(app, "wang")
     assert 'data-report="new_leads"' in wang.home and "/ 10" in wang.home
     assert "Set a target" not in wang.get("/app/_targets").text
+
+
+def test_win_rates_per_period_on_the_analytics_page(app):
+    boss = signed_in(app, "boss")
+    page = boss.get("/app/_analytics/opportunity", params={"by": "quarter"})
+    assert page.status_code == 200 and '<option value="quarter" selected>' in page.text
+    assert "<th scope=\"col\">Period</th>" in page.text
+    assert boss.get("/app/_analytics/opportunity", params={"by": "nonsense"}).status_code == 200

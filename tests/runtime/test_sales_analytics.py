@@ -82,7 +82,10 @@ def test_win_rate_and_cycle_length_by_owner(deals):
     runtime, client = deals
     with runtime.engine.connect() as conn:
         owners = win_rates(conn, runtime.schema(), "deal", runtime.access.of(None))["owners"]
-    assert owners == [{"owner": None, "won": 1, "lost": 1, "win_rate": 0.5, "avg_cycle_days": 9.0}]
+    assert owners == [{"owner": None, "period": None, "won": 1, "lost": 1, "win_rate": 0.5, "avg_cycle_days": 9.0}]
+    by_month = client.get("/api/v1/_analytics/deal/win_rates", params={"by": "month"}).json()["owners"]
+    assert [(o["period"], o["won"], o["lost"]) for o in by_month] == [("2026-01-01", 1, 1)]
+    assert client.get("/api/v1/_analytics/deal/win_rates", params={"by": "fortnight"}).status_code == 400
     answer = client.get("/api/v1/_analytics/deal/win_rates", params={"date_from": "2026-01-06"})
     assert answer.json()["owners"][0]["won"] == 1 and answer.json()["owners"][0]["lost"] == 0
     assert client.get("/api/v1/_analytics/deal/nothing").status_code == 404
