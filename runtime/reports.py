@@ -97,7 +97,9 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
                zone: ZoneInfo = UTC, narrowing: Narrowing | None = None) -> dict[str, Any]:
     """`{"columns": [...], "rows": [[...]], "totals": [...]}` of `report`;
     the totals line up with the columns (None under each group) and count
-    every row, also those past a top-N `limit`."""
+    every row, also those past a top-N `limit`. With two groups or more,
+    `subtotals` has a row per value of the first group (None under the
+    others)."""
     narrowing = narrowing or Narrowing()
     build = functools.partial(_statement, conn.dialect.name, schema, report, access, locale, zone, narrowing)
     if schema.reports.get(report.name) is report:
@@ -110,23 +112,30 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
             built = cache[key] = build()
     else:
         built = build()
-    statement, columns, grouped = built
-    rows, totals = [], None
+    statement, columns, groups = built
+    rows, subtotals, totals = [], [], None
+    full = (1 << groups) - 1
     for row in conn.execute(statement):
         values = [_plain(v) for v in row[1:]]
-        if row[0] != 0 or not grouped:
-            totals = values
-            if not grouped:
-                rows.append(values)
-        else:
+        if not groups:
             rows.append(values)
-    return {"columns": columns, "rows": rows, "totals": totals if totals is not None else []}
+            totals = values
+        elif row[0] == 0:
+            rows.append(values)
+        elif row[0] == full:
+            totals = values
+        else:
+            subtotals.append(values)
+    result = {"columns": columns, "rows": rows, "totals": totals if totals is not None else []}
+    if groups > 1:
+        result["subtotals"] = subtotals
+    return result
 
 
 def _statement(dialect: str, schema, report: Report, access, locale: str, zone: ZoneInfo,
                narrowing: Narrowing) -> tuple[sa.Select, list[dict[str, Any]], bool]:
-    """The one statement of `report` (a marker column first: 0 on a group's
-    row, else the totals'), its columns, and whether it groups."""
+    """The one statement of `report` (a marker column first, see below), its
+    columns, and how many groups it has."""
     obj = schema.object(report.object)
     if obj is None or not access.may_see_object(report.object):
         raise _problem("object", "not_found", f"no object {report.object!r}")
@@ -214,22 +223,33 @@ def _statement(dialect: str, schema, report: Report, access, locale: str, zone: 
             return (column.desc() if desc else column.asc()).nulls_last()
 
         elements = [g.element for g in groups]
+        # the marker is PostgreSQL's grouping() bit mask everywhere: 0 on a
+        # group's row, all ones on the totals, the inner bits on a subtotal
+        # of the first group (with two groups or more)
+        n = len(elements)
+        subtotal, total = (1 << (n - 1)) - 1, (1 << n) - 1
         if dialect == "postgresql" and report.limit is None:
-            # the groups and the totals in one pass over the rows
+            # the groups, the subtotals and the totals in one pass over the rows
             marker = sa.func.grouping(*elements).label("total")
+            sets = [sa.tuple_(*elements)] + ([sa.tuple_(elements[0])] if n > 1 else []) + [sa.tuple_()]
             statement = sa.select(marker, *groups, *measures).select_from(source).where(*conditions) \
-                .group_by(sa.func.grouping_sets(sa.tuple_(*elements), sa.tuple_())) \
+                .group_by(sa.func.grouping_sets(*sets)) \
                 .order_by(marker, *[order(e.element, e.name, desc) for e, desc in keys])
         else:
             grouped = grouped.group_by(*elements)
             if report.limit is not None:
                 grouped = grouped.order_by(*[order(e.element, e.name, desc) for e, desc in keys]).limit(report.limit)
-            total = sa.select(sa.literal(1).label("total"), *[sa.null().label(g.name) for g in groups], *measures) \
-                .select_from(source).where(*conditions)
-            union = sa.union_all(grouped.subquery().select(), total).subquery()
+            parts = [grouped.subquery().select()]
+            if n > 1:
+                parts.append(sa.select(sa.literal(subtotal).label("total"), groups[0],
+                                       *[sa.null().label(g.name) for g in groups[1:]], *measures)
+                             .select_from(source).where(*conditions).group_by(elements[0]))
+            parts.append(sa.select(sa.literal(total).label("total"), *[sa.null().label(g.name) for g in groups],
+                                   *measures).select_from(source).where(*conditions))
+            union = sa.union_all(*parts).subquery()
             statement = sa.select(union).order_by(union.c.total,
                                                   *[order(union.c[e.name], e.name, desc) for e, desc in keys])
-    return statement, columns, bool(groups)
+    return statement, columns, len(groups)
 
 
 def _reach(access) -> tuple:

@@ -64,6 +64,7 @@ class Widget:
     number: str = ""
     href: str = ""
     more: bool = False   # rows left out of the table
+    subtotals: list[dict[str, Any]] = dc_field(default_factory=list)   # shown before the total
     error: str = ""
 
 
@@ -126,6 +127,7 @@ class ReportPages:
             widget.rows.append({"cells": cells, "href": drill.url(row[:groups] if groups else None)})
         widget.more = max_rows is not None and len(result["rows"]) > max_rows
         widget.href = drill.url(None)
+        self.place_subtotals(widget, result, labels, groups, measures, shown, locale, drill)
         if groups and result["totals"]:
             widget.total = {"cells": [i18n.gettext(locale, "Total")] + [""] * (groups - 1)
                             + [shown(v, m) for v, m in zip(result["totals"][groups:], measures)],
@@ -136,6 +138,28 @@ class ReportPages:
             widget.number = shown(totals[groups + y], measures[y])
         widget.spec = self.chart_spec(report, result, labels, widget.rows, y)
         return widget
+
+    @staticmethod
+    def place_subtotals(widget: Widget, result: dict, labels, groups: int, measures, shown, locale: str,
+                        drill: Drill) -> None:
+        """Each subtotal of the first group under the last row of its block
+        (`then`), or all at the end when a sort by a measure scattered the
+        blocks (`widget.subtotals`)."""
+        if not result.get("subtotals"):
+            return
+        label_of = {row[0]: row_labels[0] for row, row_labels in zip(result["rows"], labels)}
+        subtotal = {row[0]: {"cells": [i18n.gettext(locale, "Subtotal") + " · " + label_of.get(row[0], str(row[0]))]
+                             + [""] * (groups - 1) + [shown(v, m) for v, m in zip(row[groups:], measures)],
+                             "href": drill.url([row[0]])}   # the first group's value alone
+                    for row in result["subtotals"]}
+        firsts = [row[0] for row in result["rows"]]
+        blocks = [value for i, value in enumerate(firsts) if i == 0 or firsts[i - 1] != value]
+        if len(blocks) != len(set(blocks)):
+            widget.subtotals = [subtotal[v] for v in dict.fromkeys(firsts) if v in subtotal]
+            return
+        for i, value in enumerate(firsts):
+            if (i + 1 == len(firsts) or firsts[i + 1] != value) and widget.rows[i]["cells"]:
+                widget.rows[i]["then"] = subtotal.get(value)
 
     @staticmethod
     def y_index(report: Report) -> int:

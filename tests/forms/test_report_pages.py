@@ -133,3 +133,13 @@ def test_win_rates_per_period_on_the_analytics_page(app):
     assert page.status_code == 200 and '<option value="quarter" selected>' in page.text
     assert "<th scope=\"col\">Period</th>" in page.text
     assert boss.get("/app/_analytics/opportunity", params={"by": "nonsense"}).status_code == 200
+
+
+def test_two_groups_show_a_subtotal_under_each_block(app):
+    boss = signed_in(app, "boss")
+    data = BUILDER | {"row": ["stage", "owner"], "row_by": ["", ""], "measure_function": ["count"], "chart": "table"}
+    page = boss.post("/app/_reports/preview", data=data).text
+    subtotals = re.findall(r'<tr class="subtotal"><td><a href="([^"]+)">Subtotal · ([^<]+)</a>', page)
+    assert subtotals and all("stage=" in href for href, _ in subtotals)
+    stages = re.findall(r"<tr><td><a href=\"[^\"]+\">([^<]+)</a></td><td>", page)
+    assert {label for _, label in subtotals} == set(stages)

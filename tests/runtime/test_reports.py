@@ -91,6 +91,14 @@ def test_lookup_groups_month_buckets_filters_and_weights(deals):
         expected[key][1] += Decimal(row["amount"]) * (1 if row["stage"] == "won" else Decimal("0.5"))
     got = {(r[0], str(r[1])[:10]): [Decimal(str(r[2])), Decimal(str(r[3]))] for r in answer.json()["rows"]}
     assert got == dict(expected)
+    # a subtotal per industry, with nothing under the month
+    per_industry = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    for (industry, _), (amount, weighted) in expected.items():
+        per_industry[industry][0] += amount
+        per_industry[industry][1] += weighted
+    subtotals = answer.json()["subtotals"]
+    assert all(r[1] is None for r in subtotals)
+    assert {r[0]: [Decimal(str(r[2])), Decimal(str(r[3]))] for r in subtotals} == dict(per_industry)
     quarters = run(client, {"object": "deal", "group_by": [{"field": "close_date", "by": "quarter"}],
                             "measures": [{"name": "deals", "function": "count"}]}).json()
     by_quarter = defaultdict(int)
