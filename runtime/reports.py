@@ -14,6 +14,7 @@ refused with `not_sql`. What a definition means is decided once, in
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -105,11 +106,14 @@ def run_report(conn: sa.Connection, schema, report: Report, access, locale: str 
     if schema.reports.get(report.name) is report:
         # a saved report: its statement is built once per user, filter and
         # version (building costs more than running it on a small table)
-        cache = schema.cached("report statements", lambda: LRUCache(maxsize=1024))
+        cache, lock = schema.cached("report statements", lambda: (LRUCache(maxsize=1024), threading.Lock()))
         key = (report.name, _reach(access), locale, zone.key, narrowing)
-        built = cache.get(key)
+        with lock:   # pages run in a thread pool; an LRU cache is not thread-safe
+            built = cache.get(key)
         if built is None:
-            built = cache[key] = build()
+            built = build()
+            with lock:
+                cache[key] = built
     else:
         built = build()
     statement, columns, groups = built

@@ -68,6 +68,14 @@ def exported(runtime, user: Any, report: Report, result: dict[str, Any], kind: s
                     headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
 
 
+async def definition(request: Request, model, name: str):
+    """A report or dashboard from the body, named by the path."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise RecordError(f"the body is a {model.__name__.lower()} definition")
+    return model.model_validate({**data, "name": name})
+
+
 def build_reports_router(runtime, *, user_dependency: Callable) -> APIRouter:
     router = APIRouter()
 
@@ -113,11 +121,7 @@ def build_reports_router(runtime, *, user_dependency: Callable) -> APIRouter:
     @_guard
     async def report_put(name: str, request: Request, user=Depends(user_dependency)):
         """Save a report (a new one, or one of the acting user's)."""
-        data = await read_json(request)
-        if not isinstance(data, dict):
-            raise RecordError("the body is a report definition")
-        report = Report.model_validate({**data, "name": name})
-        saved = await run_in_threadpool(catalog.save_report, runtime, user, report)
+        saved = await run_in_threadpool(catalog.save_report, runtime, user, await definition(request, Report, name))
         return json_response(as_json(saved) | {"name": saved.name})
 
     @router.delete("/_reports/{name}", tags=["reports"])
@@ -135,11 +139,8 @@ def build_reports_router(runtime, *, user_dependency: Callable) -> APIRouter:
     @router.put("/_dashboards/{name}", tags=["reports"])
     @_guard
     async def dashboard_put(name: str, request: Request, user=Depends(user_dependency)):
-        data = await read_json(request)
-        if not isinstance(data, dict):
-            raise RecordError("the body is a dashboard definition")
-        dashboard = Dashboard.model_validate({**data, "name": name})
-        saved = await run_in_threadpool(catalog.save_dashboard, runtime, user, dashboard)
+        saved = await run_in_threadpool(catalog.save_dashboard, runtime, user,
+                                        await definition(request, Dashboard, name))
         return json_response(as_json(saved) | {"name": saved.name})
 
     @router.get("/_targets", tags=["reports"])

@@ -404,9 +404,7 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         except RecordError as exc:
             return pages.render(request, "forms/_notice.html", status=exc.status if exc.status < 500 else 422,
                                 kind="error", message=exc.detail)
-        target = f"/app/_reports/{saved.name}"
-        return HTMLResponse("", headers={"HX-Redirect": target}) if request.headers.get("hx-request") \
-            else RedirectResponse(target, status_code=303)
+        return _go(request, f"/app/_reports/{saved.name}")
 
     @router.get("/_reports/{name}", response_class=HTMLResponse)
     def report_page(request: Request, name: str, user=Depends(auth.page_user)):
@@ -446,9 +444,7 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         except (RecordError, ValidationError) as exc:
             message = exc.detail if isinstance(exc, RecordError) else _validation_text(exc)
             return pages.render(request, "forms/_notice.html", status=422, kind="error", message=message)
-        target = f"/app/_dashboards/{saved.name}"
-        return HTMLResponse("", headers={"HX-Redirect": target}) if request.headers.get("hx-request") \
-            else RedirectResponse(target, status_code=303)
+        return _go(request, f"/app/_dashboards/{saved.name}")
 
     @router.get("/_dashboards/{name}", response_class=HTMLResponse)
     def dashboard_page(request: Request, name: str, user=Depends(auth.page_user)):
@@ -507,6 +503,13 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
             raise HTTPException(status_code=404, detail=N_("There is no such page.")) from None
 
     return router
+
+
+def _go(request: Request, target: str):
+    """To `target` after a save: htmx follows HX-Redirect, a plain form a 303."""
+    if request.headers.get("hx-request"):
+        return HTMLResponse("", headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
 
 
 def _new_name(stem: str, taken) -> str:

@@ -21,9 +21,7 @@ by 1,000 users in 50 departments (20 each).
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -31,7 +29,7 @@ import httpx
 import sqlalchemy as sa
 
 from common import loom_cli, loom_env, loom_server, postgres_available, postgres_database
-from harness import Figure
+from harness import Figure, alternate, p95_figure
 
 LIST_GOAL = 1 / 1.5
 GET_GOAL = 1 / 1.1
@@ -45,29 +43,6 @@ BUNDLE = {
     "roles": [{"name": "team_reader", "objects": {"deal": {"read": "department", "update": "department"}}},
               {"name": "all_reader", "objects": {"deal": {"read": "all", "update": "all"}}}],
 }
-
-
-def p95(values: list[float]) -> float:
-    values = sorted(values)
-    return values[max(0, int(len(values) * 0.95) - 1)]
-
-
-def _alternate(ours, theirs, rounds: int, block: int) -> tuple[list[float], list[float]]:
-    """Blocks of calls of each side in turn, the first side swapping every round."""
-    times: dict[str, list[float]] = {"ours": [], "theirs": []}
-    for r in range(rounds):
-        order = [("ours", ours), ("theirs", theirs)] if r % 2 == 0 else [("theirs", theirs), ("ours", ours)]
-        for side, fn in order:
-            for _ in range(block):
-                start = time.perf_counter()
-                fn()
-                times[side].append((time.perf_counter() - start) * 1000)
-    return times["ours"], times["theirs"]
-
-
-def _figure(name: str, goal: float, ours: list[float], theirs: list[float]) -> Figure:
-    return Figure.from_costs(name, round(p95(ours), 3), round(p95(theirs), 3), "ms p95", goal,
-                             f"median {statistics.median(ours):.2f} / {statistics.median(theirs):.2f} ms")
 
 
 def _seed(url: str, rows: int) -> dict[str, str]:
@@ -125,7 +100,7 @@ def run(quick: bool = False) -> list[Figure]:
             team_owners = _team(url, ids["team"])
             assert len(pages["team"]) == 50 and {r["owner"] for r in pages["team"]} <= team_owners
             assert len(pages["all"]) == 50
-            figures.append(_figure(f"access_{label}_list_department_vs_all_api", LIST_GOAL, *_alternate(
+            figures.append(p95_figure(f"access_{label}_list_department_vs_all_api", LIST_GOAL, *alternate(
                 lambda: clients["team"].get("/api/v1/deal", params={"limit": "50"}).raise_for_status(),
                 lambda: clients["all"].get("/api/v1/deal", params={"limit": "50"}).raise_for_status(), rounds, block)))
             for client in clients.values():
@@ -170,8 +145,8 @@ def _in_process(url: str, ids: dict[str, str], label: str, rounds: int, block: i
     get = {who: (lambda who=who: runtime.records.get("deal", team_record, users[who], schema=schema)) for who in users}
     assert get["team"]()["id"] == get["all"]()["id"] == team_record
     figures = [
-        _figure(f"access_{label}_list_department_vs_all_query", LIST_GOAL, *_alternate(page("team"), page("all"), rounds, block)),
-        _figure(f"access_{label}_get_checked_vs_unchecked", GET_GOAL, *_alternate(get["team"], get["all"], rounds, block * 4)),
+        p95_figure(f"access_{label}_list_department_vs_all_query", LIST_GOAL, *alternate(page("team"), page("all"), rounds, block)),
+        p95_figure(f"access_{label}_get_checked_vs_unchecked", GET_GOAL, *alternate(get["team"], get["all"], rounds, block * 4)),
     ]
     statements: list[int] = []
     sa.event.listen(engine, "before_cursor_execute", lambda *a, **k: statements.append(1))

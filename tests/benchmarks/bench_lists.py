@@ -51,7 +51,7 @@ import sqlalchemy as sa
 import raw_list_app
 from common import (POSTGRES_ADMIN_URL, baseline_server, install_loom, loom_cli, loom_env, loom_server,
                     postgres_available, postgres_database, seed_opportunities)
-from harness import Figure
+from harness import Figure, alternate, p95_figure
 from raw_list_app import PROPOSALS, RAW_AFTER, RAW_FIRST
 
 GOAL = 1 / 1.5
@@ -63,26 +63,8 @@ NAIVE_AFTER = (f"{PROPOSALS} AND (amount < %s OR (amount = %s AND id < %s) OR am
                "ORDER BY amount DESC NULLS LAST, id DESC LIMIT 51")
 
 
-def p95(values: list[float]) -> float:
-    values = sorted(values)
-    return values[max(0, int(len(values) * 0.95) - 1)]
-
-
-def _alternate(loom, raw, rounds: int, block: int) -> tuple[list[float], list[float]]:
-    times = {"loom": [], "raw": []}
-    for r in range(rounds):
-        order = [("loom", loom), ("raw", raw)] if r % 2 == 0 else [("raw", raw), ("loom", loom)]
-        for side, fn in order:
-            for _ in range(block):
-                start = time.perf_counter()
-                fn()
-                times[side].append((time.perf_counter() - start) * 1000)
-    return times["loom"], times["raw"]
-
-
 def _figure(name, loom, raw, note: str = "") -> Figure:
-    return Figure.from_costs(name, round(p95(loom), 3), round(p95(raw), 3), "ms p95", GOAL,
-                             f"median {statistics.median(loom):.2f} / {statistics.median(raw):.2f} ms{note}")
+    return p95_figure(name, GOAL, loom, raw, note)
 
 
 def _median_ms(fn, times: int = 5) -> float:
@@ -131,8 +113,8 @@ def run(quick: bool = False) -> list[Figure]:
                 assert len(ids) == 50 and all([r[0] for r in sql()[:50]] == ids for sql in sql_pages)
             notes = {page: f"; one plain SELECT with NULLS LAST: {_median_ms(fn):.1f} ms"
                      for page, fn in (("first", naive_first), ("deep", naive_deep))}
-            figures.append(_figure(f"lists_{label}_first_page_api", *_alternate(api_first, raw_first, rounds, block), notes["first"]))
-            figures.append(_figure(f"lists_{label}_deep_page_api", *_alternate(api_deep, raw_deep, rounds, block), notes["deep"]))
+            figures.append(_figure(f"lists_{label}_first_page_api", *alternate(api_first, raw_first, rounds, block), notes["first"]))
+            figures.append(_figure(f"lists_{label}_deep_page_api", *alternate(api_deep, raw_deep, rounds, block), notes["deep"]))
             figures.extend(_http(url, folder, label, (api_first, api_deep), (amount, last_id), rounds, block))
             client.close()
 
@@ -156,7 +138,7 @@ def _http(url, folder, label, loom_pages, deep_after, rounds, block) -> list[Fig
             assert [r["id"] for r in raw_body["data"]] == [r["id"] for r in loom_body["data"]] and len(raw_body["data"]) == 50
             assert raw_body["data"] == loom_body["data"], "the hand-written endpoint answers other records"
             assert (raw_body["next_cursor"] is None) == (loom_body["next_cursor"] is None)
-        return [_figure(f"lists_{label}_{page}_page_http", *_alternate(loom_page, raw_page, rounds, block))
+        return [_figure(f"lists_{label}_{page}_page_http", *alternate(loom_page, raw_page, rounds, block))
                 for page, loom_page, raw_page in zip(("first", "deep"), loom_pages, raw_pages)]
 
 
@@ -224,8 +206,8 @@ def _in_process(url, folder, token, label, params, deep_params, raw_first, raw_d
                 return list_records(conn, runtime.schema(), obj, parsed)
         return go
 
-    figures = [_figure(f"lists_{label}_first_page_query", *_alternate(query(params), raw_first, rounds, block)),
-               _figure(f"lists_{label}_deep_page_query", *_alternate(query(deep_params), raw_deep, rounds, block))]
+    figures = [_figure(f"lists_{label}_first_page_query", *alternate(query(params), raw_first, rounds, block)),
+               _figure(f"lists_{label}_deep_page_query", *alternate(query(deep_params), raw_deep, rounds, block))]
     counts = {}
     for name, p in (("first", params), ("deep", deep_params)):
         statements.clear()

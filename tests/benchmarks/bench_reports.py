@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import os
 import random
-import statistics
 import tempfile
-import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -33,7 +31,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from common import postgres_available, postgres_database
-from harness import Figure
+from harness import Figure, alternate, p95_figure
 
 QUERY_GOAL, DASHBOARD_GOAL = 1 / 1.3, 1 / 1.5
 USERS = 100
@@ -103,23 +101,6 @@ def hand_sql(dialect: str) -> dict[str, str]:
         "open_total": f"SELECT sum(amount) FROM o_opportunity WHERE {live} AND stage IN {OPEN}",
         "average_deal": grouped([quarter], "avg(amount)", ""),
     }
-
-
-def p95(values: list[float]) -> float:
-    values = sorted(values)
-    return values[max(0, int(len(values) * 0.95) - 1)]
-
-
-def _alternate(ours, theirs, rounds: int, block: int) -> tuple[list[float], list[float]]:
-    times: dict[str, list[float]] = {"ours": [], "theirs": []}
-    for r in range(rounds):
-        order = [("ours", ours), ("theirs", theirs)] if r % 2 == 0 else [("theirs", theirs), ("ours", ours)]
-        for side, fn in order:
-            for _ in range(block):
-                start = time.perf_counter()
-                fn()
-                times[side].append((time.perf_counter() - start) * 1000)
-    return times["ours"], times["theirs"]
 
 
 def _seed(url: str, rows: int) -> list[str]:
@@ -201,10 +182,8 @@ def _measure(url: str, label: str, rounds: int, block: int) -> list[Figure]:
         assert len(ours["rows"]) + extra == len(theirs), name
     figures = []
     for name in ("pipeline", "forecast"):
-        ours, theirs = _alternate(loom(name), hand(name), rounds, block)
-        figures.append(Figure.from_costs(f"report_{label}_{'pipeline_by_stage_owner' if name == 'pipeline' else 'forecast_by_month'}",
-                                         round(p95(ours), 3), round(p95(theirs), 3), "ms p95", QUERY_GOAL,
-                                         f"median {statistics.median(ours):.2f} / {statistics.median(theirs):.2f} ms"))
+        figure = "pipeline_by_stage_owner" if name == "pipeline" else "forecast_by_month"
+        figures.append(p95_figure(f"report_{label}_{figure}", QUERY_GOAL, *alternate(loom(name), hand(name), rounds, block)))
     pages = ReportPages(runtime, Pages(runtime, None, lambda request, **extra: extra))
     dashboard = schema.dashboards["six"]
     assert len(pages.dashboard(dashboard, admin, "en", Narrowing())) == 6
@@ -212,11 +191,8 @@ def _measure(url: str, label: str, rounds: int, block: int) -> list[Figure]:
     def all_hand():
         for name in sql:
             hand(name)()
-    ours, theirs = _alternate(lambda: pages.dashboard(dashboard, admin, "en", Narrowing()), all_hand,
-                              rounds, max(2, block // 3))
-    figures.append(Figure.from_costs(f"report_{label}_dashboard_of_six", round(p95(ours), 3), round(p95(theirs), 3),
-                                     "ms p95", DASHBOARD_GOAL,
-                                     f"median {statistics.median(ours):.2f} / {statistics.median(theirs):.2f} ms"))
+    figures.append(p95_figure(f"report_{label}_dashboard_of_six", DASHBOARD_GOAL, *alternate(
+        lambda: pages.dashboard(dashboard, admin, "en", Narrowing()), all_hand, rounds, max(2, block // 3))))
     engine.dispose()
     return figures
 

@@ -105,3 +105,28 @@ def write_jsonl(figures: list[Figure], path: str) -> None:
     with open(path, "a", encoding="utf-8") as out:
         for f in figures:
             out.write(json.dumps(f.as_json(), ensure_ascii=False) + "\n")
+
+
+def p95(values: list[float]) -> float:
+    values = sorted(values)
+    return values[max(0, int(len(values) * 0.95) - 1)]
+
+
+def alternate(ours: Callable, theirs: Callable, rounds: int, block: int) -> tuple[list[float], list[float]]:
+    """Milliseconds per call of each side, in blocks of `block` calls taken
+    in turn, the side going first swapping every round."""
+    times: dict[str, list[float]] = {"ours": [], "theirs": []}
+    for r in range(rounds):
+        order = [("ours", ours), ("theirs", theirs)] if r % 2 == 0 else [("theirs", theirs), ("ours", ours)]
+        for side, fn in order:
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                times[side].append((time.perf_counter() - start) * 1000)
+    return times["ours"], times["theirs"]
+
+
+def p95_figure(name: str, goal: float, ours: list[float], theirs: list[float], note: str = "") -> Figure:
+    """Loom's p95 against the baseline's, with both medians."""
+    return Figure.from_costs(name, round(p95(ours), 3), round(p95(theirs), 3), "ms p95", goal,
+                             f"median {statistics.median(ours):.2f} / {statistics.median(theirs):.2f} ms{note}")
