@@ -395,7 +395,8 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         gettext = pages.gettext(request)
         name = (form.get("name") or "").strip()
         try:
-            report = report_from_form(form, user, describer(request, str(form.get("object") or "")))
+            report = _edited(report_from_form(form, user, describer(request, str(form.get("object") or ""))),
+                             runtime.schema().reports.get(name))
             if not name:
                 raise RecordError(gettext(NOTICE_TEXTS["unnamed"]), status=422)
             saved = await run_in_threadpool(catalog.save_report, runtime, user, report)
@@ -503,6 +504,32 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
             raise HTTPException(status_code=404, detail=N_("There is no such page.")) from None
 
     return router
+
+
+def _edited(report: Report, before: Report | None) -> Report:
+    """A report edited in the builder keeps what the builder does not show:
+    its measures' names (links, sorts and the API use them) and labels in
+    other languages, its sort and its chart's measure while they still fit."""
+    if before is None:
+        return report
+
+    def merged(new, old):
+        if isinstance(old, dict) and isinstance(new, dict):
+            return {**old, **new}
+        return new if new is not None else old
+    previous = {(m.function, m.field): m for m in before.measures}
+    measures = []
+    for m in report.measures:
+        old = previous.get((m.function, m.field))
+        measures.append(m.model_copy(update={"name": old.name, "label": merged(m.label, old.label)}) if old else m)
+    names = {m.name for m in measures} | {g if isinstance(g, str) else g.field for g in report.group_by}
+    chart = report.chart
+    if chart is not None and before.chart is not None and before.chart.y in names:
+        chart = chart.model_copy(update={"y": before.chart.y})
+    return report.model_copy(update={
+        "label": merged(report.label, before.label), "measures": measures, "chart": chart,
+        "sort": report.sort or [k for k in before.sort if k.lstrip("-") in names],
+        "description": before.description, "date_field": before.date_field})
 
 
 def _go(request: Request, target: str):

@@ -143,3 +143,18 @@ def test_two_groups_show_a_subtotal_under_each_block(app):
     assert subtotals and all("stage=" in href for href, _ in subtotals)
     stages = re.findall(r"<tr><td><a href=\"[^\"]+\">([^<]+)</a></td><td>", page)
     assert {label for _, label in subtotals} == set(stages)
+
+
+def test_editing_a_pack_report_keeps_what_the_builder_does_not_show(app):
+    boss = signed_in(app, "boss")
+    before = next(r for r in boss.get("/api/v1/_reports").json()["data"] if r["name"] == "won_by_owner")
+    data = {"object": "opportunity", "name": "won_by_owner", "row": ["owner"], "row_by": [""],
+            "measure_function": ["sum", "count"], "measure_field": ["amount", ""], "chart": "bar",
+            "filter": before["filter"], "label": "Wins per rep", "share": "everyone", "limit": "10"}
+    answer = boss.post("/app/_reports/save", data=data, headers={"HX-Request": "true"})
+    assert answer.headers.get("hx-redirect") == "/app/_reports/won_by_owner", answer.text
+    after = next(r for r in boss.get("/api/v1/_reports").json()["data"] if r["name"] == "won_by_owner")
+    assert [m["name"] for m in after["measures"]] == ["won", "deals"]
+    assert after["measures"][0]["label"]["zh-CN"] == "赢单金额"
+    assert after["label"] == {"en": "Wins per rep", "zh-CN": "各销售的赢单"}
+    assert after["sort"] == ["-won"] and after["chart"]["y"] == "won"
