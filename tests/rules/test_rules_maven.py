@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter, defaultdict
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -203,4 +203,57 @@ def test_maven_crm_loads_through_the_rules(database_url):
         assert check_drift(conn, schema) == []
         deal = conn.execute(sa.select(schema.table("deal")).where(schema.table("deal").c.code == "1C1I7A6R")).one()
         assert deal.expected == Decimal("1054.00") and deal.days_to_close == (date(2017, 3, 1) - date(2016, 10, 20)).days
+        check_reports(conn, schema, runtime, kept)
     engine.dispose()
+
+
+def check_reports(conn, schema, runtime, kept):
+    """Reports (SPEC 3.7) over the loaded deals against the same figures
+    computed from the CSV rows: every measure, every date bucket, a lookup
+    group and a weighted sum, exact to the cent."""
+    from loomcrm.metadata.model import Report
+    from loomcrm.runtime.reports import run_report
+
+    access = runtime.access.of(None)
+    managers = {t["sales_agent"]: t["manager"] for t in read("sales_teams.csv")}
+    won = [d for d in kept if d["deal_stage"] == "Won"]
+    report = Report.model_validate({
+        "name": "wins", "object": "deal", "filter": "stage == 'won'",
+        "group_by": ["agent.manager", {"field": "close_date", "by": "quarter"}],
+        "measures": [{"name": "deals", "function": "count"},
+                     {"name": "value", "function": "sum", "field": "close_value"},
+                     {"name": "average", "function": "avg", "field": "close_value"},
+                     {"name": "smallest", "function": "min", "field": "close_value"},
+                     {"name": "largest", "function": "max", "field": "close_value"},
+                     {"name": "accounts", "function": "count_distinct", "field": "account"}]})
+    result = run_report(conn, schema, report, access)
+    expected = defaultdict(list)
+    for d in won:
+        day = date.fromisoformat(d["close_date"])
+        expected[(managers[d["sales_agent"]], date(day.year, (day.month - 1) // 3 * 3 + 1, 1).isoformat())].append(d)
+    got = {(r[0], str(r[1])[:10]): r[2:] for r in result["rows"]}
+    assert set(got) == set(expected)
+    for key, deals in expected.items():
+        values = [Decimal(d["close_value"]) for d in deals]
+        deals_, value, average, smallest, largest, accounts = got[key]
+        assert (deals_, Decimal(str(value)), Decimal(str(smallest)), Decimal(str(largest))) == \
+            (len(deals), sum(values), min(values), max(values)), key
+        assert round(Decimal(str(average)), 2) == round(sum(values) / len(values), 2), key
+        assert accounts == len({d["account"] for d in deals}), key
+    assert result["totals"][2] == len(won)
+    assert Decimal(str(result["totals"][3])) == sum(Decimal(d["close_value"]) for d in won)
+    for by, bucket in (("day", lambda d: d), ("week", lambda d: d - timedelta(days=d.weekday())),
+                       ("month", lambda d: d.replace(day=1)), ("year", lambda d: date(d.year, 1, 1))):
+        counted = run_report(conn, schema, Report.model_validate({
+            "name": "by", "object": "deal", "filter": "not is_blank(close_date)",
+            "group_by": [{"field": "close_date", "by": by}], "measures": [{"name": "n", "function": "count"}]}),
+            access)
+        reference = Counter(bucket(date.fromisoformat(d["close_date"])).isoformat() for d in kept if d["close_date"])
+        assert {str(r[0])[:10]: r[1] for r in counted["rows"]} == dict(reference), by
+    weighted = run_report(conn, schema, Report.model_validate({
+        "name": "weighted", "object": "deal", "measures": [
+            {"name": "expected", "function": "sum", "field": "close_value", "weight": "stage_probability(stage) / 100"}]}),
+        access)
+    probability = {"Prospecting": 10, "Engaging": 40, "Won": 100, "Lost": 0}
+    assert Decimal(str(weighted["totals"][0])) == sum(
+        Decimal(d["close_value"]) * probability[d["deal_stage"]] / 100 for d in kept if d["close_value"])
