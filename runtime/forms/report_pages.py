@@ -31,7 +31,7 @@ from ..records import RecordError
 from .refs import Refs
 from .report_output import Drill, group_labels
 from ..reports import Narrowing, run_report
-from .views import N_, Pages
+from .views import N_, Pages, filter_fields
 
 FUNCTIONS = ("count", "sum", "avg", "min", "max", "count_distinct")
 FUNCTION_TEXTS = {"count": "Count", "sum": "Sum", "avg": "Average", "min": "Minimum", "max": "Maximum",
@@ -369,7 +369,7 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         return pages.render(request, "forms/report_builder.html", obj=obj, objects=objects, ui=ui, choices=choices,
                             report=report, rows=rows, columns=columns, measures=measures,
                             labels={c["path"]: c["label"] for c in choices},
-                            texts=texts(locale), roles=roles,
+                            texts=texts(locale), roles=roles, filter_fields=filter_fields(obj, ui),
                             label=localized(report.label, locale, "") if report is not None else "")
 
     @router.post("/_reports/preview", response_class=HTMLResponse, dependencies=[Depends(auth.page_csrf)])

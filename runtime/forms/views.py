@@ -325,7 +325,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
                        extra=extra, view=view, filter_example=example_filter(obj),
                        views=savedviews.list_views(runtime.engine, user.id, obj.name),
                        ui=pages.display(schema, locale, refs), record_title=record_title, sortable=sortable,
-                       filter_fields=_filter_fields(obj, pages.display(schema, locale)),
+                       filter_fields=filter_fields(obj, pages.display(schema, locale)),
                        has_board=obj.layouts.kanban is not None)
         if request.headers.get("hx-request") and request.query_params.get("cursor"):
             return pages.render(request, "forms/_rows.html", **context)
@@ -743,7 +743,7 @@ def _jsonish(obj: ObjectDef, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _filter_fields(obj: ObjectDef, ui: Display) -> list[dict[str, Any]]:
+def filter_fields(obj: ObjectDef, ui: Display) -> list[dict[str, Any]]:
     """What the filter builder offers: every field with its kind and options."""
     out = []
     for f in obj.fields:

@@ -77,3 +77,18 @@ def test_a_report_is_built_saved_put_on_a_dashboard_and_drilled_into(page, serve
     expect(page.locator("table.records tbody tr")).to_have_count(first_count)
     listed = api.get("/opportunity", params=[("stage", page.url.split("stage=")[1].split("&")[0]), ("limit", "500")])
     assert len(listed.json()["data"]) == first_count == counts[first_label]
+
+
+def test_the_report_builder_filters_with_the_lists_filter_builder(page, server):
+    sign_in(page, server)
+    page.goto(f"{server.url}/app/_reports/new?object=opportunity")
+    page.locator('#palette .palette-item[data-path="stage"] button[data-to="rows"]').click()
+    expect(page.locator("#preview .report-table tbody tr").first).to_be_attached()
+    page.get_by_text("Build a filter").click()
+    row = page.locator(".builder-rows .builder-row").first
+    row.get_by_label("Field").select_option(label="Sales stage")
+    row.get_by_label("Value").select_option(label="Negotiation")
+    page.get_by_role("button", name="Use these conditions").click()
+    expect(page.locator("#report-filter")).to_have_value("stage == 'negotiation'")
+    expect(page.locator("#preview .report-table tbody tr")).to_have_count(1)
+    expect(page.locator("#preview .report-table tbody tr td").first).to_have_text("Negotiation")

@@ -261,7 +261,7 @@
     });
   }
 
-  // --- lists: bulk selection and the filter builder -------------------------------
+  // --- lists: bulk selection --------------------------------------------------------
   function initList(page) {
     var bulk = page.querySelector("#bulk");
     function refresh() {
@@ -277,13 +277,14 @@
       refresh();
     });
     document.addEventListener("htmx:afterSwap", refresh);
+  }
 
-    var builder = page.querySelector(".builder");
-    if (!builder) return;
-    var fields = JSON.parse(document.getElementById("builder-fields").textContent);
-    var opNames = JSON.parse(document.getElementById("builder-ops").textContent);
+  // --- "Build a filter", on lists and in the report builder ------------------------
+  function initFilterBuilder(builder) {
+    var fields = JSON.parse(builder.querySelector(".builder-fields").textContent);
+    var opNames = JSON.parse(builder.querySelector(".builder-ops").textContent);
     var rows = builder.querySelector(".builder-rows");
-    var template = document.getElementById("builder-row");
+    var template = builder.querySelector(".builder-row-template");
     function opsFor(kind) {
       if (kind === "text" || kind === "long_text" || kind === "email" || kind === "phone" || kind === "url" || kind === "auto_number")
         return ["contains", "==", "!=", "blank", "not_blank"];
@@ -347,10 +348,11 @@
     builder.querySelector("[data-builder-add]").addEventListener("click", addRow);
     builder.querySelector("[data-builder-apply]").addEventListener("click", function () {
       var text = expression();
-      var box = document.getElementById("list-filter");
+      var box = document.getElementById(builder.dataset.target);
       var old = box.value.trim();
       box.value = old && text ? "(" + old + ") and " + text : (text || old);
-      box.form.requestSubmit();
+      if (builder.dataset.submit !== undefined) box.form.requestSubmit();
+      else box.dispatchEvent(new Event("change", { bubbles: true }));
     });
     rows.addEventListener("click", function (e) { if (e.target.closest("[data-builder-remove]")) e.target.closest(".builder-row").remove(); });
     builder.addEventListener("toggle", function () { if (builder.open && !rows.children.length) addRow(); });
@@ -363,6 +365,7 @@
     if (bar) initPath(bar);
     var list = document.querySelector(".list-page");
     if (list) initList(list);
+    document.querySelectorAll("details.builder[data-target]").forEach(initFilterBuilder);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init); else init();
 })();
