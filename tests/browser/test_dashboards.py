@@ -92,3 +92,16 @@ def test_the_report_builder_filters_with_the_lists_filter_builder(page, server):
     expect(page.locator("#report-filter")).to_have_value("stage == 'negotiation'")
     expect(page.locator("#preview .report-table tbody tr")).to_have_count(1)
     expect(page.locator("#preview .report-table tbody tr td").first).to_have_text("Negotiation")
+
+
+def test_the_lists_filter_builder_still_applies_its_conditions(page, server, api):
+    sign_in(page, server)
+    page.goto(f"{server.url}/app/opportunity")
+    page.get_by_text("Build a filter").click()
+    row = page.locator(".builder-rows .builder-row").first
+    row.get_by_label("Field").select_option(label="Sales stage")
+    row.get_by_label("Value").select_option(label="Negotiation")
+    page.get_by_role("button", name="Use these conditions").click()
+    page.wait_for_url(re.compile(r"filter=stage"))
+    expected = len(api.get("/opportunity", params={"stage": "negotiation"}).json()["data"])
+    expect(page.locator("table.records tbody tr")).to_have_count(expected)
