@@ -38,7 +38,10 @@ def bucket_label(value: str | None, by: str) -> str:
 
 def group_labels(conn: sa.Connection, schema, report: Report, rows: list[list[Any]], locale: str,
                  access=None, blank: str = "—") -> list[list[str]]:
-    """For each row, the label of each group value."""
+    """For each row, the label of each group value (no owner reads as such)."""
+    from loomcrm.platform import i18n
+
+    nobody = i18n.gettext(locale, "No owner")
     groups, _ = columns_of(report, schema.objects)
     refs = Refs(schema, conn, access)
     wanted: dict[str, set[str]] = {}
@@ -63,7 +66,7 @@ def group_labels(conn: sa.Connection, schema, report: Report, rows: list[list[An
         for i, column in enumerate(groups):
             value = row[i]
             if value is None:
-                labels.append(blank)
+                labels.append(nobody if column.kind == "user" and column.path == ("owner",) else blank)
             elif by[i] is not None:
                 labels.append(bucket_label(value, by[i]))
             elif column.kind == "lookup":

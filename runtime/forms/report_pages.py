@@ -28,6 +28,7 @@ from loomcrm.platform import auth, i18n, systemdb
 
 from .. import report_catalog as catalog, sales_analytics
 from ..records import RecordError
+from .display import option_map
 from .refs import Refs
 from .report_output import Drill, group_labels
 from ..reports import Narrowing, run_report
@@ -106,7 +107,7 @@ class ReportPages:
             widget.error = i18n.gettext(locale, "This report cannot run: %(problem)s").replace("%(problem)s", exc.detail)
             return widget
         ui = self.pages.display(schema, locale)
-        _, measures = columns_of(report, schema.objects)
+        group_columns, measures = columns_of(report, schema.objects)
         groups = len(report.group_by)
         labels = group_labels(conn, schema, report, [r[:groups] for r in result["rows"]], locale, access) \
             if groups else []
@@ -136,7 +137,9 @@ class ReportPages:
         totals = result["totals"] or (result["rows"][0] if result["rows"] else [])
         if totals:
             widget.number = shown(totals[groups + y], measures[y])
-        widget.spec = self.chart_spec(report, result, labels, widget.rows, y)
+        orders = [option_map(c.field) if c.source in ("picklist", "stage") else {} for c in group_columns]
+        widget.spec = self.chart_spec(report, result, labels, widget.rows, y,
+                                      [{value: i for i, value in enumerate(order)} for order in orders])
         return widget
 
     @staticmethod
@@ -168,10 +171,13 @@ class ReportPages:
         return names.index(y) if y else 0
 
     @staticmethod
-    def chart_spec(report: Report, result: dict, labels: list[list[str]], rows: list[dict], y: int) -> dict[str, Any]:
+    def chart_spec(report: Report, result: dict, labels: list[list[str]], rows: list[dict], y: int,
+                   orders: list[dict[Any, int]]) -> dict[str, Any]:
         """What static/reports.js draws: categories (the first group's labels,
         or all groups' joined), series (one per measure, or per value of the
-        `series` group for a pivot), and where each point drills down to."""
+        `series` group for a pivot, in `orders` of options where the group
+        has them), and where each point drills down to. Pies and funnels
+        read a missing value as 0."""
         groups = len(report.group_by)
         measure_names = [c["label"] for c in result["columns"][groups:]]
         kind = report.chart.type if report.chart else "table"
@@ -181,7 +187,13 @@ class ReportPages:
             s = names.index(series_group)
             x = 1 - s
             categories = list(dict.fromkeys(label[x] for label in labels))
-            series_names = list(dict.fromkeys(label[s] for label in labels))
+            # the series in their own order (months in time, stages as defined)
+            raw = {}
+            for row, label in zip(result["rows"], labels):
+                raw.setdefault(label[s], row[s])
+            rank = orders[s]
+            series_names = sorted(raw, key=lambda n: (raw[n] is None, rank.get(raw[n], len(rank)),
+                                                      "" if raw[n] is None else str(raw[n])))
             data = {name: [None] * len(categories) for name in series_names}
             drill = {name: [""] * len(categories) for name in series_names}
             for row, label, shown in zip(result["rows"], labels, rows):
@@ -192,8 +204,9 @@ class ReportPages:
         else:
             categories = [" · ".join(label) for label in labels]
             chosen = [y] if kind in ("pie", "funnel") or (report.chart and report.chart.y) else range(len(measure_names))
+            empty = 0 if kind in ("pie", "funnel") else None
             series = [{"name": measure_names[i],
-                       "data": [float(r[groups + i]) if r[groups + i] is not None else None for r in result["rows"]],
+                       "data": [float(r[groups + i]) if r[groups + i] is not None else empty for r in result["rows"]],
                        "drill": [shown["href"] for shown in rows]} for i in chosen]
         return {"type": kind, "categories": categories, "series": series}
 
