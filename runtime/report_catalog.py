@@ -109,6 +109,15 @@ def save_dashboard(runtime, user: Any, dashboard: Dashboard) -> Dashboard:
     return dashboard
 
 
+def delete_dashboard(runtime, user: Any, name: str) -> None:
+    dashboard = runtime.schema().dashboards.get(name)
+    if dashboard is None or not may_see(dashboard, user):
+        raise RecordError(f"no dashboard {name[:63]!r}", status=404)
+    if not may_change(dashboard, user):
+        raise RecordError("only its creator or an admin may delete this dashboard", status=403)
+    _write(runtime, user, "dashboard.delete", name, lambda s: _without(s, "dashboards", name))
+
+
 def _with(snapshot: Snapshot, folder: str, item) -> Snapshot:
     items = list(getattr(snapshot, folder))
     at = next((i for i, x in enumerate(items) if x.name == item.name), None)

@@ -154,7 +154,7 @@ def delete_target(runtime, actor: Any, target_id: str) -> None:
 
 def targets_on(runtime, viewer: Any, day: date, locale: str = "en") -> list[dict[str, Any]]:
     """The targets of the periods that hold `day` which `viewer` follows
-    (their own, their department's, and those they may set), each with
+    (their own, and those they may set), each with
     what was achieved: `{"id", "report", "label", "holder", "period",
     "starts_on", "ends_on", "value", "achieved", "attainment", "may_change"}`."""
     from loomcrm.metadata.model import localized
@@ -164,8 +164,6 @@ def targets_on(runtime, viewer: Any, day: date, locale: str = "en") -> list[dict
     starts = [period_start(p, day) for p in PERIODS]
     with runtime.engine.connect() as conn:
         managed = managed_departments(conn, viewer)
-        own_department = conn.execute(sa.select(systemdb.users.c.department_id)
-                                      .where(systemdb.users.c.id == getattr(viewer, "id", None))).scalar()
         rows = conn.execute(sa.select(TARGETS).where(
             sa.or_(*[sa.and_(TARGETS.c.period == p, TARGETS.c.starts_on == s) for p, s in zip(PERIODS, starts)]))
             .order_by(TARGETS.c.holder_kind.desc(), TARGETS.c.report)).all()
@@ -176,7 +174,9 @@ def targets_on(runtime, viewer: Any, day: date, locale: str = "en") -> list[dict
         shown = []
         for row in rows:
             dept = row.holder_id if row.holder_kind == "department" else users.get(row.holder_id)
-            mine = row.holder_id in (getattr(viewer, "id", None), own_department)
+            # a department's progress only to those who set it: through a
+            # rep's access it would count the rep's own records alone
+            mine = row.holder_kind == "user" and row.holder_id == getattr(viewer, "id", None)
             may_change = managed is None or dept in managed
             if not (mine or may_change):
                 continue

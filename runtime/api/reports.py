@@ -143,6 +143,12 @@ def build_reports_router(runtime, *, user_dependency: Callable) -> APIRouter:
                                         await definition(request, Dashboard, name))
         return json_response(as_json(saved) | {"name": saved.name})
 
+    @router.delete("/_dashboards/{name}", tags=["reports"])
+    @_guard
+    async def dashboard_delete(name: str, user=Depends(user_dependency)):
+        await run_in_threadpool(catalog.delete_dashboard, runtime, user, name)
+        return Response(status_code=204)
+
     @router.get("/_targets", tags=["reports"])
     @_guard
     async def target_list(request: Request, user=Depends(user_dependency)):

@@ -217,6 +217,12 @@ def test_a_manager_saves_a_private_report_and_the_admins_draft_follows(crm):
     assert draft.object("task").label == "To-do" and published.report("team_leads") is not None
     bad = li.put("/api/v1/_reports/broken", json=definition | {"group_by": ["sttus"]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "group_by[0]"
+    board = li.put("/api/v1/_dashboards/team", json={"widgets": [{"report": "team_leads"}], "shared_with": []})
+    assert board.status_code == 200 and board.json()["created_by"] == "li"
+    assert li.delete("/api/v1/_reports/team_leads").status_code == 409       # on li's dashboard
+    assert wang.delete("/api/v1/_dashboards/team").status_code == 404
+    assert boss.delete("/api/v1/_dashboards/sales_rep").status_code == 204
+    assert li.delete("/api/v1/_dashboards/team").status_code == 204
     assert li.delete("/api/v1/_reports/team_leads").status_code == 204
     assert li.get("/api/v1/_reports/team_leads").status_code == 404
     assert Report.model_validate(definition | {"name": "x"}).shared_with == []
