@@ -85,6 +85,9 @@ def group_labels(conn: sa.Connection, schema, report: Report, rows: list[list[An
 
 
 def _literal(value: Any) -> str:
+    """A value as the expression language writes it."""
+    if value is None:
+        return "None"
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, (int, float)) or type(value).__name__ == "Decimal":
@@ -103,9 +106,13 @@ def _bucket_end(start: date, by: str) -> date:
 
 
 class Drill:
-    """The list pages of the records behind a report's rows (drill-down):
-    what every row shares (the report's filter, a dashboard's date range and
-    owner) is worked out once, each row adds its group values."""
+    """The list pages of the records behind a report's rows (drill-down).
+
+    The selection is written as the list's filter expression, so the list
+    shows it in its filter box and the user can read and change it; only a
+    date range on a timestamp stays a parameter (an expression compares
+    timestamps with timestamps). What every row shares (the report's filter,
+    a dashboard's date range and owner) is worked out once."""
 
     def __init__(self, report: Report, schema, narrowing: Narrowing | None = None):
         self.object = report.object
@@ -116,57 +123,48 @@ class Drill:
         self.shared: list[tuple[str, str]] = []
         narrowing = narrowing or Narrowing()
         date_field = date_field_of(report)
-        if "." in date_field:
-            for bound, op in ((narrowing.date_from, ">="), (narrowing.date_to, "<=")):
-                if bound:
-                    self.clauses.append(f"{date_field} {op} date({bound.year}, {bound.month}, {bound.day})")
-        else:
-            stamp = date_field in ("created_at", "updated_at") or _kind(schema, report, date_field) == "datetime"
-            suffix = "T00:00:00" if stamp else ""
+        stamp = date_field in ("created_at", "updated_at") or _kind(schema, report, date_field) == "datetime"
+        if stamp:
             if narrowing.date_from:
-                self.shared.append((f"{date_field}__gte", narrowing.date_from.isoformat() + suffix))
+                self.shared.append((f"{date_field}__gte", narrowing.date_from.isoformat() + "T00:00:00"))
             if narrowing.date_to:
-                end = narrowing.date_to + timedelta(days=1) if stamp else narrowing.date_to
-                self.shared.append((f"{date_field}__lt" if stamp else f"{date_field}__lte", end.isoformat() + suffix))
+                end = narrowing.date_to + timedelta(days=1)
+                self.shared.append((f"{date_field}__lt", end.isoformat() + "T00:00:00"))
+        else:
+            if narrowing.date_from:
+                self.clauses.append(f"{date_field} >= {_day(narrowing.date_from)}")
+            if narrowing.date_to:
+                self.clauses.append(f"{date_field} <= {_day(narrowing.date_to)}")
         if narrowing.owner:
-            self.shared.append(("owner", narrowing.owner))
-        self._tail = urlencode(self.shared + ([("filter", " and ".join(self.clauses))] if self.clauses else []))
+            self.clauses.append(f"owner == {_literal(narrowing.owner)}")
 
     def params(self, values: list[Any] | None) -> list[tuple[str, str]] | None:
         """The list's query parameters for the row of group `values` (None:
-        the totals row); None when no list can say it."""
+        the totals row; fewer values: a subtotal); None when no list can say it."""
         if not self.possible:
             return None
-        params, clauses = self._row(values)
-        return params + self.shared + ([("filter", " and ".join(self.clauses + clauses))]
-                                       if self.clauses or clauses else [])
-
-    def url(self, values: list[Any] | None) -> str:
-        if not self.possible:
-            return ""
-        params, clauses = self._row(values)
-        if clauses:
-            return f"/app/{self.object}?{urlencode(self.params(values))}"
-        row = urlencode(params)
-        return f"/app/{self.object}?{row}{'&' if row and self._tail else ''}{self._tail}"
-
-    def _row(self, values: list[Any] | None) -> tuple[list[tuple[str, str]], list[str]]:
-        params: list[tuple[str, str]] = []
-        clauses: list[str] = []
+        params, clauses = list(self.shared), list(self.clauses)
         for (group, column), value in zip(self.groups, values or []):
             path = group.field
-            if "." in path:
-                clauses.append(f"is_blank({path})" if value is None else f"{path} == {_literal(value)}")
-            elif value is None:
-                params.append((f"{path}__isnull", "true"))
-            elif group.by is not None:
+            if group.by is not None and value is not None:
                 start = date.fromisoformat(str(value)[:10])
                 end = _bucket_end(start, group.by)
-                suffix = "T00:00:00" if column.source == "datetime" else ""
-                params += [(f"{path}__gte", f"{start.isoformat()}{suffix}"), (f"{path}__lt", f"{end.isoformat()}{suffix}")]
+                if column.source == "datetime":
+                    params += [(f"{path}__gte", f"{start.isoformat()}T00:00:00"),
+                               (f"{path}__lt", f"{end.isoformat()}T00:00:00")]
+                else:
+                    clauses.append(f"{path} >= {_day(start)} and {path} < {_day(end)}")
             else:
-                params.append((path, "true" if value is True else "false" if value is False else str(value)))
-        return params, clauses
+                clauses.append(f"{path} == {_literal(value)}")
+        return params + ([("filter", " and ".join(clauses))] if clauses else [])
+
+    def url(self, values: list[Any] | None) -> str:
+        params = self.params(values)
+        return f"/app/{self.object}?{urlencode(params)}" if params is not None else ""
+
+
+def _day(day: date) -> str:
+    return f"date({day.year}, {day.month}, {day.day})"
 
 
 def drill_params(report: Report, schema, values: list[Any] | None,

@@ -5,6 +5,7 @@ the rows, previewed, saved and put on a new dashboard; a bar of its chart
 and a row of its table open exactly the records they count."""
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import expect
 
@@ -75,7 +76,11 @@ def test_a_report_is_built_saved_put_on_a_dashboard_and_drilled_into(page, serve
     page.mouse.click(point["x"], point["y"])
     page.wait_for_url(re.compile(r"/app/opportunity\?"))
     expect(page.locator("table.records tbody tr")).to_have_count(first_count)
-    listed = api.get("/opportunity", params=[("stage", page.url.split("stage=")[1].split("&")[0]), ("limit", "500")])
+    # the list says what it shows, in its filter box, and the API agrees
+    shown = parse_qs(urlsplit(page.url).query)
+    assert "stage ==" in shown["filter"][0]
+    expect(page.locator("#list-filter")).to_have_value(shown["filter"][0])
+    listed = api.get("/opportunity", params={**{k: v[0] for k, v in shown.items()}, "limit": "500"})
     assert len(listed.json()["data"]) == first_count == counts[first_label]
 
 
