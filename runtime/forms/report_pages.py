@@ -65,6 +65,8 @@ class Widget:
     number: str = ""
     href: str = ""
     more: bool = False   # rows left out of the table
+    measure: str = ""    # the label of the measure a chart or number shows
+    pivot: dict[str, Any] | None = None   # the cross table of a report with columns
     subtotals: list[dict[str, Any]] = dc_field(default_factory=list)   # shown before the total
     error: str = ""
 
@@ -140,6 +142,11 @@ class ReportPages:
         orders = [option_map(c.field) if c.source in ("picklist", "stage") else {} for c in group_columns]
         widget.spec = self.chart_spec(report, result, labels, widget.rows, y,
                                       [{value: i for i, value in enumerate(order)} for order in orders])
+        widget.measure = widget.header[groups + y] if len(widget.header) > groups + y else ""
+        if widget.spec.get("pivot"):
+            widget.pivot = self.pivot(widget, result, labels, groups, measures[y], shown, locale)
+        for series in widget.spec["series"]:
+            series.pop("values", None)   # exact values, for the cross table only
         return widget
 
     @staticmethod
@@ -163,6 +170,26 @@ class ReportPages:
         for i, value in enumerate(firsts):
             if (i + 1 == len(firsts) or firsts[i + 1] != value) and widget.rows[i]["cells"]:
                 widget.rows[i]["then"] = subtotal.get(value)
+
+    @staticmethod
+    def pivot(widget: Widget, result: dict, labels, groups: int, measure, shown, locale: str) -> dict[str, Any]:
+        """The table of a report with columns: the rows group down, the
+        columns group across, the chart's measure in the cells, each row's
+        total (its subtotal) last."""
+        spec = widget.spec
+        x = spec["pivot"]["rows"]
+        raw_of = {label[x]: row[x] for row, label in zip(result["rows"], labels)}
+        row_totals = {row[0]: row for row in result.get("subtotals", [])} if x == 0 else {}
+        y = groups + widget.report.measures.index(next(m for m in widget.report.measures if m.name == spec["pivot"]["y"]))
+        body = []
+        for i, category in enumerate(spec["categories"]):
+            cells = [{"text": shown(series["values"][i], measure) if series["values"][i] is not None else "",
+                      "href": series["drill"][i]} for series in spec["series"]]
+            total = row_totals.get(raw_of.get(category))
+            body.append({"label": category, "cells": cells, "total": shown(total[y], measure) if total else ""})
+        return {"corner": spec["pivot"]["corner"], "columns": [series["name"] for series in spec["series"]],
+                "rows": body, "total": shown(result["totals"][y], measure) if result["totals"] else "",
+                "total_label": i18n.gettext(locale, "Total")}
 
     @staticmethod
     def y_index(report: Report) -> int:
@@ -195,17 +222,25 @@ class ReportPages:
             series_names = sorted(raw, key=lambda n: (raw[n] is None, rank.get(raw[n], len(rank)),
                                                       "" if raw[n] is None else str(raw[n])))
             data = {name: [None] * len(categories) for name in series_names}
+            values = {name: [None] * len(categories) for name in series_names}
             drill = {name: [""] * len(categories) for name in series_names}
+            position = {category: i for i, category in enumerate(categories)}
             for row, label, shown in zip(result["rows"], labels, rows):
-                value = row[groups + y]
-                data[label[s]][categories.index(label[x])] = float(value) if value is not None else None
-                drill[label[s]][categories.index(label[x])] = shown["href"]
-            series = [{"name": n, "data": data[n], "drill": drill[n]} for n in series_names]
+                value, at = row[groups + y], position[label[x]]
+                data[label[s]][at] = float(value) if value is not None else None
+                values[label[s]][at] = value
+                drill[label[s]][at] = shown["href"]
+            series = [{"name": n, "data": data[n], "values": values[n], "drill": drill[n]} for n in series_names]
+            return {"type": kind, "categories": categories, "series": series, "axis": measure_names[y],
+                    "pivot": {"rows": x, "y": report.measures[y].name, "corner": result["columns"][x]["label"]}}
         else:
             categories = [" · ".join(label) for label in labels]
             chosen = [y] if kind in ("pie", "funnel") or (report.chart and report.chart.y) else range(len(measure_names))
             empty = 0 if kind in ("pie", "funnel") else None
-            series = [{"name": measure_names[i],
+            # counts beside amounts get an axis of their own (they would lie flat at 0)
+            counts = {i for i in chosen if report.measures[i].function in ("count", "count_distinct")}
+            second = counts if counts and len(counts) < len(list(chosen)) else set()
+            series = [{"name": measure_names[i], "axis": 1 if i in second else 0,
                        "data": [float(r[groups + i]) if r[groups + i] is not None else empty for r in result["rows"]],
                        "drill": [shown["href"] for shown in rows]} for i in chosen]
         return {"type": kind, "categories": categories, "series": series}

@@ -15,17 +15,21 @@
       const data = spec.categories.map((name, i) => ({ name: name, value: first.data[i], drill: first.drill[i] }));
       const series = spec.type === "pie"
         ? { type: "pie", radius: ["35%", "70%"], data: data, label: { formatter: "{b}: {d}%" } }
-        : { type: "funnel", sort: "none", data: data, left: "10%", width: "80%", label: { formatter: "{b}: {c}" } };
+        : { type: "funnel", sort: "none", data: data, left: "10%", width: "80%",
+            label: { formatter: (p) => p.name + ": " + compact(p.value) } };
       return { tooltip: tooltip, series: [Object.assign({ name: first.name }, series)] };
     }
+    const axes = spec.series.some((s) => s.axis === 1) ? 2 : 1;
+    const yAxis = [{ type: "value", name: spec.axis || undefined, axisLabel: { formatter: compact } }];
+    if (axes === 2) yAxis.push({ type: "value", splitLine: { show: false }, axisLabel: { formatter: compact } });
     return {
       tooltip: tooltip,
       legend: spec.series.length > 1 ? { top: 0 } : undefined,
-      grid: { left: 8, right: 16, top: spec.series.length > 1 ? 32 : 12, bottom: 8, containLabel: true },
+      grid: { left: 8, right: 16, top: spec.series.length > 1 || spec.axis ? 36 : 12, bottom: 8, containLabel: true },
       xAxis: { type: "category", data: spec.categories, axisLabel: { hideOverlap: true } },
-      yAxis: { type: "value", axisLabel: { formatter: compact } },
+      yAxis: yAxis,
       series: spec.series.map((s) => ({
-        name: s.name, type: spec.type === "line" ? "line" : "bar", data: s.data,
+        name: s.name, type: spec.type === "line" ? "line" : "bar", data: s.data, yAxisIndex: s.axis || 0,
         drill: s.drill, emphasis: { focus: "series" },
       })),
     };
