@@ -26,13 +26,16 @@ from cachetools import LRUCache
 from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import Report, localized
 from loomcrm.metadata.reports import DEPARTMENT, columns_of, date_field_of, groups_of, report_problems, resolve
-from loomcrm.platform import systemdb
+from loomcrm.platform import i18n, systemdb
 
 from .expressions.compiled import compile_expression
 from .expressions.sql import JoinResolver, to_sql
 from .records import RecordError
 
 UTC = ZoneInfo("UTC")
+# the labels of what every record has, in the user's words
+SYSTEM_LABELS = {"owner": "Owner", "owner.department": "Owner's department", "created_at": "Created",
+                 "updated_at": "Last changed", "created_by": "Created by"}
 
 
 class BadReport(RecordError):
@@ -179,8 +182,9 @@ def _statement(dialect: str, schema, report: Report, access, locale: str, zone: 
             column = _bucket(column, group.by, dialect)
         groups.append(column.label(f"g{i}"))
         f = resolved.field
-        columns.append({"name": resolved.name, "label": localized(f.label, locale, f.name) if f is not None else group.field,
-                        "type": resolved.kind})
+        label = localized(f.label, locale, f.name) if f is not None else \
+            i18n.gettext(locale, SYSTEM_LABELS.get(group.field, group.field))
+        columns.append({"name": resolved.name, "label": label, "type": resolved.kind})
     measures = []
     for i, (m, resolved) in enumerate(zip(report.measures, measure_columns)):
         column = resolver.column(resolved.path) if resolved.path else None

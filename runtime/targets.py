@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from loomcrm.metadata.checks import value_type
 from loomcrm.platform import audit, systemdb
 from loomcrm.platform.db import write_transaction
 
@@ -187,18 +188,25 @@ def targets_on(runtime, viewer: Any, day: date, locale: str = "en") -> list[dict
                                   owner=row.holder_id if row.holder_kind == "user" else None,
                                   departments=descendants(tree, row.holder_id) if row.holder_kind == "department"
                                   else frozenset())
+            # the number the report shows: its chart's measure, else its first
+            names_of = [m.name for m in report.measures]
+            y = report.chart.y if report.chart and report.chart.y in names_of else names_of[0]
             try:
                 result = run_report(conn, schema, report, access, locale, zone=runtime.context.timezone,
                                     narrowing=narrowing)
-                names_of = [m.name for m in report.measures]
-                y = report.chart.y if report.chart and report.chart.y in names_of else names_of[0]
                 achieved = (result["totals"] or [None] * len(names_of))[names_of.index(y)]
-            except RecordError:
+            except RecordError:   # the report no longer runs (a field it reads was dropped)
                 achieved = None
             achieved = Decimal(str(achieved)) if achieved is not None else Decimal(0)
             holder = names.get(row.holder_id) if row.holder_kind == "user" else \
                 (tree.get(row.holder_id) or {}).get("label", row.holder_id)
+            measure = next(m for m in report.measures if m.name == y)
+            obj = schema.objects[report.object]
+            field = obj.field(measure.field) if measure.field else None
+            money = measure.function in ("sum", "avg", "min", "max") and field is not None \
+                and value_type(schema.objects, obj, field) == "currency"
             shown.append({"id": row.id, "report": row.report, "label": localized(report.label, locale, report.name),
+                          "money": money,
                           "holder": {"kind": row.holder_kind, "id": row.holder_id, "name": holder},
                           "period": row.period, "starts_on": row.starts_on.isoformat(),
                           "ends_on": period_end(row.period, row.starts_on).isoformat(), "value": row.value,

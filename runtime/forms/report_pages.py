@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.datastructures import FormData
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -31,7 +32,7 @@ from ..records import RecordError
 from .display import option_map
 from .refs import Refs
 from .report_output import Drill, group_labels
-from ..reports import Narrowing, run_report
+from ..reports import SYSTEM_LABELS, Narrowing, run_report
 from .views import N_, Pages, filter_fields
 
 FUNCTIONS = ("count", "sum", "avg", "min", "max", "count_distinct")
@@ -40,14 +41,15 @@ FUNCTION_TEXTS = {"count": "Count", "sum": "Sum", "avg": "Average", "min": "Mini
 BUCKET_TEXTS = {"day": "Day", "week": "Week", "month": "Month", "quarter": "Quarter", "year": "Year"}
 CHART_TEXTS = {"table": "Table", "bar": "Bar chart", "line": "Line chart", "pie": "Pie chart", "funnel": "Funnel",
                "number": "Single number"}
-SYSTEM_GROUPS = {"owner": "Owner", "owner.department": "Owner's department", "created_at": "Created",
-                 "updated_at": "Last changed"}
+SYSTEM_GROUPS = {k: v for k, v in SYSTEM_LABELS.items() if k != "created_by"}
 MONEY = frozenset({"currency"})
 DASHBOARD_ROWS = 20   # rows in a dashboard card's table
 PERIODS = ("month", "quarter", "year")   # of win rates
 ANALYTICS_TEXTS = {"reached": "Reached", "moved_on": "Average days before moving on",
                    "waited": "Days open deals have waited", "no_owner": "No owner"}
-NOTICE_TEXTS = {"unnamed": "Give the report a name: lowercase letters, digits and _.",
+NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+NOTICE_TEXTS = {"bad_name": "A report's name is lowercase letters, digits and _, starting with a letter.",
+                "already_there": "This report is on that dashboard already.",
                 "not_yours": "Choose one of your dashboards.", "new_board": "My dashboard"}
 
 
@@ -261,21 +263,27 @@ class ReportPages:
         """What dashboard.html (and the home page showing a role's dashboard) renders."""
         narrowing = narrowing_of(request.query_params, user)
         return {"dashboard": dashboard, "widgets": self.dashboard(dashboard, user, locale, narrowing),
-                "narrowing": narrowing, "owners": self.owners(), "title": localized(dashboard.label, locale, dashboard.name),
+                "may_change_dashboard": catalog.may_change(dashboard, user),
+                "narrowing": narrowing, "owners": self.owners(user), "title": localized(dashboard.label, locale, dashboard.name),
                 "description": localized(dashboard.description, locale, ""),
                 "query": urlencode(narrowing_query(narrowing))}
 
-    def owners(self) -> list[tuple[str, str]]:
+    def owners(self, user) -> list[tuple[str, str]]:
+        """Whom the owner filter offers: everyone to those who see every
+        record, else the user and the people of their department and below."""
+        access = self.runtime.access.of(user)
         table = systemdb.users
+        query = sa.select(table.c.id, table.c.display_name, table.c.username).where(table.c.is_active.is_(True))
+        if not access.everything and access.team is not None:   # None: too many to list, offer all
+            query = query.where(table.c.id.in_(sorted(access.team | {access.user_id})))
         with self.runtime.engine.connect() as conn:
-            rows = conn.execute(sa.select(table.c.id, table.c.display_name, table.c.username)
-                                .where(table.c.is_active.is_(True)).order_by(table.c.username).limit(500)).all()
+            rows = conn.execute(query.order_by(table.c.username).limit(500)).all()
         return [(r.id, r.display_name or r.username) for r in rows]
 
 
 # --- the builder's form ---------------------------------------------------------------
 
-def report_from_form(form, user, describe: Callable[[str, str], str] | None = None) -> Report:
+def report_from_form(form, user, describe: Callable[[str, str], dict[str, str]] | None = None) -> Report:
     """A report from the builder's fields: `object`; `row` and `column`
     paths with their date buckets in `row_by` and `column_by`; measures as
     `measure_function` and `measure_field` pairs; `chart`, `filter`, `sort`,
@@ -294,9 +302,8 @@ def report_from_form(form, user, describe: Callable[[str, str], str] | None = No
         while name in names:
             name += "_"
         names.add(name)
-        label = describe(function, path) if describe is not None else None
         measures.append(Measure(name=name, function=function, field=path or None,
-                                label={getattr(user, "locale", None) or "en": label} if label else None))
+                                label=describe(function, path) if describe is not None else None))
     chart_type = form.get("chart") or ("bar" if groups else "number")
     chart: dict[str, Any] = {"type": chart_type}
     if columns and len(groups) == 2:
@@ -306,6 +313,8 @@ def report_from_form(form, user, describe: Callable[[str, str], str] | None = No
     if sort and sort.lstrip("-") not in names:
         sort = ""
     limit = (form.get("limit") or "").strip()
+    if limit and not sort and measures:   # "the first 10" are the 10 biggest
+        sort = f"-{measures[0].name}"
     share = form.get("share") or "private"
     label = (form.get("label") or "").strip()
     data: dict[str, Any] = {
@@ -351,17 +360,22 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
     def locale_of(request: Request) -> str:
         return page_context(request)["locale"]
 
-    def describer(request: Request, object_name: str) -> Callable[[str, str], str]:
-        """"Sum · Amount", "Count" in the user's words."""
-        schema, locale = runtime.schema(), locale_of(request)
+    def describer(object_name: str) -> Callable[[str, str], dict[str, str]]:
+        """"Sum · Amount", "Count", in every language Loom speaks."""
+        schema = runtime.schema()
         obj = schema.objects.get(object_name)
-        ui = pages.display(schema, locale)
-        gettext = pages.gettext(request)
-        labels = {c["path"]: c["label"] for c in field_choices(schema, obj, ui, locale, gettext)} if obj else {}
+        labels = {}
+        for locale in i18n.LOCALES:
+            ui = pages.display(schema, locale)
+            labels[locale] = {c["path"]: c["label"] for c in field_choices(
+                schema, obj, ui, locale, lambda text, locale=locale: i18n.gettext(locale, text))} if obj else {}
 
-        def describe(function: str, path: str) -> str:
-            text = gettext(FUNCTION_TEXTS[function])
-            return f"{text} · {labels.get(path, path)}" if path else text
+        def describe(function: str, path: str) -> dict[str, str]:
+            texts = {}
+            for locale in i18n.LOCALES:
+                text = i18n.gettext(locale, FUNCTION_TEXTS[function])
+                texts[locale] = f"{text} · {labels[locale].get(path, path)}" if path else text
+            return texts
         return describe
 
     def texts(locale: str) -> dict[str, dict[str, str]]:
@@ -424,15 +438,16 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
     async def builder_preview(request: Request, user=Depends(auth.page_user)):
         form = await request.form()
         locale = locale_of(request)
-        describe = describer(request, str(form.get("object") or ""))
+        describe = describer(str(form.get("object") or ""))
 
         def run():
             try:
                 report = report_from_form(form, user, describe)
             except ValidationError as exc:
                 return None, _validation_text(exc)
+            title = localized(report.label, locale, "") or i18n.gettext(locale, "Preview")
             with runtime.engine.connect() as conn:
-                return reports.widget(conn, report, user, locale, Narrowing()), ""
+                return reports.widget(conn, report, user, locale, Narrowing(), title), ""
 
         widget, problem = await run_in_threadpool(run)
         return pages.render(request, "forms/_widget.html", widget=widget, problem=problem, preview=True)
@@ -442,11 +457,17 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         form = await request.form()
         gettext = pages.gettext(request)
         name = (form.get("name") or "").strip()
+        schema = runtime.schema()
+        if not name:   # from the title, else a number: links and the API need one
+            name = _new_name(re.sub(r"[^a-z0-9]+", "_", str(form.get("label") or "").lower()).strip("_") or "report",
+                             schema.reports)
+        elif not NAME.fullmatch(name):
+            return pages.render(request, "forms/_notice.html", status=422, kind="error",
+                                message=gettext(NOTICE_TEXTS["bad_name"]))
+        form = _with_name(form, name)
         try:
-            report = _edited(report_from_form(form, user, describer(request, str(form.get("object") or ""))),
-                             runtime.schema().reports.get(name))
-            if not name:
-                raise RecordError(gettext(NOTICE_TEXTS["unnamed"]), status=422)
+            report = _edited(report_from_form(form, user, describer(str(form.get("object") or ""))),
+                             schema.reports.get(name))
             saved = await run_in_threadpool(catalog.save_report, runtime, user, report)
         except ValidationError as exc:
             return pages.render(request, "forms/_notice.html", status=422, kind="error", message=_validation_text(exc))
@@ -466,7 +487,7 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         query = urlencode(narrowing_query(narrowing))
         boards = [(d.name, localized(d.label, locale, d.name)) for d in catalog.dashboards_for(schema, user)
                   if catalog.may_change(d, user)]
-        return pages.render(request, "forms/report.html", widget=widget, narrowing=narrowing, owners=reports.owners(),
+        return pages.render(request, "forms/report.html", widget=widget, narrowing=narrowing, owners=reports.owners(user),
                             may_change=catalog.may_change(report, user), query=query, boards=boards)
 
     @router.post("/_reports/{name}/pin", dependencies=[Depends(auth.page_csrf)])
@@ -482,6 +503,8 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
                 dashboard = schema.dashboards.get(board)
                 if dashboard is None or not catalog.may_change(dashboard, user):
                     raise RecordError(gettext(NOTICE_TEXTS["not_yours"]))
+                if any(w.report == report.name for w in dashboard.widgets):
+                    raise RecordError(gettext(NOTICE_TEXTS["already_there"]))
                 dashboard = dashboard.model_copy(update={"widgets": [*dashboard.widgets, {"report": report.name}]})
             else:
                 title = str(form.get("title") or "").strip() or gettext(NOTICE_TEXTS["new_board"])
@@ -494,6 +517,28 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
             message = exc.detail if isinstance(exc, RecordError) else _validation_text(exc)
             return pages.render(request, "forms/_notice.html", status=422, kind="error", message=message)
         return _go(request, f"/app/_dashboards/{saved.name}")
+
+    @router.post("/_reports/{name}/delete", dependencies=[Depends(auth.page_csrf)])
+    async def report_delete(request: Request, name: str, user=Depends(auth.page_user)):
+        try:
+            await run_in_threadpool(catalog.delete_report, runtime, user, name)
+        except RecordError as exc:
+            return pages.render(request, "forms/_notice.html", status=exc.status, kind="error", message=exc.detail)
+        return _go(request, "/app/_reports")
+
+    @router.post("/_dashboards/{name}/widgets/{index}/remove", dependencies=[Depends(auth.page_csrf)])
+    async def widget_remove(request: Request, name: str, index: int, user=Depends(auth.page_user)):
+        """Take a report off a dashboard (the last one takes the dashboard away)."""
+        dashboard = runtime.schema().dashboards.get(name)
+        if dashboard is None or not catalog.may_change(dashboard, user) or not 0 <= index < len(dashboard.widgets):
+            raise HTTPException(status_code=404, detail=N_("There is no such page."))
+        widgets = [w for i, w in enumerate(dashboard.widgets) if i != index]
+        if widgets:
+            await run_in_threadpool(catalog.save_dashboard, runtime, user,
+                                    dashboard.model_copy(update={"widgets": widgets}))
+            return _go(request, f"/app/_dashboards/{name}")
+        await run_in_threadpool(catalog.delete_dashboard, runtime, user, name)
+        return _go(request, "/app/_reports")
 
     @router.get("/_dashboards/{name}", response_class=HTMLResponse)
     def dashboard_page(request: Request, name: str, user=Depends(auth.page_user)):
@@ -542,7 +587,7 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         return pages.render(request, "forms/analytics.html", obj=schema.objects[object_name], ui=ui, steps=steps,
                             stages=stages, rates=owners, funnel_spec=funnel_spec, times_spec=times_spec, drill=drill,
                             by=by, buckets={k: gettext(BUCKET_TEXTS[k]) for k in PERIODS},
-                            narrowing=narrowing, owners=reports.owners(), query=urlencode(narrowing_query(narrowing)),
+                            narrowing=narrowing, owners=reports.owners(user), query=urlencode(narrowing_query(narrowing)),
                             narrowing_params=list(narrowing_query(narrowing).items()))
 
     def _report(schema, user, name: str) -> Report:
@@ -556,8 +601,9 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
 
 def _edited(report: Report, before: Report | None) -> Report:
     """A report edited in the builder keeps what the builder does not show:
-    its measures' names (links, sorts and the API use them) and labels in
-    other languages, its sort and its chart's measure while they still fit."""
+    its measures' names (links, sorts and the API use them) and labels, its
+    title in other languages, its sort and its chart's measure while they
+    still fit."""
     if before is None:
         return report
 
@@ -566,17 +612,21 @@ def _edited(report: Report, before: Report | None) -> Report:
             return {**old, **new}
         return new if new is not None else old
     previous = {(m.function, m.field): m for m in before.measures}
-    measures = []
+    measures, renamed = [], {}
     for m in report.measures:
         old = previous.get((m.function, m.field))
-        measures.append(m.model_copy(update={"name": old.name, "label": merged(m.label, old.label)}) if old else m)
+        if old is not None:
+            renamed[m.name] = old.name
+        # a measure kept keeps its name and its label (the builder's is generated)
+        measures.append(m.model_copy(update={"name": old.name, "label": old.label or m.label}) if old else m)
+    sort = [("-" if k.startswith("-") else "") + renamed.get(k.lstrip("-"), k.lstrip("-")) for k in report.sort]
     names = {m.name for m in measures} | {g if isinstance(g, str) else g.field for g in report.group_by}
     chart = report.chart
     if chart is not None and before.chart is not None and before.chart.y in names:
         chart = chart.model_copy(update={"y": before.chart.y})
     return report.model_copy(update={
         "label": merged(report.label, before.label), "measures": measures, "chart": chart,
-        "sort": report.sort or [k for k in before.sort if k.lstrip("-") in names],
+        "sort": sort or [k for k in before.sort if k.lstrip("-") in names],
         "description": before.description, "date_field": before.date_field})
 
 
@@ -587,9 +637,16 @@ def _go(request: Request, target: str):
     return RedirectResponse(target, status_code=303)
 
 
+def _with_name(form, name: str):
+    """The builder's form with `name` in it."""
+    items = [(k, v) for k, v in form.multi_items() if k != "name"] + [("name", name)]
+    return FormData(items)
+
+
 def _new_name(stem: str, taken) -> str:
     """A metadata name from `stem` that `taken` does not hold yet."""
     stem = re.sub(r"[^a-z0-9_]+", "_", stem.lower())[:55].strip("_")
+    stem = stem if stem[:1].isalpha() else f"r_{stem}"
     n = 1
     while f"{stem}_{n}" in taken:
         n += 1

@@ -73,9 +73,11 @@ def test_the_preview_names_the_problem_and_nothing_is_saved(app):
     answer = boss.post("/app/_reports/preview", data=BUILDER | {"object": "<script>"})
     assert "<script>" not in answer.text
     before = boss.get("/api/v1/_reports").json()["data"]
-    for data in (BUILDER | {"name": "Bad Name!"}, BUILDER | {"name": "x", "filter": "amont > 1"}, BUILDER):
+    for data, says in ((BUILDER | {"name": "Bad Name!"}, "lowercase letters, digits and _"),
+                       (BUILDER | {"name": "x", "filter": "amont > 1"}, "amont"),
+                       (BUILDER | {"name": "x", "measure_function": ["avg"], "measure_field": ["name"]}, "needs a number")):
         answer = boss.post("/app/_reports/save", data=data, headers={"HX-Request": "true"})
-        assert answer.status_code == 422 and 'role="alert"' in answer.text, data
+        assert answer.status_code == 422 and 'role="alert"' in answer.text and says in answer.text, data
     assert boss.get("/api/v1/_reports").json()["data"] == before
 
 
@@ -172,3 +174,26 @@ def test_a_field_in_the_columns_makes_a_cross_table(app):
     assert rows and rows[-1][0] == "Total"
     counts = sum(int(n) for _, cells in rows[:-1] for n in re.findall(r'<a href="[^"]+">(\d+)</a>', cells))
     assert str(counts) in rows[-1][1]      # the cells add up to the total
+
+
+def test_saving_names_the_report_from_its_title_and_labels_it_in_both_languages(app):
+    boss = signed_in(app, "boss")
+    data = BUILDER | {"label": "Deals per Stage!", "measure_function": ["sum"], "measure_field": ["amount"],
+                      "share": "everyone"}
+    answer = boss.post("/app/_reports/save", data=data, headers={"HX-Request": "true"})
+    assert answer.headers["hx-redirect"] == "/app/_reports/deals_per_stage_1"
+    saved = next(r for r in boss.get("/api/v1/_reports").json()["data"] if r["name"] == "deals_per_stage_1")
+    assert saved["measures"][0]["label"] == {"en": "Sum · Amount", "zh-CN": "求和 · 金额"}
+    # on a dashboard once; taken off again; then deleted
+    pinned = boss.post("/app/_reports/deals_per_stage_1/pin", data={"dashboard": "", "title": "Board"},
+                       headers={"HX-Request": "true"})
+    board = pinned.headers["hx-redirect"].rsplit("/", 1)[1]
+    again = boss.post("/app/_reports/deals_per_stage_1/pin", data={"dashboard": board}, headers={"HX-Request": "true"})
+    assert again.status_code == 422 and "already" in again.text
+    assert boss.post("/app/_reports/deals_per_stage_1/delete", headers={"HX-Request": "true"}).status_code == 409
+    gone = boss.post(f"/app/_dashboards/{board}/widgets/0/remove", headers={"HX-Request": "true"})
+    assert gone.headers["hx-redirect"] == "/app/_reports"          # its last report: the dashboard goes too
+    assert boss.get(f"/app/_dashboards/{board}").status_code == 404
+    deleted = boss.post("/app/_reports/deals_per_stage_1/delete", headers={"HX-Request": "true"})
+    assert deleted.headers["hx-redirect"] == "/app/_reports"
+    assert boss.get("/app/_reports/deals_per_stage_1").status_code == 404

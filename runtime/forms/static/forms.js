@@ -338,6 +338,7 @@
       rows.querySelectorAll(".builder-row").forEach(function (row) {
         var f = fields[row.querySelector(".b-field").selectedIndex];
         var op = row.querySelector(".b-op").value, value = row.querySelector(".b-value").value;
+        if (value.trim() === "" && op !== "blank" && op !== "not_blank") return;   // a condition left empty
         if (op === "blank") parts.push("is_blank(" + f.name + ")");
         else if (op === "not_blank") parts.push("not is_blank(" + f.name + ")");
         else if (op === "contains") parts.push("contains(" + f.name + ", " + quote(value) + ")");
