@@ -24,6 +24,9 @@ class Problem:
     path: str
     code: str
     message: str
+    # where in an expression (filter, weight) the problem is
+    line: int | None = None
+    column: int | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def report_problems(report: Report, objects: Mapping[str, ObjectDef],
     expressions += [(f"measures[{i}].weight", m.weight, "number") for i, m in enumerate(report.measures)]
     for where, source, expect in expressions:
         if source:
-            problems += [Problem(where, e.code, f"{e.message} (line {e.line}, column {e.column})")
+            problems += [Problem(where, e.code, f"{e.message} (line {e.line}, column {e.column})", e.line, e.column)
                          for e in check(source, scope, expect=expect)]
     names = [c.name for c in groups + measures]
     if len(set(names)) != len(names):

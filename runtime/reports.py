@@ -42,8 +42,11 @@ class BadReport(RecordError):
     status, title = 422, "Invalid report"
 
 
-def _problem(path: str, code: str, message: str) -> BadReport:
-    return BadReport(f"{path}: {message}", errors=[{"field": path, "code": code, "message": message}])
+def _problem(path: str, code: str, message: str, line: int | None = None, column: int | None = None) -> BadReport:
+    error = {"field": path, "code": code, "message": message}
+    if line is not None:
+        error |= {"line": line, "column": column}
+    return BadReport(f"{path}: {message}", errors=[error])
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,9 @@ def check_report(report: Report, objects) -> None:
     problems = report_problems(report, objects)
     if problems:
         first = problems[0]
-        raise BadReport(f"{first.path}: {first.message}",
-                        errors=[{"field": p.path, "code": p.code, "message": p.message} for p in problems])
+        raise BadReport(f"{first.path}: {first.message}", errors=[
+            {"field": p.path, "code": p.code, "message": p.message,
+             **({"line": p.line, "column": p.column} if p.line is not None else {})} for p in problems])
 
 
 def run_report(conn: sa.Connection, schema, report: Report, access, locale: str = "en", *,
@@ -164,7 +168,7 @@ def _statement(dialect: str, schema, report: Report, access, locale: str, zone: 
             return to_sql(compile_expression(source, scope, expect=expect), resolver)
         except ExpressionError as exc:
             e = exc.error
-            raise _problem(where, e.code, f"{e.message} (line {e.line}, column {e.column})") from None
+            raise _problem(where, e.code, f"{e.message} (line {e.line}, column {e.column})", e.line, e.column) from None
 
     def column_of(path: tuple[str, ...], kind: str):
         nonlocal uses_department

@@ -33,7 +33,7 @@ from .display import option_map
 from .refs import Refs
 from .report_output import Drill, group_labels
 from ..reports import SYSTEM_LABELS, Narrowing, run_report
-from .views import N_, Pages, filter_fields
+from .views import N_, Pages, filter_fields, filter_problem
 
 FUNCTIONS = ("count", "sum", "avg", "min", "max", "count_distinct")
 FUNCTION_TEXTS = {"count": "Count", "sum": "Sum", "avg": "Average", "min": "Minimum", "max": "Maximum",
@@ -45,6 +45,11 @@ SYSTEM_GROUPS = {k: v for k, v in SYSTEM_LABELS.items() if k != "created_by"}
 MONEY = frozenset({"currency"})
 DASHBOARD_ROWS = 20   # rows in a dashboard card's table
 PERIODS = ("month", "quarter", "year")   # of win rates
+# a report definition's problems, by code, for pages not in English
+PROBLEM_TEXTS = {"unknown_field": "There is no such field here.", "unknown_object": "There are no such records.",
+                 "type": "This does not fit the field's type (a sum or average needs a number, a date grouping a date).",
+                 "required": "This measure needs a field.", "duplicate_name": "Two columns have the same name.",
+                 "not_found": "There are no such records.", "other": "The report cannot run with these settings."}
 ANALYTICS_TEXTS = {"reached": "Reached", "moved_on": "Average days before moving on",
                    "waited": "Days open deals have waited", "no_owner": "No owner"}
 NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -71,6 +76,19 @@ class Widget:
     pivot: dict[str, Any] | None = None   # the cross table of a report with columns
     subtotals: list[dict[str, Any]] = dc_field(default_factory=list)   # shown before the total
     error: str = ""
+
+
+def problem_text(exc: RecordError, locale: str) -> str:
+    """A report's problem in the user's words: an expression's with its line
+    and column, the others by their code; English pages show the engine's
+    own, more precise message."""
+    first = exc.errors[0] if exc.errors else {}
+    if locale == "en" or not first:
+        return exc.detail
+    if first.get("line"):
+        return filter_problem(exc, locale)
+    text = PROBLEM_TEXTS.get(first.get("code"), PROBLEM_TEXTS["other"])
+    return f"{first.get('field', '')}: {i18n.gettext(locale, text)}"
 
 
 def narrowing_of(params, user) -> Narrowing:
@@ -108,7 +126,8 @@ class ReportPages:
             result = run_report(conn, schema, report, access, locale, zone=self.runtime.context.timezone,
                                 narrowing=narrowing)
         except RecordError as exc:
-            widget.error = i18n.gettext(locale, "This report cannot run: %(problem)s").replace("%(problem)s", exc.detail)
+            widget.error = i18n.gettext(locale, "This report cannot run: %(problem)s").replace(
+                "%(problem)s", problem_text(exc, locale))
             return widget
         ui = self.pages.display(schema, locale)
         group_columns, measures = columns_of(report, schema.objects)

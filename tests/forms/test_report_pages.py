@@ -197,3 +197,13 @@ def test_saving_names_the_report_from_its_title_and_labels_it_in_both_languages(
     deleted = boss.post("/app/_reports/deals_per_stage_1/delete", headers={"HX-Request": "true"})
     assert deleted.headers["hx-redirect"] == "/app/_reports"
     assert boss.get("/app/_reports/deals_per_stage_1").status_code == 404
+
+
+def test_a_chinese_page_says_a_reports_problem_in_chinese(app):
+    boss = signed_in(app, "boss")
+    boss.get("/locale/zh-CN", params={"next": "/"})
+    page = boss.post("/app/_reports/preview", data=BUILDER | {"filter": "(stage == 'won'\n and amont > 0)"}).text
+    assert "此报表无法运行：第 2 行，第 6 列： 没有这个字段：amont" in page
+    page = boss.post("/app/_reports/preview", data=BUILDER | {"row": ["amount"], "row_by": ["month"]}).text
+    assert "与字段类型不符" in page
+    boss.get("/locale/en", params={"next": "/"})

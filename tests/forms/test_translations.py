@@ -23,7 +23,7 @@ TEXT_TABLES = [admin_pages.PROBLEM_TEXTS, admin_pages.SCOPE_TEXTS, admin_pages.F
                designer_pages.PROBLEM_TEXTS, starters.STARTER_TEXTS, flows.ACTION_TEXTS, flows.TRIGGER_TEXTS,
                flows.STRATEGY_TEXTS, words.CHANGE_TEXTS, publish_pages.FLOW_CHANGE_TEXTS, checking.PROBLEM_TEXTS,
                report_pages.FUNCTION_TEXTS, report_pages.BUCKET_TEXTS, report_pages.CHART_TEXTS,
-               reports.SYSTEM_LABELS, report_pages.NOTICE_TEXTS, report_pages.ANALYTICS_TEXTS,
+               reports.SYSTEM_LABELS, report_pages.NOTICE_TEXTS, report_pages.ANALYTICS_TEXTS, report_pages.PROBLEM_TEXTS,
                target_pages.PERIOD_TEXTS, target_pages.NOTICE_TEXTS]
 
 
