@@ -313,6 +313,10 @@ def options_from(form) -> list[dict[str, Any]]:
     return options
 
 
+# field keys the designer's field form does not edit (yet): kept as they are
+UNEDITED_KEYS = ("fill_from_phone",)
+
+
 def with_field(obj: ObjectDef, field: dict[str, Any], replacing: str | None) -> ObjectDef:
     """The object with `field` added at the end (and on the form), or put in
     place of the field named `replacing` (its uid kept: a rename keeps the
@@ -334,6 +338,9 @@ def with_field(obj: ObjectDef, field: dict[str, Any], replacing: str | None) -> 
             raise FormProblems({"name": N_("Another field has this name.")})
         if fields[at].get("uid"):
             field["uid"] = fields[at]["uid"]
+        for key in UNEDITED_KEYS:   # what the field form does not show, it keeps
+            if key in fields[at] and key not in field and fields[at]["type"] == field.get("type"):
+                field[key] = fields[at][key]
         fields[at] = field
         if field["name"] != replacing:
             _renamed_in(data, replacing, field["name"])

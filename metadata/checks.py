@@ -408,6 +408,8 @@ class _Checker:
         return f"{name!r} is a function of the expression language"
 
     def check_field(self, obj: ObjectDef, fld: FieldDef, file: str, at: list[str | int]) -> None:
+        if fld.fill_from_phone is not None:
+            self.check_phone_place(obj, fld, file, at)
         computed = fld.type in COMPUTED
         if computed:
             for key in ("required", "default", "default_expr"):
@@ -876,6 +878,15 @@ class _Checker:
         for k, rule in enumerate(role.sharing):
             if not self.object_known(rule.object):
                 self.unknown_object(file, ["sharing", k, "object"], rule.object)
+
+    def check_phone_place(self, obj: ObjectDef, fld: FieldDef, file: str, at: list[str | int]) -> None:
+        where = at + ["fill_from_phone"]
+        if fld.type not in ("text", "picklist"):
+            self.add(file, where, f"only text and picklist fields are filled from a phone number, not {fld.type}",
+                     "bad_fill")
+        source = self.field_of(file, where + ["field"], obj, fld.fill_from_phone.field)
+        if source is not None and source.type != "phone":
+            self.add(file, where + ["field"], f"{source.name} is a {source.type} field, not a phone field", "bad_fill")
 
     # -- reports and dashboards
 

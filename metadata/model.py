@@ -64,6 +64,14 @@ def localized(text: LocalizedText | None, locale: str, fallback: str = "") -> st
 
 # --- fields -----------------------------------------------------------------
 
+class PhonePlace(Strict):
+    """Where a Chinese phone number is registered (its province or city),
+    filled into a blank field on save from the number in `field`."""
+
+    field: Name
+    part: Literal["province", "city"]
+
+
 class FieldBase(Strict):
     name: Name
     uid: Uid | None = None
@@ -78,6 +86,8 @@ class FieldBase(Strict):
     visible_if: Expression | None = None
     read_only_if: Expression | None = None
     read_only: bool = False
+    # text and picklist fields: filled, when blank, from a phone number's place
+    fill_from_phone: PhonePlace | None = None
 
 
 class TextField(FieldBase):

@@ -78,6 +78,8 @@ class RuleSet:
     objects: Mapping[str, ObjectDef]
     version: Hashable | None
     defaults: list[tuple[FieldDef, Compiled]] = dc_field(default_factory=list)
+    # fields filled from a phone number's place (`fill_from_phone`)
+    phone_places: list[FieldDef] = dc_field(default_factory=list)
     formulas: list[tuple[FormulaField, Compiled]] = dc_field(default_factory=list)
     required_if: list[tuple[FieldDef, Compiled]] = dc_field(default_factory=list)
     visible_if: dict[str, Compiled] = dc_field(default_factory=dict)
@@ -160,6 +162,8 @@ def build_rules(objects: Mapping[str, ObjectDef], object_name: str, version: Has
     for f in obj.fields:
         if f.type == "rollup":
             rs.new_rollups[f.name] = 0 if f.function == "count" else Decimal(0) if f.function == "sum" else None
+        if f.fill_from_phone is not None and f.type in ("text", "picklist"):
+            rs.phone_places.append(f)
         if f.default_expr and f.type not in ("formula", "rollup", "auto_number"):
             c = _compile(rs, f.default_expr, None, "default_expr", f.name)
             if c is not None:

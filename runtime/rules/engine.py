@@ -21,6 +21,7 @@ from loomcrm.metadata.model import FieldDef, FormulaField, LookupField
 from ..expressions import Compiled, EvalContext, Session
 from ..expressions.straight import GAVE_UP
 from ..fields import DEFAULT_CONTEXT, FieldContext, FieldError, field_type
+from ..fields.places import option_for, place_of
 from . import messages
 from .compiled import RuleSet
 from .formulas import formula_value
@@ -189,6 +190,27 @@ class SaveRun:
                 self.record[f.name] = kind.coerce(f, value, self.field_context)
             except FieldError as exc:
                 self.errors.append(error(f.name, exc.code, exc.message))
+
+    def fill_places(self) -> set[str]:
+        """Blank fields marked `fill_from_phone`, from where the phone number
+        (new, or changed on this save) is registered; the names filled."""
+        filled = set()
+        for f in self.rules.phone_places:
+            source = f.fill_from_phone.field
+            number = self.record.get(source)
+            if not field_type(f).is_blank(self.record.get(f.name)) or not number:
+                continue
+            if not self.is_new and self.old.get(source) == number:
+                continue
+            place = place_of(number, self.field_context.phone_region)
+            if place is None:
+                continue
+            name = place.province if f.fill_from_phone.part == "province" else place.city
+            value = option_for(place, name, f.options) if f.type == "picklist" else name[:f.max_length]
+            if value is not None:
+                self.record[f.name] = value
+                filled.add(f.name)
+        return filled
 
     def compute_formulas(self, only: Iterable[tuple[FormulaField, Compiled]] | None = None) -> set[str]:
         """Formulas in dependency order; the names whose value changed."""

@@ -156,6 +156,7 @@ class Rules(RuleHooks):
         run = self.run_of(ctx)
         if not ctx.is_new:
             run.report_broken()
+        ctx.changed.update(run.fill_places())
         ctx.changed.update(run.compute_formulas())
         self._flush(ctx)
 

@@ -721,3 +721,14 @@ def test_the_plan_names_the_reports_a_dropped_field_breaks():
     assert {(p["file"], p["path"]) for p in problems} >= {("reports/forecast_by_month.json", "group_by[0]")}
     forecast = next(p for p in problems if p["file"] == "reports/forecast_by_month.json")
     assert place_of(snapshot, forecast, "zh-CN").startswith("按预计成交月份的销售预测")
+
+
+def test_editing_a_field_keeps_what_its_form_does_not_show():
+    from loomcrm.designer.edits import with_field
+    from loomcrm.metadata.model import ObjectDef
+
+    obj = ObjectDef.model_validate({"name": "lead", "fields": [
+        {"name": "phone", "type": "phone"},
+        {"name": "city", "type": "text", "fill_from_phone": {"field": "phone", "part": "city"}}]})
+    edited = with_field(obj, {"name": "city", "type": "text", "label": {"en": "Town"}}, "city")
+    assert edited.field("city").fill_from_phone.part == "city" and edited.field("city").label == {"en": "Town"}
