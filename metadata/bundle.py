@@ -7,6 +7,7 @@ problems; writing a `Bundle` back to a folder.
     roles/<name>.json      one role each
     reports/<name>.json    one report each
     dashboards/<name>.json one dashboard each
+    pools/<name>.json      one lead pool (公海) each
     data/<object>.csv      optional sample data
     README*, LICENSE*, CHANGELOG*, NOTICE*   allowed, ignored
 
@@ -38,12 +39,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import model
-from .model import Bundle, BundleManifest, Dashboard, ObjectDef, Report, Role, Workflow, as_json
+from .model import Bundle, BundleManifest, Dashboard, ObjectDef, Pool, Report, Role, Workflow, as_json
 
 MANIFEST = "bundle.json"
 # the folders of JSON files, one definition each: folder -> (file kind, model)
 FOLDERS = {"objects": ("object", ObjectDef), "workflows": ("workflow", Workflow), "roles": ("role", Role),
-           "reports": ("report", Report), "dashboards": ("dashboard", Dashboard)}
+           "reports": ("report", Report), "dashboards": ("dashboard", Dashboard), "pools": ("pool", Pool)}
 MAX_JSON_BYTES = 5 * 1024 * 1024
 """A metadata file larger than this is refused without being read."""
 MAX_DATA_BYTES = 20 * 1024 * 1024
@@ -126,6 +127,7 @@ class RawBundle:
     roles: list[SourceFile] = field(default_factory=list)
     reports: list[SourceFile] = field(default_factory=list)
     dashboards: list[SourceFile] = field(default_factory=list)
+    pools: list[SourceFile] = field(default_factory=list)
     data: list[DataFile] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -379,7 +381,7 @@ def read_raw(path: str | os.PathLike[str]) -> RawBundle:
             continue
         else:
             problems.append(Problem(entry.name, "", "unexpected in a bundle folder (it holds bundle.json, "
-                                                    "objects/, workflows/, roles/, reports/, dashboards/, data/ and "
+                                                    "objects/, workflows/, roles/, reports/, dashboards/, pools/, data/ and "
                                                     "README, LICENSE, "
                                                     "CHANGELOG files)", "unexpected_file"))
     return raw

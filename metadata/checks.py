@@ -26,7 +26,7 @@ from . import model
 from .bundle import FOLDERS, DataFile, Problem, json_path
 from .expressions import Scope, check
 from .model import (
-    Bundle, Dashboard, FieldDef, FormulaField, LookupField, ObjectDef, ObjectRights, Report, Role, RollupField,
+    Bundle, Dashboard, FieldDef, FormulaField, LookupField, ObjectDef, ObjectRights, Pool, Report, Role, RollupField,
     StageField, Workflow,
 )
 
@@ -349,7 +349,7 @@ class _Checker:
             self.guarded(f"object {obj.name!r}", file, lambda obj=obj, file=file: self.check_object(obj, file))
         self.guarded("formula cycles", self.object_files[0] if self.object_files else ".", self.check_cycles)
         checks = {"workflows": self.check_workflow, "roles": self.check_role, "reports": self.check_report,
-                  "dashboards": self.check_dashboard}
+                  "dashboards": self.check_dashboard, "pools": self.check_pool}
         for folder, check_one in checks.items():
             kind = FOLDERS[folder][0]
             seen = {}
@@ -913,6 +913,35 @@ class _Checker:
         for i, role in enumerate(dashboard.home_of):
             self.role_known(file, ["home_of", i], role)
         self.audience(file, dashboard.shared_with)
+
+    def check_pool(self, pool: Pool, file: str) -> None:
+        if not self.object_known(pool.object):
+            self.unknown_object(file, ["object"], pool.object)
+            return
+        obj = self.object_checkable(pool.object)
+        if obj is None:
+            return
+        for i, rule in enumerate(pool.recycle):
+            fld = self.field_of(file, ["recycle", i, "field"], obj, rule.field, system=("created_at", "updated_at"))
+            if fld is not None and value_type(self.objects, obj, fld) not in TEMPORAL:
+                self.add(file, ["recycle", i, "field"], f"{rule.field} is not a date: a pool recycles by how long ago "
+                                                        "a date was", "wrong_field_type")
+            self.expression(file, ["recycle", i, "filter"], rule.filter, obj.name, "boolean")
+        for i, name in enumerate(pool.private_fields):
+            self.field_of(file, ["private_fields", i], obj, name)
+        for key in ("member_roles", "admin_roles"):
+            for i, role in enumerate(getattr(pool, key)):
+                self.role_known(file, [key, i], role)
+        seen: dict[str, int] = {}
+        for i, reason in enumerate(pool.return_reasons):
+            if reason.value in seen:
+                self.add(file, ["return_reasons", i, "value"], f"duplicate reason {reason.value!r} "
+                                                              f"(also return_reasons[{seen[reason.value]}])",
+                         "duplicate_value")
+            seen.setdefault(reason.value, i)
+        if pool.max_hold_days is not None and pool.max_hold_days < pool.protect_days:
+            self.add(file, ["max_hold_days"], "shorter than protect_days: a record would go back while protected",
+                     "bad_range")
 
     def audience(self, file: str, shared_with) -> None:
         if isinstance(shared_with, list):

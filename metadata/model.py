@@ -485,6 +485,53 @@ class Dashboard(Strict):
     created_by: str | None = None
 
 
+# --- lead pools (公海) -------------------------------------------------------------
+
+class PoolRecycle(Strict):
+    """Back to the pool when `field` (a date or timestamp: the last
+    follow-up, the last win) is older than `after_days`, or blank and the
+    record was claimed that long ago; only records where `filter` holds."""
+
+    field: Name
+    after_days: Annotated[int, Field(ge=1, le=3650)]
+    filter: Expression | None = None
+
+
+class ReturnReason(Strict):
+    value: Name
+    label: LocalizedText | None = None
+
+
+class Pool(Strict):
+    """A pool of ownerless records of one object that members claim, return
+    with a reason, and that take back what its members leave untouched."""
+
+    name: Name
+    label: LocalizedText | None = None
+    description: LocalizedText | None = None
+    object: Name
+    # who may claim: users of these roles or in these departments (and
+    # below); nobody listed: every user who may read the object
+    member_roles: list[Name] = []
+    member_departments: list[Name] = []
+    # who may assign from it and see everything in it (admins always)
+    admin_roles: list[Name] = []
+    claims_per_day: Annotated[int, Field(ge=1, le=100000)] | None = None
+    max_held: Annotated[int, Field(ge=1, le=1000000)] | None = None
+    # a user cannot claim again for this long what they returned
+    reclaim_ban_days: Annotated[int, Field(ge=0, le=3650)] = 0
+    # a claimed record is not recycled for this long ...
+    protect_days: Annotated[int, Field(ge=0, le=3650)] = 0
+    # ... and is recycled this long after its claim, follow-ups or not
+    max_hold_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    recycle: list[PoolRecycle] = []
+    # owners are told this many days before a record goes back
+    remind_days_before: Annotated[int, Field(ge=1, le=365)] | None = None
+    return_reasons: list[ReturnReason] = []
+    # the previous owner's notes: not shown in the pool's list
+    private_fields: list[Name] = []
+
+
 # --- roles (SPEC §3.6) ----------------------------------------------------------
 
 RecordScope = Literal["none", "own", "department", "subordinates", "all"]
@@ -546,6 +593,7 @@ class Bundle(BaseModel):
     roles: list[Role] = []
     reports: list[Report] = []
     dashboards: list[Dashboard] = []
+    pools: list[Pool] = []
     data_files: list[str] = []
 
     def object(self, name: str) -> ObjectDef | None:

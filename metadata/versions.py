@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from loomcrm.platform import systemdb
 
-from .model import Dashboard, ObjectDef, Report, Role, Workflow
+from .model import Dashboard, ObjectDef, Pool, Report, Role, Workflow
 
 
 class Snapshot(BaseModel):
@@ -30,6 +30,7 @@ class Snapshot(BaseModel):
     roles: list[Role] = []
     reports: list[Report] = []
     dashboards: list[Dashboard] = []
+    pools: list[Pool] = []
 
     def object(self, name: str) -> ObjectDef | None:
         return next((o for o in self.objects if o.name == name), None)
@@ -80,6 +81,9 @@ class Snapshot(BaseModel):
 
     def dashboard(self, name: str) -> Dashboard | None:
         return next((d for d in self.dashboards if d.name == name), None)
+
+    def pool(self, name: str) -> Pool | None:
+        return next((p for p in self.pools if p.name == name), None)
 
 
 def new_uid() -> str:

@@ -302,3 +302,35 @@ targets = sa.Table(
     sa.UniqueConstraint("report", "holder_kind", "holder_id", "period", "starts_on", name="uq_loom_targets"),
     sa.Index("ix_loom_targets_holder", "holder_kind", "holder_id", "starts_on"),
 )
+# lead pools (公海): the records in a pool, and every claim (for caps, bans
+# and protection periods)
+pool_entries = sa.Table(
+    "loom_pool_entries", meta,
+    sa.Column("object", sa.String(63), primary_key=True),
+    sa.Column("record_id", sa.String(32), primary_key=True),
+    sa.Column("pool", sa.String(63), nullable=False),
+    sa.Column("entered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("previous_owner", sa.String(32)),
+    sa.Column("reason", sa.String(63)),          # a return reason, or "recycled"
+    sa.Index("ix_loom_pool_entries_pool", "pool", "entered_at"),
+)
+pool_claims = sa.Table(
+    "loom_pool_claims", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("pool", sa.String(63), nullable=False),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.String(32), nullable=False),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),   # returned or recycled
+    sa.Column("ended_by", sa.String(10)),                # returned or recycled
+    sa.Index("ix_loom_pool_claims_user", "user_id", "claimed_at"),
+    sa.Index("ix_loom_pool_claims_record", "object", "record_id", "claimed_at"),
+)
+# when the owner of a record was last told it goes back to its pool soon
+pool_reminders = sa.Table(
+    "loom_pool_reminders", meta,
+    sa.Column("object", sa.String(63), primary_key=True),
+    sa.Column("record_id", sa.String(32), primary_key=True),
+    sa.Column("reminded_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -86,4 +86,5 @@ def _compiled(snapshot, version: int) -> CompiledSchema:
     schema.roles = {r.name: r for r in snapshot.roles}
     schema.reports = {r.name: r for r in snapshot.reports}
     schema.dashboards = {d.name: d for d in snapshot.dashboards}
+    schema.pools = {p.name: p for p in snapshot.pools}
     return schema

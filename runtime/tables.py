@@ -142,6 +142,7 @@ class CompiledSchema:
     roles: dict = dc_field(default_factory=dict)  # the roles bundles define, by name
     reports: dict = dc_field(default_factory=dict)  # saved reports, by name
     dashboards: dict = dc_field(default_factory=dict)
+    pools: dict = dc_field(default_factory=dict)    # lead pools (公海), by name
 
     def object(self, name: str) -> ObjectDef | None:
         return self.objects.get(name)
