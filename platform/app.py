@@ -22,9 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from loomcrm.designer import views as designer_views
 from loomcrm.runtime.api.openapi import install_openapi
 from loomcrm.runtime.api.routes import build_api_router
+from loomcrm.metadata.model import localized
 from loomcrm.runtime.fields import FieldContext
-from loomcrm.runtime import forms
-from loomcrm.runtime import targets
+from loomcrm.runtime import forms, pools, targets
 from loomcrm.runtime.report_catalog import home_dashboard
 from loomcrm.runtime.rules.hooks import Rules
 from loomcrm.runtime.state import Runtime
@@ -219,6 +219,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(forms.build_sharing_router(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_report_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_target_pages(runtime, templates=templates, page_context=page_context))
+    app.include_router(forms.build_pool_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context,
                                                 timeline_extras=automation_views.record_timeline(automation)))
 
@@ -252,11 +253,15 @@ def request_locale(request: Request) -> str:
 def page_context(request: Request, **extra) -> dict:
     locale = request_locale(request)
     session = auth.request_session(request)
-    nav, unread = None, 0
+    nav, unread, pool_links = None, 0, []
     if session is not None:
         loom = request.app.state.loom
-        nav = forms.navigation(loom.runtime.schema(), locale, request.url.path, loom.runtime.access.of(session.user))
+        schema = loom.runtime.schema()
+        nav = forms.navigation(schema, locale, request.url.path, loom.runtime.access.of(session.user))
         unread = automation_views.unread(loom.automation, session.user.id)
+        if schema.pools:
+            pool_links = [(f"/app/_pools/{p.name}", localized(p.label, locale, p.name))
+                          for p in pools.pools_for(loom.runtime, session.user)]
     return {
         "locale": locale,
         "locales": i18n.LOCALE_NAMES,
@@ -266,6 +271,7 @@ def page_context(request: Request, **extra) -> dict:
         "path": request.url.path,
         "nav": nav,
         "unread": unread,
+        "pool_links": pool_links,
         **extra,
     }
 

@@ -39,6 +39,8 @@ ENTRIES, CLAIMS, REMINDERS, USERS = (systemdb.pool_entries, systemdb.pool_claims
 BATCH = 1000
 RECYCLED = "recycled"
 POOL = Origin("automation", workflow="pool")
+# what owners are told, in their language
+TEXTS = {"reminder": "%(record)s goes back to the pool %(pool)s within %(days)s days unless you follow it up."}
 
 
 class PoolError(RecordError):
@@ -190,6 +192,9 @@ def put_in_pool(runtime, actor, pool_name: str, record_ids: list[str], *, now: d
     moved = 0
     with write_transaction(runtime.engine) as conn:
         for rid in record_ids:
+            if conn.execute(sa.select(ENTRIES.c.pool).where(ENTRIES.c.object == pool.object,
+                                                            ENTRIES.c.record_id == rid)).first():
+                continue   # in a pool already
             old = runtime.records.get(pool.object, rid, Actor(getattr(actor, "id", None), "admin"), conn=conn)
             runtime.records.update(pool.object, rid, {"owner": None}, Actor(getattr(actor, "id", None), "admin"),
                                    conn=conn)
@@ -219,6 +224,24 @@ def assign(runtime, user, pool_name: str, record_id: str, to_user_id: str, *, no
         runtime.records.update(pool.object, record_id, {"owner": target.id}, Actor(who.id, "admin"), conn=conn)
         conn.execute(sa.insert(CLAIMS).values(id=uuid.uuid4().hex, pool=pool.name, object=pool.object,
                                               record_id=record_id, user_id=target.id, claimed_at=now))
+
+
+def assign_to(runtime, user, pool_name: str, record_id: str, username: str) -> None:
+    with runtime.engine.connect() as conn:
+        target = conn.execute(sa.select(USERS.c.id).where(USERS.c.username == username,
+                                                          USERS.c.is_active.is_(True))).scalar()
+    if target is None:
+        raise PoolError("not_found", f"no active user {username[:150]!r}", 422)
+    assign(runtime, user, pool_name, record_id, target)
+
+
+def put_in(runtime, user, pool_name: str, record_ids: list[str]) -> int:
+    """A pool admin puts records in."""
+    pool = pool_of(runtime, pool_name)
+    with runtime.engine.connect() as conn:
+        if not is_admin(pool, person(conn, user)):
+            raise PoolError("not_admin", "only a pool admin puts records in the pool", 403)
+    return put_in_pool(runtime, user, pool_name, record_ids)
 
 
 def in_pool(conn: sa.Connection, runtime, pool: Pool, *, limit: int = 50, after: str | None = None) -> list[dict]:
@@ -347,8 +370,7 @@ def remind(runtime, pool_name: str, *, now: datetime | None = None) -> int:
         label = localized(pool.label, "en", pool.name)
         notes = []
         for row in rows:
-            text = i18n.gettext(row.locale, "%(record)s goes back to the pool %(pool)s within %(days)s days "
-                                            "unless you follow it up.")
+            text = i18n.gettext(row.locale, TEXTS["reminder"])
             notes.append({"id": uuid.uuid4().hex, "user_id": row.owner, "object": obj.name, "record_id": row.id,
                           "created_at": now, "message": text.replace("%(record)s", str(row[2] or row.id))
                           .replace("%(pool)s", localized(pool.label, row.locale, label))

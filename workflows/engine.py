@@ -19,6 +19,7 @@ from loomcrm.platform.db import write_transaction
 from loomcrm.platform.settings import Settings
 from loomcrm.runtime.fields import FieldContext
 from loomcrm.runtime.rules.hooks import Rules
+from loomcrm.runtime.pools import run_pools
 from loomcrm.runtime.state import Runtime
 
 from . import executor, outbox, runs, schedule, timers
@@ -92,6 +93,11 @@ class Automation:
                                                         self.lease)
                 ready += more
         return ready
+
+    def pools(self) -> dict[str, int]:
+        """Lead pools: reminders, then the due records back in their pools
+        (batched and idempotent: any process may run it at any time)."""
+        return run_pools(self.runtime, now=self.now())
 
     def reap(self) -> int:
         with write_transaction(self.engine) as conn:

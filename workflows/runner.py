@@ -79,7 +79,8 @@ class Runner:
                 last_slow = now
                 for name, step in (("timers of new workflows", self.automation.sync_timers),
                                    ("schedules", lambda: self._wake(self.automation.tick())),
-                                   ("the reaper", self.automation.reap), ("lost wake-ups", self._wake_lost)):
+                                   ("the reaper", self.automation.reap), ("lost wake-ups", self._wake_lost),
+                                   ("lead pools", self.automation.pools)):
                     self._step(name, step)
             if not more:
                 self._outbox.wait(POLL)

@@ -277,9 +277,11 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
         return json_response(await run_in_threadpool(export_bundle, runtime.engine, name))
 
     # --- reports and dashboards (SPEC 3.7), before the records' catch-all paths
-    from .reports import build_reports_router  # it uses this module's guard
+    from .pools import build_pools_router  # they use this module's guard
+    from .reports import build_reports_router
 
     router.include_router(build_reports_router(runtime, user_dependency=user_dependency))
+    router.include_router(build_pools_router(runtime, user_dependency=user_dependency))
 
     # --- records ----------------------------------------------------------------
     @router.get("/{object_name}", include_in_schema=False)

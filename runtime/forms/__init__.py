@@ -1,9 +1,10 @@
 """End-user pages generated from metadata: lists, record pages, forms,
 pipeline boards, search, the recycle bin, records' sharing, reports,
-dashboards and targets (`/app/...`)."""
+dashboards, targets and lead pools (`/app/...`)."""
 
 from pathlib import Path
 
+from .pool_pages import build_pool_pages
 from .report_pages import ReportPages, build_report_pages
 from .sharing import build_sharing_router
 from .target_pages import build_target_pages
@@ -12,5 +13,6 @@ from .views import Pages, build_forms_router, navigation
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
 
-__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "ReportPages", "build_forms_router", "build_report_pages",
+__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "ReportPages", "build_forms_router", "build_pool_pages",
+           "build_report_pages",
            "build_sharing_router", "build_target_pages", "navigation"]

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from starlette.datastructures import FormData
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -33,7 +33,7 @@ from .display import option_map
 from .refs import Refs
 from .report_output import Drill, group_labels
 from ..reports import SYSTEM_LABELS, Narrowing, run_report
-from .views import N_, Pages, filter_fields, filter_problem
+from .views import N_, Pages, filter_fields, filter_problem, redirect_after
 
 FUNCTIONS = ("count", "sum", "avg", "min", "max", "count_distinct")
 FUNCTION_TEXTS = {"count": "Count", "sum": "Sum", "avg": "Average", "min": "Minimum", "max": "Maximum",
@@ -493,7 +493,7 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         except RecordError as exc:
             return pages.render(request, "forms/_notice.html", status=exc.status if exc.status < 500 else 422,
                                 kind="error", message=exc.detail)
-        return _go(request, f"/app/_reports/{saved.name}")
+        return redirect_after(request, f"/app/_reports/{saved.name}")
 
     @router.get("/_reports/{name}", response_class=HTMLResponse)
     def report_page(request: Request, name: str, user=Depends(auth.page_user)):
@@ -535,7 +535,7 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         except (RecordError, ValidationError) as exc:
             message = exc.detail if isinstance(exc, RecordError) else _validation_text(exc)
             return pages.render(request, "forms/_notice.html", status=422, kind="error", message=message)
-        return _go(request, f"/app/_dashboards/{saved.name}")
+        return redirect_after(request, f"/app/_dashboards/{saved.name}")
 
     @router.post("/_reports/{name}/delete", dependencies=[Depends(auth.page_csrf)])
     async def report_delete(request: Request, name: str, user=Depends(auth.page_user)):
@@ -543,7 +543,7 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
             await run_in_threadpool(catalog.delete_report, runtime, user, name)
         except RecordError as exc:
             return pages.render(request, "forms/_notice.html", status=exc.status, kind="error", message=exc.detail)
-        return _go(request, "/app/_reports")
+        return redirect_after(request, "/app/_reports")
 
     @router.post("/_dashboards/{name}/widgets/{index}/remove", dependencies=[Depends(auth.page_csrf)])
     async def widget_remove(request: Request, name: str, index: int, user=Depends(auth.page_user)):
@@ -555,9 +555,9 @@ def build_report_pages(runtime, *, templates, page_context: Callable[..., dict])
         if widgets:
             await run_in_threadpool(catalog.save_dashboard, runtime, user,
                                     dashboard.model_copy(update={"widgets": widgets}))
-            return _go(request, f"/app/_dashboards/{name}")
+            return redirect_after(request, f"/app/_dashboards/{name}")
         await run_in_threadpool(catalog.delete_dashboard, runtime, user, name)
-        return _go(request, "/app/_reports")
+        return redirect_after(request, "/app/_reports")
 
     @router.get("/_dashboards/{name}", response_class=HTMLResponse)
     def dashboard_page(request: Request, name: str, user=Depends(auth.page_user)):
@@ -647,13 +647,6 @@ def _edited(report: Report, before: Report | None) -> Report:
         "label": merged(report.label, before.label), "measures": measures, "chart": chart,
         "sort": sort or [k for k in before.sort if k.lstrip("-") in names],
         "description": before.description, "date_field": before.date_field})
-
-
-def _go(request: Request, target: str):
-    """To `target` after a save: htmx follows HX-Redirect, a plain form a 303."""
-    if request.headers.get("hx-request"):
-        return HTMLResponse("", headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
 
 
 def _with_name(form, name: str):

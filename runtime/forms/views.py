@@ -87,6 +87,13 @@ def filter_problem(exc: RecordError, locale: str) -> str:
     return where.replace("%(line)s", str(e["line"])).replace("%(column)s", str(e["column"])) + " " + message
 
 
+def redirect_after(request: Request, target: str):
+    """To `target` after a save: htmx follows HX-Redirect, a plain form a 303."""
+    if request.headers.get("hx-request"):
+        return HTMLResponse("", headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
 def N_(message: str) -> str:
     """Marks a page error's text for translation: the error page shows it in the user's language."""
     return message
@@ -497,6 +504,9 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
             context = record_page(runtime, schema, obj, rid, locale_of(request), user=user, timeline_extras=timeline_extras)
         except NotFound:
             raise HTTPException(status_code=404, detail=N_("This record does not exist or is in the recycle bin.")) from None
+        from .pool_pages import return_forms   # pool pages build on these
+
+        context["return_forms"] = return_forms(runtime, obj, context["record"], user)
         return pages.render(request, "forms/record.html", record_title=record_title, **context)
 
     @router.get("/{object_name}/{rid}/edit", response_class=HTMLResponse)
