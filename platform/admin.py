@@ -4,6 +4,8 @@ handing a leaver's records to a colleague."""
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 import sqlalchemy as sa
@@ -175,12 +177,14 @@ def build_admin_router(runtime, tokens: auth.TokenCache, prefix: str = "/api/v1"
 
     @router.post("/_admin/users/{username}/hand-over")
     async def hand_over_records(username: str, request: Request, user=Depends(auth.require_admin)):
-        """Give a user's open records to a colleague: {"to": NAME, "objects": [...] (default: every object)}."""
+        """Give a user's records to a colleague or a pool: {"to": NAME or "pool:NAME", "objects": [...] (default:
+        every object), "open_only": true to keep won and lost ones}."""
         body = await body_of(request)
         if isinstance(body, Response):
             return body
         try:
-            moved = await run_in_threadpool(hand_over, runtime, username, body.get("to"), body.get("objects"), user)
+            moved = await run_in_threadpool(functools.partial(hand_over, open_only=body.get("open_only") is True),
+                                            runtime, username, body.get("to"), body.get("objects"), user)
         except HandOverError as exc:
             return problem(exc.status, str(exc))
         return json_response({"moved": moved})

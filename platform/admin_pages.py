@@ -6,6 +6,8 @@ the audit log. They change things through the same functions as the
 
 from __future__ import annotations
 
+import functools
+
 from datetime import datetime
 from typing import Any, Callable
 from urllib.parse import urlencode
@@ -169,6 +171,9 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
         person = found[0]
         colleagues = [(p["username"], f'{p["display_name"]} ({p["username"]})' if p["display_name"] else p["username"])
                       for p in users(engine) if p["is_active"] and p["username"] != username]
+        # or back to a lead pool (its object's records only)
+        colleagues += [(f"pool:{p.name}", localized(p.label, page_context(request)["locale"], p.name))
+                       for p in runtime.schema().pools.values()]
         locale = page_context(request)["locale"]
         schema = runtime.schema()
         with engine.connect() as conn:
@@ -246,7 +251,8 @@ def build_admin_pages(runtime, tokens: auth.TokenCache, *, templates, page_conte
             problems.append({"field": "to", "code": "colleague"})
         if not problems:
             try:
-                moved = await run_in_threadpool(hand_over, runtime, username, to, chosen, admin)
+                moved = await run_in_threadpool(functools.partial(hand_over, open_only=form.get("open_only") == "1"),
+                                                runtime, username, to, chosen, admin)
             except HandOverError as exc:
                 if exc.status == 404:
                     raise HTTPException(status_code=404, detail=N_("There is no such user.")) from None

@@ -25,7 +25,9 @@ BUNDLE = {
         {"name": "name", "type": "text", "required": True},
         {"name": "status", "type": "picklist", "options": [{"value": "open"}, {"value": "converted"}]},
         {"name": "last_follow_up", "type": "date"},
-        {"name": "notes", "type": "text"}]}],
+        {"name": "notes", "type": "text"}]},
+        {"name": "deal", "fields": [{"name": "name", "type": "text"}, {"name": "stage", "type": "stage", "stages": [
+            {"value": "talk"}, {"value": "won", "category": "won"}]}]}],
     "roles": [{"name": "rep", "objects": {"lead": {"create": True, "read": "own", "update": "own"}}},
               {"name": "boss", "objects": {"lead": {"create": True, "read": "all", "update": "all"}}},
               {"name": "outsider", "objects": {"lead": {"read": "own"}}}],
@@ -184,3 +186,29 @@ def test_eight_users_claiming_one_lead_at_once(world):
         claims = conn.execute(sa.select(sa.func.count()).select_from(systemdb.pool_claims).where(
             systemdb.pool_claims.c.record_id == rid)).scalar()
     assert claims == 1
+
+
+def test_hand_over_to_the_pool_or_to_a_colleague_of_the_open_records(world):
+    from loomcrm.runtime.handover import hand_over
+
+    runtime, people, leads = world
+    wang, zhao = people["wang"], people["zhao"]
+    admin = Actor(None, "admin")
+    for rid in leads[:2]:
+        claim(runtime, wang, "sea", rid)
+    deals = [runtime.records.create("deal", {"name": f"Deal {stage}", "stage": stage, "owner": wang.id}, admin)["id"]
+             for stage in ("talk", "won")]
+    assert hand_over(runtime, "wang", "pool:sea", None, admin) == {"lead": 2}
+    assert owner(runtime, leads[0]) is None                                  # a pool takes its object only
+    assert runtime.records.get("deal", deals[0])["owner"] == wang.id
+    with runtime.engine.connect() as conn:
+        reasons = conn.execute(sa.select(systemdb.pool_entries.c.reason).where(
+            systemdb.pool_entries.c.record_id.in_(leads[:2]))).scalars().all()
+    assert reasons == ["handed_over", "handed_over"]
+    assert hand_over(runtime, "wang", "zhao", ["deal"], admin, open_only=True) == {"deal": 1}
+    assert runtime.records.get("deal", deals[0])["owner"] == zhao.id
+    assert runtime.records.get("deal", deals[1])["owner"] == wang.id                  # won: stays
+    with runtime.engine.connect() as conn:
+        told = conn.execute(sa.select(systemdb.notifications.c.message).where(
+            systemdb.notifications.c.user_id == zhao.id)).scalars().all()
+    assert told == ["wang's records were handed to you: deal 1."]
