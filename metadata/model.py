@@ -517,6 +517,7 @@ class Pool(Strict):
     # who may assign from it and see everything in it (admins always)
     admin_roles: list[Name] = []
     claims_per_day: Annotated[int, Field(ge=1, le=100000)] | None = None
+    # records claimed from the pool and still held, per user
     max_held: Annotated[int, Field(ge=1, le=1000000)] | None = None
     # a user cannot claim again for this long what they returned
     reclaim_ban_days: Annotated[int, Field(ge=0, le=3650)] = 0

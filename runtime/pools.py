@@ -117,49 +117,91 @@ def claim(runtime, user, pool_name: str, record_id: str, *, now: datetime | None
     pool = pool_of(runtime, pool_name)
     now = now or utcnow()
     with write_transaction(runtime.engine) as conn:
-        who = person(conn, user)
-        if not is_member(conn, pool, who):
-            raise PoolError("not_member", "you are not a member of this pool", 403)
-        # one claim at a time per user, so two at once cannot both pass a cap
-        _lock_user(conn, who.id)
+        who = _member(conn, pool, user)
+        # with caps, the user's row is locked (one claim at a time per user,
+        # so two at once cannot both pass a cap) by the statement reading them
         _check_caps(conn, runtime, pool, who, record_id, now)
-        taken = conn.execute(sa.delete(ENTRIES).where(ENTRIES.c.object == pool.object, ENTRIES.c.record_id == record_id,
-                                                      ENTRIES.c.pool == pool.name))
-        if taken.rowcount != 1:
+        if not _take(conn, pool, record_id, who.id, now):
             raise PoolError("taken", "someone else claimed this record first, or it left the pool")
-        record = runtime.records.update(pool.object, record_id, {"owner": who.id}, Actor(who.id, "admin"), conn=conn)
-        conn.execute(sa.insert(CLAIMS).values(id=uuid.uuid4().hex, pool=pool.name, object=pool.object,
-                                              record_id=record_id, user_id=who.id, claimed_at=now))
-    return record
+        return runtime.records.update(pool.object, record_id, {"owner": who.id}, Actor(who.id, "admin"), conn=conn)
 
 
-def _lock_user(conn: sa.Connection, user_id: str) -> None:
+def _member(conn: sa.Connection, pool: Pool, user: Any) -> Person:
+    """The user as a member of the pool; read from the database only when
+    the pool has departments among its members."""
+    role = getattr(user, "role", None)
+    if pool.member_departments and not (role == "admin" or role in pool.admin_roles):
+        who = person(conn, user)
+    elif getattr(user, "id", None) and role:
+        who = Person(user.id, role, None)
+    else:
+        raise PoolError("no_user", "only a signed-in user works with a pool", 403)
+    if not is_member(conn, pool, who):
+        raise PoolError("not_member", "you are not a member of this pool", 403)
+    return who
+
+
+def _take(conn: sa.Connection, pool: Pool, record_id: str, user_id: str, now: datetime) -> bool:
+    """The record out of the pool and the claim kept, if it was still there;
+    one statement on PostgreSQL."""
+    values = {"id": uuid.uuid4().hex, "pool": pool.name, "object": pool.object, "record_id": record_id,
+              "user_id": user_id, "claimed_at": now}
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(USERS.c.id).where(USERS.c.id == user_id).with_for_update())
+        # (the driver gives no rowcount for it: RETURNING says whether a row went)
+        return conn.execute(_TAKE_AND_CLAIM, values).first() is not None
+    taken = conn.execute(sa.delete(ENTRIES).where(ENTRIES.c.object == pool.object, ENTRIES.c.record_id == record_id,
+                                                  ENTRIES.c.pool == pool.name))
+    if taken.rowcount != 1:
+        return False
+    conn.execute(sa.insert(CLAIMS).values(**values))
+    return True
+
+
+def _take_and_claim() -> sa.Insert:
+    taken = sa.delete(ENTRIES).where(ENTRIES.c.object == sa.bindparam("object"),
+                                     ENTRIES.c.record_id == sa.bindparam("record_id"),
+                                     ENTRIES.c.pool == sa.bindparam("pool")).returning(ENTRIES.c.record_id).cte("taken")
+    columns = ["id", "pool", "object", "record_id", "user_id", "claimed_at"]
+    return sa.insert(CLAIMS).from_select(columns, sa.select(
+        *[taken.c.record_id if c == "record_id" else sa.bindparam(c, type_=CLAIMS.c[c].type).label(c)
+          for c in columns])).returning(CLAIMS.c.id)
+
+
+_TAKE_AND_CLAIM = _take_and_claim()
 
 
 def _check_caps(conn: sa.Connection, runtime, pool: Pool, who: Person, record_id: str, now: datetime) -> None:
+    """The re-claim ban, the claims of today and the records held from the
+    pool (its claims still open), read in one statement."""
+    checks = {}
     if pool.reclaim_ban_days:
-        returned = conn.execute(sa.select(sa.func.max(CLAIMS.c.ended_at)).where(
+        checks["returned"] = sa.select(sa.func.max(CLAIMS.c.ended_at)).where(
             CLAIMS.c.object == pool.object, CLAIMS.c.record_id == record_id, CLAIMS.c.user_id == who.id,
-            CLAIMS.c.ended_by == "returned")).scalar()
-        if returned is not None and _aware(returned) > now - timedelta(days=pool.reclaim_ban_days):
-            until = _aware(returned) + timedelta(days=pool.reclaim_ban_days)
-            raise PoolError("reclaim_ban", f"you returned this record: you may claim it again from "
-                                           f"{until.astimezone(runtime.context.timezone):%Y-%m-%d %H:%M}")
+            CLAIMS.c.ended_by == "returned").scalar_subquery()
     if pool.claims_per_day:
-        day = datetime.combine(now.astimezone(runtime.context.timezone).date(), datetime.min.time(),
-                               runtime.context.timezone)
-        today = conn.execute(sa.select(sa.func.count()).where(
-            CLAIMS.c.user_id == who.id, CLAIMS.c.pool == pool.name, CLAIMS.c.claimed_at >= day)).scalar()
-        if today >= pool.claims_per_day:
-            raise PoolError("daily_cap", f"you have claimed {today} records from this pool today, the most a day")
+        zone = runtime.context.timezone
+        day = datetime.combine(now.astimezone(zone).date(), datetime.min.time(), zone)
+        checks["today"] = sa.select(sa.func.count()).where(
+            CLAIMS.c.user_id == who.id, CLAIMS.c.pool == pool.name, CLAIMS.c.claimed_at >= day).scalar_subquery()
     if pool.max_held:
-        table = runtime.schema().table(pool.object)
-        held = conn.execute(sa.select(sa.func.count()).select_from(table).where(
-            table.c.owner == who.id, table.c._deleted_at.is_(None))).scalar()
-        if held >= pool.max_held:
-            raise PoolError("held_cap", f"you hold {held} of these records, the most one may: return some first")
+        checks["held"] = sa.select(sa.func.count()).where(
+            CLAIMS.c.user_id == who.id, CLAIMS.c.pool == pool.name, CLAIMS.c.ended_at.is_(None)).scalar_subquery()
+    if not checks:
+        return
+    query = sa.select(*[q.label(k) for k, q in checks.items()])
+    if conn.dialect.name == "postgresql":   # SQLite's writers take turns anyway
+        query = query.select_from(USERS).where(USERS.c.id == who.id).with_for_update(of=USERS)
+    found = conn.execute(query).one()._mapping
+    returned = found.get("returned")
+    if returned is not None and _aware(returned) > now - timedelta(days=pool.reclaim_ban_days):
+        until = _aware(returned) + timedelta(days=pool.reclaim_ban_days)
+        raise PoolError("reclaim_ban", f"you returned this record: you may claim it again from "
+                                       f"{until.astimezone(runtime.context.timezone):%Y-%m-%d %H:%M}")
+    if found.get("today") is not None and found["today"] >= pool.claims_per_day:
+        raise PoolError("daily_cap", f"you have claimed {found['today']} records from this pool today, the most a day")
+    if found.get("held") is not None and found["held"] >= pool.max_held:
+        raise PoolError("held_cap", f"you hold {found['held']} records from this pool, the most one may: "
+                                    "return some first")
 
 
 def return_to_pool(runtime, user, pool_name: str, record_id: str, reason: str | None = None, *,
@@ -304,26 +346,31 @@ def recycle(runtime, pool_name: str, *, now: datetime | None = None, batch: int 
     """Every due record of the pool back in it; how many went."""
     pool = pool_of(runtime, pool_name)
     now = now or utcnow()
-    moved = 0
+    moved, after = 0, None
     while True:
         with write_transaction(runtime.engine) as conn:
-            count = _recycle_batch(conn, runtime, pool, now, batch)
+            count, after = _recycle_batch(conn, runtime, pool, now, batch, after)
         moved += count
         if count < batch:
             return moved
 
 
-def _recycle_batch(conn: sa.Connection, runtime, pool: Pool, now: datetime, batch: int) -> int:
+def _recycle_batch(conn: sa.Connection, runtime, pool: Pool, now: datetime, batch: int,
+                   after: str | None) -> tuple[int, str | None]:
+    """One batch, in id order from `after` (a pass never reads a row twice)."""
     from .records import RecordService
 
     schema = runtime.schema()
     obj, table = schema.object(pool.object), schema.table(pool.object)
     due = due_clause(conn, runtime, pool, now)
     if due is None:
-        return 0
-    rows = [dict(r._mapping) for r in conn.execute(sa.select(table).where(due).order_by(table.c.id).limit(batch))]
+        return 0, after
+    query = sa.select(table).where(due).order_by(table.c.id).limit(batch)
+    if after is not None:
+        query = query.where(table.c.id > after)
+    rows = [dict(r._mapping) for r in conn.execute(query)]
     if not rows:
-        return 0
+        return 0, after
     ids = [r["id"] for r in rows]
     conn.execute(sa.update(table).where(table.c.id.in_(ids), table.c.owner.is_not(None))
                  .values(owner=None, version=table.c.version + 1, updated_at=now, updated_by=None))
@@ -340,7 +387,7 @@ def _recycle_batch(conn: sa.Connection, runtime, pool: Pool, now: datetime, batc
         new = {**old, "owner": None, "version": old["version"] + 1, "updated_at": now, "updated_by": None}
         events.append(RecordService._event_row(schema, obj, old["id"], "update", new, old, {"owner"}, None, now, POOL))
     conn.execute(sa.insert(systemdb.outbox), events)
-    return len(rows)
+    return len(rows), ids[-1]
 
 
 def remind(runtime, pool_name: str, *, now: datetime | None = None) -> int:
