@@ -307,39 +307,50 @@ def in_pool(conn: sa.Connection, runtime, pool: Pool, *, limit: int = 50, after:
 
 # --- recycling ------------------------------------------------------------------------------
 
-def due_clause(conn: sa.Connection, runtime, pool: Pool, moment: datetime):
-    """Owned records of the pool's members that are due back at `moment`."""
+def due(conn: sa.Connection, runtime, pool: Pool, *moments: datetime) -> tuple[sa.FromClause, list]:
+    """The rows to select from, and for each moment the condition of the
+    owned records of the pool's members due back then (None: the pool
+    recycles nothing). The open claims are one grouped join, not a
+    subquery per row."""
     schema = runtime.schema()
     obj, table = schema.object(pool.object), schema.table(pool.object)
     zone = runtime.context.timezone
-    claimed = sa.select(sa.func.max(CLAIMS.c.claimed_at)).where(
-        CLAIMS.c.object == pool.object, CLAIMS.c.record_id == table.c.id, CLAIMS.c.ended_at.is_(None)) \
-        .scalar_subquery()
+    claims = sa.select(CLAIMS.c.record_id, sa.func.max(CLAIMS.c.claimed_at).label("claimed_at")) \
+        .where(CLAIMS.c.object == pool.object, CLAIMS.c.ended_at.is_(None)).group_by(CLAIMS.c.record_id) \
+        .subquery("open_claims")
+    claimed = claims.c.claimed_at
     held_since = sa.func.coalesce(claimed, table.c.created_at)
-    reasons = []
-    for rule in pool.recycle:
-        f = obj.field(rule.field)
-        column = table.c[rule.field]
-        limit = moment - timedelta(days=rule.after_days)
-        bound = limit.astimezone(zone).date() if f is not None and f.type == "date" else limit
-        stale = sa.or_(column < bound, sa.and_(column.is_(None), held_since < limit))
-        if rule.filter:
-            resolver = JoinResolver(schema.objects, obj.name, schema.tables)
-            scope = Scope(objects=schema.objects, object_name=obj.name, version=schema.version)
-            stale = sa.and_(stale, to_sql(compile_expression(rule.filter, scope, expect="boolean"), resolver))
-        reasons.append(stale)
-    if pool.max_hold_days:
-        reasons.append(claimed < moment - timedelta(days=pool.max_hold_days))
-    if not reasons:
-        return None
-    conditions = [table.c.owner.is_not(None), table.c._deleted_at.is_(None), sa.or_(*reasons)]
-    if pool.protect_days:
-        conditions.append(sa.or_(claimed.is_(None), claimed < moment - timedelta(days=pool.protect_days)))
+    resolver = JoinResolver(schema.objects, obj.name, schema.tables)
+    scope = Scope(objects=schema.objects, object_name=obj.name, version=schema.version)
+    filters = [to_sql(compile_expression(rule.filter, scope, expect="boolean"), resolver) if rule.filter else None
+               for rule in pool.recycle]
+    members = None
     if pool.member_roles or pool.member_departments:
         members = sa.select(USERS.c.id).where(sa.or_(USERS.c.role.in_(pool.member_roles),
                                                      USERS.c.department_id.in_(sorted(member_departments(conn, pool)))))
-        conditions.append(table.c.owner.in_(members))
-    return sa.and_(*conditions)
+    conditions = []
+    for moment in moments:
+        reasons = []
+        for rule, where in zip(pool.recycle, filters):
+            f = obj.field(rule.field)
+            column = table.c[rule.field]
+            limit = moment - timedelta(days=rule.after_days)
+            bound = limit.astimezone(zone).date() if f is not None and f.type == "date" else limit
+            stale = sa.or_(column < bound, sa.and_(column.is_(None), held_since < limit))
+            reasons.append(stale if where is None else sa.and_(stale, where))
+        if pool.max_hold_days:
+            reasons.append(claimed < moment - timedelta(days=pool.max_hold_days))
+        if not reasons:
+            conditions.append(None)
+            continue
+        clause = [table.c.owner.is_not(None), table.c._deleted_at.is_(None), sa.or_(*reasons)]
+        if pool.protect_days:
+            clause.append(sa.or_(claimed.is_(None), claimed < moment - timedelta(days=pool.protect_days)))
+        if members is not None:
+            clause.append(table.c.owner.in_(members))
+        conditions.append(sa.and_(*clause))
+    source = resolver.from_clause.outerjoin(claims, claims.c.record_id == table.c.id)
+    return source, conditions
 
 
 def recycle(runtime, pool_name: str, *, now: datetime | None = None, batch: int = BATCH) -> int:
@@ -362,10 +373,10 @@ def _recycle_batch(conn: sa.Connection, runtime, pool: Pool, now: datetime, batc
 
     schema = runtime.schema()
     obj, table = schema.object(pool.object), schema.table(pool.object)
-    due = due_clause(conn, runtime, pool, now)
-    if due is None:
+    source, (condition,) = due(conn, runtime, pool, now)
+    if condition is None:
         return 0, after
-    query = sa.select(table).where(due).order_by(table.c.id).limit(batch)
+    query = sa.select(table).select_from(source).where(condition).order_by(table.c.id).limit(batch)
     if after is not None:
         query = query.where(table.c.id > after)
     rows = [dict(r._mapping) for r in conn.execute(query)]
@@ -400,15 +411,14 @@ def remind(runtime, pool_name: str, *, now: datetime | None = None) -> int:
     schema = runtime.schema()
     obj, table = schema.object(pool.object), schema.table(pool.object)
     with write_transaction(runtime.engine) as conn:
-        soon = due_clause(conn, runtime, pool, now + timedelta(days=pool.remind_days_before))
-        already = due_clause(conn, runtime, pool, now)
+        source, (soon, already) = due(conn, runtime, pool, now + timedelta(days=pool.remind_days_before), now)
         if soon is None:
             return 0
         told = sa.select(REMINDERS.c.record_id).where(
             REMINDERS.c.object == pool.object, REMINDERS.c.reminded_at > now - timedelta(days=pool.remind_days_before))
         title = _title_column(obj, table)
         rows = conn.execute(sa.select(table.c.id, table.c.owner, title, USERS.c.locale)
-                            .select_from(table.join(USERS, USERS.c.id == table.c.owner))
+                            .select_from(source.join(USERS, USERS.c.id == table.c.owner))
                             # not due yet (NULL, from a missing date, counts as not due)
                             .where(soon, ~sa.func.coalesce(already, sa.false()), table.c.id.not_in(told))
                             .limit(BATCH)).all()
