@@ -72,19 +72,14 @@ def save_report(runtime, user: Any, report: Report) -> Report:
     if before is not None and not may_change(before, user):
         raise RecordError(f"the report {report.name!r} belongs to someone else: save it under another name",
                           status=409)
-    report = report.model_copy(update={"created_by": before.created_by if before is not None and before.created_by
-                                       else getattr(user, "username", None)})
+    report = _stamped(report, before, user)
     check_report(report, access.objects(schema.objects) if not access.everything else schema.objects)
     _write(runtime, user, "report.save", report.name, lambda s: _with(s, "reports", report))
     return report
 
 
 def delete_report(runtime, user: Any, name: str) -> None:
-    report = runtime.schema().reports.get(name)
-    if report is None or not may_see(report, user):
-        raise RecordError(f"no report {name[:63]!r}", status=404)
-    if not may_change(report, user):
-        raise RecordError("only its creator or an admin may delete this report", status=403)
+    _deletable(runtime.schema().reports, user, name, "report")
     users = [d.name for d in runtime.schema().dashboards.values() if any(w.report == name for w in d.widgets)]
     if users:
         raise RecordError(f"the dashboard {users[0]!r} shows this report: take it off first", status=409)
@@ -103,19 +98,28 @@ def save_dashboard(runtime, user: Any, dashboard: Dashboard) -> Dashboard:
             raise RecordError(f"widgets[{i}].report: no report {widget.report!r}",
                               errors=[{"field": f"widgets[{i}].report", "code": "not_found",
                                        "message": f"no report {widget.report!r}"}])
-    dashboard = dashboard.model_copy(update={"created_by": before.created_by if before is not None and before.created_by
-                                             else getattr(user, "username", None)})
+    dashboard = _stamped(dashboard, before, user)
     _write(runtime, user, "dashboard.save", dashboard.name, lambda s: _with(s, "dashboards", dashboard))
     return dashboard
 
 
 def delete_dashboard(runtime, user: Any, name: str) -> None:
-    dashboard = runtime.schema().dashboards.get(name)
-    if dashboard is None or not may_see(dashboard, user):
-        raise RecordError(f"no dashboard {name[:63]!r}", status=404)
-    if not may_change(dashboard, user):
-        raise RecordError("only its creator or an admin may delete this dashboard", status=403)
+    _deletable(runtime.schema().dashboards, user, name, "dashboard")
     _write(runtime, user, "dashboard.delete", name, lambda s: _without(s, "dashboards", name))
+
+
+def _stamped(item, before, user: Any):
+    """`item` with its creator: the one it had, else the user saving it."""
+    return item.model_copy(update={"created_by": before.created_by if before is not None and before.created_by
+                                   else getattr(user, "username", None)})
+
+
+def _deletable(items: dict, user: Any, name: str, kind: str) -> None:
+    item = items.get(name)
+    if item is None or not may_see(item, user):
+        raise RecordError(f"no {kind} {name[:63]!r}", status=404)
+    if not may_change(item, user):
+        raise RecordError(f"only its creator or an admin may delete this {kind}", status=403)
 
 
 def _with(snapshot: Snapshot, folder: str, item) -> Snapshot:
