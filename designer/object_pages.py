@@ -241,18 +241,21 @@ def add_routes(router: APIRouter, pages) -> None:
         if found:
             raise edits.FormProblems(found)
 
-    @router.post("/objects/{name}/fields/{field_name}/delete")
-    async def field_delete(request: Request, name: str, field_name: str, user=Depends(require_admin)):
-        form = await form_of(request)
-        seen = seen_of(form)
+    async def remove_part(request: Request, user, name: str, remove, anchor: str) -> Response:
+        """A field or rule taken off the object's draft (`remove(obj)`), back
+        to the object's page at `anchor`."""
+        seen = seen_of(await form_of(request))
 
         def edit(snapshot: Snapshot) -> Snapshot:
-            obj = object_or_404(drafts.Draft(0, snapshot, True), name)
-            return snapshot.with_object(edits.without_field(obj, field_name))
+            return snapshot.with_object(remove(object_or_404(drafts.Draft(0, snapshot, True), name)))
 
-        return await saved(request, user, name, seen, edit, f"/designer/objects/{name}?done=deleted#fields",
+        return await saved(request, user, name, seen, edit, f"/designer/objects/{name}?done=deleted#{anchor}",
                            lambda draft, errors: object_view(request, draft, object_or_404(draft, name), status=422,
                                                              errors=errors))
+
+    @router.post("/objects/{name}/fields/{field_name}/delete")
+    async def field_delete(request: Request, name: str, field_name: str, user=Depends(require_admin)):
+        return await remove_part(request, user, name, lambda obj: edits.without_field(obj, field_name), "fields")
 
     # --- layouts ----------------------------------------------------------------------
     def layout_view(request: Request, draft: drafts.Draft, obj: ObjectDef, errors=None, status: int = 200) -> Response:
@@ -349,16 +352,7 @@ def add_routes(router: APIRouter, pages) -> None:
 
     @router.post("/objects/{name}/rules/{rule_name}/delete")
     async def rule_delete(request: Request, name: str, rule_name: str, user=Depends(require_admin)):
-        form = await form_of(request)
-        seen = seen_of(form)
-
-        def edit(snapshot: Snapshot) -> Snapshot:
-            obj = object_or_404(drafts.Draft(0, snapshot, True), name)
-            return snapshot.with_object(edits.without_rule(obj, rule_name))
-
-        return await saved(request, user, name, seen, edit, f"/designer/objects/{name}?done=deleted#rules",
-                           lambda draft, errors: object_view(request, draft, object_or_404(draft, name), status=422,
-                                                             errors=errors))
+        return await remove_part(request, user, name, lambda obj: edits.without_rule(obj, rule_name), "rules")
 
     # --- live checking ---------------------------------------------------------------
     @router.post("/check")

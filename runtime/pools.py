@@ -92,14 +92,22 @@ def is_member(conn: sa.Connection, pool: Pool, who: Person) -> bool:
 
 
 def pools_for(runtime, user) -> list[Pool]:
-    """The pools `user` may work with, over objects the user may see."""
+    """The pools `user` may work with, over objects the user may see (every
+    page asks, for the navigation: the database is read only for pools
+    with departments among their members)."""
     schema, access = runtime.schema(), runtime.access.of(user)
+    seen = [p for p in schema.pools.values() if access.may_see_object(p.object)]
+    if not seen:
+        return []
     with runtime.engine.connect() as conn:
-        try:
-            who = person(conn, user)
-        except PoolError:
-            return []
-        return [p for p in schema.pools.values() if access.may_see_object(p.object) and is_member(conn, p, who)]
+        mine = []
+        for pool in seen:
+            try:
+                _member(conn, pool, user)
+            except PoolError:
+                continue
+            mine.append(pool)
+        return mine
 
 
 def pool_of(runtime, name: str) -> Pool:

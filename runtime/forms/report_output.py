@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from loomcrm.metadata.model import Report, localized
 from loomcrm.metadata.reports import DEPARTMENT, columns_of, date_field_of, groups_of
-from loomcrm.platform import systemdb
+from loomcrm.platform import i18n, systemdb
 
 from .display import option_map
 from .refs import Refs
@@ -39,8 +39,6 @@ def bucket_label(value: str | None, by: str) -> str:
 def group_labels(conn: sa.Connection, schema, report: Report, rows: list[list[Any]], locale: str,
                  access=None, blank: str = "—") -> list[list[str]]:
     """For each row, the label of each group value (no owner reads as such)."""
-    from loomcrm.platform import i18n
-
     nobody = i18n.gettext(locale, "No owner")
     groups, _ = columns_of(report, schema.objects)
     refs = Refs(schema, conn, access)

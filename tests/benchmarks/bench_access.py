@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from common import loom_cli, loom_env, loom_server, postgres_available, postgres_database
+from common import add_users, loom_cli, loom_env, loom_server, postgres_available, postgres_database
 from harness import Figure, alternate, p95_figure
 
 LIST_GOAL = 1 / 1.5
@@ -48,25 +48,19 @@ BUNDLE = {
 def _seed(url: str, rows: int) -> dict[str, str]:
     """The bundle, the departments and users, `rows` deals; the ids of the
     two measured users (`team`: team_reader in department 7, `all`)."""
-    from loomcrm.platform import auth, systemdb
+    from loomcrm.platform import systemdb
     from loomcrm.platform.db import create_engine
     from loomcrm.runtime.install import bundle_from_json, install_bundle
 
     systemdb.upgrade(create_engine(url))
     engine = create_engine(url)
     install_bundle(engine, bundle_from_json(BUNDLE))
-    password = auth.hash_password("bench password")
     departments = [uuid.uuid4().hex for _ in range(DEPARTMENTS)]
-    people = [uuid.uuid4().hex for _ in range(USERS)]
     with engine.begin() as conn:
         conn.execute(sa.insert(systemdb.departments), [{"id": d, "name": f"dept_{i}", "label": f"Dept {i}"}
                                                        for i, d in enumerate(departments)])
-        conn.execute(sa.insert(systemdb.users), [
-            {"id": p, "username": f"user{i}", "display_name": f"User {i}", "password_hash": password, "locale": "en",
-             "is_active": True, "department_id": departments[i % DEPARTMENTS],
-             "role": "team_reader" if i == 7 else "all_reader" if i == 8 else "user"} for i, p in enumerate(people)])
-        conn.execute(sa.text("CREATE TEMP TABLE bench_people (n int PRIMARY KEY, id varchar(32))"))
-        conn.execute(sa.text("INSERT INTO bench_people VALUES (:n, :id)"), [{"n": i, "id": p} for i, p in enumerate(people)])
+        people = add_users(conn, USERS, lambda i: "team_reader" if i == 7 else "all_reader" if i == 8 else "user",
+                           department_id=lambda i: departments[i % DEPARTMENTS])
         conn.execute(sa.text("""
             INSERT INTO o_deal (id, version, created_at, updated_at, owner, name, amount, stage)
             SELECT md5(i::text), 1, now() - (i || ' seconds')::interval, now(), p.id, 'Deal ' || i,

@@ -19,14 +19,13 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 
 import sqlalchemy as sa
 
-from common import loom_cli, loom_env, loom_server, postgres_available, postgres_database
+from common import add_users, loom_cli, loom_env, loom_server, postgres_available, postgres_database
 from harness import Figure, alternate, p95_figure
 
 BUDGET_S = 30.0
@@ -45,21 +44,15 @@ BUNDLE = {
 
 
 def _seed(url: str, rows: int) -> list[str]:
-    from loomcrm.platform import auth, systemdb
+    from loomcrm.platform import systemdb
     from loomcrm.platform.db import create_engine
     from loomcrm.runtime.install import bundle_from_json, install_bundle
 
     engine = create_engine(url)
     systemdb.upgrade(engine)
     install_bundle(engine, bundle_from_json(BUNDLE))
-    people = [uuid.uuid4().hex for _ in range(USERS)]
-    password = auth.hash_password("bench password")
     with engine.begin() as conn:
-        conn.execute(sa.insert(systemdb.users), [
-            {"id": p, "username": f"rep{i}", "display_name": f"Rep {i}", "password_hash": password, "locale": "en",
-             "is_active": True, "role": "rep"} for i, p in enumerate(people)])
-        conn.execute(sa.text("CREATE TEMP TABLE bench_people (n int PRIMARY KEY, id varchar(32))"))
-        conn.execute(sa.text("INSERT INTO bench_people VALUES (:n, :id)"), [{"n": i, "id": p} for i, p in enumerate(people)])
+        people = add_users(conn, USERS, "rep", "rep")
         # 1 in 100 last followed up 30 days ago: due; the rest yesterday
         conn.execute(sa.text("""
             INSERT INTO o_lead (id, version, created_at, updated_at, owner, name, status, last_follow_up)

@@ -24,13 +24,12 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from common import postgres_available, postgres_database
+from common import add_users, postgres_available, postgres_database
 from harness import Figure, alternate, p95_figure
 
 QUERY_GOAL, DASHBOARD_GOAL = 1 / 1.3, 1 / 1.5
@@ -104,23 +103,17 @@ def hand_sql(dialect: str) -> dict[str, str]:
 
 
 def _seed(url: str, rows: int) -> list[str]:
-    from loomcrm.platform import auth, systemdb
+    from loomcrm.platform import systemdb
     from loomcrm.platform.db import create_engine
     from loomcrm.runtime.install import bundle_from_json, install_bundle
 
     engine = create_engine(url)
     systemdb.upgrade(engine)
     install_bundle(engine, bundle_from_json(BUNDLE))
-    people = [uuid.uuid4().hex for _ in range(USERS)]
-    password = auth.hash_password("bench password")
     stages = [v for v, _, _ in STAGES]
     with engine.begin() as conn:
-        conn.execute(sa.insert(systemdb.users), [
-            {"id": p, "username": f"user{i}", "display_name": f"User {i}", "password_hash": password, "locale": "en",
-             "is_active": True, "role": "user"} for i, p in enumerate(people)])
+        people = add_users(conn, USERS, "user")
         if engine.dialect.name == "postgresql":
-            conn.execute(sa.text("CREATE TEMP TABLE bench_people (n int PRIMARY KEY, id varchar(32))"))
-            conn.execute(sa.text("INSERT INTO bench_people VALUES (:n, :id)"), [{"n": i, "id": p} for i, p in enumerate(people)])
             conn.execute(sa.text(f"""
                 INSERT INTO o_opportunity (id, version, created_at, updated_at, owner, name, amount, stage, close_date)
                 SELECT md5(i::text), 1, now(), now(), p.id, 'Deal ' || i,

@@ -175,3 +175,23 @@ def seed_opportunities(database_url: str, rows: int) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE o_opportunity"))
     engine.dispose()
+
+
+def add_users(conn: sa.Connection, count: int, role, prefix: str = "user", **columns) -> list[str]:
+    """`count` users named prefix0, prefix1, ... (ids returned in that
+    order); `role` and `columns` are values or functions of the number. On
+    PostgreSQL also a temporary table `bench_people (n, id)` for seeding
+    statements to give records to them by number."""
+    from loomcrm.platform import auth, systemdb
+
+    password = auth.hash_password("bench password")
+    people = [uuid.uuid4().hex for _ in range(count)]
+    conn.execute(sa.insert(systemdb.users), [
+        {"id": p, "username": f"{prefix}{i}", "display_name": f"{prefix.title()} {i}", "password_hash": password,
+         "locale": "en", "is_active": True, "role": role(i) if callable(role) else role,
+         **{k: v(i) if callable(v) else v for k, v in columns.items()}}
+        for i, p in enumerate(people)])
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("CREATE TEMP TABLE bench_people (n int PRIMARY KEY, id varchar(32))"))
+        conn.execute(sa.text("INSERT INTO bench_people VALUES (:n, :id)"), [{"n": i, "id": p} for i, p in enumerate(people)])
+    return people
