@@ -105,6 +105,14 @@
     var search = box.querySelector(".lookup-search");
     if (search) search.setAttribute("aria-expanded", "false");
   }
+  // Focus searches, but not on the way back from a pick: its answer would
+  // open the list again over the next field.
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var elt = e.detail && e.detail.elt;
+    if (elt && elt.classList && elt.classList.contains("lookup-search") && elt.dataset.picked === elt.value) {
+      e.preventDefault();
+    }
+  });
   document.addEventListener("htmx:afterSwap", function (e) {
     if (e.target.classList && e.target.classList.contains("lookup-results")) {
       var search = e.target.parentNode.querySelector(".lookup-search");
@@ -118,6 +126,7 @@
       var hidden = box.querySelector('input[type="hidden"]');
       hidden.value = box.dataset.kind === "related" ? option.dataset.object + ":" + option.dataset.id : option.dataset.id;
       box.querySelector(".lookup-search").value = option.dataset.label;
+      box.querySelector(".lookup-search").dataset.picked = option.dataset.label;
       closeLookup(box);
       hidden.dispatchEvent(new Event("change", { bubbles: true }));
       box.querySelector(".lookup-search").focus();
