@@ -26,8 +26,8 @@ from . import model
 from .bundle import FOLDERS, DataFile, Problem, json_path
 from .expressions import Scope, check
 from .model import (
-    Bundle, Dashboard, FieldDef, FormulaField, LookupField, ObjectDef, ObjectRights, Pool, Report, Role, RollupField,
-    StageField, Workflow,
+    Bundle, Dashboard, FieldDef, FormulaField, LookupField, ObjectDef, ObjectRights, Pool, RelatedToField, Report, Role,
+    RollupField, StageField, Workflow,
 )
 
 NUMERIC = frozenset({"integer", "decimal", "currency", "percent"})
@@ -78,6 +78,8 @@ def value_type(objects: Mapping[str, ObjectDef], obj: ObjectDef, fld: FieldDef, 
             return "integer"
         child = objects.get(fld.from_)
         inner = child.field(fld.field) if child and fld.field else None
+        if inner is None and fld.field in ("created_at", "updated_at"):
+            return "datetime" if fld.function in ("min", "max") else "decimal"
         kind = "decimal" if inner is None or depth > 10 else value_type(objects, child, inner, depth + 1)
         if fld.function == "avg" or (fld.function == "sum" and kind not in NUMERIC):
             return "decimal"
@@ -588,8 +590,13 @@ class _Checker:
         child = self.object_checkable(child_name)
         via = self.field_of(file, at + ["via"], child_name, fld.via, foreign=True)
         if via is not None:
-            if not isinstance(via, LookupField):
-                self.add(file, at + ["via"], f"{child_name}.{fld.via} is a {via.type} field, not a lookup", "bad_rollup")
+            if isinstance(via, RelatedToField):
+                if obj.name not in via.to:
+                    self.add(file, at + ["via"], f"{child_name}.{fld.via} cannot link to {obj.name!r} "
+                                                 f"(only {', '.join(via.to)})", "bad_rollup")
+            elif not isinstance(via, LookupField):
+                self.add(file, at + ["via"], f"{child_name}.{fld.via} is a {via.type} field, not a lookup or "
+                                             f"related-to field", "bad_rollup")
             elif via.to != obj.name:
                 self.add(file, at + ["via"], f"{child_name}.{fld.via} looks up {via.to!r}, not {obj.name!r}", "bad_rollup")
         if fld.field is None:

@@ -66,8 +66,10 @@ class _RowResolver:
 def eligible(schema: CompiledSchema) -> list[RollupSpec]:
     """Rollups that move by deltas and whose value nothing else reads."""
     deps = dependents(schema)
+    # through a related-to field ("object:id") a trigger would have to split
+    # the value: those stay with the record service
     return [spec for specs in deps.by_child.values() for spec in specs
-            if spec.incremental and spec.field.name not in deps.read.get(spec.parent, ())]
+            if spec.incremental and spec.prefix is None and spec.field.name not in deps.read.get(spec.parent, ())]
 
 
 def trigger_sets(schema: CompiledSchema, dialect) -> list[TriggerSet]:

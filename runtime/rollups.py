@@ -4,8 +4,9 @@ After a record is written, deleted or restored, `propagate` brings every
 value that depends on it up to date, in the same transaction:
 
 - rollups on its parents (count / sum / min / max / avg over the children
-  through a lookup, with an optional filter), for the old and the new
-  parent when the child was re-parented;
+  through a lookup, or a related-to field whose "object:id" names the
+  parent, with an optional filter), for the old and the new parent when
+  the child was re-parented;
 - formulas of the parents that read those rollups, and rollups of the
   grandparents over them (a chain such as payment -> order.paid_amount ->
   account.collected_amount);
@@ -56,7 +57,7 @@ from typing import Any, Iterable, Mapping
 import sqlalchemy as sa
 
 from loomcrm.metadata.expressions import ExpressionError, Scope
-from loomcrm.metadata.model import FormulaField, LookupField, RollupField
+from loomcrm.metadata.model import FormulaField, LookupField, RelatedToField, RollupField
 from loomcrm.platform.db import chunks
 
 from .expressions import Compiled, Session, compile_expression
@@ -83,6 +84,19 @@ class RollupSpec:
     # count / sum whose filter reads only the child's own values: kept up to
     # date by deltas (see `_share`) instead of re-aggregating
     incremental: bool = False
+    # through a related-to field, which stores "object:id": the prefix of
+    # the values naming a parent of this object
+    prefix: str | None = None
+
+    def key(self, parent_id: str) -> str:
+        """What the child's `via` column holds for `parent_id`."""
+        return parent_id if self.prefix is None else self.prefix + parent_id
+
+    def parent_of(self, value: str | None) -> str | None:
+        """The parent id a `via` value names (None: none of this object's)."""
+        if value is None or self.prefix is None:
+            return value
+        return value[len(self.prefix):] if value.startswith(self.prefix) else None
 
 
 @dataclass(frozen=True)
@@ -193,8 +207,10 @@ def _find_dependents(schema: CompiledSchema) -> Dependents:
                     reads |= {n.split(".", 1)[0] for n in compiled.names}
                 except ExpressionError:
                     compiled = None
+            via = schema.objects[f.from_].field(f.via)
             spec = RollupSpec(parent.name, f, f.from_, f.via, frozenset(reads), compiled,
-                              _incremental(schema, f, compiled))
+                              _incremental(schema, f, compiled),
+                              f"{parent.name}:" if isinstance(via, RelatedToField) else None)
             deps.by_child.setdefault(f.from_, []).append(spec)
             deps.by_parent.setdefault(parent.name, []).append(spec)
 
@@ -304,6 +320,8 @@ def _make_statement(schema: CompiledSchema, spec: RollupSpec, dialect: str, all_
     conditions = [child.c._deleted_at.is_(None), via.is_not(None)]
     if not all_parents:
         conditions.append(via.in_(sa.bindparam("ids", expanding=True)))
+    elif spec.prefix is not None:
+        conditions.append(via.startswith(spec.prefix, autoescape=True))
     fn = spec.field.function
     column = child.c[spec.field.field] if spec.field.field else None
     from_ = child
@@ -334,15 +352,15 @@ def compute_rollup(conn: sa.Connection, schema: CompiledSchema, spec: RollupSpec
     if ids is not None and not ids:
         return {}
     mode, statement = _statement(schema, spec, conn.dialect.name, ids is None)
-    params = {} if ids is None else {"ids": ids}
+    params = {} if ids is None else {"ids": [spec.key(pid) for pid in ids]}
     if mode == "python":
         return _compute_in_python(conn, schema, spec, [dict(r._mapping) for r in conn.execute(statement, params)])
     if mode == "rows":
         grouped: dict[str, list] = {}
-        for pid, value in conn.execute(statement, params):
-            grouped.setdefault(pid, []).append(value)
+        for key, value in conn.execute(statement, params):
+            grouped.setdefault(spec.parent_of(key), []).append(value)
         return {pid: _column_value(spec, _aggregate_python(spec.field.function, values)) for pid, values in grouped.items()}
-    return {pid: _column_value(spec, value) for pid, value in conn.execute(statement, params)}
+    return {spec.parent_of(key): _column_value(spec, value) for key, value in conn.execute(statement, params)}
 
 
 def _compute_in_python(conn, schema, spec, rows: list[dict]) -> dict[str, Any]:
@@ -356,7 +374,7 @@ def _compute_in_python(conn, schema, spec, rows: list[dict]) -> dict[str, Any]:
         except ExpressionError as exc:
             raise ValueError(f"the filter of rollup {spec.parent}.{spec.field.name} failed on {spec.child} {row['id']}: {exc}") from None
         if keep:
-            grouped.setdefault(row[spec.via], []).append(row[spec.field.field] if spec.field.field else 1)
+            grouped.setdefault(spec.parent_of(row[spec.via]), []).append(row[spec.field.field] if spec.field.field else 1)
     return {pid: _column_value(spec, _aggregate_python(spec.field.function, values)) for pid, values in grouped.items()}
 
 
@@ -447,7 +465,7 @@ def _share(spec: RollupSpec, row: Mapping[str, Any] | None, session: Session) ->
     of the incremental rollup `spec`: (parent id, amount), or None."""
     if row is None or row.get("_deleted_at") is not None:
         return None
-    pid = row.get(spec.via)
+    pid = spec.parent_of(row.get(spec.via))
     if pid is None:
         return None
     if spec.filter is not None and not _keeps(spec, row, session):
@@ -623,7 +641,9 @@ def _path_dependents(conn, schema, change: Change, pending: dict[str, dict[str, 
         if ids and dep.rollup is not None:
             spec, child = dep.rollup, schema.table(dep.obj)
             via = child.c[spec.via]
-            for pid in _select_in(conn, sa.select(via).where(via.is_not(None)).distinct(), child.c.id, ids):
+            for key in _select_in(conn, sa.select(via).where(via.is_not(None)).distinct(), child.c.id, ids):
+                if (pid := spec.parent_of(key)) is None:
+                    continue
                 pending.setdefault(spec.parent, {}).setdefault(pid, set()).add(spec.field.name)
         elif ids:
             entry = by_obj.setdefault(dep.obj, (set(), set()))
@@ -695,7 +715,7 @@ def propagate(conn: sa.Connection, schema: CompiledSchema, changes: list[Change]
                 if spec.incremental or change.fields is not None and not (change.fields & spec.deps):
                     continue
                 for row in (change.old, change.new):
-                    pid = row.get(spec.via) if row is not None else None
+                    pid = spec.parent_of(row.get(spec.via)) if row is not None else None
                     if pid is not None:
                         pending.setdefault(spec.parent, {}).setdefault(pid, set()).add(spec.field.name)
             if change.obj in deps.paths:

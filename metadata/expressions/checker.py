@@ -88,8 +88,7 @@ def _field_type(obj: ObjectDef, name: str, objects: Mapping[str, ObjectDef]) -> 
         if f.function in ("count", "sum", "avg") or f.field is None:
             return t.NUMBER
         child = objects.get(f.from_)
-        child_field = child.field(f.field) if child else None
-        return _field_type(child, f.field, objects) if child_field else t.NUMBER
+        return (_field_type(child, f.field, objects) if child else None) or t.NUMBER
     return t.FIELD_TYPES.get(f.type, t.ANY)
 
 

@@ -7,6 +7,8 @@ from a per-field counter, so a number is never reused.
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 import sqlalchemy as sa
 
 from .registry import COMPARISON_OPS, TEXT_OPS, FieldType, field_type, register
@@ -73,7 +75,18 @@ class RollupType(_Computed):
         source = child.field(field.field) if child and field.field else None
         if source is not None and source.type in ("date", "datetime"):
             return field_type(source.type), _Like(field.name)
+        if source is None and field.field in ("created_at", "updated_at"):   # system fields: datetimes
+            return field_type("datetime"), _Like(field.name)
         return _like(field, "decimal", 6)
+
+    def to_json(self, field, value):
+        # without the objects a min or max does not know its child's type:
+        # the value tells
+        if isinstance(value, datetime):
+            return field_type("datetime").to_json(_Like(field.name), value)
+        if isinstance(value, date):
+            return field_type("date").to_json(_Like(field.name), value)
+        return super().to_json(field, value)
 
 
 @register
