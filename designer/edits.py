@@ -314,7 +314,17 @@ def options_from(form) -> list[dict[str, Any]]:
 
 
 # field keys the designer's field form does not edit (yet): kept as they are
-UNEDITED_KEYS = ("fill_from_phone",)
+UNEDITED_KEYS = ("fill_from_phone", "depends_on")
+
+
+def _keep_parents(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """An option's `parents` (a dependent picklist's), which the options
+    table does not edit, kept on the option of that value or renamed from it."""
+    parents = {o["value"]: o["parents"] for o in old.get("options") or [] if o.get("parents")}
+    for option in new.get("options") or [] if parents else []:
+        found = next((parents[v] for v in [option["value"], *option.get("previous", [])] if v in parents), None)
+        if found and "parents" not in option:
+            option["parents"] = found
 
 
 def with_field(obj: ObjectDef, field: dict[str, Any], replacing: str | None) -> ObjectDef:
@@ -341,6 +351,7 @@ def with_field(obj: ObjectDef, field: dict[str, Any], replacing: str | None) -> 
         for key in UNEDITED_KEYS:   # what the field form does not show, it keeps
             if key in fields[at] and key not in field and fields[at]["type"] == field.get("type"):
                 field[key] = fields[at][key]
+        _keep_parents(fields[at], field)
         fields[at] = field
         if field["name"] != replacing:
             _renamed_in(data, replacing, field["name"])

@@ -442,6 +442,7 @@ class _Checker:
                              f"duplicate option value {option.value!r} (also options[{seen[option.value]}])",
                              "duplicate_value")
                 seen.setdefault(option.value, j)
+            self.check_dependency(obj, fld, file, at)
         elif isinstance(fld, LookupField):
             self.unknown_object(file, at + ["to"], fld.to)
             if fld.required and fld.on_delete == "set_null":
@@ -581,6 +582,30 @@ class _Checker:
                     if criterion.field:
                         self.field_of(file, where + ["field"], obj, criterion.field)
                     self.expression(file, where + ["check"], criterion.check, obj.name, "boolean")
+
+    def check_dependency(self, obj: ObjectDef, fld: FieldDef, file: str, at: list[str | int]) -> None:
+        """A dependent picklist: `depends_on` names another picklist of the
+        object, and its options' `parents` are that picklist's values."""
+        control_name = getattr(fld, "depends_on", None)
+        parented = [j for j, option in enumerate(fld.options) if option.parents]
+        if control_name is None:
+            for j in parented:
+                self.add(file, at + ["options", j, "parents"], "'parents' needs 'depends_on' on the field",
+                         "bad_dependency")
+            return
+        control = self.field_of(file, at + ["depends_on"], obj, control_name)
+        if control is None:
+            return
+        if control.name == fld.name or control.type != "picklist":
+            self.add(file, at + ["depends_on"], f"{fld.name} can depend on another picklist only, not on "
+                                                f"{control.name} ({control.type})", "bad_dependency")
+            return
+        values = {o.value for o in control.options}
+        for j in parented:
+            for k, parent in enumerate(fld.options[j].parents):
+                if parent not in values:
+                    self.add(file, at + ["options", j, "parents", k],
+                             f"{parent!r} is not an option of {control.name}", "bad_dependency")
 
     def check_rollup(self, obj: ObjectDef, fld: RollupField, file: str, at: list[str | int]) -> None:
         child_name = fld.from_

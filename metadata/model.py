@@ -176,11 +176,25 @@ class Option(Strict):
     # values this option had before: publishing moves the records holding
     # them to its value (a rename of a value records hold)
     previous: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = []
+    # of a dependent picklist: the values of its `depends_on` field under
+    # which this option is offered (none: under every value)
+    parents: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = []
 
 
 class PicklistField(FieldBase):
     type: Literal["picklist"]
     options: Annotated[list[Option], Field(min_length=1)]
+    # a picklist of the same object whose value narrows this one's options
+    # (province -> city): see `Option.parents`
+    depends_on: Name | None = None
+
+    def fits(self, value: str | None, parent: str | None) -> bool:
+        """Whether `value` may be chosen while `depends_on` holds `parent`
+        (a blank on either side narrows nothing)."""
+        if self.depends_on is None or value is None or parent is None:
+            return True
+        option = next((o for o in self.options if o.value == value), None)
+        return option is None or not option.parents or parent in option.parents
 
 
 class MultiPicklistField(FieldBase):

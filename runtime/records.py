@@ -234,6 +234,7 @@ class _Plan:
     auto_numbers: list[FieldDef]
     unique: list[FieldDef]
     links: list[FieldDef]                         # lookup and related_to fields
+    dependent: list[FieldDef]                     # picklists narrowed by another (`depends_on`)
     users: list[str]                              # user fields, then owner
     columns: list[str]                            # the columns a new row is written with
     insert: sa.Insert
@@ -267,6 +268,7 @@ def _make_plan(schema: CompiledSchema, obj: ObjectDef) -> _Plan:
         auto_numbers=[f for f in obj.fields if f.type == "auto_number"],
         unique=[f for f in obj.fields if f.unique],
         links=[f for f in obj.fields if f.type in ("lookup", "related_to")],
+        dependent=[f for f in obj.fields if getattr(f, "depends_on", None)],
         users=[f.name for f in obj.fields if f.type == "user"] + ["owner"],
         # A new record is not in the recycle bin: its columns for that stay NULL.
         columns=[name for name in table.c.keys() if name not in RECYCLE_COLUMNS],
@@ -684,6 +686,12 @@ class RecordService:
         if is_new:
             self.hooks.defaults(ctx)
         self.hooks.compute(ctx)
+        for f in plan.dependent:
+            value, parent = record.get(f.name), record.get(f.depends_on)
+            moved = is_new or value != old.get(f.name) or parent != old.get(f.depends_on)
+            if moved and not f.fits(value, parent) and not any(e.field == f.name for e in errors):
+                errors.append(FieldError("invalid_option", f"{value!r} is not an option of {f.name} while "
+                                                           f"{f.depends_on} is {parent!r}", f.name))
         for f, kind in plan.required:
             if (is_new or f.name in values) and self.hooks.is_required(ctx, f) and kind.is_blank(record.get(f.name)) \
                     and not any(e.field == f.name for e in errors):

@@ -207,6 +207,8 @@ class SaveRun:
                 continue
             name = place.province if f.fill_from_phone.part == "province" else place.city
             value = option_for(place, name, f.options) if f.type == "picklist" else name[:f.max_length]
+            if f.type == "picklist" and not f.fits(value, self.record.get(f.depends_on)):
+                continue   # a place outside the one the record's controlling field names: left to the user
             if value is not None:
                 self.record[f.name] = value
                 filled.add(f.name)

@@ -81,6 +81,23 @@ def test_visible_if_is_evaluated_live_on_the_server(signed_in, server):
     expect(reason).to_be_hidden()
 
 
+def test_a_dependent_picklist_offers_only_the_options_of_its_parent(signed_in, server, api):
+    page = signed_in
+    page.goto(f"{server.url}/app/account/new")
+    region, province = page.locator("#in-region"), page.locator("#in-province")
+    region.select_option("south")
+    expect(province.locator('option[value="guangdong"]')).to_be_enabled()
+    expect(province.locator('option[value="jiangsu"]')).to_be_disabled()
+    province.select_option("guangdong")
+    region.select_option("east")            # Guangdong is not in the east: the choice is cleared
+    expect(province).to_have_value("")
+    province.select_option("zhejiang")
+    page.get_by_label("Account name").fill("宁波港务")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("宁波港务")
+    assert one(api, "account", name="宁波港务")["province"] == "zhejiang"
+
+
 def test_an_account_shows_its_related_opportunities_and_timeline(signed_in, server):
     page = signed_in
     page.goto(f"{server.url}/app/account")

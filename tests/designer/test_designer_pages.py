@@ -732,3 +732,13 @@ def test_editing_a_field_keeps_what_its_form_does_not_show():
         {"name": "city", "type": "text", "fill_from_phone": {"field": "phone", "part": "city"}}]})
     edited = with_field(obj, {"name": "city", "type": "text", "label": {"en": "Town"}}, "city")
     assert edited.field("city").fill_from_phone.part == "city" and edited.field("city").label == {"en": "Town"}
+    picked = ObjectDef.model_validate({"name": "account", "fields": [
+        {"name": "region", "type": "picklist", "options": [{"value": "east"}, {"value": "south"}]},
+        {"name": "province", "type": "picklist", "depends_on": "region",
+         "options": [{"value": "jiangsu", "parents": ["east"]}, {"value": "gd", "parents": ["south"]}]}]})
+    edited = with_field(picked, {"name": "province", "type": "picklist", "options": [
+        {"value": "jiangsu"}, {"value": "guangdong", "previous": ["gd"]}, {"value": "hainan"}]}, "province")
+    province = edited.field("province")
+    assert province.depends_on == "region"
+    assert [(o.value, o.parents) for o in province.options] == [("jiangsu", ["east"]), ("guangdong", ["south"]),
+                                                                ("hainan", [])]

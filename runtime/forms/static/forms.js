@@ -46,6 +46,38 @@
   }
   document.addEventListener("loom:state", function (e) { applyState(e.detail); });
 
+  // --- dependent picklists: a field's options narrowed by another's value ---
+  function chosen(box) {
+    var picked = box.querySelector("input:checked, select");
+    return picked ? picked.value : "";
+  }
+  function narrow(form) {
+    form.querySelectorAll(".field[data-depends-on]").forEach(function (box) {
+      var control = form.querySelector('.field[data-field="' + CSS.escape(box.dataset.dependsOn) + '"]');
+      var parent = control ? chosen(control) : "";
+      box.querySelectorAll("[data-parents]").forEach(function (el) {
+        var out = parent !== "" && el.dataset.parents.split(" ").indexOf(parent) < 0;
+        el.hidden = out;
+        if (el.tagName === "OPTION") { el.disabled = out; if (out && el.selected) el.parentNode.value = ""; }
+        else {
+          var input = el.querySelector("input");
+          if (out && input.checked) {
+            input.checked = false;
+            var none = box.querySelector('input[value=""]');
+            if (none) none.checked = true;
+          }
+        }
+      });
+    });
+  }
+  document.addEventListener("change", function (e) {
+    var form = e.target.closest && e.target.closest("#record-form");
+    if (form && form.querySelector(".field[data-depends-on]")) narrow(form);
+  }, true);
+  function narrowAll() { var form = document.getElementById("record-form"); if (form) narrow(form); }
+  document.addEventListener("htmx:afterSettle", narrowAll);
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", narrowAll); else narrowAll();
+
   // Fields the user has left get their errors shown on blur.
   document.addEventListener("focusout", function (e) {
     var box = e.target.closest && e.target.closest("#record-form .field");
