@@ -393,6 +393,8 @@ class _Checker:
             self.check_field(obj, fld, file, ["fields", i])
         self.check_rules(obj, file)
         self.check_layouts(obj, file)
+        if obj.conversion is not None:
+            self.check_conversion(obj, obj.conversion, file)
         for k, name in enumerate(obj.track_history):
             self.field_of(file, ["track_history", k], obj, name, system=("owner",))
         for i, index in enumerate(obj.indexes):
@@ -661,6 +663,60 @@ class _Checker:
             seen.setdefault(dup.name, i)
             for k, name in enumerate(dup.fields):
                 self.field_of(file, at + ["fields", k], obj, name)
+
+    def check_conversion(self, obj: ObjectDef, conversion: model.Conversion, file: str) -> None:
+        """Each target an object with the source's lookup to it (`link`),
+        fields that exist on both sides, links to earlier targets, a marking
+        the source's fields accept."""
+        seen: list[str] = []
+        for i, target in enumerate(conversion.targets):
+            at: list[str | int] = ["conversion", "targets", i]
+            if not self.object_known(target.object):
+                self.unknown_object(file, at + ["object"], target.object)
+                continue
+            if target.object in seen:
+                self.add(file, at + ["object"], f"{target.object!r} is already a target", "bad_conversion")
+            link = self.field_of(file, at + ["link"], obj, target.link)
+            if link is not None and link.read_only:
+                self.add(file, at + ["link"], f"{target.link} is read only: the conversion cannot set it",
+                         "bad_conversion")
+            elif link is not None and not (isinstance(link, LookupField) and link.to == target.object):
+                self.add(file, at + ["link"], f"{target.link} must be a lookup to {target.object!r}", "bad_conversion")
+            made = self.object_checkable(target.object)
+            for name, source in target.fields.items():
+                self.field_of(file, at + ["fields", name], target.object, name, foreign=True)
+                self.field_of(file, at + ["fields", name], obj, source)
+            for name, value in target.values.items():
+                fld = self.field_of(file, at + ["values", name], target.object, name, foreign=True)
+                if fld is not None and made is not None:
+                    reason = self.default_problem(made, fld.model_copy(update={"default": value}))
+                    if reason:
+                        self.add(file, at + ["values", name], reason, "bad_conversion")
+            for name, other in target.links.items():
+                lookup = self.field_of(file, at + ["links", name], target.object, name, foreign=True)
+                if other not in seen:
+                    self.add(file, at + ["links", name], f"{other!r} is not a target before {target.object!r}",
+                             "bad_conversion")
+                elif lookup is not None and not (isinstance(lookup, LookupField) and lookup.to == other):
+                    self.add(file, at + ["links", name], f"{target.object}.{name} must be a lookup to {other!r}",
+                             "bad_conversion")
+            if target.back and made is not None:
+                back = self.field_of(file, at + ["back"], made, target.back, foreign=True)
+                if back is not None and back.read_only:
+                    self.add(file, at + ["back"], f"{target.object}.{target.back} is read only: the conversion "
+                                                  f"cannot set it", "bad_conversion")
+                elif back is not None and not (isinstance(back, LookupField) and back.to == obj.name):
+                    self.add(file, at + ["back"], f"{target.object}.{target.back} must be a lookup to {obj.name!r}",
+                             "bad_conversion")
+            seen.append(target.object)
+        for name, value in conversion.mark.items():
+            fld = self.field_of(file, ["conversion", "mark", name], obj, name)
+            if fld is not None:
+                reason = self.default_problem(obj, fld.model_copy(update={"default": value}))
+                if reason:
+                    self.add(file, ["conversion", "mark", name], reason, "bad_conversion")
+        if conversion.move_to is not None and conversion.move_to not in seen:
+            self.add(file, ["conversion", "move_to"], f"{conversion.move_to!r} is not one of the targets", "bad_conversion")
 
     def check_layouts(self, obj: ObjectDef, file: str) -> None:
         layouts = obj.layouts

@@ -328,6 +328,31 @@ class Layouts(Strict):
     kanban: KanbanLayout | None = None
 
 
+class ConversionTarget(Strict):
+    """One record a conversion makes (or links): from the source's values
+    by `fields`, linked to the targets before it by `links`."""
+
+    object: Name
+    link: Name                                  # the source's lookup that keeps it
+    fields: dict[Name, Name] = {}               # its field <- the source's field
+    links: dict[Name, Name] = {}                # its lookup <- the object of an earlier target
+    values: dict[Name, Union[str, int, float, bool]] = {}   # set as given (an opportunity's first stage)
+    back: Name | None = None                    # its lookup to the source record
+    optional: bool = False                      # the user may leave it out (an opportunity)
+    existing: bool = False                      # may be a record that exists (found by its duplicate rules)
+
+
+class Conversion(Strict):
+    """Turning a record (a qualified lead) into others in one step: the
+    targets in order, the values that mark the source converted, and the
+    target its activities and tasks (related-to children) move to."""
+
+    label: LocalizedText | None = None
+    targets: Annotated[list[ConversionTarget], Field(min_length=1)]
+    mark: dict[Name, Union[str, int, float, bool]] = {}
+    move_to: Name | None = None
+
+
 class ObjectDef(Strict):
     name: Name
     uid: Uid | None = None
@@ -342,6 +367,7 @@ class ObjectDef(Strict):
     layouts: Layouts = Layouts()
     track_history: list[Name] = []
     indexes: list[Annotated[list[Name], Field(min_length=1)]] = []
+    conversion: Conversion | None = None
 
     def field(self, name: str) -> FieldDef | None:
         return next((f for f in self.fields if f.name == name), None)

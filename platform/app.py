@@ -220,6 +220,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(forms.build_report_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_target_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_pool_pages(runtime, templates=templates, page_context=page_context))
+    app.include_router(forms.build_conversion_pages(runtime, templates=templates, page_context=page_context))
+    app.include_router(forms.build_merge_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context,
                                                 timeline_extras=automation_views.record_timeline(automation)))
 

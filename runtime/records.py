@@ -44,6 +44,7 @@ from .tables import RECYCLE_COLUMNS, CompiledSchema, uid_of
 WRITABLE_SYSTEM = ("owner",)
 # History rows about the whole record, besides one per tracked field.
 EDITED_FIELD, DELETED_FIELD, RESTORED_FIELD = "_edited", "_deleted", "_restored"
+CONVERTED_FIELD, MERGED_FIELD = "_converted", "_merged"   # history of a conversion, a merge (`conversion`, `merging`)
 RESTRICTED_SHOWN = 5   # records named in a delete that `restrict` blocks
 SYSTEM_READ_ONLY = ("id", "version", "created_at", "updated_at", "created_by", "updated_by")
 
@@ -58,6 +59,11 @@ class RecordError(Exception):
         self.errors = errors or []
         if status is not None:
             self.status = status
+
+    def restated(self, detail: str, **marks) -> RecordError:
+        """This refusal told as the failure of a larger step (a conversion,
+        a merge), each problem marked with `marks`."""
+        return type(self)(f"{detail}: {self.detail}", [{**e, **marks} for e in self.errors], self.status)
 
 
 class NotFound(RecordError):
@@ -926,10 +932,14 @@ class RecordService:
         return rows
 
     @staticmethod
-    def _mark(conn, obj, rid, field: str, uid, at) -> None:
-        """A history row for something that happened to the whole record (deleted, restored)."""
+    def _mark(conn, obj, rid, field: str, uid, at, value: Any = None) -> None:
+        """A history row for something that happened to the whole record
+        (deleted, restored, converted, merged), with what to tell of it."""
         conn.execute(_HISTORY, {"object": obj.name, "record_id": rid, "field": field, "old_value": None,
-                                "new_value": None, "changed_by": uid, "changed_at": at, "note": None})
+                                "new_value": value, "changed_by": uid, "changed_at": at, "note": None})
+
+    def mark(self, conn, obj: ObjectDef, rid: str, field: str, value: Any, user) -> None:
+        self._mark(conn, obj, rid, field, getattr(user, "id", None), now_utc(), value)
 
     def _history(self, conn, schema, obj, rid, old, new, changed, uid, is_new) -> None:
         rows = self._history_rows(obj, rid, old, new, changed, uid, is_new, now_utc(), _plan(schema, obj))
@@ -959,7 +969,9 @@ class RecordService:
     # -- recycle bin --------------------------------------------------------------
     @_retried
     def delete(self, object_name: str, rid: str, user, *, expected_version: int | None = None, conn=None, schema=None,
-               origin: Origin = API) -> None:
+               origin: Origin = API, batch: str | None = None) -> None:
+        """Move the record (and what its delete cascades to) to the recycle
+        bin; records deleted with one `batch` come back together."""
         schema = self._schema(conn, schema)
         obj = self.object_of(schema, object_name)
         with self._transaction(conn) as tx:
@@ -967,8 +979,7 @@ class RecordService:
             self._may(tx, schema, obj, self.runtime.access.of(user), old, "delete")
             if expected_version is not None and old["version"] != expected_version:
                 raise PreconditionFailed(f"the record is at version {old['version']}, not {expected_version}")
-            batch = uuid.uuid4().hex
-            self._soft_delete(tx, schema, obj, old, user, batch, depth=0, origin=origin)
+            self._soft_delete(tx, schema, obj, old, user, batch or uuid.uuid4().hex, depth=0, origin=origin)
 
     def _children(self, schema, obj):
         for child in schema.objects.values():
@@ -1007,13 +1018,43 @@ class RecordService:
         self.hooks.after_delete(conn, schema, obj, row, user)
 
     def _detach(self, conn, schema, obj, row, name, user, origin: Origin) -> None:
-        """`on_delete: set_null`: the child loses its link. Its formulas and
-        what depends on it follow, as after a save; its validation rules do
-        not run, since whoever deleted the parent did not edit the child."""
-        ctx = SaveContext(schema=schema, obj=obj, user=user, is_new=False, old=row, values={**row, name: None},
+        """`on_delete: set_null`: the child loses its link."""
+        self._relink(conn, schema, obj, row, name, None, user, origin)
+
+    def _relink(self, conn, schema, obj, row, name, value, user, origin: Origin) -> None:
+        """The child's link `name` set to `value`. Its formulas and what
+        depends on it follow, as after a save; its validation rules do not
+        run, since whoever moved it (deleted, converted or merged its
+        parent) did not edit the child."""
+        ctx = SaveContext(schema=schema, obj=obj, user=user, is_new=False, old=row, values={**row, name: value},
                           changed={name}, conn=conn, origin=origin)
         self.hooks.compute(ctx)
         self._update(conn, schema, obj, ctx, user)
+
+    def move_links(self, conn, schema, obj: ObjectDef, rid: str, to_obj: ObjectDef, to_id: str, user, *,
+                   lookups: bool = True, origin: Origin = API) -> int:
+        """Point what links to record `rid` of `obj` at record `to_id` of
+        `to_obj` instead: related-to fields that can link to both and, with
+        `lookups` (`to_obj` is then `obj`), lookups to `obj`; a record that
+        would link to itself is unlinked. Each child moves as `_relink` says.
+        How many links moved."""
+        moved = 0
+        for child in schema.objects.values():
+            table = schema.table(child.name)
+            for f in child.fields:
+                if f.type == "related_to" and obj.name in f.to and to_obj.name in f.to:
+                    old, new = f"{obj.name}:{rid}", f"{to_obj.name}:{to_id}"
+                elif lookups and f.type == "lookup" and f.to == obj.name:
+                    old, new = rid, to_id
+                else:
+                    continue
+                rows = conn.execute(sa.select(table).where(table.c[f.name] == old, table.c._deleted_at.is_(None))
+                                    .order_by(table.c.id)).fetchall()
+                for r in rows:
+                    self._relink(conn, schema, child, dict(r._mapping), f.name,
+                                 None if child.name == to_obj.name and r.id == to_id else new, user, origin)
+                moved += len(rows)
+        return moved
 
     @_retried
     def restore(self, object_name: str, rid: str, user, *, conn=None, schema=None, origin: Origin = API) -> dict[str, Any]:

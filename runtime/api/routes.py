@@ -26,7 +26,7 @@ from loomcrm.metadata.versions import DraftConflict
 
 from ..migrate.execute import PublishRefused, plan_for, publish
 from ..query import list_records, parse_list_params
-from .. import drafts, shares
+from .. import conversion, drafts, merging, shares
 from ..records import RecordError
 from .problems import json_response, problem
 
@@ -307,6 +307,14 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
         record = await run_in_threadpool(records.create, object_name, data, user)
         return json_response(record, status=201, headers=_etag(record))
 
+    @router.post("/{object_name}/_merge", tags=["records"])
+    @_guard
+    async def merge(object_name: str, request: Request, user=Depends(user_dependency)):
+        """Merge duplicates into one: {"survivor": id, "others": [one or two ids], "values": {field: the id of the
+        record whose value it keeps}}. Children move to the survivor; the others go to the recycle bin together."""
+        body = await read_json(request)
+        return json_response(await run_in_threadpool(merging.merge, runtime, object_name, body, user))
+
     @router.get("/{object_name}/{rid}", include_in_schema=False)
     @_guard
     async def read(object_name: str, rid: str, user=Depends(user_dependency)):
@@ -354,6 +362,21 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
     async def unshare(object_name: str, rid: str, share_id: str, user=Depends(user_dependency)):
         await run_in_threadpool(shares.unshare, runtime, object_name, rid, share_id, user)
         return Response(status_code=204)
+
+    @router.get("/{object_name}/{rid}/_convert", tags=["records"])
+    @_guard
+    async def conversion_preview(object_name: str, rid: str, user=Depends(user_dependency)):
+        """What converting the record would make: per target its values, the required fields left blank and
+        the records that may be it already (its duplicate rules' matches)."""
+        return json_response(await run_in_threadpool(conversion.preview, runtime, object_name, rid, user))
+
+    @router.post("/{object_name}/{rid}/_convert", tags=["records"])
+    @_guard
+    async def convert(object_name: str, rid: str, request: Request, user=Depends(user_dependency)):
+        """Convert the record (a lead into an account, a contact and an opportunity) in one transaction: per
+        target {"id": an existing record}, {"values": {...}} over the mapped values, or null to leave it out."""
+        body = await read_json(request)
+        return json_response(await run_in_threadpool(conversion.convert, runtime, object_name, rid, body, user))
 
     @router.post("/{object_name}/{rid}/restore", include_in_schema=False)
     @_guard

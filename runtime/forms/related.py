@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from loomcrm.metadata.model import FieldDef, ObjectDef
 from loomcrm.platform import systemdb
 
-from ..records import DELETED_FIELD, EDITED_FIELD, RESTORED_FIELD, record_json
+from ..records import CONVERTED_FIELD, DELETED_FIELD, EDITED_FIELD, MERGED_FIELD, RESTORED_FIELD, record_json
 from ..rules.hooks import SKIP_FIELD
 
 RELATED_ROWS = 5
@@ -107,7 +107,7 @@ def related_lists(conn, schema, obj: ObjectDef, rid: str, rows: int = RELATED_RO
 class TimelineItem:
     at: datetime
     kind: str                 # "history", "owner", "edited", "created", "deleted", "restored", "record",
-                              # "rules_skipped" or one an extension adds ("automation")
+                              # "rules_skipped", "converted", "merged" or one an extension adds ("automation")
     user: str | None = None
     field: FieldDef | None = None
     old: Any = None
@@ -147,6 +147,9 @@ def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_I
             continue
         if row.field in (DELETED_FIELD, RESTORED_FIELD):
             items.append(TimelineItem(_aware(row.changed_at), row.field.strip("_"), row.changed_by))
+            continue
+        if row.field in (CONVERTED_FIELD, MERGED_FIELD):   # what it became, what it took in
+            items.append(TimelineItem(_aware(row.changed_at), row.field.strip("_"), row.changed_by, new=row.new_value))
             continue
         if row.field == EDITED_FIELD:
             fields = [f for f in (obj.field(name) for name in row.new_value or []) if f is not None]

@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from loomcrm.metadata.model import ObjectDef, localized
 from loomcrm.platform import auth, i18n
 
+from .. import conversion, merging
 from ..query import BadQuery, ListParams, list_records
 from ..records import NotFound, Origin, PreconditionFailed, RecordError, record_json
 from . import dryrun, merge, savedviews
@@ -507,6 +508,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         from .pool_pages import return_forms   # pool pages build on these
 
         context["return_forms"] = return_forms(runtime, obj, context["record"], user)
+        context["convertible"] = obj.conversion is not None and not conversion.converted(obj, context["record"])
+        context["duplicates"] = merging.possible_duplicates(runtime, obj, rid, user)
         return pages.render(request, "forms/record.html", record_title=record_title, **context)
 
     @router.get("/{object_name}/{rid}/edit", response_class=HTMLResponse)
@@ -528,8 +531,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         data = parse_form(obj, form, pages.tz)
         version = _int(form.get("_version"))
         base = merge.parse_base(obj, (form.get("_base") or [None])[-1])
-        merging = merge.Merge(obj, runtime.context)
-        mine = merging.changes(data, base)
+        edits = merge.Merge(obj, runtime.context)
+        mine = edits.changes(data, base)
         acting = _locale_user(user, locale_of(request))
 
         def save():
@@ -537,7 +540,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
                 current = runtime.records.get(obj.name, rid, user, schema=schema)
                 clashes = []
                 if version is not None and current["version"] != version:
-                    clashes = merging.clashes(mine, base, current)
+                    clashes = edits.clashes(mine, base, current)
                 if clashes:
                     return current, clashes
                 if not mine:

@@ -310,6 +310,8 @@
       var label = bulk.querySelector(".selected-count");
       label.textContent = checked ? label.dataset.template.replace("%(n)s", checked) : "";
       bulk.querySelector("[data-bulk-delete]").disabled = !checked;
+      var merge = bulk.querySelector("[data-bulk-merge]");
+      if (merge) merge.disabled = checked < 2 || checked > 3;
     }
     bulk.addEventListener("change", function (e) {
       if (e.target.classList.contains("select-all")) {
