@@ -132,7 +132,7 @@ def _target(runtime, conn, schema, obj, target: ConversionTarget, source, choice
         if not target.existing:
             raise RecordError(f"{target.object} is always made new by the conversion", status=422)
         return records.get(target.object, choice["id"], user, conn=conn, schema=schema)
-    given = choice.get("values") or {}
+    given = choice.get("values", {})
     if not isinstance(given, dict):
         raise RecordError(f"{target.object}: values is an object", status=422)
     other = schema.object(target.object)

@@ -69,15 +69,16 @@ def merge(runtime, object_name: str, body: Any, user, *, origin: Origin = API) -
     with write_transaction(runtime.engine) as conn:
         found = {rid: records.get(obj.name, rid, user, conn=conn, schema=schema) for rid in ids}
         kept = found[survivor]
-        data: dict[str, Any] = {}
+        taken: dict[str, str] = {}   # field -> the record whose value it takes
         for name, f in fields.items():
             source = picks.get(name)
             if source is None and field_type(f).is_blank(kept.get(name)):
                 source = next((rid for rid in others if not field_type(f).is_blank(found[rid].get(name))), None)
             if source is not None and source != survivor and found[source].get(name) != kept.get(name):
-                data[name] = found[source].get(name)
+                taken[name] = source
         if picks.get("owner") not in (None, survivor) and found[picks["owner"]].get("owner") != kept.get("owner"):
-            data["owner"] = found[picks["owner"]].get("owner")
+            taken["owner"] = picks["owner"]
+        data = {name: found[source].get(name) for name, source in taken.items()}
         batch = uuid.uuid4().hex
         for rid in others:
             records.move_links(conn, schema, obj, rid, obj, survivor, user, origin=origin)
@@ -90,7 +91,7 @@ def merge(runtime, object_name: str, body: Any, user, *, origin: Origin = API) -
                 raise exc.restated("the merged record could not be saved") from None
         records.mark(conn, obj, survivor, MERGED_FIELD, {
             "merged": [{"id": rid, "title": _title(obj, found[rid])} for rid in others],
-            "values": {name: picks.get(name, survivor) for name in data}}, user)
+            "values": taken}, user)
         return {"record": records.get(obj.name, survivor, user, conn=conn, schema=schema), "merged": others}
 
 
