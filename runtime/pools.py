@@ -91,6 +91,17 @@ def is_member(conn: sa.Connection, pool: Pool, who: Person) -> bool:
     return who.role in pool.member_roles or who.department in member_departments(conn, pool)
 
 
+def members(conn: sa.Connection, pool: Pool) -> list[dict[str, str]]:
+    """The active users who may hold the pool's records (what an admin
+    assigns to), by name."""
+    query = sa.select(USERS.c.id, USERS.c.display_name, USERS.c.username).where(USERS.c.is_active.is_(True))
+    if pool.member_roles or pool.member_departments:
+        query = query.where(sa.or_(USERS.c.role.in_([*pool.member_roles, *pool.admin_roles, "admin"]),
+                                   USERS.c.department_id.in_(sorted(member_departments(conn, pool)))))
+    rows = conn.execute(query.order_by(USERS.c.display_name, USERS.c.username).limit(1000)).fetchall()
+    return [{"id": r.id, "name": r.display_name or r.username} for r in rows]
+
+
 def pools_for(runtime, user) -> list[Pool]:
     """The pools `user` may work with, over objects the user may see (every
     page asks, for the navigation: the database is read only for pools
@@ -266,7 +277,7 @@ def assign(runtime, user, pool_name: str, record_id: str, to_user_id: str, *, no
             raise PoolError("not_admin", "only a pool admin assigns its records", 403)
         target = person(conn, Actor(to_user_id))
         if not is_member(conn, pool, target):
-            raise PoolError("not_member", "that user is not a member of this pool", 422)
+            raise PoolError("assignee_not_member", "that user is not a member of this pool", 422)
         taken = conn.execute(sa.delete(ENTRIES).where(ENTRIES.c.object == pool.object, ENTRIES.c.record_id == record_id,
                                                       ENTRIES.c.pool == pool.name))
         if taken.rowcount != 1:
@@ -340,10 +351,10 @@ def due(conn: sa.Connection, runtime, pool: Pool, *moments: datetime) -> tuple[s
     for moment in moments:
         reasons = []
         for rule, where in zip(pool.recycle, filters):
-            f = obj.field(rule.field)
             column = table.c[rule.field]
             limit = moment - timedelta(days=rule.after_days)
-            bound = limit.astimezone(zone).date() if f is not None and f.type == "date" else limit
+            # a date (a date field, or a rollup of dates) compares with the day in the company's zone
+            bound = limit.astimezone(zone).date() if isinstance(column.type, sa.Date) else limit
             stale = sa.or_(column < bound, sa.and_(column.is_(None), held_since < limit))
             reasons.append(stale if where is None else sa.and_(stale, where))
         if pool.max_hold_days:

@@ -18,7 +18,8 @@ from .refs import Refs, record_title
 from .related import list_columns
 from .views import N_, Pages, redirect_after
 
-NOTICE_TEXTS = {"claimed": "It is yours now.", "open": "Open it", "returned": "The record is back in the pool."}
+NOTICE_TEXTS = {"claimed": "It is yours now.", "open": "Open it", "returned": "The record is back in the pool.",
+                "assigned": "Assigned."}
 # a refused claim or return, by code, in the user's words
 REFUSAL_TEXTS = {
     "taken": "Someone else claimed this record first, or it left the pool.",
@@ -28,6 +29,9 @@ REFUSAL_TEXTS = {
     "reclaim_ban": "You returned this record not long ago: you cannot claim it again yet.",
     "not_owner": "Only the record's owner or a pool admin returns it to the pool.",
     "reason": "Choose a reason.",
+    "not_admin": "Only a pool admin does this.",
+    "assignee_not_member": "That user is not a member of this pool.",
+    "no_user": "Only a signed-in user works with a pool.",
 }
 
 
@@ -72,11 +76,13 @@ def build_pool_pages(runtime, *, templates, page_context: Callable[..., dict]) -
         with runtime.engine.connect() as conn:
             rows = pools.in_pool(conn, runtime, pool, limit=200)
             refs = Refs(schema, conn).collect(obj, rows)
+            assignees = pools.members(conn, pool) if pools.is_admin(pool, pools.person(conn, user)) else []
         hidden = set(pool.private_fields)
         columns = [f for f in list_columns(obj, limit=6) if f.name not in hidden]
         reasons = {r.value: localized(r.label, locale, r.value) for r in pool.return_reasons}
         return pages.render(request, "forms/pool.html", pool=pool, obj=obj, rows=rows, columns=columns,
                             ui=pages.display(schema, locale, refs), record_title=record_title, reasons=reasons,
+                            assignees=assignees,
                             title=localized(pool.label, locale, pool.name),
                             description=localized(pool.description, locale, ""))
 
@@ -90,6 +96,19 @@ def build_pool_pages(runtime, *, templates, page_context: Callable[..., dict]) -
             return pages.render(request, "forms/_notice.html", status=409 if exc.status == 409 else exc.status,
                                 kind="error", message=refusal(exc, locale_of(request)))
         return pages.render(request, "forms/_notice.html", kind="success", message=gettext(NOTICE_TEXTS["claimed"]),
+                            link=(f"/app/{pool.object}/{rid}", gettext(NOTICE_TEXTS["open"])), removed_rows=[rid])
+
+    @router.post("/_pools/{name}/assign/{rid}", response_class=HTMLResponse, dependencies=[Depends(auth.page_csrf)])
+    async def pool_assign(request: Request, name: str, rid: str, user=Depends(auth.page_user)):
+        pool = pool_for(user, name)
+        form = await request.form()
+        gettext = pages.gettext(request)
+        try:
+            await run_in_threadpool(pools.assign, runtime, user, pool.name, rid, str(form.get("user") or ""))
+        except pools.PoolError as exc:
+            return pages.render(request, "forms/_notice.html", status=exc.status, kind="error",
+                                message=refusal(exc, locale_of(request)))
+        return pages.render(request, "forms/_notice.html", kind="success", message=gettext(NOTICE_TEXTS["assigned"]),
                             link=(f"/app/{pool.object}/{rid}", gettext(NOTICE_TEXTS["open"])), removed_rows=[rid])
 
     @router.post("/_pools/{name}/return/{rid}", response_class=HTMLResponse, dependencies=[Depends(auth.page_csrf)])
