@@ -364,8 +364,9 @@ def with_field(obj: ObjectDef, field: dict[str, Any], replacing: str | None) -> 
 def _renamed_in(data: dict[str, Any], old: str, new: str) -> None:
     """Follow a field's rename in the object's own lists of field names
     (title, history, indexes, layouts, duplicate rules, where a rule's or
-    a stage's message shows). Expressions are not rewritten: the plan shows
-    each one that no longer checks, with its place."""
+    a stage's message shows, a dependent picklist's parent, the conversion
+    map's source side). Expressions are not rewritten: the plan shows each
+    one that no longer checks, with its place."""
     def swap(names: list[str]) -> list[str]:
         return [new if n == old else n for n in names]
 
@@ -397,6 +398,14 @@ def _renamed_in(data: dict[str, Any], old: str, new: str) -> None:
             for criterion in (*stage.get("exit_criteria", []), *stage.get("entry_criteria", [])):
                 if criterion.get("field") == old:
                     criterion["field"] = new
+        if fld.get("depends_on") == old:
+            fld["depends_on"] = new
+    if conversion := data.get("conversion"):   # the source's side of the conversion map
+        for target in conversion.get("targets", []):
+            if target.get("link") == old:
+                target["link"] = new
+            target["fields"] = {k: new if v == old else v for k, v in target.get("fields", {}).items()}
+        conversion["mark"] = {new if k == old else k: v for k, v in conversion.get("mark", {}).items()}
     for key in ("track_history", "indexes"):
         if not data[key]:
             data.pop(key)

@@ -742,3 +742,23 @@ def test_editing_a_field_keeps_what_its_form_does_not_show():
     assert province.depends_on == "region"
     assert [(o.value, o.parents) for o in province.options] == [("jiangsu", ["east"]), ("guangdong", ["south"]),
                                                                 ("hainan", [])]
+
+
+def test_a_renamed_field_is_followed_by_its_dependents_and_the_conversion_map():
+    from loomcrm.designer.edits import with_field
+    from loomcrm.metadata.model import ObjectDef
+
+    lead = ObjectDef.model_validate({"name": "lead", "fields": [
+        {"name": "company", "type": "text"},
+        {"name": "status", "type": "picklist", "options": [{"value": "new"}, {"value": "won"}]},
+        {"name": "stage", "type": "picklist", "depends_on": "status", "options": [{"value": "a", "parents": ["new"]}]},
+        {"name": "to_account", "type": "lookup", "to": "account"}],
+        "conversion": {"targets": [{"object": "account", "link": "to_account", "fields": {"name": "company"}}],
+                       "mark": {"status": "won"}}})
+    renamed = with_field(lead, {"name": "state", "type": "picklist", "options": [{"value": "new"}, {"value": "won"}]},
+                         "status")
+    renamed = with_field(renamed, {"name": "firm", "type": "text"}, "company")
+    renamed = with_field(renamed, {"name": "account_made", "type": "lookup", "to": "account"}, "to_account")
+    assert renamed.field("stage").depends_on == "state"
+    target = renamed.conversion.targets[0]
+    assert (target.link, target.fields, renamed.conversion.mark) == ("account_made", {"name": "firm"}, {"state": "won"})
