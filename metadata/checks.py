@@ -351,7 +351,7 @@ class _Checker:
             self.guarded(f"object {obj.name!r}", file, lambda obj=obj, file=file: self.check_object(obj, file))
         self.guarded("formula cycles", self.object_files[0] if self.object_files else ".", self.check_cycles)
         checks = {"workflows": self.check_workflow, "roles": self.check_role, "reports": self.check_report,
-                  "dashboards": self.check_dashboard, "pools": self.check_pool}
+                  "dashboards": self.check_dashboard, "pools": self.check_pool, "approvals": self.check_approval}
         for folder, check_one in checks.items():
             kind = FOLDERS[folder][0]
             seen = {}
@@ -1030,6 +1030,42 @@ class _Checker:
         if pool.max_hold_days is not None and pool.max_hold_days < pool.protect_days:
             self.add(file, ["max_hold_days"], "shorter than protect_days: a record would go back while protected",
                      "bad_range")
+
+    def check_approval(self, process: model.ApprovalProcess, file: str) -> None:
+        if not self.object_known(process.object):
+            self.unknown_object(file, ["object"], process.object)
+            return
+        obj = self.object_checkable(process.object)
+        if obj is None:
+            return
+        for key in ("entry", "auto_submit"):
+            self.expression(file, [key], getattr(process, key), obj.name, "boolean")
+        for i, name in enumerate(process.locked_fields):
+            self.field_of(file, ["locked_fields", i], obj, name)
+        seen: dict[str, int] = {}
+        for i, step in enumerate(process.steps):
+            at: list[str | int] = ["steps", i]
+            if step.name in seen:
+                self.add(file, at + ["name"], f"duplicate step name {step.name!r} (also steps[{seen[step.name]}])",
+                         "duplicate_name")
+            seen.setdefault(step.name, i)
+            self.expression(file, at + ["when"], step.when, obj.name, "boolean")
+            who = step.approvers
+            if not (who.users or who.roles or who.manager):
+                self.add(file, at + ["approvers"], "name the approvers: users, roles or the submitter's manager",
+                         "bad_approval")
+            for k, role in enumerate(who.roles):
+                self.role_known(file, at + ["approvers", "roles", k], role)
+            if step.escalate and step.timeout_hours is None:
+                self.add(file, at + ["escalate"], "escalating needs timeout_hours", "bad_approval")
+        for key in ("on_submit", "on_approve", "on_reject", "on_recall"):
+            for name, value in getattr(process, key).items():
+                fld = self.field_of(file, [key, name], obj, name)
+                if fld is None:
+                    continue
+                reason = self.default_problem(obj, fld.model_copy(update={"default": value}))
+                if reason:
+                    self.add(file, [key, name], reason, "bad_approval")
 
     def audience(self, file: str, shared_with) -> None:
         if isinstance(shared_with, list):

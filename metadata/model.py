@@ -27,7 +27,7 @@ EXPRESSION_FUNCTIONS = (
     "ends_with", "matches", "concat", "text", "number", "round", "abs", "min", "max",
     "today", "now", "date", "add_days", "add_months", "days_between", "year", "month",
     "day", "weekday", "includes", "is_new", "is_changed", "prior_value", "current_user",
-    "has_role", "stage_probability", "stage_category",
+    "has_role", "stage_probability", "stage_category", "approval_status",
 )
 
 
@@ -41,6 +41,7 @@ Uid = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[
 VersionRange = Annotated[str, StringConstraints(pattern=r"^\s*(==|>=|<=|>|<|!=|~=)?\s*\d+(\.\d+){0,2}(\s*,\s*(==|>=|<=|>|<|!=|~=)\s*\d+(\.\d+){0,2})*\s*$")]
 SemVer = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$(?!\n)")]
 Literal_ = Union[str, int, float, bool, None, list[Union[str, int, float, bool]]]
+FixedValue = Union[str, int, float, bool]   # a value metadata sets a field to (a conversion, an approval)
 
 
 class Strict(BaseModel):
@@ -336,7 +337,7 @@ class ConversionTarget(Strict):
     link: Name                                  # the source's lookup that keeps it
     fields: dict[Name, Name] = {}               # its field <- the source's field
     links: dict[Name, Name] = {}                # its lookup <- the object of an earlier target
-    values: dict[Name, Union[str, int, float, bool]] = {}   # set as given (an opportunity's first stage)
+    values: dict[Name, FixedValue] = {}          # set as given (an opportunity's first stage)
     back: Name | None = None                    # its lookup to the source record
     optional: bool = False                      # the user may leave it out (an opportunity)
     existing: bool = False                      # may be a record that exists (found by its duplicate rules)
@@ -349,7 +350,7 @@ class Conversion(Strict):
 
     label: LocalizedText | None = None
     targets: Annotated[list[ConversionTarget], Field(min_length=1)]
-    mark: dict[Name, Union[str, int, float, bool]] = {}
+    mark: dict[Name, FixedValue] = {}
     move_to: Name | None = None
 
 
@@ -573,6 +574,54 @@ class Pool(Strict):
     private_fields: list[Name] = []
 
 
+# --- approval processes (审批流) -------------------------------------------------------
+
+class Approvers(Strict):
+    """Who approves a step: named users, every user of some roles, and the
+    submitter's manager `manager` levels up (1: the manager of their
+    department, or of the one above it when they manage it themselves)."""
+
+    users: list[Annotated[str, StringConstraints(min_length=1, max_length=150)]] = []
+    roles: list[Name] = []
+    manager: Annotated[int, Field(ge=1, le=10)] | None = None
+
+
+class ApprovalStep(Strict):
+    name: Name
+    label: LocalizedText | None = None
+    approvers: Approvers
+    # any: the first decision settles the step (或签); all: every approver approves (会签)
+    mode: Literal["any", "all"] = "any"
+    # the step is skipped when this is false for the record
+    when: Expression | None = None
+    # after this long without a decision: the approvers are reminded and,
+    # with `escalate`, each one's manager is added as an approver
+    timeout_hours: Annotated[int, Field(ge=1, le=8760)] | None = None
+    escalate: bool = False
+
+
+class ApprovalProcess(Strict):
+    """An approval process on one object's records: entered when `entry`
+    holds (on a submit, or on any save when `auto_submit` holds), its steps
+    in order, the fields it locks while pending, and the values it sets."""
+
+    name: Name
+    label: LocalizedText | None = None
+    description: LocalizedText | None = None
+    object: Name
+    entry: Expression | None = None
+    # a save that makes this true submits the record (a workflow's update, a stage move)
+    auto_submit: Expression | None = None
+    # changeable only by the step's approvers while pending (none listed: every field)
+    locked_fields: list[Name] = []
+    steps: Annotated[list[ApprovalStep], Field(min_length=1)]
+    on_submit: dict[Name, FixedValue] = {}
+    on_approve: dict[Name, FixedValue] = {}
+    on_reject: dict[Name, FixedValue] = {}
+    # recalled by the submitter, or sent back to them
+    on_recall: dict[Name, FixedValue] = {}
+
+
 # --- roles (SPEC §3.6) ----------------------------------------------------------
 
 RecordScope = Literal["none", "own", "department", "subordinates", "all"]
@@ -635,6 +684,7 @@ class Bundle(BaseModel):
     reports: list[Report] = []
     dashboards: list[Dashboard] = []
     pools: list[Pool] = []
+    approvals: list[ApprovalProcess] = []
     data_files: list[str] = []
 
     def object(self, name: str) -> ObjectDef | None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from loomcrm.platform import systemdb
 
-from .model import Dashboard, ObjectDef, Pool, Report, Role, Workflow
+from .model import ApprovalProcess, Dashboard, ObjectDef, Pool, Report, Role, Workflow
 
 
 class Snapshot(BaseModel):
@@ -31,6 +31,7 @@ class Snapshot(BaseModel):
     reports: list[Report] = []
     dashboards: list[Dashboard] = []
     pools: list[Pool] = []
+    approvals: list[ApprovalProcess] = []
 
     def object(self, name: str) -> ObjectDef | None:
         return next((o for o in self.objects if o.name == name), None)

@@ -24,7 +24,7 @@ from loomcrm.runtime.api.openapi import install_openapi
 from loomcrm.runtime.api.routes import build_api_router
 from loomcrm.metadata.model import localized
 from loomcrm.runtime.fields import FieldContext
-from loomcrm.runtime import forms, pools, targets
+from loomcrm.runtime import approvals, forms, pools, targets
 from loomcrm.runtime.report_catalog import home_dashboard
 from loomcrm.runtime.rules.hooks import Rules
 from loomcrm.runtime.state import Runtime
@@ -221,6 +221,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(forms.build_target_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_pool_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_conversion_pages(runtime, templates=templates, page_context=page_context))
+    app.include_router(forms.build_approval_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_merge_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context,
                                                 timeline_extras=automation_views.record_timeline(automation)))
@@ -255,7 +256,7 @@ def request_locale(request: Request) -> str:
 def page_context(request: Request, **extra) -> dict:
     locale = request_locale(request)
     session = auth.request_session(request)
-    nav, unread, pool_links = None, 0, []
+    nav, unread, pool_links, approvals_waiting = None, 0, [], None
     if session is not None:
         loom = request.app.state.loom
         schema = loom.runtime.schema()
@@ -264,6 +265,8 @@ def page_context(request: Request, **extra) -> dict:
         if schema.pools:
             pool_links = [(f"/app/_pools/{p.name}", localized(p.label, locale, p.name))
                           for p in pools.pools_for(loom.runtime, session.user)]
+        if schema.approvals:
+            approvals_waiting = approvals.waiting_count(loom.runtime, session.user.id)
     return {
         "locale": locale,
         "locales": i18n.LOCALE_NAMES,
@@ -274,6 +277,7 @@ def page_context(request: Request, **extra) -> dict:
         "nav": nav,
         "unread": unread,
         "pool_links": pool_links,
+        "approvals_waiting": approvals_waiting,   # None: no approval process installed
         **extra,
     }
 

@@ -334,3 +334,40 @@ pool_reminders = sa.Table(
     sa.Column("record_id", sa.String(32), primary_key=True),
     sa.Column("reminded_at", sa.DateTime(timezone=True), nullable=False),
 )
+# approval processes (审批流): one request per submit of a record, and one
+# task per approver of a step (decided, handed on, or still waiting)
+approval_requests = sa.Table(
+    "loom_approval_requests", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("process", sa.String(63), nullable=False),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.String(32), nullable=False),
+    sa.Column("submitter", sa.String(32)),
+    # pending, approved, rejected, recalled or returned (sent back to the submitter)
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),           # the current step's index
+    sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("comment", sa.Text),
+    sa.Index("ix_loom_approval_requests_record", "object", "record_id", "submitted_at"),
+    sa.Index("ix_loom_approval_requests_submitter", "submitter", "submitted_at"),
+)
+approval_tasks = sa.Table(
+    "loom_approval_tasks", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("request_id", sa.String(32), sa.ForeignKey("loom_approval_requests.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("approver", sa.String(32), nullable=False),
+    # pending, approved, rejected, returned, handed (to someone else), skipped (the step was settled) or cancelled
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("origin", sa.String(10), nullable=False),     # step, added, handed or escalated
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True)),
+    sa.Column("reminded_at", sa.DateTime(timezone=True)),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("comment", sa.Text),
+    sa.Index("ix_loom_approval_tasks_approver", "approver", "status", "created_at"),
+    sa.Index("ix_loom_approval_tasks_request", "request_id", "step"),
+    sa.Index("ix_loom_approval_tasks_due", "status", "due_at"),
+)

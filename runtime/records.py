@@ -621,6 +621,11 @@ class RecordService:
         ctx = self._prepare(conn, schema, obj, old, data, user, expected_version=expected_version, origin=origin)
         self._check(conn, schema, obj, ctx)
         saved = self._insert(conn, schema, obj, [ctx], user)[0] if old is None else self._update(conn, schema, obj, ctx, user)
+        if schema.approvals and origin.source != "approval":
+            from .approvals import auto_submit   # approvals build on this service
+
+            if auto_submit(self.runtime, conn, schema, obj, {**ctx.values, "id": saved["id"]}, old, user):
+                saved = record_json(obj, self._load(conn, schema, obj, saved["id"]))   # as the process left it
         return strip(saved, ctx.access.hidden(obj.name)) if ctx.access is not None else saved
 
     def _prepare(self, conn, schema, obj, old, data, user, *, expected_version: int | None = None,
@@ -698,6 +703,11 @@ class RecordService:
             if moved and not f.fits(value, parent) and not any(e.field == f.name for e in errors):
                 errors.append(FieldError("invalid_option", f"{value!r} is not an option of {f.name} while "
                                                            f"{f.depends_on} is {parent!r}", f.name))
+        if not is_new and schema.approvals:
+            from .approvals import locked_problems   # approvals build on this service
+
+            errors += [FieldError(p["code"], p["message"], p["field"])
+                       for p in locked_problems(conn, schema, obj, old["id"], changed, user, origin)]
         for f, kind in plan.required:
             if (is_new or f.name in values) and self.hooks.is_required(ctx, f) and kind.is_blank(record.get(f.name)) \
                     and not any(e.field == f.name for e in errors):

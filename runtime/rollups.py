@@ -70,7 +70,7 @@ from .tables import CompiledSchema
 MAX_WAVES = 50
 SIX = Decimal("0.000001")
 # values of the moment: a filter calling them can change without the child changing
-_CONTEXT_FUNCTIONS = frozenset({"today", "now", "current_user", "has_role"})
+_CONTEXT_FUNCTIONS = frozenset({"today", "now", "current_user", "has_role", "approval_status"})
 
 
 @dataclass(frozen=True)

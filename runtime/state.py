@@ -87,4 +87,5 @@ def _compiled(snapshot, version: int) -> CompiledSchema:
     schema.reports = {r.name: r for r in snapshot.reports}
     schema.dashboards = {d.name: d for d in snapshot.dashboards}
     schema.pools = {p.name: p for p in snapshot.pools}
+    schema.approvals = {a.name: a for a in snapshot.approvals}
     return schema

@@ -143,6 +143,7 @@ class CompiledSchema:
     reports: dict = dc_field(default_factory=dict)  # saved reports, by name
     dashboards: dict = dc_field(default_factory=dict)
     pools: dict = dc_field(default_factory=dict)    # lead pools (公海), by name
+    approvals: dict = dc_field(default_factory=dict)  # approval processes (审批流), by name
 
     def object(self, name: str) -> ObjectDef | None:
         return self.objects.get(name)

@@ -19,6 +19,7 @@ from loomcrm.platform.db import write_transaction
 from loomcrm.platform.settings import Settings
 from loomcrm.runtime.fields import FieldContext
 from loomcrm.runtime.rules.hooks import Rules
+from loomcrm.runtime.approvals import run_timeouts
 from loomcrm.runtime.pools import run_pools
 from loomcrm.runtime.state import Runtime
 
@@ -98,6 +99,10 @@ class Automation:
         """Lead pools: reminders, then the due records back in their pools
         (batched and idempotent: any process may run it at any time)."""
         return run_pools(self.runtime, now=self.now())
+
+    def approval_timeouts(self) -> int:
+        """Approvals waiting past their step's timeout: reminders, escalations (each task once)."""
+        return run_timeouts(self.runtime, now=self.now())
 
     def reap(self) -> int:
         with write_transaction(self.engine) as conn:

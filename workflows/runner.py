@@ -80,7 +80,8 @@ class Runner:
                 for name, step in (("timers of new workflows", self.automation.sync_timers),
                                    ("schedules", lambda: self._wake(self.automation.tick())),
                                    ("the reaper", self.automation.reap), ("lost wake-ups", self._wake_lost),
-                                   ("lead pools", self.automation.pools)):
+                                   ("lead pools", self.automation.pools),
+                                   ("approval timeouts", self.automation.approval_timeouts)):
                     self._step(name, step)
             if not more:
                 self._outbox.wait(POLL)

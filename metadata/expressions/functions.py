@@ -84,6 +84,7 @@ _SIGNATURES = [
     Signature("prior_value", 1, 1, (VALUES | {t.LINK},), _first, field_ref="any", context=True),
     Signature("current_user", 0, 0, (), t.TEXT, context=True),
     Signature("has_role", 1, 1, (_TEXT,), t.BOOLEAN, context=True),
+    Signature("approval_status", 0, 0, (), t.TEXT, context=True),
     Signature("stage_probability", 1, 1, (_TEXT,), t.NUMBER, field_ref="stage"),
     Signature("stage_category", 1, 1, (_TEXT,), t.TEXT, field_ref="stage"),
 ]

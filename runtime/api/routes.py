@@ -277,11 +277,13 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
         return json_response(await run_in_threadpool(export_bundle, runtime.engine, name))
 
     # --- reports and dashboards (SPEC 3.7), before the records' catch-all paths
-    from .pools import build_pools_router  # they use this module's guard
+    from .approvals import build_approvals_router  # they use this module's guard
+    from .pools import build_pools_router
     from .reports import build_reports_router
 
     router.include_router(build_reports_router(runtime, user_dependency=user_dependency))
     router.include_router(build_pools_router(runtime, user_dependency=user_dependency))
+    router.include_router(build_approvals_router(runtime, user_dependency=user_dependency))
 
     # --- records ----------------------------------------------------------------
     @router.get("/{object_name}", include_in_schema=False)

@@ -22,6 +22,8 @@ class EvalContext:
     - `prior`: the stored record before this change, keyed like the record;
       None when there is no change set (then nothing counts as changed).
     - `user_id`, `roles`: the acting user (`current_user()`, `has_role()`).
+    - `approval`: the status of the record's last approval request
+      (`approval_status()`: pending, approved, rejected, recalled, returned).
     - `timezone`: an IANA name; None reads `LOOM_TIMEZONE` (default UTC).
     - `clock`: a fixed "now" (aware), for reproducible runs; None = real time.
     - `budget_ms`, `max_steps`: the evaluation's time and step budget.
@@ -31,6 +33,7 @@ class EvalContext:
     prior: Mapping[str, Any] | None = None
     user_id: str | None = None
     roles: frozenset[str] = frozenset()
+    approval: str | None = None
     timezone: str | None = None
     clock: datetime | None = None
     budget_ms: float = DEFAULT_BUDGET_MS

@@ -308,6 +308,10 @@ def current_user(ev):
     return ev.ctx.user_id
 
 
+def approval_status(ev):
+    return ev.ctx.approval
+
+
 # Functions that take a field *name* (the argument is not evaluated): they
 # read the record and the change set through `ev` themselves.
 
@@ -345,7 +349,7 @@ FUNCTIONS: dict[str, Callable] = {
     "now": now, "date": date_, "add_days": add_days, "add_months": add_months,
     "days_between": days_between, "year": year, "month": month, "day": day, "weekday": weekday,
     "includes": includes, "is_new": is_new, "is_changed": is_changed, "prior_value": prior_value,
-    "current_user": current_user, "has_role": has_role, "stage_probability": stage_probability,
+    "current_user": current_user, "has_role": has_role, "approval_status": approval_status, "stage_probability": stage_probability,
     "stage_category": stage_category,
 }
 FIELD_FUNCTIONS = frozenset({"is_changed", "prior_value", "stage_probability", "stage_category"})

@@ -1,10 +1,11 @@
 """End-user pages generated from metadata: lists, record pages, forms,
 pipeline boards, search, the recycle bin, records' sharing, reports,
-dashboards, targets, lead pools, converting records and merging
-duplicates (`/app/...`)."""
+dashboards, targets, lead pools, converting records, merging duplicates
+and approvals (`/app/...`)."""
 
 from pathlib import Path
 
+from .approval_pages import build_approval_pages
 from .conversion_pages import build_conversion_pages
 from .merge_pages import build_merge_pages
 from .pool_pages import build_pool_pages
@@ -16,6 +17,6 @@ from .views import Pages, build_forms_router, navigation
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
 
-__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "ReportPages", "build_conversion_pages", "build_forms_router",
+__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "ReportPages", "build_approval_pages", "build_conversion_pages", "build_forms_router",
            "build_merge_pages", "build_pool_pages", "build_report_pages", "build_sharing_router", "build_target_pages",
            "navigation"]

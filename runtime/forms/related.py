@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from loomcrm.metadata.model import FieldDef, ObjectDef
 from loomcrm.platform import systemdb
 
+from ..approvals import HISTORY_FIELD as APPROVAL_FIELD
 from ..records import CONVERTED_FIELD, DELETED_FIELD, EDITED_FIELD, MERGED_FIELD, RESTORED_FIELD, record_json
 from ..rules.hooks import SKIP_FIELD
 
@@ -147,6 +148,10 @@ def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_I
             continue
         if row.field in (DELETED_FIELD, RESTORED_FIELD):
             items.append(TimelineItem(_aware(row.changed_at), row.field.strip("_"), row.changed_by))
+            continue
+        if row.field == APPROVAL_FIELD and isinstance(row.new_value, dict):   # an approval's step, with its comment
+            items.append(TimelineItem(_aware(row.changed_at), "approval", row.changed_by,
+                                      template="forms/_approval_item.html", data=row.new_value))
             continue
         if row.field in (CONVERTED_FIELD, MERGED_FIELD):   # what it became, what it took in
             items.append(TimelineItem(_aware(row.changed_at), row.field.strip("_"), row.changed_by, new=row.new_value))

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from loomcrm.metadata.model import ObjectDef, localized
 from loomcrm.platform import auth, i18n
 
-from .. import conversion, merging
+from .. import approvals, conversion, merging
 from ..query import BadQuery, ListParams, list_records
 from ..records import NotFound, Origin, PreconditionFailed, RecordError, record_json
 from . import dryrun, merge, savedviews
@@ -213,7 +213,8 @@ def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str, *, user=
         for e in events:
             if e.record is not None:
                 refs.collect(e.obj, [e.record])
-        refs.load({}, {e.user for e in events if e.user} | {u for e in events if e.kind == "owner" for u in (e.old, e.new) if u})
+        refs.load({}, {e.user for e in events if e.user} | {u for e in events if e.kind == "owner" for u in (e.old, e.new) if u}
+                  | {e.data["to"] for e in events if e.kind == "approval" and e.data.get("to")})
     ui = Display(schema.objects, locale, runtime.context.timezone, refs)
     stage_field = next((f for f in obj.fields if f.type == "stage"), None)
     path = None
@@ -510,6 +511,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         context["return_forms"] = return_forms(runtime, obj, context["record"], user)
         context["convertible"] = obj.conversion is not None and not conversion.converted(obj, context["record"])
         context["duplicates"] = merging.possible_duplicates(runtime, obj, rid, user)
+        context["approvable"] = bool(approvals.processes_of(schema, obj.name))
         return pages.render(request, "forms/record.html", record_title=record_title, **context)
 
     @router.get("/{object_name}/{rid}/edit", response_class=HTMLResponse)

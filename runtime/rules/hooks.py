@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
@@ -121,8 +122,14 @@ class Rules(RuleHooks):
             if skip is not None and getattr(ctx.user, "role", None) != "admin":
                 raise RecordError("only admins may skip rules", status=403)
             rules = schema_rules(ctx.schema, ctx.obj.name)
+            context = self._context(ctx.user, ctx.old)
+            if ctx.old is not None and ctx.schema.approvals:
+                from ..approvals import processes_of, status_of   # approvals build on the rules
+
+                if processes_of(ctx.schema, ctx.obj.name):
+                    context = dataclasses.replace(context, approval=status_of(ctx.conn, ctx.obj.name, ctx.old["id"]))
             run = SaveRun(rules, ctx.values, ctx.old, user=ctx.user, fetch=db_fetch(ctx.conn, ctx.schema),
-                          context=self._context(ctx.user, ctx.old))
+                          context=context)
             ctx.__dict__["_rules_run"] = run
             ctx.__dict__["_rules_skip"] = skip
             ctx.__dict__["_rules_reported"] = 0

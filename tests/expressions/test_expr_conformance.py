@@ -96,7 +96,7 @@ TABLE = [
     # multi-picklists and the context
     ("includes(tags, 'vip')", True), ("includes(tags, 'bronze')", False), ("includes(none, 'vip')", False),
     ("includes(notags, 'vip')", False), ("includes(name, 'x')", Err("type_mismatch")),
-    ("is_new()", False), ("current_user()", None), ("has_role('admin')", False),
+    ("is_new()", False), ("current_user()", None), ("has_role('admin')", False), ("approval_status()", None),
     # checking errors
     ("isblank(name)", Err("unknown_function")), ("is_blank(name, 1)", Err("arity")), ("today(1)", Err("arity")),
     ("concat()", Err("arity")), ("unknown_field > 1", Err("unknown_name")), ("amount >", Err("syntax")),

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from loomcrm.designer import checking, flows, pages as designer_pages, publish_pages, starters, words
 from loomcrm.platform import admin_pages, i18n
-from loomcrm.runtime import handover, pools, reports
-from loomcrm.runtime.forms import pool_pages, report_pages, sharing, target_pages
+from loomcrm.runtime import approvals, handover, pools, reports
+from loomcrm.runtime.forms import approval_pages, pool_pages, report_pages, sharing, target_pages
 from loomcrm.runtime.forms.views import ERROR_TEXTS, EXPRESSION_TEXTS
 from loomcrm.workflows.views import SOURCE_TEXTS, STATUS_TEXTS
 
@@ -25,7 +25,8 @@ TEXT_TABLES = [admin_pages.PROBLEM_TEXTS, admin_pages.SCOPE_TEXTS, admin_pages.F
                report_pages.FUNCTION_TEXTS, report_pages.BUCKET_TEXTS, report_pages.CHART_TEXTS,
                reports.SYSTEM_LABELS, report_pages.NOTICE_TEXTS, report_pages.ANALYTICS_TEXTS, report_pages.PROBLEM_TEXTS,
                target_pages.PERIOD_TEXTS, target_pages.NOTICE_TEXTS, pool_pages.NOTICE_TEXTS, pool_pages.REFUSAL_TEXTS,
-               pools.TEXTS, handover.TEXTS]
+               pools.TEXTS, handover.TEXTS, approvals.TEXTS, approval_pages.STATUS_TEXTS, approval_pages.BOX_TEXTS,
+               approval_pages.REFUSAL_TEXTS]
 
 
 def chrome_texts() -> set[str]:

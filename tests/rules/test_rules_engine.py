@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from loomcrm.metadata.model import ObjectDef
+from loomcrm.runtime.expressions.context import EvalContext
 from loomcrm.runtime.rules import SaveRun, plan_move, rules_for
 from loomcrm.runtime.rules.compiled import build_rules
 
@@ -173,13 +174,16 @@ def test_rule_reading_a_lookup_path():
     assert keyed(errors) == {("decision_maker", "rule", "decision_maker_at_account", None)}
 
 
-def test_role_in_a_rule():
+def test_a_rule_reading_the_approval_status():
     order = blank("order")
     order.update(account="a1", status="draft", list_amount=Decimal("100"), discount=Decimal("30"), order_date=TODAY)
-    _, errors = run(dict(order), obj="order")
-    assert ("discount", "rule", "discount_limit", None) in keyed(errors)
-    _, errors = run(dict(order), obj="order", user=U(role="admin"))
-    assert errors == []
+    stored = dict(order, id="o1")
+    _, errors = run(dict(stored, status="approved"), stored, obj="order")
+    assert ("status", "rule", "discount_limit", None) in keyed(errors)
+    for status, refused in (("approved", False), ("pending", True), ("rejected", True)):
+        context = EvalContext(prior=stored, roles=frozenset({"user"}), clock=CLOCK, approval=status)
+        _, errors = run(dict(stored, status="approved"), stored, obj="order", context=context)
+        assert (("status", "rule", "discount_limit", None) in keyed(errors)) is refused, status
 
 
 def test_skipping_validation_rules():
