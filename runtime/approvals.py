@@ -23,6 +23,7 @@ service as the process's own writes.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -99,11 +100,52 @@ def _row(conn, schema, object_name: str, rid: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+_LATEST = (sa.select(REQUESTS).where(REQUESTS.c.object == sa.bindparam("object"), REQUESTS.c.record_id == sa.bindparam("rid"))
+           .order_by(REQUESTS.c.submitted_at.desc(), REQUESTS.c.id.desc()).limit(1))
+# the statements of a decision, built once (bind names start with "_": they never clash with a column)
+_REQUEST = sa.select(REQUESTS).where(REQUESTS.c.id == sa.bindparam("_id"))
+_REQUEST_LOCKED = _REQUEST.with_for_update()   # SQLite renders no lock: it serialises writers
+_SETTLE = sa.update(REQUESTS).where(REQUESTS.c.id == sa.bindparam("_id")).values(
+    status=sa.bindparam("_status"), decided_at=sa.bindparam("_now"))
+_END_TASKS = sa.update(TASKS).where(TASKS.c.request_id == sa.bindparam("_id"), TASKS.c.status == PENDING).values(
+    status=sa.bindparam("_status"), decided_at=sa.bindparam("_now"))
+_STEP_TASKS = [TASKS.c.request_id == sa.bindparam("_id"), TASKS.c.step == sa.bindparam("_step"),
+               TASKS.c.status == PENDING]
+_MINE = TASKS.c.approver == sa.bindparam("_uid")
+_TAKE = sa.update(TASKS).where(*_STEP_TASKS, _MINE).values(
+    status=sa.bindparam("_status"), comment=sa.bindparam("_comment"), decided_at=sa.bindparam("_now"))
+# ... and in an any step, the user's task taken and the others ended in one statement
+_TAKE_ALL = sa.update(TASKS).where(*_STEP_TASKS, sa.select(TASKS.c.id).where(*_STEP_TASKS, _MINE).exists()).values(
+    status=sa.case((_MINE, sa.bindparam("_status")), else_=sa.bindparam("_others")), decided_at=sa.bindparam("_now"),
+    comment=sa.case((_MINE, sa.bindparam("_comment")), else_=TASKS.c.comment))
+_NOTE = systemdb.notifications
+_NOTIFY = sa.insert(_NOTE).from_select(
+    ["id", "user_id", "message", "object", "record_id", "created_at"],
+    sa.select(sa.bindparam("_prefix", type_=sa.String) + sa.func.substr(USERS.c.id, 1, 16), USERS.c.id,
+              sa.case(*((USERS.c.locale == loc, sa.bindparam(f"_m{i}", type_=sa.Text))
+                        for i, loc in enumerate(i18n.LOCALE_NAMES)), else_=sa.bindparam("_m0", type_=sa.Text)),
+              sa.bindparam("_object", type_=sa.String), sa.bindparam("_rid", type_=sa.String),
+              sa.bindparam("_now", type_=_NOTE.c.created_at.type))
+    .where(USERS.c.id.in_(sa.bindparam("_people", expanding=True))))
+# the request whose own write (`_set`) is under way: its saves need not read it
+_settling: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("approval_settling", default=None)
+
+
 def latest(conn, object_name: str, rid: str) -> dict[str, Any] | None:
     """The record's last request, if any."""
-    row = conn.execute(sa.select(REQUESTS).where(REQUESTS.c.object == object_name, REQUESTS.c.record_id == rid)
-                       .order_by(REQUESTS.c.submitted_at.desc(), REQUESTS.c.id.desc()).limit(1)).first()
+    row = conn.execute(_LATEST, {"object": object_name, "rid": rid}).first()
     return dict(row._mapping) if row is not None else None
+
+
+def request_of_save(ctx) -> dict[str, Any] | None:
+    """The last request of the record a save updates, read once per save
+    (`approval_status()` and the locks both ask)."""
+    memo = ctx.__dict__
+    if "_approval_request" not in memo:
+        settling = _settling.get()
+        memo["_approval_request"] = settling if settling is not None and settling["record_id"] == ctx.old["id"] \
+            else latest(ctx.conn, ctx.obj.name, ctx.old["id"])
+    return memo["_approval_request"]
 
 
 def status_of(conn, object_name: str, rid: str | None) -> str | None:
@@ -192,14 +234,14 @@ def _entered(conn, schema, object_name: str, row: dict[str, Any], name: str | No
 
 
 def _open(runtime, conn, schema, process: ApprovalProcess, row, user, comment, now) -> dict[str, Any]:
-    if (status_of(conn, process.object, row["id"])) == PENDING:
+    if status_of(conn, process.object, row["id"]) == PENDING:
         raise ApprovalError("already_pending", "the record already waits for an approval")
     request = {"id": uuid.uuid4().hex, "process": process.name, "object": process.object, "record_id": row["id"],
                "submitter": getattr(user, "id", None), "status": PENDING, "step": -1, "submitted_at": now,
                "decided_at": None, "comment": _text(comment)}
     conn.execute(sa.insert(REQUESTS).values(request))
     _history(runtime, conn, process, row["id"], user, "submitted", comment)
-    _set(runtime, conn, schema, process, row["id"], process.on_submit, user)
+    _set(runtime, conn, schema, process, request, process.on_submit, user)
     _advance(runtime, conn, schema, process, request, -1, user, now)
     return request_json(conn, runtime, _request(conn, request["id"]))
 
@@ -253,23 +295,28 @@ def _may_read(conn, process, rid: str, people: list[str], now) -> None:
 def _finish(runtime, conn, schema, process, request, status: str, user, now) -> None:
     """Settle the request: its waiting tasks end, the record takes the
     process's values, the submitter is told."""
-    conn.execute(sa.update(REQUESTS).where(REQUESTS.c.id == request["id"]).values(status=status, decided_at=now))
-    conn.execute(sa.update(TASKS).where(TASKS.c.request_id == request["id"], TASKS.c.status == PENDING)
-                 .values(status="cancelled" if status in (RECALLED, RETURNED, REJECTED) else "skipped", decided_at=now))
+    conn.execute(_SETTLE, {"_id": request["id"], "_status": status, "_now": now})
+    conn.execute(_END_TASKS, {"_id": request["id"], "_now": now,
+                              "_status": "cancelled" if status in (RECALLED, RETURNED, REJECTED) else "skipped"})
     request["status"] = status
     values = {APPROVED: process.on_approve, REJECTED: process.on_reject}.get(status, process.on_recall)
-    saved = _set(runtime, conn, schema, process, request["record_id"], values, user)
+    saved = _set(runtime, conn, schema, process, request, values, user)
     if status != RECALLED and request["submitter"]:
         _tell(runtime, conn, process, request, [request["submitter"]], status, now, record=saved)
 
 
-def _set(runtime, conn, schema, process, rid: str, values: dict[str, Any], user) -> dict[str, Any] | None:
+def _set(runtime, conn, schema, process, request, values: dict[str, Any], user) -> dict[str, Any] | None:
     """The process's values on the record, as its own write (past its
     locks); the record as saved (None when there was nothing to set)."""
     if not values:
         return None
-    return runtime.records.update(process.object, rid, dict(values), Actor(getattr(user, "id", None), "admin"),
-                                  conn=conn, schema=schema, origin=APPROVAL)
+    token = _settling.set(request)
+    try:
+        return runtime.records.update(process.object, request["record_id"], dict(values),
+                                      Actor(getattr(user, "id", None), "admin"), conn=conn, schema=schema,
+                                      origin=APPROVAL)
+    finally:
+        _settling.reset(token)
 
 
 # --- deciding ------------------------------------------------------------------------------
@@ -351,10 +398,8 @@ def _brief(process, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _request(conn, request_id: str, *, lock: bool = False) -> dict[str, Any]:
-    query = sa.select(REQUESTS).where(REQUESTS.c.id == request_id)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first() if isinstance(request_id, str) else None
+    row = conn.execute(_REQUEST_LOCKED if lock else _REQUEST, {"_id": request_id}).first() \
+        if isinstance(request_id, str) else None
     if row is None:
         raise NotFound(f"no approval request {str(request_id)[:40]!r}")
     return dict(row._mapping)
@@ -375,16 +420,9 @@ def _decide(conn, request, uid, status: str, comment, now, *, others: str | None
     """Take the user's task of the current step (and with `others`, end
     the step's other waiting tasks so): only a pending task matches, so of
     two decisions one wins; else say why not."""
-    mine = TASKS.c.approver == uid
-    where = [TASKS.c.request_id == request["id"], TASKS.c.step == request["step"], TASKS.c.status == PENDING]
-    if others is None:
-        statement = sa.update(TASKS).where(*where, mine).values(status=status, comment=_text(comment), decided_at=now)
-    else:
-        holds = sa.select(TASKS.c.id).where(*where, mine).exists()
-        statement = sa.update(TASKS).where(*where, holds).values(
-            status=sa.case((mine, status), else_=others), decided_at=now,
-            comment=sa.case((mine, _text(comment)), else_=TASKS.c.comment))
-    taken = conn.execute(statement)
+    params = {"_id": request["id"], "_step": request["step"], "_uid": uid, "_status": status,
+              "_comment": _text(comment), "_now": now}
+    taken = conn.execute(_TAKE, params) if others is None else conn.execute(_TAKE_ALL, params | {"_others": others})
     if taken.rowcount < 1:
         _my_task(conn, request, uid)   # raises: not an approver, or decided already
         raise ApprovalError("decided", "someone decided this step first")
@@ -417,15 +455,10 @@ def _tell(runtime, conn, process, request, people: list[str], what: str, now, *,
     def said(locale: str) -> str:
         return (i18n.gettext(locale, TEXTS[what]).replace("%(record)s", title)
                 .replace("%(process)s", localized(process.label, locale, process.name)))
-    message = sa.case({loc: sa.literal(said(loc)) for loc in i18n.LOCALE_NAMES if loc != "en"},
-                      value=USERS.c.locale, else_=sa.literal(said("en")))
-    note = systemdb.notifications
     # one id per user: this statement's prefix and the user's own
-    row_id = sa.literal(uuid.uuid4().hex[:16]) + sa.func.substr(USERS.c.id, 1, 16)
-    conn.execute(sa.insert(note).from_select(
-        ["id", "user_id", "message", "object", "record_id", "created_at"],
-        sa.select(row_id, USERS.c.id, message, sa.literal(process.object), sa.literal(request["record_id"]),
-                  sa.literal(now, type_=note.c.created_at.type)).where(USERS.c.id.in_(people))))
+    conn.execute(_NOTIFY, {"_prefix": uuid.uuid4().hex[:16], "_object": process.object, "_rid": request["record_id"],
+                           "_now": now, "_people": list(people),
+                           **{f"_m{i}": said(loc) for i, loc in enumerate(i18n.LOCALE_NAMES)}})
 
 
 def _title(obj, row: dict[str, Any]) -> str:
@@ -524,18 +557,19 @@ def waiting_count(runtime, user_id: str | None) -> int:
 
 # --- the record service's side ------------------------------------------------------------------
 
-def locked_problems(conn, schema, obj, rid: str, changed: set[str], user, origin: Origin) -> list[dict[str, Any]]:
-    """The fields of `changed` a pending request locks against `user`: all
-    of them unless the user approves its current step (or the write is the
-    process's own)."""
-    if origin.source == APPROVAL.source or not changed:
+def locked_problems(ctx, changed: set[str]) -> list[dict[str, Any]]:
+    """The fields of `changed` a pending request locks against the saving
+    user: all of them unless they approve its current step (or the write
+    is the process's own)."""
+    if ctx.origin.source == APPROVAL.source or not changed:
         return []
-    processes = {p.name: p for p in processes_of(schema, obj.name)}
+    processes = {p.name: p for p in processes_of(ctx.schema, ctx.obj.name)}
     if not processes:
         return []
-    request = latest(conn, obj.name, rid)
+    request = request_of_save(ctx)
     if request is None or request["status"] != PENDING or request["process"] not in processes:
         return []
+    obj, conn, user = ctx.obj, ctx.conn, ctx.user
     process = processes[request["process"]]
     locked = set(process.locked_fields) or {f.name for f in obj.fields} | {"owner"}
     hit = sorted(changed & locked)

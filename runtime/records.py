@@ -706,8 +706,7 @@ class RecordService:
         if not is_new and schema.approvals:
             from .approvals import locked_problems   # approvals build on this service
 
-            errors += [FieldError(p["code"], p["message"], p["field"])
-                       for p in locked_problems(conn, schema, obj, old["id"], changed, user, origin)]
+            errors += [FieldError(p["code"], p["message"], p["field"]) for p in locked_problems(ctx, changed)]
         for f, kind in plan.required:
             if (is_new or f.name in values) and self.hooks.is_required(ctx, f) and kind.is_blank(record.get(f.name)) \
                     and not any(e.field == f.name for e in errors):

@@ -124,10 +124,11 @@ class Rules(RuleHooks):
             rules = schema_rules(ctx.schema, ctx.obj.name)
             context = self._context(ctx.user, ctx.old)
             if ctx.old is not None and ctx.schema.approvals:
-                from ..approvals import processes_of, status_of   # approvals build on the rules
+                from ..approvals import processes_of, request_of_save   # approvals build on the rules
 
                 if processes_of(ctx.schema, ctx.obj.name):
-                    context = dataclasses.replace(context, approval=status_of(ctx.conn, ctx.obj.name, ctx.old["id"]))
+                    request = request_of_save(ctx)
+                    context = dataclasses.replace(context, approval=request["status"] if request else None)
             run = SaveRun(rules, ctx.values, ctx.old, user=ctx.user, fetch=db_fetch(ctx.conn, ctx.schema),
                           context=context)
             ctx.__dict__["_rules_run"] = run
