@@ -1,10 +1,13 @@
 """Approvals on PostgreSQL (SQLite when it is not reachable).
 
-- `approvals_decision_vs_update`: the approver's decision that settles a
-  one-step request (the task taken, the request approved, the record's
-  status set through the record service, history and the submitter's
-  notification) against the same status change as a plain record update.
-  Goal: at most 1.3x (p95).
+- `approvals_decision_vs_update_api`: the approver's decision that settles
+  a one-step request over HTTP (`POST /api/v1/_approvals/{id}/approve`: the
+  task taken, the request approved, the record's status set through the
+  record service, history and the submitter's notification) against the
+  same status change as a plain `PATCH /api/v1/deal/{id}`. Goal: at most
+  1.3x (p95).
+- `approvals_decision_vs_update`: the same in-process (the record service
+  alone as the baseline), for reference.
 
     .venv/bin/python tests/benchmarks/run.py approvals [--quick]
 """
@@ -14,7 +17,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from common import add_users, postgres_available, postgres_database
+import httpx
+
+from common import add_users, loom_cli, loom_env, loom_server, postgres_available, postgres_database
 from harness import Figure, alternate, p95_figure
 
 GOAL = 1 / 1.3
@@ -36,9 +41,33 @@ BUNDLE = {
 def run(quick: bool = False) -> list[Figure]:
     if postgres_available():
         with postgres_database() as url:
-            return [_measure(url, quick)]
+            return [_measure(url, quick), _over_http(url, quick)]
     with tempfile.TemporaryDirectory(prefix="loom-bench-approvals-") as tmp:
         return [_measure(f"sqlite:///{Path(tmp) / 'loom.db'}", quick)]
+
+
+def _over_http(url: str, quick: bool) -> Figure:
+    n = 40 if quick else 200
+    rounds = 2 if quick else 5
+    with tempfile.TemporaryDirectory(prefix="loom-bench-approvals-") as tmp:
+        folder = Path(tmp)
+        env = loom_env(folder, url)
+        tokens = {who: loom_cli(env, "token", "create", who).stdout.strip() for who in ("person0", "person1")}
+        with loom_server(env, folder) as server:
+            rep = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {tokens['person0']}"}, timeout=60)
+            boss = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {tokens['person1']}"}, timeout=60)
+            deals = [rep.post("/api/v1/deal", json={"name": f"Web deal {i}", "amount": 5000, "status": "draft"})
+                     .raise_for_status().json()["id"] for i in range(2 * n)]
+            requests = iter([rep.post(f"/api/v1/deal/{rid}/_approvals").raise_for_status().json()["id"]
+                             for rid in deals[:n]])
+            plain = iter(deals[n:])
+            figure = p95_figure("approvals_decision_vs_update_api", GOAL, *alternate(
+                lambda: boss.post(f"/api/v1/_approvals/{next(requests)}/approve").raise_for_status(),
+                lambda: boss.patch(f"/api/v1/deal/{next(plain)}", json={"status": "approved"}).raise_for_status(),
+                rounds, n // rounds))
+            rep.close()
+            boss.close()
+    return figure
 
 
 def _measure(url: str, quick: bool) -> Figure:
