@@ -371,3 +371,19 @@ approval_tasks = sa.Table(
     sa.Index("ix_loom_approval_tasks_request", "request_id", "step"),
     sa.Index("ix_loom_approval_tasks_due", "status", "due_at"),
 )
+# e-mails written in the transaction of what they tell (an approval waiting),
+# delivered by the automation pump: never sent for a change rolled back
+mail_outbox = sa.Table(
+    "loom_mail_outbox", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_at", sa.DateTime(timezone=True), nullable=False),   # when to try (again)
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("failed_at", sa.DateTime(timezone=True)),                 # given up: the server refused for good
+    sa.Column("error", sa.Text),
+    sa.Index("ix_loom_mail_outbox_due", "sent_at", "failed_at", "next_at"),
+)

@@ -55,6 +55,7 @@ TEXTS = {
     "rejected": "%(record)s was rejected (%(process)s).",
     "returned": "%(record)s was sent back to you (%(process)s).",
     "reminder": "Reminder: %(record)s still waits for your approval (%(process)s).",
+    "link": "Open it in Loom:",
 }
 
 
@@ -127,6 +128,18 @@ _NOTIFY = sa.insert(_NOTE).from_select(
               sa.bindparam("_object", type_=sa.String), sa.bindparam("_rid", type_=sa.String),
               sa.bindparam("_now", type_=_NOTE.c.created_at.type))
     .where(USERS.c.id.in_(sa.bindparam("_people", expanding=True))))
+# ... and an e-mail to each of them who has an address (the automation pump delivers it)
+_MAIL = systemdb.mail_outbox
+_QUEUE_MAIL = sa.insert(_MAIL).from_select(
+    ["id", "address", "subject", "body", "created_at", "next_at"],
+    sa.select(sa.bindparam("_prefix", type_=sa.String) + sa.func.substr(USERS.c.id, 1, 16), USERS.c.email,
+              sa.case(*((USERS.c.locale == loc, sa.bindparam(f"_m{i}", type_=sa.Text))
+                        for i, loc in enumerate(i18n.LOCALE_NAMES)), else_=sa.bindparam("_m0", type_=sa.Text)),
+              sa.case(*((USERS.c.locale == loc, sa.bindparam(f"_b{i}", type_=sa.Text))
+                        for i, loc in enumerate(i18n.LOCALE_NAMES)), else_=sa.bindparam("_b0", type_=sa.Text)),
+              sa.bindparam("_now", type_=_MAIL.c.created_at.type), sa.bindparam("_now", type_=_MAIL.c.next_at.type))
+    .where(USERS.c.id.in_(sa.bindparam("_people", expanding=True)), USERS.c.email.is_not(None), USERS.c.email != ""))
+MAILED = ("waiting", "reminder")       # what the next approvers are also e-mailed
 # the request whose own write (`_set`) is under way: its saves need not read it
 _settling: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("approval_settling", default=None)
 
@@ -455,10 +468,15 @@ def _tell(runtime, conn, process, request, people: list[str], what: str, now, *,
     def said(locale: str) -> str:
         return (i18n.gettext(locale, TEXTS[what]).replace("%(record)s", title)
                 .replace("%(process)s", localized(process.label, locale, process.name)))
+    texts = {f"_m{i}": said(loc) for i, loc in enumerate(i18n.LOCALE_NAMES)}
     # one id per user: this statement's prefix and the user's own
     conn.execute(_NOTIFY, {"_prefix": uuid.uuid4().hex[:16], "_object": process.object, "_rid": request["record_id"],
-                           "_now": now, "_people": list(people),
-                           **{f"_m{i}": said(loc) for i, loc in enumerate(i18n.LOCALE_NAMES)}})
+                           "_now": now, "_people": list(people), **texts})
+    if what in MAILED:
+        link = f"/app/{process.object}/{request['record_id']}"
+        conn.execute(_QUEUE_MAIL, {"_prefix": uuid.uuid4().hex[:16], "_now": now, "_people": list(people), **texts,
+                                   **{f"_b{i}": f"{said(loc)}\n\n{i18n.gettext(loc, TEXTS['link'])} {link}\n"
+                                      for i, loc in enumerate(i18n.LOCALE_NAMES)}})
 
 
 def _title(obj, row: dict[str, Any]) -> str:

@@ -17,13 +17,13 @@ from sqlalchemy.engine import Engine
 from loomcrm.platform import auth, systemdb
 from loomcrm.platform.db import write_transaction
 from loomcrm.platform.settings import Settings
-from loomcrm.runtime.fields import FieldContext
-from loomcrm.runtime.rules.hooks import Rules
 from loomcrm.runtime.approvals import run_timeouts
+from loomcrm.runtime.fields import FieldContext
 from loomcrm.runtime.pools import run_pools
+from loomcrm.runtime.rules.hooks import Rules
 from loomcrm.runtime.state import Runtime
 
-from . import executor, outbox, runs, schedule, timers
+from . import executor, mailer, outbox, runs, schedule, timers
 from .actions import Dead
 from .definitions import Catalog, Flow
 
@@ -99,6 +99,10 @@ class Automation:
         """Lead pools: reminders, then the due records back in their pools
         (batched and idempotent: any process may run it at any time)."""
         return run_pools(self.runtime, now=self.now())
+
+    def mail(self) -> int:
+        """The mail outbox: what is due, sent (approvals waiting, reminders)."""
+        return mailer.deliver(self.engine, self.settings, self.now())
 
     def approval_timeouts(self) -> int:
         """Approvals waiting past their step's timeout: reminders, escalations (each task once)."""

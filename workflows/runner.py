@@ -81,7 +81,8 @@ class Runner:
                                    ("schedules", lambda: self._wake(self.automation.tick())),
                                    ("the reaper", self.automation.reap), ("lost wake-ups", self._wake_lost),
                                    ("lead pools", self.automation.pools),
-                                   ("approval timeouts", self.automation.approval_timeouts)):
+                                   ("approval timeouts", self.automation.approval_timeouts),
+                                   ("the mail outbox", self.automation.mail)):
                     self._step(name, step)
             if not more:
                 self._outbox.wait(POLL)

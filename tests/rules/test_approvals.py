@@ -282,3 +282,64 @@ def test_the_bundle_checks_approvals():
         ("entry", "unknown_name"), ("locked_fields[1]", "unknown_field"), ("steps[0].approvers", "bad_approval"),
         ("steps[0].when", "syntax"), ("steps[1].name", "duplicate_name"), ("steps[1].approvers.roles[0]", "unknown_role"),
         ("steps[1].escalate", "bad_approval"), ("on_approve.status", "bad_approval"), ("on_reject.nothing", "unknown_field")}
+
+
+def test_the_next_approvers_are_emailed_in_their_language_once(database_url):
+    """Through the mail outbox and a real SMTP server (aiosmtpd): written
+    with the submit, sent by the pump's step, a 4xx retried later."""
+    import email
+    import socket
+    from email import policy
+    from types import SimpleNamespace
+
+    from aiosmtpd.controller import Controller
+
+    from loomcrm.workflows import mailer
+
+    class Inbox:
+        def __init__(self):
+            self.messages, self.refuse = [], 1
+
+        async def handle_DATA(self, server, session, envelope):
+            if self.refuse:
+                self.refuse -= 1
+                return "451 4.3.0 Try again later"
+            self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+            return "250 Message accepted"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    pack_install(database_url, "crm")
+    runtime = Runtime(engine_for(database_url), refresh_interval=0, hooks=Rules())
+    try:
+        roles = sorted(runtime.roles()[1])
+        engine = runtime.engine
+        wang = directory.create_user(engine, "wang", "sales_rep", "a long password", roles=roles)
+        directory.create_user(engine, "li", "sales_manager", "a long password", roles=roles, email="li@example.cn",
+                              locale="zh-CN")
+        directory.create_user(engine, "chen", "sales_manager", "a long password", roles=roles, email="chen@example.com")
+        directory.create_user(engine, "ma", "sales_manager", "a long password", roles=roles)   # no address
+        account = runtime.records.create("account", {"name": "常州精工", "lifecycle": "customer", "owner": wang.id}, ADMIN)
+        made = order(runtime, {"wang": wang}, account["id"])
+        settings = SimpleNamespace(smtp_url=f"smtp://127.0.0.1:{port}", mail_from="Loom <crm@example.com>")
+        now = approvals.utcnow()
+        assert mailer.deliver(engine, settings, now) == 0                      # nothing written yet
+        approvals.submit(runtime, wang, "order", made["id"])
+        assert mailer.deliver(engine, SimpleNamespace(smtp_url="", mail_from=""), now + timedelta(seconds=1)) == 0
+        first = mailer.deliver(engine, settings, now + timedelta(seconds=1))   # one refused with a 451
+        assert first == 1 and len(inbox.messages) == 1
+        assert mailer.deliver(engine, settings, now + timedelta(seconds=2)) == 0   # the refused one waits
+        assert mailer.deliver(engine, settings, now + timedelta(minutes=5)) == 1
+        by_address = {m["To"]: m for m in inbox.messages}
+        assert set(by_address) == {"li@example.cn", "chen@example.com"}
+        assert "等待你审批" in by_address["li@example.cn"]["Subject"]
+        assert by_address["chen@example.com"]["Subject"].endswith("waits for your approval (Order approval).")
+        assert f"/app/order/{made['id']}" in by_address["chen@example.com"].get_content()
+        assert mailer.deliver(engine, settings, now + timedelta(hours=1)) == 0   # each once
+    finally:
+        controller.stop()
+        runtime.engine.dispose()

@@ -1,5 +1,5 @@
 """Approval processes (审批流): a request per submit of a record, a task per
-approver of a step.
+approver of a step; and the outbox of e-mails the pump delivers.
 
 Revision ID: 0008
 Revises: 0007
@@ -49,9 +49,25 @@ def upgrade() -> None:
     op.create_index("ix_loom_approval_tasks_approver", "loom_approval_tasks", ["approver", "status", "created_at"])
     op.create_index("ix_loom_approval_tasks_request", "loom_approval_tasks", ["request_id", "step"])
     op.create_index("ix_loom_approval_tasks_due", "loom_approval_tasks", ["status", "due_at"])
+    op.create_table(
+        "loom_mail_outbox",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("address", sa.String(320), nullable=False),
+        sa.Column("subject", sa.Text, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("next_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("sent_at", sa.DateTime(timezone=True)),
+        sa.Column("failed_at", sa.DateTime(timezone=True)),
+        sa.Column("error", sa.Text),
+    )
+    op.create_index("ix_loom_mail_outbox_due", "loom_mail_outbox", ["sent_at", "failed_at", "next_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_loom_mail_outbox_due", table_name="loom_mail_outbox")
+    op.drop_table("loom_mail_outbox")
     op.drop_index("ix_loom_approval_tasks_due", table_name="loom_approval_tasks")
     op.drop_index("ix_loom_approval_tasks_request", table_name="loom_approval_tasks")
     op.drop_index("ix_loom_approval_tasks_approver", table_name="loom_approval_tasks")
