@@ -119,26 +119,31 @@ _TAKE = sa.update(TASKS).where(*_STEP_TASKS, _MINE).values(
 _TAKE_ALL = sa.update(TASKS).where(*_STEP_TASKS, sa.select(TASKS.c.id).where(*_STEP_TASKS, _MINE).exists()).values(
     status=sa.case((_MINE, sa.bindparam("_status")), else_=sa.bindparam("_others")), decided_at=sa.bindparam("_now"),
     comment=sa.case((_MINE, sa.bindparam("_comment")), else_=TASKS.c.comment))
+
+
+def _in_their_language(name: str):
+    """The text bound for each locale (`_{name}0`, `_{name}1`, ... in the
+    order of `i18n.LOCALE_NAMES`) that is the user's."""
+    return sa.case(*((USERS.c.locale == loc, sa.bindparam(f"_{name}{i}", type_=sa.Text))
+                     for i, loc in enumerate(i18n.LOCALE_NAMES)), else_=sa.bindparam(f"_{name}0", type_=sa.Text))
+
+
+# one row per user named: an id from the statement's prefix and the user's own
+_ROW_ID = sa.bindparam("_prefix", type_=sa.String) + sa.func.substr(USERS.c.id, 1, 16)
+_NAMED = USERS.c.id.in_(sa.bindparam("_people", expanding=True))
 _NOTE = systemdb.notifications
 _NOTIFY = sa.insert(_NOTE).from_select(
     ["id", "user_id", "message", "object", "record_id", "created_at"],
-    sa.select(sa.bindparam("_prefix", type_=sa.String) + sa.func.substr(USERS.c.id, 1, 16), USERS.c.id,
-              sa.case(*((USERS.c.locale == loc, sa.bindparam(f"_m{i}", type_=sa.Text))
-                        for i, loc in enumerate(i18n.LOCALE_NAMES)), else_=sa.bindparam("_m0", type_=sa.Text)),
-              sa.bindparam("_object", type_=sa.String), sa.bindparam("_rid", type_=sa.String),
-              sa.bindparam("_now", type_=_NOTE.c.created_at.type))
-    .where(USERS.c.id.in_(sa.bindparam("_people", expanding=True))))
+    sa.select(_ROW_ID, USERS.c.id, _in_their_language("m"), sa.bindparam("_object", type_=sa.String),
+              sa.bindparam("_rid", type_=sa.String), sa.bindparam("_now", type_=_NOTE.c.created_at.type))
+    .where(_NAMED))
 # ... and an e-mail to each of them who has an address (the automation pump delivers it)
 _MAIL = systemdb.mail_outbox
 _QUEUE_MAIL = sa.insert(_MAIL).from_select(
     ["id", "address", "subject", "body", "created_at", "next_at"],
-    sa.select(sa.bindparam("_prefix", type_=sa.String) + sa.func.substr(USERS.c.id, 1, 16), USERS.c.email,
-              sa.case(*((USERS.c.locale == loc, sa.bindparam(f"_m{i}", type_=sa.Text))
-                        for i, loc in enumerate(i18n.LOCALE_NAMES)), else_=sa.bindparam("_m0", type_=sa.Text)),
-              sa.case(*((USERS.c.locale == loc, sa.bindparam(f"_b{i}", type_=sa.Text))
-                        for i, loc in enumerate(i18n.LOCALE_NAMES)), else_=sa.bindparam("_b0", type_=sa.Text)),
+    sa.select(_ROW_ID, USERS.c.email, _in_their_language("m"), _in_their_language("b"),
               sa.bindparam("_now", type_=_MAIL.c.created_at.type), sa.bindparam("_now", type_=_MAIL.c.next_at.type))
-    .where(USERS.c.id.in_(sa.bindparam("_people", expanding=True)), USERS.c.email.is_not(None), USERS.c.email != ""))
+    .where(_NAMED, USERS.c.email.is_not(None), USERS.c.email != ""))
 MAILED = ("waiting", "reminder")       # what the next approvers are also e-mailed
 # the request whose own write (`_set`) is under way: its saves need not read it
 _settling: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("approval_settling", default=None)
@@ -469,7 +474,6 @@ def _tell(runtime, conn, process, request, people: list[str], what: str, now, *,
         return (i18n.gettext(locale, TEXTS[what]).replace("%(record)s", title)
                 .replace("%(process)s", localized(process.label, locale, process.name)))
     texts = {f"_m{i}": said(loc) for i, loc in enumerate(i18n.LOCALE_NAMES)}
-    # one id per user: this statement's prefix and the user's own
     conn.execute(_NOTIFY, {"_prefix": uuid.uuid4().hex[:16], "_object": process.object, "_rid": request["record_id"],
                            "_now": now, "_people": list(people), **texts})
     if what in MAILED:

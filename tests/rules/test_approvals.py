@@ -21,8 +21,6 @@ from loomcrm.runtime import approvals
 from loomcrm.runtime.approvals import ApprovalError
 from loomcrm.runtime.commands import pack_install
 from loomcrm.runtime.records import Actor, Forbidden, Invalid, Origin
-from loomcrm.runtime.rules.hooks import Rules
-from loomcrm.runtime.state import Runtime
 
 from runtime_helpers import engine_for
 
@@ -30,9 +28,11 @@ ADMIN = Actor(None, "admin")
 
 
 @pytest.fixture
-def crm(database_url):
-    pack_install(database_url, "crm")
-    runtime = Runtime(engine_for(database_url), refresh_interval=0, hooks=Rules())
+def office(crm):
+    """The crm pack with a sales department: li heads it, chen heads east
+    below it, where the reps wang and zhao work; a sales director and two
+    in finance; an account of wang's."""
+    runtime = crm
     roles = sorted(runtime.roles()[1])
     engine = runtime.engine
     people = {"li": directory.create_user(engine, "li", "sales_manager", "a long password", roles=roles)}
@@ -46,8 +46,7 @@ def crm(database_url):
                for name, role in (("zhou", "sales_director"), ("qian", "finance"), ("sun", "finance"))}
     account = runtime.records.create("account", {"name": "常州精工", "lifecycle": "customer",
                                                  "owner": people["wang"].id}, ADMIN)
-    yield runtime, people, account["id"]
-    engine.dispose()
+    return runtime, people, account["id"]
 
 
 def order(runtime, people, account, *, discount=30, amount=100000, owner="wang"):
@@ -74,8 +73,8 @@ def notified(runtime, user) -> list[str]:
         return conn.execute(sa.select(n.c.message).where(n.c.user_id == user.id).order_by(n.c.created_at)).scalars().all()
 
 
-def test_any_one_manager_approves_and_the_order_is_approved(crm):
-    runtime, people, account = crm
+def test_any_one_manager_approves_and_the_order_is_approved(office):
+    runtime, people, account = office
     made = order(runtime, people, account, discount=30)
     request = approvals.submit(runtime, people["wang"], "order", made["id"], comment="老客户续约")
     assert request["step"] == "sales_manager"
@@ -94,8 +93,8 @@ def test_any_one_manager_approves_and_the_order_is_approved(crm):
     assert settled.value.code == "not_pending"
 
 
-def test_all_must_approve_with_the_manager_found_across_departments(crm):
-    runtime, people, account = crm
+def test_all_must_approve_with_the_manager_found_across_departments(office):
+    runtime, people, account = office
     made = order(runtime, people, account, discount=45, amount=1000000)   # 会签, then finance
     request = approvals.submit(runtime, people["wang"], "order", made["id"])
     assert request["step"] == "manager_and_director"
@@ -111,8 +110,8 @@ def test_all_must_approve_with_the_manager_found_across_departments(crm):
         assert approvals.managers_above(conn, people["wang"].id, 3) is None
 
 
-def test_reject_send_back_recall_and_resubmit(crm):
-    runtime, people, account = crm
+def test_reject_send_back_recall_and_resubmit(office):
+    runtime, people, account = office
     made = order(runtime, people, account)
     first = approvals.submit(runtime, people["wang"], "order", made["id"])
     rejected = approvals.act(runtime, people["li"], first["id"], "reject", comment="折扣太高")
@@ -130,8 +129,8 @@ def test_reject_send_back_recall_and_resubmit(crm):
     assert history(runtime, made["id"])[1]["comment"] == "折扣太高"
 
 
-def test_send_back_to_an_earlier_step_add_an_approver_and_hand_over(crm):
-    runtime, people, account = crm
+def test_send_back_to_an_earlier_step_add_an_approver_and_hand_over(office):
+    runtime, people, account = office
     made = order(runtime, people, account, discount=45, amount=1000000)
     request = approvals.submit(runtime, people["wang"], "order", made["id"])
     approvals.act(runtime, people["zhou"], request["id"], "approve")
@@ -160,8 +159,8 @@ def test_send_back_to_an_earlier_step_add_an_approver_and_hand_over(crm):
     assert stranger.value.code == "not_approver"
 
 
-def test_steps_skipped_entry_refused_and_one_request_at_a_time(crm):
-    runtime, people, account = crm
+def test_steps_skipped_entry_refused_and_one_request_at_a_time(office):
+    runtime, people, account = office
     small = order(runtime, people, account, discount=5)
     with pytest.raises(ApprovalError) as not_needed:
         approvals.submit(runtime, people["wang"], "order", small["id"])
@@ -176,8 +175,8 @@ def test_steps_skipped_entry_refused_and_one_request_at_a_time(crm):
         approvals.submit(runtime, people["chen"], "order", order(runtime, people, account)["id"])   # not the owner
 
 
-def test_locked_fields_are_refused_on_every_write_path_but_the_approvers(crm):
-    runtime, people, account = crm
+def test_locked_fields_are_refused_on_every_write_path_but_the_approvers(office):
+    runtime, people, account = office
     made = order(runtime, people, account)
     approvals.submit(runtime, people["wang"], "order", made["id"])
     for origin in (Origin("api"), Origin("form"), Origin("import"), Origin("automation", workflow="w")):
@@ -196,8 +195,8 @@ def test_locked_fields_are_refused_on_every_write_path_but_the_approvers(crm):
     assert [e.get("rule") for e in unapproved.value.errors] == ["discount_limit"]
 
 
-def test_two_approvers_deciding_at_once_make_one_decision(crm):
-    runtime, people, account = crm
+def test_two_approvers_deciding_at_once_make_one_decision(office):
+    runtime, people, account = office
     made = order(runtime, people, account)
     request = approvals.submit(runtime, people["wang"], "order", made["id"])
     outcomes: dict[str, str] = {}
@@ -222,8 +221,8 @@ def test_two_approvers_deciding_at_once_make_one_decision(crm):
     assert runtime.records.get("order", made["id"])["status"] == {"approved": "approved", "rejected": "draft"}[final["status"]]
 
 
-def test_timeouts_remind_once_and_escalate_to_the_manager(crm):
-    runtime, people, account = crm
+def test_timeouts_remind_once_and_escalate_to_the_manager(office):
+    runtime, people, account = office
     made = order(runtime, people, account)
     request = approvals.submit(runtime, people["wang"], "order", made["id"])
     now = approvals.utcnow()
@@ -284,62 +283,35 @@ def test_the_bundle_checks_approvals():
         ("steps[1].escalate", "bad_approval"), ("on_approve.status", "bad_approval"), ("on_reject.nothing", "unknown_field")}
 
 
-def test_the_next_approvers_are_emailed_in_their_language_once(database_url):
+def test_the_next_approvers_are_emailed_in_their_language_once(crm, smtp):
     """Through the mail outbox and a real SMTP server (aiosmtpd): written
     with the submit, sent by the pump's step, a 4xx retried later."""
-    import email
-    import socket
-    from email import policy
     from types import SimpleNamespace
-
-    from aiosmtpd.controller import Controller
 
     from loomcrm.workflows import mailer
 
-    class Inbox:
-        def __init__(self):
-            self.messages, self.refuse = [], 1
-
-        async def handle_DATA(self, server, session, envelope):
-            if self.refuse:
-                self.refuse -= 1
-                return "451 4.3.0 Try again later"
-            self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-            return "250 Message accepted"
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    pack_install(database_url, "crm")
-    runtime = Runtime(engine_for(database_url), refresh_interval=0, hooks=Rules())
-    try:
-        roles = sorted(runtime.roles()[1])
-        engine = runtime.engine
-        wang = directory.create_user(engine, "wang", "sales_rep", "a long password", roles=roles)
-        directory.create_user(engine, "li", "sales_manager", "a long password", roles=roles, email="li@example.cn",
-                              locale="zh-CN")
-        directory.create_user(engine, "chen", "sales_manager", "a long password", roles=roles, email="chen@example.com")
-        directory.create_user(engine, "ma", "sales_manager", "a long password", roles=roles)   # no address
-        account = runtime.records.create("account", {"name": "常州精工", "lifecycle": "customer", "owner": wang.id}, ADMIN)
-        made = order(runtime, {"wang": wang}, account["id"])
-        settings = SimpleNamespace(smtp_url=f"smtp://127.0.0.1:{port}", mail_from="Loom <crm@example.com>")
-        now = approvals.utcnow()
-        assert mailer.deliver(engine, settings, now) == 0                      # nothing written yet
-        approvals.submit(runtime, wang, "order", made["id"])
-        assert mailer.deliver(engine, SimpleNamespace(smtp_url="", mail_from=""), now + timedelta(seconds=1)) == 0
-        first = mailer.deliver(engine, settings, now + timedelta(seconds=1))   # one refused with a 451
-        assert first == 1 and len(inbox.messages) == 1
-        assert mailer.deliver(engine, settings, now + timedelta(seconds=2)) == 0   # the refused one waits
-        assert mailer.deliver(engine, settings, now + timedelta(minutes=5)) == 1
-        by_address = {m["To"]: m for m in inbox.messages}
-        assert set(by_address) == {"li@example.cn", "chen@example.com"}
-        assert "等待你审批" in by_address["li@example.cn"]["Subject"]
-        assert by_address["chen@example.com"]["Subject"].endswith("waits for your approval (Order approval).")
-        assert f"/app/order/{made['id']}" in by_address["chen@example.com"].get_content()
-        assert mailer.deliver(engine, settings, now + timedelta(hours=1)) == 0   # each once
-    finally:
-        controller.stop()
-        runtime.engine.dispose()
+    runtime, engine = crm, crm.engine
+    roles = sorted(runtime.roles()[1])
+    wang = directory.create_user(engine, "wang", "sales_rep", "a long password", roles=roles)
+    directory.create_user(engine, "li", "sales_manager", "a long password", roles=roles, email="li@example.cn",
+                          locale="zh-CN")
+    directory.create_user(engine, "chen", "sales_manager", "a long password", roles=roles, email="chen@example.com")
+    directory.create_user(engine, "ma", "sales_manager", "a long password", roles=roles)   # no address
+    account = runtime.records.create("account", {"name": "常州精工", "lifecycle": "customer", "owner": wang.id}, ADMIN)
+    made = order(runtime, {"wang": wang}, account["id"])
+    settings = SimpleNamespace(smtp_url=smtp.url, mail_from="Loom <crm@example.com>")
+    now = approvals.utcnow()
+    assert mailer.deliver(engine, settings, now) == 0                      # nothing written yet
+    approvals.submit(runtime, wang, "order", made["id"])
+    assert mailer.deliver(engine, SimpleNamespace(smtp_url="", mail_from=""), now + timedelta(seconds=1)) == 0
+    smtp.refuse = 1
+    assert mailer.deliver(engine, settings, now + timedelta(seconds=1)) == 1   # the other refused with a 451
+    assert mailer.deliver(engine, settings, now + timedelta(seconds=2)) == 0   # ... and waits
+    assert mailer.deliver(engine, settings, now + timedelta(minutes=5)) == 1
+    assert len(smtp.messages) == 3
+    by_address = {m["To"]: m for m in smtp.messages}
+    assert set(by_address) == {"li@example.cn", "chen@example.com"}
+    assert "等待你审批" in by_address["li@example.cn"]["Subject"]
+    assert by_address["chen@example.com"]["Subject"].endswith("waits for your approval (Order approval).")
+    assert f"/app/order/{made['id']}" in by_address["chen@example.com"].get_content()
+    assert mailer.deliver(engine, settings, now + timedelta(hours=1)) == 0   # each once

@@ -19,21 +19,11 @@ from loomcrm.runtime import conversion
 from loomcrm.runtime.commands import pack_install
 from loomcrm.runtime.install import bundle_from_json
 from loomcrm.runtime.records import Actor, Conflict, Invalid, NotFound, RecordError
-from loomcrm.runtime.rules.hooks import Rules
-from loomcrm.runtime.state import Runtime
 
 from rules_app import make_app
 from runtime_helpers import engine_for
 
 ADMIN = Actor(None, "admin")
-
-
-@pytest.fixture
-def crm(database_url):
-    pack_install(database_url, "crm")
-    runtime = Runtime(engine_for(database_url), refresh_interval=0, hooks=Rules())
-    yield runtime
-    runtime.engine.dispose()
 
 
 def make_lead(runtime, user=ADMIN, **values):

@@ -11,25 +11,17 @@ from datetime import timedelta
 import pytest
 
 from loomcrm.platform import directory
-from loomcrm.runtime.commands import pack_install
 from loomcrm.runtime.pools import in_pool, recycle, utcnow
 from loomcrm.runtime.records import Actor
-from loomcrm.runtime.rules.hooks import Rules
-from loomcrm.runtime.state import Runtime
-
-from runtime_helpers import engine_for
 
 ADMIN = Actor(None, "admin")
 
 
 @pytest.fixture
-def crm(database_url):
-    pack_install(database_url, "crm")
-    runtime = Runtime(engine_for(database_url), refresh_interval=0, hooks=Rules())
-    roles = sorted(runtime.roles()[1])
-    wang = directory.create_user(runtime.engine, "wang", "sales_rep", "a long password", roles=roles)
-    yield runtime, wang
-    runtime.engine.dispose()
+def team(crm):
+    """The crm pack and a sales rep, wang."""
+    wang = directory.create_user(crm.engine, "wang", "sales_rep", "a long password", roles=sorted(crm.roles()[1]))
+    return crm, wang
 
 
 def pooled(runtime, pool_name: str) -> set[str]:
@@ -37,8 +29,8 @@ def pooled(runtime, pool_name: str) -> set[str]:
         return {r["id"] for r in in_pool(conn, runtime, runtime.schema().pools[pool_name], limit=500)}
 
 
-def test_a_lead_followed_up_stays_and_a_silent_one_goes_back(crm):
-    runtime, wang = crm
+def test_a_lead_followed_up_stays_and_a_silent_one_goes_back(team):
+    runtime, wang = team
     made = [runtime.records.create("lead", {"name": name, "company": "Co", "source": "website", "status": "contacted",
                                             "phone": phone, "owner": wang.id}, ADMIN)
             for name, phone in (("沉默", "13900000001"), ("跟进", "13900000002"))]
@@ -57,8 +49,8 @@ def test_a_lead_followed_up_stays_and_a_silent_one_goes_back(crm):
     assert runtime.records.get("lead", followed)["owner"] == wang.id
 
 
-def test_prospects_go_back_without_a_follow_up_or_a_win(crm):
-    runtime, wang = crm
+def test_prospects_go_back_without_a_follow_up_or_a_win(team):
+    runtime, wang = team
     accounts = {name: runtime.records.create("account", {"name": name, "lifecycle": lifecycle, "owner": wang.id},
                                              ADMIN)["id"]
                 for name, lifecycle in (("无人跟进", "prospect"), ("常跟进未赢单", "prospect"),

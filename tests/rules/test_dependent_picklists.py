@@ -10,20 +10,7 @@ import pytest
 
 from loomcrm.metadata.checks import check_bundle
 from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef
-from loomcrm.runtime.commands import pack_install
 from loomcrm.runtime.records import Invalid
-from loomcrm.runtime.rules.hooks import Rules
-from loomcrm.runtime.state import Runtime
-
-from runtime_helpers import engine_for
-
-
-@pytest.fixture
-def crm(database_url):
-    pack_install(database_url, "crm")
-    runtime = Runtime(engine_for(database_url), refresh_interval=0, hooks=Rules())
-    yield runtime
-    runtime.engine.dispose()
 
 
 def account(runtime, **values):

@@ -5,16 +5,9 @@ number; and the bundle checks of the key."""
 
 from __future__ import annotations
 
-import pytest
-
 from loomcrm.metadata.checks import check_bundle
 from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef
-from loomcrm.runtime.commands import pack_install
 from loomcrm.runtime.fields.places import option_for, place_of
-from loomcrm.runtime.rules.hooks import Rules
-from loomcrm.runtime.state import Runtime
-
-from runtime_helpers import engine_for
 
 
 def test_the_place_of_a_number():
@@ -37,15 +30,6 @@ def test_a_picklist_option_by_its_value_or_its_label():
     assert option_for(place, place.province, fields[1].options) == "p1"
     assert option_for(place, place.province, fields[2].options) is None
     assert option_for(place, place.city, fields[0].options) is None
-
-
-@pytest.fixture
-def crm(database_url):
-    url = database_url
-    pack_install(url, "crm")
-    runtime = Runtime(engine_for(url), refresh_interval=0, hooks=Rules())
-    yield runtime
-    runtime.engine.dispose()
 
 
 def lead(runtime, **values):

@@ -4,45 +4,11 @@ record's values never run as template code."""
 
 from __future__ import annotations
 
-import email
-import socket
-from email import policy
-
-import pytest
-from aiosmtpd.controller import Controller
-
 from loomcrm.workflows import runs
 
 from flows import world_for
 
-
-class Inbox:
-    """An SMTP server's handler: keeps every message; answers 451 to the first `refuse` of them."""
-
-    def __init__(self, refuse: int = 0):
-        self.messages: list[email.message.EmailMessage] = []
-        self.refuse = refuse
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-        if self.refuse > 0:
-            self.refuse -= 1
-            return "451 4.3.0 Try again later"
-        return "250 Message accepted"
-
-
-@pytest.fixture
-def smtp():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    inbox.url = f"smtp://127.0.0.1:{port}"
-    yield inbox
-    controller.stop()
-
+# `smtp` (tests/conftest.py): an aiosmtpd server keeping every message
 
 MAIL = {"name": "mail_owner", "object": "deal", "trigger": {"on": "create"},
         "actions": [{"type": "email", "to": "concat(owner, ',', coalesce(contact_email, ''))",
