@@ -26,6 +26,16 @@ def _nullable(schema: dict) -> dict:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+def _read_schema(kind, f, objects) -> dict:
+    """A value's schema as read; a computed one's from its result's type,
+    which may depend on other objects (a rollup's min of dates is a date)."""
+    result_type = getattr(kind, "result_type", None)
+    if result_type is None:
+        return kind.json_schema(f)
+    inner, like = result_type(f, objects)
+    return {**inner.json_schema(like), "readOnly": True}
+
+
 def object_schemas(schema: CompiledSchema, name: str) -> dict[str, dict]:
     """JSON Schemas of a record (read), its create body and its patch body."""
     cache = schema.extra.setdefault("json_schemas", {})
@@ -37,7 +47,7 @@ def object_schemas(schema: CompiledSchema, name: str) -> dict[str, dict]:
     required = []
     for f in obj.fields:
         kind = field_type(f)
-        read_props[f.name] = _nullable(kind.json_schema(f))
+        read_props[f.name] = _nullable(_read_schema(kind, f, schema.objects))
         if kind.writable and not f.read_only:
             write_props[f.name] = _nullable(kind.json_schema(f)) if not f.required else kind.json_schema(f)
             if f.required and f.default is None and not f.default_expr and not f.required_if:
