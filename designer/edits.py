@@ -238,7 +238,8 @@ def object_renamed(snapshot, old: str, new: str):
     """The snapshot with every reference to object `old` following its new
     name: other objects' lookups, related-to targets and roll-ups, the
     workflows on it or creating it, the roles' rights, field rights and
-    sharing rules, and the reports on it."""
+    sharing rules, conversions to it, and the reports, pools and approval
+    processes on it."""
     from loomcrm.metadata.model import Role, Workflow
 
     def swap(name: str) -> str:
@@ -254,6 +255,12 @@ def object_renamed(snapshot, old: str, new: str):
                 fld["to"] = [swap(t) for t in fld["to"]]
             elif fld["type"] == "rollup":
                 fld["from"] = swap(fld["from"])
+        if conversion := data.get("conversion"):
+            for target in conversion["targets"]:
+                target["object"] = swap(target["object"])
+                target["links"] = {k: swap(v) for k, v in target.get("links", {}).items()}
+            if conversion.get("move_to"):
+                conversion["move_to"] = swap(conversion["move_to"])
         objects.append(ObjectDef.model_validate(data))
     flows = []
     for flow in snapshot.workflows:
@@ -272,7 +279,10 @@ def object_renamed(snapshot, old: str, new: str):
             rule["object"] = swap(rule["object"])
         roles.append(Role.model_validate(data))
     reports = [r.model_copy(update={"object": swap(r.object)}) for r in snapshot.reports]
-    return snapshot.model_copy(update={"objects": objects, "workflows": flows, "roles": roles, "reports": reports})
+    pools = [p.model_copy(update={"object": swap(p.object)}) for p in snapshot.pools]
+    processes = [a.model_copy(update={"object": swap(a.object)}) for a in snapshot.approvals]
+    return snapshot.model_copy(update={"objects": objects, "workflows": flows, "roles": roles, "reports": reports,
+                                       "pools": pools, "approvals": processes})
 
 
 def _given(value: Any) -> bool:

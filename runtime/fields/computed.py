@@ -86,6 +86,8 @@ class RollupType(_Computed):
             return field_type("datetime").to_json(_Like(field.name), value)
         if isinstance(value, date):
             return field_type("date").to_json(_Like(field.name), value)
+        if isinstance(value, str) and field.function in ("min", "max"):
+            return value   # JSON already: a date or a time in ISO form
         return super().to_json(field, value)
 
 

@@ -512,6 +512,7 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         context["convertible"] = obj.conversion is not None and not conversion.converted(obj, context["record"])
         context["duplicates"] = merging.possible_duplicates(runtime, obj, rid, user)
         context["approvable"] = bool(approvals.processes_of(schema, obj.name))
+        context["merged"] = bool(request.query_params.get("merged"))
         return pages.render(request, "forms/record.html", record_title=record_title, **context)
 
     @router.get("/{object_name}/{rid}/edit", response_class=HTMLResponse)
