@@ -93,6 +93,18 @@ def test_any_one_manager_approves_and_the_order_is_approved(office):
     assert settled.value.code == "not_pending"
 
 
+def test_an_any_step_settled_ends_its_other_tasks_and_opens_the_next(office):
+    runtime, people, account = office
+    made = order(runtime, people, account, discount=30, amount=1000000)   # a manager, then finance
+    request = approvals.submit(runtime, people["wang"], "order", made["id"])
+    moved = approvals.act(runtime, people["li"], request["id"], "approve", comment="可以")
+    assert moved == {"id": request["id"], "process": "order_approval", "object": "order", "record_id": made["id"],
+                     "status": "pending", "step": "finance"}
+    assert sorted(tasks(runtime, request)) == [("finance", "qian", "pending"), ("finance", "sun", "pending"),
+                                               ("sales_manager", "chen", "skipped"), ("sales_manager", "li", "approved")]
+    assert runtime.records.get("order", made["id"])["status"] == "pending_approval"
+
+
 def test_all_must_approve_with_the_manager_found_across_departments(office):
     runtime, people, account = office
     made = order(runtime, people, account, discount=45, amount=1000000)   # 会签, then finance
