@@ -19,7 +19,7 @@ from typing import Any
 from loomcrm.metadata.model import ConversionTarget, ObjectDef
 from loomcrm.platform.db import write_transaction
 
-from .fields import field_type
+from .fields import FieldError, field_type
 from .records import API, CONVERTED_FIELD, Conflict, NotFound, Origin, RecordError
 from .rules.duplicates import find_matches
 
@@ -61,7 +61,7 @@ def preview(runtime, object_name: str, rid: str, user) -> dict[str, Any]:
             values = _mapped(target, made, source)
             matches: list[str] = []
             if target.existing:
-                stored = _stored(made, values)
+                stored = _stored(made, values, runtime.context)
                 for rule in made.duplicate_rules:
                     matches += [m for m in find_matches(conn, schema, made, rule, stored, None) if m not in matches]
             missing = [f.name for f in made.fields if f.required and f.default is None and not f.default_expr
@@ -71,14 +71,15 @@ def preview(runtime, object_name: str, rid: str, user) -> dict[str, Any]:
     return {"converted": converted(obj, source), "targets": out}
 
 
-def _stored(obj: ObjectDef, values: dict[str, Any]) -> dict[str, Any]:
-    """JSON values as the record service stores them, for the duplicate rules."""
+def _stored(obj: ObjectDef, values: dict[str, Any], ctx) -> dict[str, Any]:
+    """JSON values as the record service stores them (`ctx`: the field
+    context, a phone's default region), for the duplicate rules."""
     out = {}
     for name, value in values.items():
         f = obj.field(name)
         try:
-            out[name] = field_type(f).coerce(f, value, None) if f is not None and value is not None else value
-        except Exception:   # a value the target refuses matches nothing; saving it says why
+            out[name] = field_type(f).coerce(f, value, ctx) if f is not None and value is not None else value
+        except FieldError:   # a value the target refuses matches nothing; saving it says why
             out[name] = None
     return out
 

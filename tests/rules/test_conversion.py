@@ -87,9 +87,11 @@ def test_a_lead_becomes_an_account_a_contact_and_an_opportunity(crm):
 
 def test_an_account_its_duplicate_rule_finds_is_linked_instead(crm):
     existing = crm.records.create("account", {"name": "常州精工机械", "lifecycle": "customer"}, ADMIN)
+    known = crm.records.create("contact", {"name": "王磊", "account": existing["id"], "phone": "139 1234 5678"}, ADMIN)
     lead = make_lead(crm)
     plan = conversion.preview(crm, "lead", lead["id"], ADMIN)
     assert plan["targets"][0]["matches"] == [existing["id"]]
+    assert plan["targets"][1]["matches"] == [known["id"]]      # the same mobile, written another way
     accounts = count(crm, "account")
     done = conversion.convert(crm, "lead", lead["id"], {"account": {"id": existing["id"]}, "opportunity": None}, ADMIN)
     assert set(done) == {"lead", "account", "contact"} and done["account"]["id"] == existing["id"]
