@@ -9,6 +9,7 @@ problems; writing a `Bundle` back to a folder.
     dashboards/<name>.json one dashboard each
     pools/<name>.json      one lead pool (公海) each
     approvals/<name>.json  one approval process (审批流) each
+    calendars/<name>.json  one business calendar (working hours, holidays) each
     data/<object>.csv      optional sample data
     README*, LICENSE*, CHANGELOG*, NOTICE*   allowed, ignored
 
@@ -40,13 +41,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import model
-from .model import ApprovalProcess, Bundle, BundleManifest, Dashboard, ObjectDef, Pool, Report, Role, Workflow, as_json
+from .model import ApprovalProcess, Bundle, BusinessCalendar, BundleManifest, Dashboard, ObjectDef, Pool, Report, Role, Workflow, as_json
 
 MANIFEST = "bundle.json"
 # the folders of JSON files, one definition each: folder -> (file kind, model)
 FOLDERS = {"objects": ("object", ObjectDef), "workflows": ("workflow", Workflow), "roles": ("role", Role),
            "reports": ("report", Report), "dashboards": ("dashboard", Dashboard), "pools": ("pool", Pool),
-           "approvals": ("approval", ApprovalProcess)}
+           "approvals": ("approval", ApprovalProcess), "calendars": ("calendar", BusinessCalendar)}
 MAX_JSON_BYTES = 5 * 1024 * 1024
 """A metadata file larger than this is refused without being read."""
 MAX_DATA_BYTES = 20 * 1024 * 1024
@@ -131,6 +132,7 @@ class RawBundle:
     dashboards: list[SourceFile] = field(default_factory=list)
     pools: list[SourceFile] = field(default_factory=list)
     approvals: list[SourceFile] = field(default_factory=list)
+    calendars: list[SourceFile] = field(default_factory=list)
     data: list[DataFile] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -385,7 +387,8 @@ def read_raw(path: str | os.PathLike[str]) -> RawBundle:
         else:
             problems.append(Problem(entry.name, "", "unexpected in a bundle folder (it holds bundle.json, "
                                                     "objects/, workflows/, roles/, reports/, dashboards/, pools/, "
-                                                    "approvals/, data/ and README, LICENSE, CHANGELOG files)",
+                                                    "approvals/, calendars/, data/ and README, LICENSE, CHANGELOG "
+                                                    "files)",
                                     "unexpected_file"))
     return raw
 

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -351,7 +352,8 @@ class _Checker:
             self.guarded(f"object {obj.name!r}", file, lambda obj=obj, file=file: self.check_object(obj, file))
         self.guarded("formula cycles", self.object_files[0] if self.object_files else ".", self.check_cycles)
         checks = {"workflows": self.check_workflow, "roles": self.check_role, "reports": self.check_report,
-                  "dashboards": self.check_dashboard, "pools": self.check_pool, "approvals": self.check_approval}
+                  "dashboards": self.check_dashboard, "pools": self.check_pool, "approvals": self.check_approval,
+                  "calendars": self.check_calendar}
         for folder, check_one in checks.items():
             kind = FOLDERS[folder][0]
             seen = {}
@@ -1066,6 +1068,30 @@ class _Checker:
                 reason = self.default_problem(obj, fld.model_copy(update={"default": value}))
                 if reason:
                     self.add(file, [key, name], reason, "bad_approval")
+
+    def check_calendar(self, calendar: model.BusinessCalendar, file: str) -> None:
+        """A zone the machine knows; each day's ranges forward and apart; a
+        date not both a holiday and a day worked."""
+        if calendar.timezone is not None:
+            try:
+                ZoneInfo(calendar.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                self.add(file, ["timezone"], f"unknown time zone {calendar.timezone!r} (an IANA name like "
+                                             f"'Asia/Shanghai')", "bad_calendar")
+        for key, ranges in [*((["hours", day], r) for day, r in calendar.hours.items()),
+                            (["workday_hours"], calendar.workday_hours)]:
+            last = ""
+            for i, text in enumerate(ranges):
+                start, end = text.split("-")
+                if end <= start:
+                    self.add(file, key + [i], f"{text!r} ends before it starts", "bad_calendar")
+                elif start < last:
+                    self.add(file, key + [i], f"{text!r} overlaps or comes before the range before it", "bad_calendar")
+                last = end
+        both = set(calendar.holidays) & set(calendar.workdays)
+        for i, day in enumerate(calendar.workdays):
+            if day in both:
+                self.add(file, ["workdays", i], f"{day} is also a holiday", "bad_calendar")
 
     def audience(self, file: str, shared_with) -> None:
         if isinstance(shared_with, list):

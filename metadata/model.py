@@ -10,6 +10,7 @@ cross references) are the semantic checks of `checks.py`.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -574,6 +575,27 @@ class Pool(Strict):
     private_fields: list[Name] = []
 
 
+# --- business calendars (SLA clocks) ------------------------------------------------------
+
+TimeRange = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$(?!\n)")]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+OFFICE_HOURS = ["09:00-12:00", "13:00-18:00"]
+
+
+class BusinessCalendar(Strict):
+    """Working time, which SLA clocks count: the hours of each weekday
+    (`"09:00-12:00"`, in the calendar's time zone), public holidays off,
+    and the weekend days worked instead (调休) with `workday_hours`."""
+
+    name: Name
+    label: LocalizedText | None = None
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None   # none: LOOM_TIMEZONE
+    hours: dict[Weekday, list[TimeRange]] = {day: OFFICE_HOURS for day in ("mon", "tue", "wed", "thu", "fri")}
+    holidays: list[date] = []
+    workdays: list[date] = []
+    workday_hours: list[TimeRange] = OFFICE_HOURS
+
+
 # --- approval processes (审批流) -------------------------------------------------------
 
 class Approvers(Strict):
@@ -685,6 +707,7 @@ class Bundle(BaseModel):
     dashboards: list[Dashboard] = []
     pools: list[Pool] = []
     approvals: list[ApprovalProcess] = []
+    calendars: list[BusinessCalendar] = []
     data_files: list[str] = []
 
     def object(self, name: str) -> ObjectDef | None:

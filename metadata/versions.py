@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from loomcrm.platform import systemdb
 
-from .model import ApprovalProcess, Dashboard, ObjectDef, Pool, Report, Role, Workflow
+from .model import ApprovalProcess, BusinessCalendar, Dashboard, ObjectDef, Pool, Report, Role, Workflow
 
 
 class Snapshot(BaseModel):
@@ -32,6 +32,7 @@ class Snapshot(BaseModel):
     dashboards: list[Dashboard] = []
     pools: list[Pool] = []
     approvals: list[ApprovalProcess] = []
+    calendars: list[BusinessCalendar] = []
 
     def object(self, name: str) -> ObjectDef | None:
         return next((o for o in self.objects if o.name == name), None)

@@ -88,4 +88,5 @@ def _compiled(snapshot, version: int) -> CompiledSchema:
     schema.dashboards = {d.name: d for d in snapshot.dashboards}
     schema.pools = {p.name: p for p in snapshot.pools}
     schema.approvals = {a.name: a for a in snapshot.approvals}
+    schema.calendars = {c.name: c for c in snapshot.calendars}
     return schema

@@ -144,6 +144,7 @@ class CompiledSchema:
     dashboards: dict = dc_field(default_factory=dict)
     pools: dict = dc_field(default_factory=dict)    # lead pools (公海), by name
     approvals: dict = dc_field(default_factory=dict)  # approval processes (审批流), by name
+    calendars: dict = dc_field(default_factory=dict)  # business calendars (SLA clocks), by name
 
     def object(self, name: str) -> ObjectDef | None:
         return self.objects.get(name)
