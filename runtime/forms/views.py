@@ -335,7 +335,8 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
                        views=savedviews.list_views(runtime.engine, user.id, obj.name),
                        ui=pages.display(schema, locale, refs), record_title=record_title, sortable=sortable,
                        filter_fields=filter_fields(obj, pages.display(schema, locale)),
-                       has_board=obj.layouts.kanban is not None)
+                       has_board=obj.layouts.kanban is not None,
+                       may_merge=access.scope(obj.name, "delete") != "none")
         if request.headers.get("hx-request") and request.query_params.get("cursor"):
             return pages.render(request, "forms/_rows.html", **context)
         return pages.render(request, "forms/list.html", status=400 if error else 200, **context)
@@ -509,8 +510,13 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
         from .pool_pages import return_forms   # pool pages build on these
 
         context["return_forms"] = return_forms(runtime, obj, context["record"], user)
-        context["convertible"] = obj.conversion is not None and not conversion.converted(obj, context["record"])
-        context["duplicates"] = merging.possible_duplicates(runtime, obj, rid, user)
+        # offered to whom may do it, as far as the role tells without a query (the service decides)
+        mine = context["record"].get("owner") == getattr(user, "id", None)
+        may = {action: access.scope(obj.name, action) not in ("none", *(() if mine else ("own",)))
+               for action in ("update", "delete")}
+        context["convertible"] = obj.conversion is not None and may["update"] \
+            and not conversion.converted(obj, context["record"])
+        context["duplicates"] = merging.possible_duplicates(runtime, obj, rid, user) if may["delete"] else []
         context["approvable"] = bool(approvals.processes_of(schema, obj.name))
         context["merged"] = bool(request.query_params.get("merged"))
         return pages.render(request, "forms/record.html", record_title=record_title, **context)
