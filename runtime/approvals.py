@@ -39,7 +39,7 @@ from loomcrm.platform.db import write_transaction
 from .access import departments
 from .expressions import compile_expression
 from .expressions.context import default_context
-from .records import Actor, Forbidden, NotFound, Origin, RecordError
+from .records import Actor, Forbidden, NotFound, Origin, RecordError, record_title
 from .rollups import db_fetch
 from .rules.engine import RecordView
 
@@ -72,7 +72,9 @@ def utcnow() -> datetime:
 
 
 def processes_of(schema, object_name: str) -> list[ApprovalProcess]:
-    return [p for p in schema.approvals.values() if p.object == object_name]
+    """The object's processes (every save asks: found once per metadata version)."""
+    return schema.cached(("approval_processes", object_name),
+                         lambda: [p for p in schema.approvals.values() if p.object == object_name])
 
 
 def _process(schema, name: str) -> ApprovalProcess:
@@ -468,7 +470,7 @@ def _tell(runtime, conn, process, request, people: list[str], what: str, now, *,
         return
     schema = runtime.schema()
     obj = schema.object(process.object)
-    title = _title(obj, record or _row(conn, schema, process.object, request["record_id"]))
+    title = record_title(obj, record or _row(conn, schema, process.object, request["record_id"]))
 
     def said(locale: str) -> str:
         return (i18n.gettext(locale, TEXTS[what]).replace("%(record)s", title)
@@ -481,11 +483,6 @@ def _tell(runtime, conn, process, request, people: list[str], what: str, now, *,
         conn.execute(_QUEUE_MAIL, {"_prefix": uuid.uuid4().hex[:16], "_now": now, "_people": list(people), **texts,
                                    **{f"_b{i}": f"{said(loc)}\n\n{i18n.gettext(loc, TEXTS['link'])} {link}\n"
                                       for i, loc in enumerate(i18n.LOCALE_NAMES)}})
-
-
-def _title(obj, row: dict[str, Any]) -> str:
-    name = obj.title_field or ("name" if obj.field("name") is not None else None)
-    return str(row.get(name) or row["id"]) if name else row["id"]
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -562,7 +559,7 @@ def inbox(runtime, user, box: str = "waiting", *, limit: int = 100) -> list[dict
                 record = runtime.records.get(r.object, r.record_id, user, conn=conn, schema=schema)
             except NotFound:
                 continue
-            out.append(request_json(conn, runtime, dict(r._mapping)) | {"title": _title(obj, record), "record": record})
+            out.append(request_json(conn, runtime, dict(r._mapping)) | {"title": record_title(obj, record), "record": record})
     return out
 
 

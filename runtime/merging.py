@@ -19,7 +19,7 @@ from loomcrm.platform.db import write_transaction
 import sqlalchemy as sa
 
 from .fields import field_type
-from .records import API, MERGED_FIELD, NotFound, Origin, RecordError
+from .records import API, MERGED_FIELD, NotFound, Origin, RecordError, record_title
 from .rules.duplicates import find_matches
 
 MAX_OTHERS = 2
@@ -31,10 +31,6 @@ def mergeable(obj, access) -> list:
     return [f for f in obj.fields if field_type(f).writable and not f.read_only
             and access.field_right(obj.name, f.name) == "edit"]
 
-
-def _title(obj, record: dict[str, Any]) -> str:
-    name = obj.title_field or ("name" if obj.field("name") is not None else None)
-    return str(record.get(name) or record["id"]) if name else record["id"]
 
 
 def merge(runtime, object_name: str, body: Any, user, *, origin: Origin = API) -> dict[str, Any]:
@@ -90,7 +86,7 @@ def merge(runtime, object_name: str, body: Any, user, *, origin: Origin = API) -
             except RecordError as exc:
                 raise exc.restated("the merged record could not be saved") from None
         records.mark(conn, obj, survivor, MERGED_FIELD, {
-            "merged": [{"id": rid, "title": _title(obj, found[rid])} for rid in others],
+            "merged": [{"id": rid, "title": record_title(obj, found[rid])} for rid in others],
             "values": taken}, user)
         return {"record": records.get(obj.name, survivor, user, conn=conn, schema=schema), "merged": others}
 

@@ -23,7 +23,7 @@ from functools import partial, wraps
 from dataclasses import dataclass, field as dc_field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as sa_postgresql, sqlite as sa_sqlite
@@ -166,6 +166,20 @@ class RuleHooks:
 
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def title_column(obj: ObjectDef) -> str | None:
+    """The field that names a record: the object's title field, else `name`."""
+    if obj.title_field and obj.field(obj.title_field) is not None:
+        return obj.title_field
+    return "name" if obj.field("name") is not None else None
+
+
+def record_title(obj: ObjectDef, record: Mapping[str, Any]) -> str:
+    """What a record is called (its id when its title is blank)."""
+    column = title_column(obj)
+    value = record.get(column) if column else None
+    return str(value) if value not in (None, "") else str(record.get("id", ""))
 
 
 def record_json(obj: ObjectDef, row: dict[str, Any]) -> dict[str, Any]:

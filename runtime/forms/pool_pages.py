@@ -67,6 +67,18 @@ def build_pool_pages(runtime, *, templates, page_context: Callable[..., dict]) -
             raise HTTPException(status_code=404, detail=N_("There is no such page."))
         return pool
 
+    async def taken(request: Request, pool, rid: str, done: str, call: Callable[[], Any]) -> HTMLResponse:
+        """A record taken out of the pool (claimed, assigned): the notice
+        that says so, its row gone; or why not."""
+        gettext = pages.gettext(request)
+        try:
+            await run_in_threadpool(call)
+        except pools.PoolError as exc:
+            return pages.render(request, "forms/_notice.html", status=exc.status, kind="error",
+                                message=refusal(exc, locale_of(request)))
+        return pages.render(request, "forms/_notice.html", kind="success", message=gettext(NOTICE_TEXTS[done]),
+                            link=(f"/app/{pool.object}/{rid}", gettext(NOTICE_TEXTS["open"])), removed_rows=[rid])
+
     @router.get("/_pools/{name}", response_class=HTMLResponse)
     def pool_page(request: Request, name: str, user=Depends(auth.page_user)):
         pool = pool_for(user, name)
@@ -89,27 +101,14 @@ def build_pool_pages(runtime, *, templates, page_context: Callable[..., dict]) -
     @router.post("/_pools/{name}/claim/{rid}", response_class=HTMLResponse, dependencies=[Depends(auth.page_csrf)])
     async def pool_claim(request: Request, name: str, rid: str, user=Depends(auth.page_user)):
         pool = pool_for(user, name)
-        gettext = pages.gettext(request)
-        try:
-            await run_in_threadpool(pools.claim, runtime, user, pool.name, rid)
-        except pools.PoolError as exc:
-            return pages.render(request, "forms/_notice.html", status=409 if exc.status == 409 else exc.status,
-                                kind="error", message=refusal(exc, locale_of(request)))
-        return pages.render(request, "forms/_notice.html", kind="success", message=gettext(NOTICE_TEXTS["claimed"]),
-                            link=(f"/app/{pool.object}/{rid}", gettext(NOTICE_TEXTS["open"])), removed_rows=[rid])
+        return await taken(request, pool, rid, "claimed", lambda: pools.claim(runtime, user, pool.name, rid))
 
     @router.post("/_pools/{name}/assign/{rid}", response_class=HTMLResponse, dependencies=[Depends(auth.page_csrf)])
     async def pool_assign(request: Request, name: str, rid: str, user=Depends(auth.page_user)):
         pool = pool_for(user, name)
         form = await request.form()
-        gettext = pages.gettext(request)
-        try:
-            await run_in_threadpool(pools.assign, runtime, user, pool.name, rid, str(form.get("user") or ""))
-        except pools.PoolError as exc:
-            return pages.render(request, "forms/_notice.html", status=exc.status, kind="error",
-                                message=refusal(exc, locale_of(request)))
-        return pages.render(request, "forms/_notice.html", kind="success", message=gettext(NOTICE_TEXTS["assigned"]),
-                            link=(f"/app/{pool.object}/{rid}", gettext(NOTICE_TEXTS["open"])), removed_rows=[rid])
+        return await taken(request, pool, rid, "assigned",
+                           lambda: pools.assign(runtime, user, pool.name, rid, str(form.get("user") or "")))
 
     @router.post("/_pools/{name}/return/{rid}", response_class=HTMLResponse, dependencies=[Depends(auth.page_csrf)])
     async def pool_return(request: Request, name: str, rid: str, user=Depends(auth.page_user)):

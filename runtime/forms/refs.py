@@ -11,19 +11,11 @@ import sqlalchemy as sa
 from loomcrm.metadata.model import ObjectDef
 from loomcrm.platform import systemdb
 
+from ..records import record_title, title_column
+
+__all__ = ["USER_FIELDS", "Refs", "record_title", "title_column"]
+
 USER_FIELDS = ("owner", "created_by", "updated_by")
-
-
-def title_column(obj: ObjectDef) -> str | None:
-    if obj.title_field and obj.field(obj.title_field) is not None:
-        return obj.title_field
-    return "name" if obj.field("name") is not None else None
-
-
-def record_title(obj: ObjectDef, record: dict[str, Any]) -> str:
-    column = title_column(obj)
-    value = record.get(column) if column else None
-    return str(value) if value not in (None, "") else str(record.get("id", ""))
 
 
 class Refs:
