@@ -10,6 +10,7 @@ problems; writing a `Bundle` back to a folder.
     pools/<name>.json      one lead pool (公海) each
     approvals/<name>.json  one approval process (审批流) each
     calendars/<name>.json  one business calendar (working hours, holidays) each
+    extensions/<object>.json  fields, rules and form sections added to an object of a required bundle
     data/<object>.csv      optional sample data
     README*, LICENSE*, CHANGELOG*, NOTICE*   allowed, ignored
 
@@ -41,13 +42,17 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import model
-from .model import ApprovalProcess, Bundle, BusinessCalendar, BundleManifest, Dashboard, ObjectDef, Pool, Report, Role, Workflow, as_json
+from .model import (
+    ApprovalProcess, Bundle, BundleManifest, BusinessCalendar, Dashboard, ObjectDef, ObjectExtension, Pool, Report, Role,
+    Workflow, as_json,
+)
 
 MANIFEST = "bundle.json"
 # the folders of JSON files, one definition each: folder -> (file kind, model)
 FOLDERS = {"objects": ("object", ObjectDef), "workflows": ("workflow", Workflow), "roles": ("role", Role),
            "reports": ("report", Report), "dashboards": ("dashboard", Dashboard), "pools": ("pool", Pool),
-           "approvals": ("approval", ApprovalProcess), "calendars": ("calendar", BusinessCalendar)}
+           "approvals": ("approval", ApprovalProcess), "calendars": ("calendar", BusinessCalendar),
+           "extensions": ("extension", ObjectExtension)}
 MAX_JSON_BYTES = 5 * 1024 * 1024
 """A metadata file larger than this is refused without being read."""
 MAX_DATA_BYTES = 20 * 1024 * 1024
@@ -133,6 +138,7 @@ class RawBundle:
     pools: list[SourceFile] = field(default_factory=list)
     approvals: list[SourceFile] = field(default_factory=list)
     calendars: list[SourceFile] = field(default_factory=list)
+    extensions: list[SourceFile] = field(default_factory=list)
     data: list[DataFile] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 

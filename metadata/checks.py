@@ -215,6 +215,10 @@ class _Checker:
             self.objects.setdefault(obj.name, obj)
             if obj.name in known.external:
                 self.objects[obj.name] = obj
+        # what this bundle adds to required bundles' objects is part of them here
+        for extension in bundle.extensions:
+            if extension.name in known.external and not any(o.name == extension.name for o in bundle.objects):
+                self.objects[extension.name] = model.extended(self.objects[extension.name], extension)
 
     # -- reporting
 
@@ -353,7 +357,7 @@ class _Checker:
         self.guarded("formula cycles", self.object_files[0] if self.object_files else ".", self.check_cycles)
         checks = {"workflows": self.check_workflow, "roles": self.check_role, "reports": self.check_report,
                   "dashboards": self.check_dashboard, "pools": self.check_pool, "approvals": self.check_approval,
-                  "calendars": self.check_calendar}
+                  "calendars": self.check_calendar, "extensions": self.check_extension}
         for folder, check_one in checks.items():
             kind = FOLDERS[folder][0]
             seen = {}
@@ -1068,6 +1072,48 @@ class _Checker:
                 reason = self.default_problem(obj, fld.model_copy(update={"default": value}))
                 if reason:
                     self.add(file, [key, name], reason, "bad_approval")
+
+    def check_extension(self, extension: model.ObjectExtension, file: str) -> None:
+        """Fields, rules and form sections added to another bundle's object:
+        checked like the object's own, and never named like what it has."""
+        name = extension.name
+        if any(o.name == name for o in self.bundle.objects):
+            self.add(file, ["name"], f"{name!r} is an object of this bundle: put these in objects/{name}.json",
+                     "bad_extension")
+            return
+        if name not in self.known.external:
+            hint = self.suggest(name, list(self.known.external))
+            self.add(file, ["name"], f"unknown object {name!r}{hint}: a bundle extends only objects of the "
+                                     f"bundles it requires", "unknown_object")
+            return
+        owner, original = self.known.external[name]
+        obj = self.objects[name]
+        mine: dict[str, int] = {}
+        for i, fld in enumerate(extension.fields):
+            at: list[str | int] = ["fields", i]
+            if original.field(fld.name) is not None:
+                self.add(file, at + ["name"], f"{name!r} of the bundle {owner!r} already has a field {fld.name!r}",
+                         "name_clash")
+            elif fld.name in mine:
+                self.add(file, at + ["name"], f"duplicate field name {fld.name!r} (also fields[{mine[fld.name]}])",
+                         "duplicate_name")
+            elif fld.name in RESERVED_FIELD_NAMES:
+                self.add(file, at + ["name"], self.reserved_reason(fld.name), "reserved_name")
+            mine.setdefault(fld.name, i)
+            self.check_field(obj, fld, file, at)
+        theirs = {rule.name for rule in original.validation_rules}
+        for i, rule in enumerate(extension.validation_rules):
+            at = ["validation_rules", i]
+            if rule.name in theirs:
+                self.add(file, at + ["name"], f"{name!r} of the bundle {owner!r} already has a rule {rule.name!r}",
+                         "name_clash")
+            if rule.field:
+                self.field_of(file, at + ["field"], obj, rule.field)
+            self.expression(file, at + ["check"], rule.check, name, "boolean")
+            self.expression(file, at + ["when"], rule.when, name, "boolean")
+        for s, section in enumerate(extension.form):
+            for k, field_name in enumerate(section.fields):
+                self.field_of(file, ["form", s, "fields", k], obj, field_name, system=True)
 
     def check_calendar(self, calendar: model.BusinessCalendar, file: str) -> None:
         """A zone the machine knows; each day's ranges forward and apart; a

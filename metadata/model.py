@@ -375,6 +375,25 @@ class ObjectDef(Strict):
         return next((f for f in self.fields if f.name == name), None)
 
 
+
+class ObjectExtension(Strict):
+    """What a bundle adds to an object of a bundle it requires
+    (`extensions/<object>.json`, named after the object): fields, validation
+    rules and form sections, appended to the object and owned by the adding
+    bundle (its install, upgrade and uninstall touch only them)."""
+
+    name: Name
+    fields: list[FieldDef] = []
+    validation_rules: list[ValidationRule] = []
+    form: list[FormSection] = []
+
+
+def extended(obj: ObjectDef, extension: ObjectExtension) -> ObjectDef:
+    """`obj` with `extension` appended."""
+    layouts = obj.layouts.model_copy(update={"form": [*obj.layouts.form, *extension.form]})
+    return obj.model_copy(update={"fields": [*obj.fields, *extension.fields], "layouts": layouts,
+                                  "validation_rules": [*obj.validation_rules, *extension.validation_rules]})
+
 # --- workflows (SPEC §3.5) -----------------------------------------------------
 
 Offset = Annotated[str, StringConstraints(pattern=r"^[+-]?\d+[mhdw]$(?!\n)")]
@@ -708,6 +727,7 @@ class Bundle(BaseModel):
     pools: list[Pool] = []
     approvals: list[ApprovalProcess] = []
     calendars: list[BusinessCalendar] = []
+    extensions: list[ObjectExtension] = []
     data_files: list[str] = []
 
     def object(self, name: str) -> ObjectDef | None:

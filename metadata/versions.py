@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from loomcrm.platform import systemdb
 
-from .model import ApprovalProcess, BusinessCalendar, Dashboard, ObjectDef, Pool, Report, Role, Workflow
+from .model import ApprovalProcess, BusinessCalendar, Dashboard, ObjectDef, ObjectExtension, Pool, Report, Role, Workflow
 
 
 class Snapshot(BaseModel):
@@ -33,6 +33,9 @@ class Snapshot(BaseModel):
     pools: list[Pool] = []
     approvals: list[ApprovalProcess] = []
     calendars: list[BusinessCalendar] = []
+    # only in a bundle's pristine snapshot: what it adds to other bundles'
+    # objects (the published metadata has them merged into the objects)
+    extensions: list[ObjectExtension] = []
 
     def object(self, name: str) -> ObjectDef | None:
         return next((o for o in self.objects if o.name == name), None)

@@ -216,6 +216,23 @@ def pack_install(path_or_name: str = typer.Argument(..., help="A bundle folder, 
                    f"as metadata version {result.metadata_version} ({result.rows_loaded} sample records).")
 
 
+@pack_app.command("uninstall")
+def pack_uninstall(name: str = typer.Argument(..., help="The installed bundle."),
+                   confirm: list[str] = typer.Option([], help="STEP=DECISION for a step the plan asks to confirm.")):
+    """Remove what a bundle brought (its objects' data goes to the archive); refused while another bundle requires it."""
+    from loomcrm.runtime.commands import pack_uninstall as uninstall
+
+    settings = _settings()
+    _engine(settings)
+    try:
+        result = uninstall(settings.resolved_database_url, name, confirm=_confirmations(confirm),
+                           context=_field_context(settings))
+    except Exception as exc:
+        _report_refusal(exc)
+    typer.echo(result.plan.describe())
+    typer.echo(f"Uninstalled {name} as metadata version {result.version}.")
+
+
 @pack_app.command("export")
 def pack_export(name: str = typer.Argument(..., help="The installed bundle."),
                 out: Path = typer.Option(..., "--out", help="The folder to write; must be empty or missing.")):

@@ -1,4 +1,4 @@
-"""Plain functions behind the `loom pack install/export`, `loom migrate
+"""Plain functions behind the `loom pack install/uninstall/export`, `loom migrate
 plan/publish` and `loom rollups recompute/check` commands; the CLI wraps
 them in Typer commands."""
 
@@ -11,7 +11,7 @@ from loomcrm.platform import systemdb
 from loomcrm.platform.db import create_engine, write_transaction
 
 from .fields import FieldContext
-from .install import InstallResult, export_bundle, install_bundle, write_bundle
+from .install import InstallResult, export_bundle, install_bundle, uninstall_bundle, write_bundle
 from .migrate.execute import PublishResult, plan_for, publish
 from .migrate.plan import Plan
 from .rollups import Drift, check_drift, recompute
@@ -29,6 +29,16 @@ def pack_install(database_url: str, path_or_name: str | Path, *, user_id: str | 
     engine = _engine(database_url)
     try:
         return install_bundle(engine, path_or_name, user_id=user_id, confirm=confirm, ctx=context)
+    finally:
+        engine.dispose()
+
+
+def pack_uninstall(database_url: str, name: str, *, confirm: Mapping[str, str] | None = None,
+                   context: FieldContext | None = None) -> PublishResult:
+    """`loom pack uninstall NAME`: remove what the bundle brought in one transaction."""
+    engine = _engine(database_url)
+    try:
+        return uninstall_bundle(engine, name, confirm=confirm, ctx=context)
     finally:
         engine.dispose()
 

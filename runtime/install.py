@@ -1,10 +1,17 @@
 """Installing and exporting bundles (`loom pack install` / `export`, and
-`POST/GET /api/v1/_meta/bundles`), and the archive of dropped metadata.
+`POST/GET/DELETE /api/v1/_meta/bundles`), uninstalling, and the archive of dropped metadata.
 
 Install validates the bundle, merges it into the published metadata (on
 upgrade a three-way merge against the bundle as last shipped keeps admin
 customisations), then plans and publishes it, records the bundle and loads
 its sample data on first install, all in one transaction.
+
+A bundle may extend the objects of the bundles it requires
+(`extensions/<object>.json`): its fields, rules and form sections are
+merged into those objects with uids of its own, so that its upgrades and
+its uninstall touch only them, and the owner's upgrades keep them.
+Uninstalling removes what a bundle brought (dropped data goes to the
+archive, as any drop does) and is refused while another bundle requires it.
 
 Sample rows go through the record service with the rules on, so their
 defaults, formulas and rollups hold like any other record's; validation
@@ -27,8 +34,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from loomcrm.metadata.bundle import FOLDERS
-from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef, as_json
-from loomcrm.metadata.validate import load_valid_bundle
+from loomcrm.metadata.checks import check_bundle
+from loomcrm.metadata.model import SYSTEM_FIELDS, Bundle, BundleManifest, ObjectDef, ObjectExtension, as_json
+from loomcrm.metadata.validate import load_valid_bundle, satisfies
 from loomcrm.metadata.versions import Snapshot, VersionStore
 from loomcrm.platform import systemdb
 from loomcrm.platform.db import write_transaction
@@ -40,9 +48,9 @@ from .access import AccessResolver
 from .records import Origin, RecordError, RecordService
 from .tables import build_schema
 
-IMPORT = Origin("import")
-# the definitions merged by name (objects merge field by field)
-NAMED = tuple(folder for folder in FOLDERS if folder != "objects")   # sample data is written as an import
+IMPORT = Origin("import")   # sample data is written as an import
+# the definitions merged by name (objects merge field by field, extensions into their objects)
+NAMED = tuple(folder for folder in FOLDERS if folder not in ("objects", "extensions"))
 
 
 class BundleError(RecordError):
@@ -97,14 +105,21 @@ def _stable_uid(*parts: str) -> str:
     return text if len(text) <= 64 else hashlib.sha1(text.encode()).hexdigest()[:32]
 
 
+def _field_uids(bundle_name: str, owner):
+    return [f if f.uid else f.model_copy(update={"uid": _stable_uid(bundle_name, owner.name, f.name)})
+            for f in owner.fields]
+
+
 def with_bundle_uids(bundle: Bundle) -> list[ObjectDef]:
     """Authored bundles may omit uids: they get stable ones from the names."""
     name = bundle.manifest.name
-    out = []
-    for obj in bundle.objects:
-        fields = [f if f.uid else f.model_copy(update={"uid": _stable_uid(name, obj.name, f.name)}) for f in obj.fields]
-        out.append(obj.model_copy(update={"uid": obj.uid or _stable_uid(name, obj.name), "fields": fields}))
-    return out
+    return [obj.model_copy(update={"uid": obj.uid or _stable_uid(name, obj.name), "fields": _field_uids(name, obj)})
+            for obj in bundle.objects]
+
+
+def extensions_with_uids(bundle: Bundle) -> list[ObjectExtension]:
+    """The fields a bundle adds to other bundles' objects, with uids of its own."""
+    return [ext.model_copy(update={"fields": _field_uids(bundle.manifest.name, ext)}) for ext in bundle.extensions]
 
 
 def _dump(thing) -> dict:
@@ -137,9 +152,11 @@ def merge_object(base: ObjectDef | None, ours: ObjectDef, theirs: ObjectDef) -> 
 
 
 def merge_bundle(published: Snapshot, pristine: Snapshot | None, objects: list[ObjectDef],
-                 shipped: Mapping[str, list] | None = None) -> Snapshot:
+                 shipped: Mapping[str, list] | None = None, extensions: list[ObjectExtension] = (),
+                 bundle_name: str = "bundle") -> Snapshot:
     """The published metadata with the bundle's objects merged field by
-    field, and its other definitions (`shipped`, by folder) by name."""
+    field, its extensions into the objects they extend, and its other
+    definitions (`shipped`, by folder) by name."""
     result = list(published.objects)
     for theirs in objects:
         base = pristine.object_by_uid(theirs.uid) if pristine else None
@@ -157,10 +174,101 @@ def merge_bundle(published: Snapshot, pristine: Snapshot | None, objects: list[O
         new_uids = {o.uid for o in objects}
         result = [o for o in result if not (pristine.object_by_uid(o.uid) is not None and o.uid not in new_uids
                                             and _dump(pristine.object_by_uid(o.uid)) == _dump(o))]
+    result = merge_extensions(result, pristine.extensions if pristine else [], list(extensions), bundle_name)
     named = {folder: _merge_named(getattr(published, folder), getattr(pristine, folder) if pristine else [],
                                   (shipped or {}).get(folder, []))
              for folder in NAMED}
     return Snapshot(objects=result, **named)
+
+
+def merge_extensions(objects: list[ObjectDef], pristine: list[ObjectExtension], shipped: list[ObjectExtension],
+                     bundle_name: str) -> list[ObjectDef]:
+    """Each extension folded into the object it extends, three-way like an
+    object's fields: the shipped version wherever the installed one still
+    equals the one last shipped, the admin's wherever they changed it."""
+    bases = {e.name: e for e in pristine}
+    news = {e.name: e for e in shipped}
+    result = list(objects)
+    for name in dict.fromkeys([*bases, *news]):
+        at = next((i for i, o in enumerate(result) if o.name == name), None)
+        if at is None:
+            if name in news:
+                raise BundleError(f"extensions/{name}.json: there is no object {name!r} to extend; install the "
+                                  f"bundle that defines it first")
+            continue
+        empty = ObjectExtension(name=name)
+        result[at] = _merge_extension(result[at], bases.get(name, empty), news.get(name, empty), bundle_name)
+    return result
+
+
+def _merge_by(current: list, base: list, new: list, key, clash) -> list:
+    """Items of `current` with `base`'s replaced by `new`'s where untouched,
+    dropped where `new` dropped them, and `new`'s new ones appended."""
+    base_items = {key(x): x for x in base}
+    new_items = {key(x): x for x in new}
+    out = []
+    for item in current:
+        old = base_items.get(key(item))
+        if old is None or _dump(old) != _dump(item):
+            out.append(item)             # not the bundle's, or the admin changed it
+        elif key(item) in new_items:
+            out.append(new_items[key(item)])
+    present = {key(x) for x in out}
+    for k, item in new_items.items():
+        if k not in present and k not in base_items:   # in base but gone: the admin removed it
+            clash(item)
+            out.append(item)
+    return out
+
+
+def _merge_extension(obj: ObjectDef, base: ObjectExtension, new: ObjectExtension, bundle_name: str) -> ObjectDef:
+    def clash(kind: str, name: str, existing) -> None:
+        if existing:
+            raise BundleError(f"extensions/{obj.name}.json: {obj.name!r} already has a {kind} {name!r} that the "
+                              f"{bundle_name} bundle does not own; rename one of them")
+
+    fields = _merge_by(obj.fields, base.fields, new.fields, lambda f: f.uid,
+                       lambda f: clash("field", f.name, obj.field(f.name)))
+    rules = _merge_by(obj.validation_rules, base.validation_rules, new.validation_rules, lambda r: r.name,
+                      lambda r: clash("rule", r.name, None))
+    shipped_before = [_dump(s) for s in base.form]
+    form = [s for s in obj.layouts.form if _dump(s) not in shipped_before]
+    kept = [_dump(s) for s in form]
+    removed = [d for d in shipped_before if d not in [_dump(s) for s in obj.layouts.form]]
+    form += [s for s in new.form if _dump(s) not in kept and _dump(s) not in removed]
+    return obj.model_copy(update={"fields": fields, "validation_rules": rules,
+                                  "layouts": obj.layouts.model_copy(update={"form": form})})
+
+
+def without_bundle(published: Snapshot, pristine: Snapshot) -> Snapshot:
+    """The published metadata without what a bundle brought: its objects,
+    the fields, rules and form sections it added to others, its definitions."""
+    uids = {o.uid for o in pristine.objects}
+    objects = [o for o in published.objects if o.uid not in uids]
+    for ext in pristine.extensions:
+        at = next((i for i, o in enumerate(objects) if o.name == ext.name), None)
+        if at is None:
+            continue
+        obj = objects[at]
+        field_uids = {f.uid for f in ext.fields}
+        rule_names = {r.name for r in ext.validation_rules}
+        sections = [_dump(s) for s in ext.form]
+        fields = [f for f in obj.fields if f.uid not in field_uids]
+        kept = {f.name for f in fields} | set(SYSTEM_FIELDS)
+        # sections the admin changed lose the bundle's fields, and go when nothing is left
+        form = [section.model_copy(update={"fields": [n for n in section.fields if n in kept]})
+                for section in obj.layouts.form if _dump(section) not in sections]
+        listed = obj.layouts.list_
+        if listed is not None:
+            listed = listed.model_copy(update={"columns": [n for n in listed.columns if n in kept] or [fields[0].name]})
+        objects[at] = obj.model_copy(update={
+            "fields": fields,
+            "validation_rules": [r for r in obj.validation_rules if r.name not in rule_names],
+            "track_history": [n for n in obj.track_history if n in kept],
+            "layouts": obj.layouts.model_copy(update={"form": [s for s in form if s.fields], "list_": listed})})
+    named = {folder: [x for x in getattr(published, folder)
+                      if x.name not in {y.name for y in getattr(pristine, folder)}] for folder in NAMED}
+    return Snapshot(objects=objects, **named)
 
 
 def _merge_named(published: list, pristine: list, shipped: list) -> list:
@@ -207,15 +315,18 @@ def install_bundle(engine: Engine, bundle: Bundle | str | Path, *, user_id: str 
     ctx = ctx or DEFAULT_CONTEXT
     name = bundle.manifest.name
     objects = with_bundle_uids(bundle)
+    extensions = extensions_with_uids(bundle)
     store = VersionStore()
     with engine.connect() as conn:
         _, published = store.published(conn)
-        row = conn.execute(sa.select(systemdb.bundles).where(systemdb.bundles.c.name == name)).first()
+        installed = {r.name: r for r in conn.execute(sa.select(systemdb.bundles)).fetchall()}
+    _check_requirements(bundle.manifest, installed)
+    row = installed.get(name)
     pristine = Snapshot.from_json(row.pristine) if row is not None else None
     shipped = {folder: list(getattr(bundle, folder)) for folder in NAMED}
-    merged = merge_bundle(published, pristine, objects, shipped)
+    merged = merge_bundle(published, pristine, objects, shipped, extensions, name)
     check_snapshot(merged)
-    pristine_new = Snapshot(objects=objects, **shipped)
+    pristine_new = Snapshot(objects=objects, extensions=extensions, **shipped)
     loaded = {"rows": 0}
 
     def after(conn: sa.Connection, version: int, plan) -> None:
@@ -241,6 +352,48 @@ def install_bundle(engine: Engine, bundle: Bundle | str | Path, *, user_id: str 
                      confirm=confirm, ctx=ctx, after=after)
     return InstallResult(name=name, version=bundle.manifest.version, metadata_version=result.version,
                          upgraded=row is not None, rows_loaded=loaded["rows"], publish=result)
+
+
+def _check_requirements(manifest: BundleManifest, installed: Mapping[str, Any]) -> None:
+    for other, spec in manifest.requires.items():
+        row = installed.get(other)
+        if row is None:
+            raise BundleError(f"{manifest.name} requires the {other} bundle ({spec}); install it first")
+        if not satisfies(row.version, spec):
+            raise BundleError(f"{manifest.name} requires {other} {spec}, and {other} {row.version} is installed; "
+                              f"upgrade it first")
+
+
+def uninstall_bundle(engine: Engine, name: str, *, user_id: str | None = None,
+                     confirm: Mapping[str, str] | None = None, ctx: FieldContext | None = None) -> PublishResult:
+    """Remove what a bundle brought, in one transaction; the data of its
+    objects and of the fields it added goes to the archive."""
+    store = VersionStore()
+    with engine.connect() as conn:
+        _, published = store.published(conn)
+        installed = {r.name: r for r in conn.execute(sa.select(systemdb.bundles)).fetchall()}
+    row = installed.get(name)
+    if row is None:
+        raise BundleError(f"no installed bundle {name[:63]!r}", status=404)
+    dependants = sorted(other for other, r in installed.items() if name in (r.manifest or {}).get("requires", {}))
+    if dependants:
+        raise BundleError(f"{', '.join(dependants)} {'require' if len(dependants) > 1 else 'requires'} {name}: "
+                          f"uninstall {'them' if len(dependants) > 1 else 'it'} first", status=409)
+    remaining = without_bundle(published, Snapshot.from_json(row.pristine))
+    check_snapshot(remaining)
+    left = Bundle(manifest=BundleManifest(format="loom/1", name="metadata", version="0.0.0"),
+                  **{folder: getattr(remaining, folder) for folder in ("objects", *NAMED)})
+    problems = check_bundle(left)
+    if problems:
+        raise BundleError(f"uninstalling {name} would leave definitions that use what it brings; change them first: "
+                          + "; ".join(str(p) for p in problems[:5]),
+                          [{"field": None, "code": p.code, "message": str(p)} for p in problems], status=409)
+
+    def after(conn: sa.Connection, version: int, plan) -> None:
+        conn.execute(sa.delete(systemdb.bundles).where(systemdb.bundles.c.name == name))
+
+    return publish(engine, remaining, comment=f"uninstall {name} {row.version}", user_id=user_id,
+                   confirm=confirm, ctx=ctx or DEFAULT_CONTEXT, after=after)
 
 
 def _load_sample_data(conn, schema, bundle: Bundle, source: Path | None, ctx: FieldContext) -> int:
@@ -325,6 +478,17 @@ def export_bundle(engine: Engine, name: str) -> dict[str, Any]:
     for folder in NAMED:
         shipped = {x.name for x in getattr(pristine, folder)}
         exported[folder] = [as_json(x) for x in getattr(published, folder) if x.name in shipped]
+    exported["extensions"] = []
+    for ext in pristine.extensions:
+        obj = published.object(ext.name)
+        if obj is None:
+            continue
+        uids, rules, sections = {f.uid for f in ext.fields}, {r.name for r in ext.validation_rules}, \
+            [_dump(x) for x in ext.form]
+        current = ObjectExtension(name=ext.name, fields=[f for f in obj.fields if f.uid in uids],
+                                  validation_rules=[r for r in obj.validation_rules if r.name in rules],
+                                  form=[x for x in obj.layouts.form if _dump(x) in sections])
+        exported["extensions"].append(as_json(current) | {"name": ext.name})
     return exported
 
 
@@ -334,7 +498,7 @@ def write_bundle(data: Mapping[str, Any], out_dir: str | Path) -> Path:
     (out / "bundle.json").write_text(json.dumps(data["manifest"], indent=2, ensure_ascii=False) + "\n", "utf-8")
     for obj in data["objects"]:
         (out / "objects" / f"{obj['name']}.json").write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    for kind in NAMED:
+    for kind in (*NAMED, "extensions"):
         if data.get(kind):
             (out / kind).mkdir(exist_ok=True)
             for item in data[kind]:

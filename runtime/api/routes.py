@@ -268,6 +268,19 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
         runtime.invalidate()
         return json_response(result.as_json(), status=201)
 
+    @router.delete("/_meta/bundles/{name}", tags=["metadata"])
+    @_guard
+    async def meta_uninstall(name: str, request: Request, user=Depends(user_dependency)):
+        """Uninstall a bundle; a step that drops data may need `?confirm=STEP=DECISION`."""
+        require_admin(user)
+        from ..install import uninstall_bundle
+
+        confirm = dict(item.split("=", 1) for item in request.query_params.getlist("confirm") if "=" in item)
+        result = await run_in_threadpool(functools.partial(uninstall_bundle, runtime.engine, name, user_id=_user_id(user),
+                                                           confirm=confirm, ctx=runtime.context))
+        runtime.invalidate()
+        return json_response({"name": name, "metadata_version": result.version, "plan": result.plan.as_json()})
+
     @router.get("/_meta/bundles/{name}", tags=["metadata"])
     @_guard
     async def meta_export(name: str, user=Depends(user_dependency)):
