@@ -16,8 +16,9 @@ from loomcrm.runtime.forms.views import N_
 
 from .edits import FormProblems, text_of, texts_of
 
-ACTION_TYPES = ("update", "create", "assign", "email", "webhook", "notify")
+ACTION_TYPES = ("update", "create", "assign", "route", "email", "webhook", "notify")
 ACTION_TEXTS = {"update": "Update the record", "create": "Create a record", "assign": "Assign an owner",
+                "route": "Route to the first matching record",
                 "email": "Send an e-mail", "webhook": "Call a webhook", "notify": "Notify in Loom"}
 TRIGGER_TEXTS = {"create": "When a record is created", "update": "When a record is changed",
                  "delete": "When a record is deleted", "restore": "When a record is restored",
@@ -67,11 +68,16 @@ def _action(a: dict[str, Any]) -> dict[str, Any]:
     if kind == "assign":
         out["strategy"] = a.get("strategy") or "round_robin"
         out["users"] = [u.strip() for u in re.split(r"[,\s]+", a.get("users", "")) if u.strip()]
-        for key in ("field", "load_filter"):
+        for key in ("field", "load_filter", "team"):
             if a.get(key, "").strip():
                 out[key] = a[key].strip()
         if mapping := _lines(a.get("mapping", "")):
             out["mapping"] = mapping
+    if kind == "route":
+        out["field"] = a.get("field", "").strip()
+        out["match"] = _lines(a.get("match", ""))
+        if a.get("order", "").strip():
+            out["order"] = a["order"].strip()
     if kind in ("email", "notify"):
         out["to"] = a.get("to", "").strip()
     if kind == "email":
@@ -149,6 +155,7 @@ def workflow_inputs(flow: dict[str, Any]) -> dict[str, Any]:
         a["values"] = [{"m": str(m), "key": k, "expr": v} for m, (k, v) in enumerate(action.get("values", {}).items())]
         a["users"] = ", ".join(action.get("users", []))
         a["mapping"] = "\n".join(f"{k}={v}" for k, v in action.get("mapping", {}).items())
+        a["match"] = "\n".join(f"{k}={v}" for k, v in action.get("match", {}).items())
         for key in ("subject", "body", "message"):
             a |= texts_of(key, action.get(key))
         values["actions"].append(a)

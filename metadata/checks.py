@@ -401,6 +401,8 @@ class _Checker:
         self.check_layouts(obj, file)
         if obj.conversion is not None:
             self.check_conversion(obj, obj.conversion, file)
+        for i, sla in enumerate(obj.slas):
+            self.check_sla(obj, sla, file, ["slas", i], {s.name for s in obj.slas[:i]})
         for k, name in enumerate(obj.track_history):
             self.field_of(file, ["track_history", k], obj, name, system=("owner",))
         for i, index in enumerate(obj.indexes):
@@ -926,14 +928,29 @@ class _Checker:
                 if action.field:
                     self.add(file, at + ["field"], f"'field' belongs to the by_field strategy, not {action.strategy!r}",
                              "bad_action")
-                if not action.users:
-                    self.add(file, at, f"the {action.strategy} strategy needs 'users'", "bad_action")
+                if not action.users and not action.team:
+                    self.add(file, at, f"the {action.strategy} strategy needs 'users' or 'team'", "bad_action")
+            if action.team:
+                self.expression(file, at + ["team"], action.team, flow.object, "text")
             if action.load_filter is not None:
                 if action.strategy != "load_balanced":
                     self.add(file, at + ["load_filter"], f"'load_filter' belongs to the load_balanced strategy, not "
                                                          f"{action.strategy!r}", "bad_action")
                 else:
                     self.expression(file, at + ["load_filter"], action.load_filter, flow.object, "boolean")
+        elif kind == "route":
+            lookup = self.field_of(file, at + ["field"], flow.object, action.field)
+            if lookup is not None and not isinstance(lookup, LookupField):
+                self.add(file, at + ["field"], f"{action.field!r} is not a lookup", "wrong_field_type")
+                return
+            target = self.object_checkable(lookup.to) if lookup is not None else None
+            for key, theirs in action.match.items():
+                self.field_of(file, at + ["match", key], flow.object, key)
+                if target is not None:
+                    self.field_of(file, at + ["match", key], target, theirs, foreign=True)
+            for name in (action.order or "").split(","):
+                if name and target is not None:
+                    self.field_of(file, at + ["order"], target, name.lstrip("-"), system=True, foreign=True)
         elif kind in ("email", "notify"):
             self.expression(file, at + ["to"], action.to, flow.object, None)
         elif kind == "webhook":
@@ -1072,6 +1089,34 @@ class _Checker:
                 reason = self.default_problem(obj, fld.model_copy(update={"default": value}))
                 if reason:
                     self.add(file, [key, name], reason, "bad_approval")
+
+    def check_sla(self, obj: ObjectDef, sla: model.Sla, file: str, at: list[str | int], before: set[str]) -> None:
+        if sla.name in before:
+            self.add(file, at + ["name"], f"duplicate SLA name {sla.name!r}", "duplicate_name")
+        if sla.calendar and sla.calendar not in {c.name for c in self.bundle.calendars}:
+            hint = self.suggest(sla.calendar, [c.name for c in self.bundle.calendars])
+            self.add(file, at + ["calendar"], f"unknown calendar {sla.calendar!r}{hint}", "unknown_calendar")
+        for key in ("start", "stop", "pause"):
+            self.expression(file, at + [key], getattr(sla, key), obj.name, "boolean")
+        for k, target in enumerate(sla.targets):
+            self.expression(file, at + ["targets", k, "when"], target.when, obj.name, "boolean")
+        for key, wanted in (("due_field", "datetime"), ("breached_field", "boolean")):
+            name = getattr(sla, key)
+            fld = self.field_of(file, at + [key], obj, name) if name else None
+            if fld is not None and fld.type != wanted:
+                self.add(file, at + [key], f"{name!r} must be a {wanted} field, not {fld.type}", "wrong_field_type")
+        if sla.escalate_to:
+            head, _, tail = sla.escalate_to.partition(".")
+            fld = self.field_of(file, at + ["escalate_to"], obj, head, system=("owner",))
+            if tail and fld is not None:
+                if not isinstance(fld, LookupField):
+                    self.add(file, at + ["escalate_to"], f"{head!r} is not a lookup", "wrong_field_type")
+                    return
+                target = self.object_checkable(fld.to)
+                fld = self.field_of(file, at + ["escalate_to"], target, tail, system=("owner",), foreign=True) \
+                    if target is not None else None
+            if fld is not None and fld.type != "user":
+                self.add(file, at + ["escalate_to"], f"{sla.escalate_to!r} must lead to a user field", "wrong_field_type")
 
     def check_extension(self, extension: model.ObjectExtension, file: str) -> None:
         """Fields, rules and form sections added to another bundle's object:

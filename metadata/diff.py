@@ -287,6 +287,11 @@ def diff(old: Iterable[ObjectDef], new: Iterable[ObjectDef], archive: Archive | 
             phases["rename_object"].append(RenameObject(obj, old=before))
         pairs.append((before, obj))
 
+    # archived lookups to an object restored with them still point at it
+    for uid, archived in archive.objects.items():
+        if uid in new_by_uid and uid not in old_by_uid:
+            old_names.setdefault(archived.name, archived)
+
     # new tables in dependency order; lookups to tables made later are deferred
     existing = {o.name for o in new_list if _uid(o) in old_by_uid or _uid(o) in archive.objects}
     pending = list(created)

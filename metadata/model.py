@@ -355,6 +355,41 @@ class Conversion(Strict):
     move_to: Name | None = None
 
 
+UserPath = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}(\.[a-z][a-z0-9_]{0,62})?$(?!\n)")]
+
+
+class SlaTarget(Strict):
+    """The time allowed when `when` holds (the first target that holds wins)."""
+
+    when: Expression | None = None
+    minutes: Annotated[int, Field(ge=1, le=525600)]
+
+
+class Sla(Strict):
+    """A service-level clock on each record (a first response, a resolution).
+
+    It starts when `start` holds (none: when the record is created), does
+    not run while `pause` holds (waiting on the customer), and stops when
+    `stop` holds (it runs on if `stop` stops holding: a reopened ticket).
+    The time allowed is that of the first of `targets` that holds, counted
+    in the working time of `calendar` (none: around the clock). The owner is
+    warned `warn_before` minutes of working time before the due time; on a
+    breach the owner and `escalate_to` (a user field, or a lookup's user
+    field such as `queue.manager`) are told and `breached_field` is set."""
+
+    name: Name
+    label: LocalizedText | None = None
+    calendar: Name | None = None
+    start: Expression | None = None
+    stop: Expression
+    pause: Expression | None = None
+    targets: Annotated[list[SlaTarget], Field(min_length=1)]
+    warn_before: Annotated[int, Field(ge=1, le=525600)] | None = None
+    due_field: Name | None = None          # a datetime field: when the clock runs out (blank while paused)
+    breached_field: Name | None = None     # a boolean field
+    escalate_to: UserPath | None = None
+
+
 class ObjectDef(Strict):
     name: Name
     uid: Uid | None = None
@@ -370,6 +405,7 @@ class ObjectDef(Strict):
     track_history: list[Name] = []
     indexes: list[Annotated[list[Name], Field(min_length=1)]] = []
     conversion: Conversion | None = None
+    slas: list[Sla] = []
 
     def field(self, name: str) -> FieldDef | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -428,6 +464,21 @@ class AssignAction(Strict):
     mapping: dict[str, str] = {}
     # load_balanced: the records that count as a member's load (default: all they own)
     load_filter: Expression | None = None
+    # the name of a department whose active users are members too, e.g. the
+    # ticket's queue's team (`queue.team`): each department takes its own turns
+    team: Expression | None = None
+
+
+class RouteAction(Strict):
+    """Point the lookup `field` at the first record of its object that
+    matches: `match` maps fields of the record (a ticket's category) to
+    fields of the target (a queue's categories, a picklist or multi
+    picklist; blank takes every value). Targets in `order` (default: title)."""
+
+    type: Literal["route"]
+    field: Name
+    match: Annotated[dict[Name, Name], Field(min_length=1)]
+    order: SortSpec | None = None
 
 
 class EmailAction(Strict):
@@ -451,7 +502,7 @@ class NotifyAction(Strict):
 
 
 Action = Annotated[
-    Union[UpdateAction, CreateAction, AssignAction, EmailAction, WebhookAction, NotifyAction],
+    Union[UpdateAction, CreateAction, AssignAction, RouteAction, EmailAction, WebhookAction, NotifyAction],
     Field(discriminator="type"),
 ]
 

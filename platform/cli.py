@@ -70,7 +70,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     """Start the web app (API, pages and designer)."""
     import uvicorn
 
-    from loomcrm.runtime.commands import install_default_pack
+    from loomcrm.runtime.commands import install_default_packs
 
     from .app import create_app, field_context
 
@@ -80,9 +80,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     if auth.count_users(engine) == 0:
         password = secrets.token_urlsafe(12)
         admin = auth.create_user(engine, "admin", "admin", password)
-    installed = install_default_pack(engine, user_id=admin.id if admin else None, context=field_context(settings))
-    if installed is not None:
-        typer.echo(f"Installed the crm pack {installed.version} ({installed.rows_loaded} sample records).")
+    for installed in install_default_packs(engine, user_id=admin.id if admin else None, context=field_context(settings)):
+        typer.echo(f"Installed the {installed.name} pack {installed.version} ({installed.rows_loaded} sample records).")
     if password:
         # Printed once: it is stored only as a hash.
         typer.echo(f"Created the administrator account. Sign in at http://{host}:{port}/login with\n"

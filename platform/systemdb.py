@@ -373,6 +373,27 @@ approval_tasks = sa.Table(
 )
 # e-mails written in the transaction of what they tell (an approval waiting),
 # delivered by the automation pump: never sent for a change rolled back
+# --- SLA clocks (runtime.slas) -------------------------------------------------------
+sla_clocks = sa.Table(
+    "loom_sla_clocks", meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.String(32), nullable=False),
+    sa.Column("sla", sa.String(63), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("target_minutes", sa.Integer, nullable=False),
+    sa.Column("pauses", sa.JSON, nullable=False),                     # [[from, to], ...] as ISO 8601
+    sa.Column("paused_since", sa.DateTime(timezone=True)),
+    sa.Column("stopped_at", sa.DateTime(timezone=True)),
+    sa.Column("due_at", sa.DateTime(timezone=True)),                   # none while paused
+    sa.Column("warn_at", sa.DateTime(timezone=True)),
+    sa.Column("warned_at", sa.DateTime(timezone=True)),
+    sa.Column("breached_at", sa.DateTime(timezone=True)),
+    sa.Column("next_at", sa.DateTime(timezone=True)),                  # when the sweep acts next: a warning or the breach
+    sa.UniqueConstraint("object", "record_id", "sla", name="uq_loom_sla_clocks_record"),
+    sa.Index("ix_loom_sla_clocks_next", "next_at"),
+)
+
 mail_outbox = sa.Table(
     "loom_mail_outbox", meta,
     sa.Column("id", sa.String(32), primary_key=True),

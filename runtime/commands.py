@@ -73,14 +73,18 @@ def migrate_publish(database_url: str, *, confirm: Mapping[str, str] | None = No
         engine.dispose()
 
 
-def install_default_pack(engine, *, user_id: str | None = None, context: FieldContext | None = None) -> InstallResult | None:
-    """For `loom serve`: install the `crm` pack when no metadata is published yet."""
+DEFAULT_PACKS = ("crm", "service")
+
+
+def install_default_packs(engine, *, user_id: str | None = None,
+                          context: FieldContext | None = None) -> list[InstallResult]:
+    """For `loom serve`: install the sales and service packs when no metadata is published yet."""
     from loomcrm.metadata.versions import VersionStore
 
     with engine.connect() as conn:
         if VersionStore().published_version(conn) > 0:
-            return None
-    return install_bundle(engine, "crm", user_id=user_id, ctx=context)
+            return []
+    return [install_bundle(engine, name, user_id=user_id, ctx=context) for name in DEFAULT_PACKS]
 
 
 def _published_schema(engine, object_name: str | None, field_name: str | None):

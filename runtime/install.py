@@ -175,7 +175,7 @@ def merge_bundle(published: Snapshot, pristine: Snapshot | None, objects: list[O
         result = [o for o in result if not (pristine.object_by_uid(o.uid) is not None and o.uid not in new_uids
                                             and _dump(pristine.object_by_uid(o.uid)) == _dump(o))]
     result = merge_extensions(result, pristine.extensions if pristine else [], list(extensions), bundle_name)
-    named = {folder: _merge_named(getattr(published, folder), getattr(pristine, folder) if pristine else [],
+    named = {folder: _merge_named(folder, getattr(published, folder), getattr(pristine, folder) if pristine else [],
                                   (shipped or {}).get(folder, []))
              for folder in NAMED}
     return Snapshot(objects=result, **named)
@@ -271,14 +271,18 @@ def without_bundle(published: Snapshot, pristine: Snapshot) -> Snapshot:
     return Snapshot(objects=objects, **named)
 
 
-def _merge_named(published: list, pristine: list, shipped: list) -> list:
-    """Workflows, roles, reports or dashboards: the new bundle's, unless the
-    admin changed the installed one."""
+def _merge_named(folder: str, published: list, pristine: list, shipped: list) -> list:
+    """Workflows, roles, reports, ...: the new bundle's, unless the admin
+    changed the installed one; one of the same name from elsewhere (another
+    bundle, the admin) is a clash."""
     current = {x.name: x for x in published}
     bases = {x.name: x for x in pristine}
     for item in shipped:
         base = bases.get(item.name)
-        if item.name not in current or base is None or _dump(base) == _dump(current[item.name]):
+        if item.name in current and base is None:
+            raise BundleError(f"{folder}/{item.name}.json: a {FOLDERS[folder][0]} named {item.name!r} already exists "
+                              f"and does not come from this bundle")
+        if item.name not in current or _dump(base) == _dump(current[item.name]):
             current[item.name] = item
     return list(current.values())
 

@@ -11,6 +11,9 @@ owner change is a save with its rules, history and event).
   least-loaded member from the same count.
 - `by_field`: `mapping` from the record's value of `field` to a user
   name; a value it does not map goes round robin over `users`.
+
+`team` adds the active users of a department named by an expression over
+the record (a ticket's `queue.team`): each department has its own turns.
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ def assign(act: Act) -> dict[str, Any]:
     action, conn = act.action, act.conn
     members = user_ids(conn, action.users)
     key = f"assign:{act.flow.name}:{act.index}"
+    if action.team:
+        team = act.value("team")
+        if team:
+            key = f"{key}:{team}"
+            members += [m for m in team_members(conn, str(team)) if m not in members]
+        if not members:
+            raise Dead(f"the team {team!r} has no active users to assign to" if team else
+                       "the record names no team to assign to", "no_user")
     if action.strategy == "by_field":
         value = act.record.get(action.field)
         name = action.mapping.get(str(value)) if value is not None else None
@@ -75,6 +86,17 @@ def user_ids(conn: sa.Connection, names: list[str]) -> list[str]:
     if missing:
         raise Dead(f"no active user named {', '.join(repr(n) for n in missing)}: give the rule your users' names", "no_user")
     return [found[n] for n in names]
+
+
+_TEAM = (sa.select(systemdb.users.c.id).join(systemdb.departments,
+                                               systemdb.departments.c.id == systemdb.users.c.department_id)
+         .where(systemdb.departments.c.name == sa.bindparam("team"), systemdb.users.c.is_active.is_(True))
+         .order_by(systemdb.users.c.username))
+
+
+def team_members(conn: sa.Connection, team: str) -> list[str]:
+    """The active users of the department named `team`, by user name."""
+    return list(conn.execute(_TEAM, {"team": team}).scalars())
 
 
 def next_turn(conn: sa.Connection, key: str) -> int:

@@ -142,7 +142,7 @@ def _compile(wf: Workflow, obj: ObjectDef, objects: dict[str, ObjectDef], versio
 
 def _expressions_of(action) -> list[tuple[str, str]]:
     out = [(f"values.{key}", source) for key, source in (getattr(action, "values", None) or {}).items()]
-    for key in ("to", "load_filter"):
+    for key in ("to", "load_filter", "team"):
         source = getattr(action, key, None)
         if isinstance(source, str) and source:
             out.append((key, source))

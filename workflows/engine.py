@@ -20,6 +20,7 @@ from loomcrm.platform.settings import Settings
 from loomcrm.runtime.approvals import run_timeouts
 from loomcrm.runtime.fields import FieldContext
 from loomcrm.runtime.pools import run_pools
+from loomcrm.runtime.slas import sweep as sla_sweep
 from loomcrm.runtime.rules.hooks import Rules
 from loomcrm.runtime.state import Runtime
 
@@ -107,6 +108,10 @@ class Automation:
     def approval_timeouts(self) -> int:
         """Approvals waiting past their step's timeout: reminders, escalations (each task once)."""
         return run_timeouts(self.runtime, now=self.now())
+
+    def sla_clocks(self) -> dict[str, int]:
+        """SLA warnings and breaches that are due (each once)."""
+        return sla_sweep(self.runtime, now=self.now())
 
     def reap(self) -> int:
         with write_transaction(self.engine) as conn:

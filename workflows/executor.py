@@ -24,7 +24,7 @@ from .actions import Act, Dead, Retry, registry
 from .records import Evaluator, current, stored
 
 log = logging.getLogger("loomcrm.workflows")
-IN_DATABASE = frozenset({"update", "create", "assign", "notify"})
+IN_DATABASE = frozenset({"update", "create", "assign", "route", "notify"})
 _ACTIONS = None
 
 

@@ -82,6 +82,7 @@ class Runner:
                                    ("the reaper", self.automation.reap), ("lost wake-ups", self._wake_lost),
                                    ("lead pools", self.automation.pools),
                                    ("approval timeouts", self.automation.approval_timeouts),
+                                   ("SLA clocks", self.automation.sla_clocks),
                                    ("the mail outbox", self.automation.mail)):
                     self._step(name, step)
             if not more:

@@ -7,8 +7,25 @@ import sqlalchemy as sa
 from .registry import EQUALITY_OPS, FieldError, FieldType, register
 
 
+def _options_by_text(field) -> dict[str, str]:
+    """What an imported cell may say for each option: its value or any of
+    its labels, case aside ("Pending customer response", "待客户回复")."""
+    out: dict[str, str] = {}
+    for option in getattr(field, "options", None) or getattr(field, "stages", None) or []:
+        if getattr(option, "retired", False):
+            continue
+        label = option.label
+        texts = [label] if isinstance(label, str) else list(label.values()) if isinstance(label, dict) else []
+        for text in (option.value, *texts):
+            out.setdefault(text.strip().casefold(), option.value)
+    return out
+
+
 class _OneOf(FieldType):
     operators = EQUALITY_OPS
+
+    def text_input(self, field, text, ctx):
+        return _options_by_text(field).get(text.strip().casefold(), text)
 
     def values(self, field) -> list[str]:
         raise NotImplementedError
@@ -105,6 +122,10 @@ class MultiPicklistType(FieldType):
 
     def coerce(self, field, value, ctx):
         return self.coercer(field)(value, ctx)
+
+    def text_input(self, field, text, ctx):
+        known = _options_by_text(field)
+        return [known.get(part.strip().casefold(), part.strip()) for part in text.replace(",", ";").split(";") if part.strip()]
 
     def parse_text(self, field, text, ctx):
         return self.coerce(field, text, ctx)

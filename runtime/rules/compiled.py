@@ -14,7 +14,7 @@ from cachetools import LRUCache
 
 from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import (
-    Criterion, DuplicateRule, FieldDef, FormulaField, ObjectDef, Stage, StageField, ValidationRule,
+    Criterion, DuplicateRule, FieldDef, FormulaField, ObjectDef, Sla, Stage, StageField, ValidationRule,
 )
 
 from ..expressions import Compiled, compile_expression
@@ -73,6 +73,17 @@ class Broken:
 
 
 @dataclass
+class SlaPlan:
+    """An SLA's conditions, compiled (None: not given, or broken)."""
+
+    sla: Sla
+    start: Compiled | None
+    stop: Compiled | None
+    pause: Compiled | None
+    targets: list[tuple[Compiled | None, int]]
+
+
+@dataclass
 class RuleSet:
     obj: ObjectDef
     objects: Mapping[str, ObjectDef]
@@ -95,13 +106,14 @@ class RuleSet:
     stages: list[StagePlan] = dc_field(default_factory=list)
     duplicates: list[DuplicateRule] = dc_field(default_factory=list)
     broken: list[Broken] = dc_field(default_factory=list)
+    slas: list[SlaPlan] = dc_field(default_factory=list)
     # a new record's rollup values: it has no children yet
     new_rollups: dict[str, object] = dc_field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
         return not (self.defaults or self.formulas or self.required_if or self.visible_if or self.read_only_if
-                    or self.rules or self.stages or self.duplicates or self.broken)
+                    or self.rules or self.stages or self.duplicates or self.broken or self.slas)
 
     def formulas_affected(self, changed: Iterable[str]) -> list[tuple[FormulaField, Compiled]]:
         """The formulas to recompute when `changed` (field names, or dotted
@@ -211,6 +223,13 @@ def build_rules(objects: Mapping[str, ObjectDef], object_name: str, version: Has
         rs.rules_program = rules_program([(when, check) for _, when, check in rs.rules])
         rs.rules_paths = any(c is not None and c.paths for _, when, check in rs.rules for c in (when, check))
     rs.duplicates = list(obj.duplicate_rules)
+    for sla in obj.slas:
+        where = f"sla {sla.name}"
+        compiled = {key: _compile(rs, getattr(sla, key), "boolean", where, None, sla.name) if getattr(sla, key) else None
+                    for key in ("start", "stop", "pause")}
+        targets = [(_compile(rs, t.when, "boolean", where, None, sla.name) if t.when else None, t.minutes)
+                   for t in sla.targets]
+        rs.slas.append(SlaPlan(sla, targets=targets, **compiled))
     return rs
 
 

@@ -86,9 +86,9 @@ def _kind_of(problem: dict[str, Any]) -> str | None:
 
 
 class Rules(RuleHooks):
-    """Defaults, formulas, conditional fields, validation rules, stage
-    criteria and duplicate rules before the write; rollups and lookup
-    formulas after it, in the same transaction."""
+    """Defaults, formulas, SLA clocks, conditional fields, validation rules,
+    stage criteria and duplicate rules before the write; rollups, lookup
+    formulas and the clocks' rows after it, in the same transaction."""
 
     def __init__(self, *, timezone: str | None = None, clock: datetime | None = None, budget_ms: float | None = None):
         self.timezone = timezone
@@ -166,6 +166,10 @@ class Rules(RuleHooks):
             run.report_broken()
         ctx.changed.update(run.fill_places())
         ctx.changed.update(run.compute_formulas())
+        if run.rules.slas:
+            from ..slas import track   # SLA clocks build on the rules
+
+            track(ctx, run, run.rules.slas, self.clock or datetime.now(timezone.utc))
         self._flush(ctx)
 
     def is_required(self, ctx: SaveContext, f: FieldDef) -> bool:
@@ -209,6 +213,10 @@ class Rules(RuleHooks):
                            "problems": [{k: v for k, v in p.items() if v is not None} for p in skipped]},
                 note=f"rules skipped: {skip.reason}", changed_by=getattr(ctx.user, "id", None),
                 changed_at=datetime.now(timezone.utc)))
+        if "_sla_clocks" in ctx.__dict__:
+            from ..slas import save
+
+            save(ctx)
         fields = None if ctx.is_new else set(ctx.changed)
         propagate(ctx.conn, ctx.schema, [Change(ctx.obj.name, ctx.old, saved, fields)])
 

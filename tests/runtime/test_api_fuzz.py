@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 from loomcrm.runtime.api.openapi import install_openapi  # noqa: E402
 from loomcrm.runtime.api.routes import build_api_router  # noqa: E402
-from loomcrm.runtime.commands import install_default_pack  # noqa: E402
+from loomcrm.runtime.commands import install_default_packs  # noqa: E402
 from loomcrm.runtime.state import Runtime  # noqa: E402
 
 from runtime_helpers import engine_for  # noqa: E402
@@ -32,7 +32,7 @@ def admin(authorization: str | None = Header(default=None)):
 
 def _app(tmp_path_factory):
     engine = engine_for(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'loom.db'}")
-    install_default_pack(engine)
+    install_default_packs(engine)
     runtime = Runtime(engine)
     app = FastAPI(title="Loom")
     app.include_router(build_api_router(runtime, user_dependency=admin))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from loomcrm.runtime.commands import install_default_pack, migrate_plan, pack_export, pack_install
+from loomcrm.runtime.commands import install_default_packs, migrate_plan, pack_export, pack_install
 from loomcrm.runtime.install import bundle_from_json, export_bundle, install_bundle, read_bundle
 from loomcrm.runtime.migrate.execute import publish
 from loomcrm.runtime.state import Runtime
@@ -31,7 +31,7 @@ def test_crm_pack_installs_and_works(database_url, tmp_path):
     assert {o.name for o in exported.objects} == {o.name for o in read_bundle(Path(__file__).parents[2] / "apps" / "crm").objects}
     assert all(o.uid and all(f.uid for f in o.fields) for o in exported.objects)
     assert migrate_plan(database_url).empty
-    assert install_default_pack(engine) is None
+    assert install_default_packs(engine) == []
     engine.dispose()
 
 

@@ -79,7 +79,8 @@ def registry() -> dict[str, Callable[[Act], Any]]:
     from .email import send_email
     from .notify import notify
     from .records import create_record, update_record
+    from .routing import route
     from .webhook import call_webhook
 
-    return {"update": update_record, "create": create_record, "assign": assign, "notify": notify,
+    return {"update": update_record, "create": create_record, "assign": assign, "route": route, "notify": notify,
             "email": send_email, "webhook": call_webhook}
