@@ -401,6 +401,13 @@ class _Checker:
         self.check_layouts(obj, file)
         if obj.conversion is not None:
             self.check_conversion(obj, obj.conversion, file)
+        for k, name in enumerate(obj.search):
+            fld = self.field_of(file, ["search", k], obj, name)
+            if fld is not None and fld.type not in ("text", "long_text", "email", "url", "phone"):
+                self.add(file, ["search", k], f"full-text search reads text fields; {name!r} is a {fld.type} field",
+                         "wrong_field_type")
+        if obj.suggest is not None:
+            self.check_suggestion(obj, obj.suggest, file)
         for i, sla in enumerate(obj.slas):
             self.check_sla(obj, sla, file, ["slas", i], {s.name for s in obj.slas[:i]})
         for k, name in enumerate(obj.track_history):
@@ -1089,6 +1096,17 @@ class _Checker:
                 reason = self.default_problem(obj, fld.model_copy(update={"default": value}))
                 if reason:
                     self.add(file, [key, name], reason, "bad_approval")
+
+    def check_suggestion(self, obj: ObjectDef, suggest: model.Suggestion, file: str) -> None:
+        at: list[str | int] = ["suggest"]
+        self.field_of(file, at + ["from"], obj, suggest.from_)
+        if not self.object_known(suggest.object):
+            self.unknown_object(file, at + ["object"], suggest.object)
+            return
+        target = self.object_checkable(suggest.object)
+        if target is not None and not target.search:
+            self.add(file, at + ["object"], f"{suggest.object!r} has no 'search' fields to search", "bad_suggestion")
+        self.expression(file, at + ["filter"], suggest.filter, suggest.object, "boolean")
 
     def check_sla(self, obj: ObjectDef, sla: model.Sla, file: str, at: list[str | int], before: set[str]) -> None:
         if sla.name in before:

@@ -390,6 +390,18 @@ class Sla(Strict):
     escalate_to: UserPath | None = None
 
 
+class Suggestion(Strict):
+    """Records of a searchable object offered on this object's record page,
+    found by full-text search for the text of `from` (a ticket's subject
+    finds knowledge-base articles), those `filter` allows."""
+
+    object: Name
+    from_: Name = Field(alias="from")
+    filter: Expression | None = None
+    label: LocalizedText | None = None
+    limit: Annotated[int, Field(ge=1, le=20)] = 5
+
+
 class ObjectDef(Strict):
     name: Name
     uid: Uid | None = None
@@ -406,6 +418,9 @@ class ObjectDef(Strict):
     indexes: list[Annotated[list[Name], Field(min_length=1)]] = []
     conversion: Conversion | None = None
     slas: list[Sla] = []
+    # text fields searched by full-text search (words, and Chinese by character pairs)
+    search: list[Name] = []
+    suggest: Suggestion | None = None
 
     def field(self, name: str) -> FieldDef | None:
         return next((f for f in self.fields if f.name == name), None)

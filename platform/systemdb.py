@@ -394,6 +394,20 @@ sla_clocks = sa.Table(
     sa.Index("ix_loom_sla_clocks_next", "next_at"),
 )
 
+# --- full-text search (runtime.search) -----------------------------------------------
+# One row per record of an object with `search` fields: its words and Chinese
+# character pairs. SQLite indexes it with an FTS5 table kept in step by
+# triggers, PostgreSQL with a GIN index on to_tsvector('simple', tokens)
+# (both made by migration 0010, which this table's declaration cannot say).
+search_docs = sa.Table(
+    "loom_search_docs", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.String(32), nullable=False),
+    sa.Column("tokens", sa.Text, nullable=False),
+    sa.UniqueConstraint("object", "record_id", name="uq_loom_search_docs_record"),
+)
+
 mail_outbox = sa.Table(
     "loom_mail_outbox", meta,
     sa.Column("id", sa.String(32), primary_key=True),

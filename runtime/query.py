@@ -26,6 +26,7 @@ from .expressions.sql import JoinResolver, to_sql
 from .fields import FieldContext, FieldError, field_type
 from .fields.dates import parse_datetime
 from .records import RecordError, record_json
+from .search import matching, searches
 from .tables import CompiledSchema
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
@@ -256,10 +257,11 @@ def _restore(raw, column: sa.Column):
 
 # --- the query -------------------------------------------------------------------
 
-def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams, access=None):
+def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams, access=None, *, dialect: str = "sqlite"):
     """The query of a list. With `access`, only the records the user may
     read, and `obj` should be as the user knows it (`access.view`), so that
-    the search never looks in a field the user may not see."""
+    the search never looks in a field the user may not see. An object with
+    `search` fields is searched through its full-text documents."""
     table = schema.table(obj.name)
     query = sa.select(table)
     if access is not None:
@@ -272,7 +274,11 @@ def build_select(schema: CompiledSchema, obj: ObjectDef, params: ListParams, acc
     query = query.where(table.c._deleted_at.is_not(None) if params.deleted else table.c._deleted_at.is_(None))
     for name, op, value in params.filters:
         query = query.where(_condition(table.c[name], op, value))
-    if params.q:
+    declared = schema.object(obj.name)
+    if params.q and declared is not None and searches(declared, obj):
+        found = matching(dialect, declared, params.q)
+        query = query.where(table.c.id.in_(found) if found is not None else sa.false())
+    elif params.q:
         # Each field searched for the text as its type stores it (a phone
         # typed with spaces matches its E.164 digits).
         matches = []
@@ -297,7 +303,7 @@ def list_records(conn: sa.Connection, schema: CompiledSchema, obj: ObjectDef, pa
     separate branch of a UNION ALL, read only once the others run out, so
     each branch orders by the bare column in its native direction and the
     cursor gives the index a plain range bound."""
-    table, query = build_select(schema, obj, params, access)
+    table, query = build_select(schema, obj, params, access, dialect=conn.dialect.name)
     sort = params.sort or [("created_at", True)]
     if all(name != "id" for name, _ in sort):
         sort = sort + [("id", sort[-1][1])]

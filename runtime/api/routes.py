@@ -26,8 +26,8 @@ from loomcrm.metadata.versions import DraftConflict
 
 from ..migrate.execute import PublishRefused, plan_for, publish
 from ..query import list_records, parse_list_params
-from .. import conversion, drafts, merging, shares
-from ..records import RecordError
+from .. import conversion, drafts, merging, search, shares
+from ..records import RecordError, record_json
 from .problems import json_response, problem
 
 MAX_BODY = 2_000_000
@@ -329,6 +329,26 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
         record whose value it keeps}}. Children move to the survivor; the others go to the recycle bin together."""
         body = await read_json(request)
         return json_response(await run_in_threadpool(merging.merge, runtime, object_name, body, user))
+
+    @router.get("/{object_name}/_search", tags=["records"])
+    @_guard
+    async def full_text_search(object_name: str, q: str = "", limit: int = 20, user=Depends(user_dependency)):
+        """The records of an object with `search` fields best matching `q` (words; Chinese by character pairs),
+        best first, among those the user may read."""
+        schema = runtime.schema()
+        obj = records.object_of(schema, object_name)
+        access = runtime.access.of(user)
+        if not search.searches(obj, access.view(obj)):
+            raise RecordError(f"{object_name} has no full-text search", status=404)
+        if not 1 <= limit <= 100:
+            raise RecordError("limit must be between 1 and 100")
+
+        def run():
+            with runtime.engine.connect() as conn:
+                rows = search.ranked(conn, schema, obj, q[:500], access, limit)
+            seen = access.view(obj)    # the fields the user may not see are left out
+            return [record_json(seen, r) for r in rows]
+        return json_response({"data": await run_in_threadpool(run)})
 
     @router.get("/{object_name}/{rid}", include_in_schema=False)
     @_guard

@@ -42,7 +42,7 @@ def totals(conn, schema, obj: ObjectDef, params: ListParams, access=None) -> dic
     """{group value: (count, sum)} over every matching record the user may read."""
     layout = obj.layouts.kanban
     summed = sum_field(obj)
-    _table, query = build_select(schema, obj, params, access)
+    _table, query = build_select(schema, obj, params, access, dialect=conn.dialect.name)
     sub = query.subquery()
     columns = [sub.c[layout.group_by], sa.func.count()]
     if summed is not None:

@@ -33,7 +33,7 @@ def list_params(items: Iterable[tuple[str, str]], obj: ObjectDef, ctx, *, defaul
 def count_capped(conn, schema, obj: ObjectDef, params: ListParams, cap: int = COUNT_CAP, access=None) -> tuple[int, bool]:
     """(count, exact): counting stops after `cap` rows, so a list of ten
     million rows costs no more than one of ten thousand."""
-    table, query = build_select(schema, obj, params, access)
+    table, query = build_select(schema, obj, params, access, dialect=conn.dialect.name)
     limited = query.with_only_columns(table.c.id).limit(cap + 1).subquery()
     count = conn.execute(sa.select(sa.func.count()).select_from(limited)).scalar()
     return min(count, cap), count <= cap

@@ -30,8 +30,10 @@ from loomcrm.metadata.model import ObjectDef, localized
 from loomcrm.platform import auth, i18n
 
 from .. import approvals, conversion, merging
-from ..query import BadQuery, ListParams, list_records
+from ..query import BadQuery, ListParams, compile_filter, list_records
 from ..records import NotFound, Origin, PreconditionFailed, RecordError, record_json
+from ..search import ranked
+from ..slas import clocks_json
 from . import dryrun, merge, savedviews
 from .board import build_board, totals
 from .conditions import FieldState, field_states, working_record
@@ -194,6 +196,10 @@ def _with_links(message: str, obj: ObjectDef, ids: list[str], locale: str) -> Ma
 
 # --- the record page (also used by the benchmark) ------------------------------------
 
+CLOCK_TEXTS = {"running": "On track", "warning": "Due soon", "paused": "Paused", "breached": "Overdue",
+               "stopped": "Done"}
+
+
 def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str, *, user=None,
                 timeline_extras: Callable | None = None) -> dict[str, Any]:
     """Everything the record page shows, read in one connection.
@@ -207,6 +213,8 @@ def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str, *, user=
         events = timeline(conn, schema, obj, record, access=access)
         if timeline_extras is not None:
             events = sorted(events + timeline_extras(conn, schema, obj, record, user), key=lambda e: e.at, reverse=True)
+        clocks = clocks_json(conn, schema, obj, rid) if obj.slas else []
+        suggested = suggestions(conn, schema, obj, record, access)
         refs = Refs(schema, conn, access).collect(obj, [record])
         for item in related:
             refs.collect(item.obj, item.rows)
@@ -224,7 +232,26 @@ def record_page(runtime, schema, obj: ObjectDef, rid: str, locale: str, *, user=
         path = {"field": stage_field, "stages": stage_field.stages, "index": index,
                 "current": stage_field.stages[index] if index >= 0 else None}
     return {"obj": obj, "record": record, "title": record_title(obj, record), "sections": sections(obj),
-            "related": related, "timeline": events, "ui": ui, "stage_path": path}
+            "related": related, "timeline": events, "ui": ui, "stage_path": path, "clocks": clocks,
+            "clock_texts": CLOCK_TEXTS, "suggested": suggested}
+
+
+def suggestions(conn, schema, obj: ObjectDef, record: dict[str, Any], access) -> dict[str, Any] | None:
+    """What the object's `suggest` offers for this record (articles for a ticket's subject)."""
+    suggest = obj.suggest
+    target = schema.object(suggest.object) if suggest is not None else None
+    text = record.get(suggest.from_) if suggest is not None else None
+    if target is None or not access.may_see_object(target.name) or not isinstance(text, str) or not text.strip():
+        return None
+    rows = ranked(conn, schema, target, text, access, limit=suggest.limit * 4 if suggest.filter else suggest.limit,
+                  every=False)
+    if suggest.filter and rows:
+        table = schema.table(target.name)
+        clause, joined = compile_filter(schema, target, suggest.filter, access)
+        allowed = set(conn.execute(sa.select(table.c.id).select_from(joined)
+                                   .where(clause, table.c.id.in_([r["id"] for r in rows]))).scalars())
+        rows = [r for r in rows if r["id"] in allowed]
+    return {"obj": access.view(target), "label": suggest.label, "rows": rows[:suggest.limit]}
 
 
 def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],

@@ -217,6 +217,10 @@ class Rules(RuleHooks):
             from ..slas import save
 
             save(ctx)
+        if ctx.obj.search and (ctx.is_new or not ctx.changed.isdisjoint(ctx.obj.search)):
+            from ..search import index
+
+            index(ctx.conn, ctx.obj, [saved])
         fields = None if ctx.is_new else set(ctx.changed)
         propagate(ctx.conn, ctx.schema, [Change(ctx.obj.name, ctx.old, saved, fields)])
 

@@ -7,7 +7,8 @@ from loomcrm.designer import checking, flows, pages as designer_pages, publish_p
 from loomcrm.platform import admin_pages, i18n
 from loomcrm.runtime import approvals, handover, pools, reports
 from loomcrm.runtime.forms import approval_pages, pool_pages, report_pages, sharing, target_pages
-from loomcrm.runtime.forms.views import ERROR_TEXTS, EXPRESSION_TEXTS
+from loomcrm.runtime.forms.views import CLOCK_TEXTS, ERROR_TEXTS, EXPRESSION_TEXTS
+from loomcrm.runtime.slas import TEXTS as SLA_TEXTS
 from loomcrm.workflows.views import SOURCE_TEXTS, STATUS_TEXTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ TEXT_TABLES = [admin_pages.PROBLEM_TEXTS, admin_pages.SCOPE_TEXTS, admin_pages.F
                reports.SYSTEM_LABELS, report_pages.NOTICE_TEXTS, report_pages.ANALYTICS_TEXTS, report_pages.PROBLEM_TEXTS,
                target_pages.PERIOD_TEXTS, target_pages.NOTICE_TEXTS, pool_pages.NOTICE_TEXTS, pool_pages.REFUSAL_TEXTS,
                pools.TEXTS, handover.TEXTS, approvals.TEXTS, approval_pages.STATUS_TEXTS, approval_pages.BOX_TEXTS,
-               approval_pages.REFUSAL_TEXTS]
+               approval_pages.REFUSAL_TEXTS, CLOCK_TEXTS, SLA_TEXTS]
 
 
 def chrome_texts() -> set[str]:

@@ -177,3 +177,33 @@ def test_the_support_tickets_data_set_imports_into_tickets(desk, tmp_path):
         rated = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.csat.is_not(None))).scalar()
     assert statuses["closed"] >= 2769 and statuses["pending_customer"] >= 2881 and statuses["open"] >= 2819
     assert rated >= 2769
+
+
+def test_an_answer_goes_to_the_knowledge_base_and_is_suggested(desk):
+    from loomcrm.runtime import conversion
+    from loomcrm.runtime.forms.views import suggestions
+
+    automation, clock, people = desk
+    runtime = automation.runtime
+    agent = people["li"]
+    ticket = runtime.records.create("ticket", {"subject": "投影仪无法连接无线网络", "category": "technical_issue",
+                                               "priority": "medium", "owner": agent.id}, ADMIN)
+    runtime.records.update("ticket", ticket["id"], {"status": "resolved", "resolution": "重置投影仪网络设置后重新配网。"},
+                           agent)
+    made = conversion.convert(runtime, "ticket", ticket["id"], {}, agent)
+    article = made["article"]
+    assert (article["title"], article["body"], article["status"]) == (
+        "投影仪无法连接无线网络", "重置投影仪网络设置后重新配网。", "draft")
+    assert made["ticket"]["knowledge_article"] == article["id"] and article["source_ticket"] == ticket["id"]
+
+    schema = runtime.schema()
+    later = runtime.records.create("ticket", {"subject": "投影仪连不上网络", "category": "technical_issue",
+                                              "priority": "low"}, ADMIN)
+    obj = schema.object("ticket")
+    with runtime.engine.connect() as conn:
+        # drafts are not suggested
+        assert suggestions(conn, schema, obj, later, runtime.access.of(agent))["rows"] == []
+    runtime.records.update("article", article["id"], {"status": "published"}, agent)
+    with runtime.engine.connect() as conn:
+        offered = suggestions(conn, schema, obj, later, runtime.access.of(agent))
+    assert [r["title"] for r in offered["rows"]] == ["投影仪无法连接无线网络"]
