@@ -11,6 +11,8 @@ problems; writing a `Bundle` back to a folder.
     approvals/<name>.json  one approval process (审批流) each
     calendars/<name>.json  one business calendar (working hours, holidays) each
     extensions/<object>.json  fields, rules and form sections added to an object of a required bundle
+    surveys/<name>.json    one satisfaction survey (CSAT, NPS) each
+    web_forms/<name>.json  one public web form (web-to-lead, web-to-case) each
     data/<object>.csv      optional sample data
     README*, LICENSE*, CHANGELOG*, NOTICE*   allowed, ignored
 
@@ -44,7 +46,7 @@ from pydantic import BaseModel, ValidationError
 from . import model
 from .model import (
     ApprovalProcess, Bundle, BundleManifest, BusinessCalendar, Dashboard, ObjectDef, ObjectExtension, Pool, Report, Role,
-    Workflow, as_json,
+    Survey, WebForm, Workflow, as_json,
 )
 
 MANIFEST = "bundle.json"
@@ -52,7 +54,8 @@ MANIFEST = "bundle.json"
 FOLDERS = {"objects": ("object", ObjectDef), "workflows": ("workflow", Workflow), "roles": ("role", Role),
            "reports": ("report", Report), "dashboards": ("dashboard", Dashboard), "pools": ("pool", Pool),
            "approvals": ("approval", ApprovalProcess), "calendars": ("calendar", BusinessCalendar),
-           "extensions": ("extension", ObjectExtension)}
+           "extensions": ("extension", ObjectExtension), "surveys": ("survey", Survey),
+           "web_forms": ("web_form", WebForm)}
 MAX_JSON_BYTES = 5 * 1024 * 1024
 """A metadata file larger than this is refused without being read."""
 MAX_DATA_BYTES = 20 * 1024 * 1024
@@ -139,6 +142,8 @@ class RawBundle:
     approvals: list[SourceFile] = field(default_factory=list)
     calendars: list[SourceFile] = field(default_factory=list)
     extensions: list[SourceFile] = field(default_factory=list)
+    surveys: list[SourceFile] = field(default_factory=list)
+    web_forms: list[SourceFile] = field(default_factory=list)
     data: list[DataFile] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 

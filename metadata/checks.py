@@ -357,7 +357,8 @@ class _Checker:
         self.guarded("formula cycles", self.object_files[0] if self.object_files else ".", self.check_cycles)
         checks = {"workflows": self.check_workflow, "roles": self.check_role, "reports": self.check_report,
                   "dashboards": self.check_dashboard, "pools": self.check_pool, "approvals": self.check_approval,
-                  "calendars": self.check_calendar, "extensions": self.check_extension}
+                  "calendars": self.check_calendar, "extensions": self.check_extension, "surveys": self.check_survey,
+                  "web_forms": self.check_web_form}
         for folder, check_one in checks.items():
             kind = FOLDERS[folder][0]
             seen = {}
@@ -1096,6 +1097,40 @@ class _Checker:
                 reason = self.default_problem(obj, fld.model_copy(update={"default": value}))
                 if reason:
                     self.add(file, [key, name], reason, "bad_approval")
+
+    def check_survey(self, survey: model.Survey, file: str) -> None:
+        if not self.object_known(survey.object):
+            self.unknown_object(file, ["object"], survey.object)
+            return
+        obj = self.object_checkable(survey.object)
+        self.expression(file, ["when"], survey.when, survey.object, "boolean")
+        self.expression(file, ["to"], survey.to, survey.object, "text")
+        wanted = {"csat": ("integer",), "nps": ("integer",), "text": ("text", "long_text")}
+        for i, question in enumerate(survey.questions):
+            fld = self.field_of(file, ["questions", i, "field"], obj, question.field) if obj is not None else None
+            if fld is not None and fld.type not in wanted[question.kind]:
+                self.add(file, ["questions", i, "field"], f"a {question.kind} answer goes in a "
+                                                          f"{' or '.join(wanted[question.kind])} field, not {fld.type}",
+                         "wrong_field_type")
+
+    def check_web_form(self, form: model.WebForm, file: str) -> None:
+        if not self.object_known(form.object):
+            self.unknown_object(file, ["object"], form.object)
+            return
+        obj = self.object_checkable(form.object)
+        if obj is None:
+            return
+        for k, name in enumerate(form.fields):
+            fld = self.field_of(file, ["fields", k], obj, name)
+            if fld is not None and fld.type in (*COMPUTED, "lookup", "related_to", "user", "stage"):
+                self.add(file, ["fields", k], f"visitors cannot fill a {fld.type} field", "wrong_field_type")
+        for name in form.values:
+            self.field_of(file, ["values", name], obj, name)
+        for fld in obj.fields:
+            if (fld.required and fld.type not in COMPUTED and fld.type != "stage" and fld.default is None
+                    and not fld.default_expr and fld.name not in form.fields and fld.name not in form.values):
+                self.add(file, ["fields"], f"the required field {fld.name!r} of {form.object!r} is not on the form",
+                         "missing_value")
 
     def check_suggestion(self, obj: ObjectDef, suggest: model.Suggestion, file: str) -> None:
         at: list[str | int] = ["suggest"]

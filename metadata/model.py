@@ -681,6 +681,51 @@ class BusinessCalendar(Strict):
     workday_hours: list[TimeRange] = OFFICE_HOURS
 
 
+# --- satisfaction surveys and public web forms ----------------------------------------
+
+class SurveyQuestion(Strict):
+    """One question; the answer is stored in `field` of the record: `csat`
+    (1-5) and `nps` (0-10) in an integer field, `text` in a text field."""
+
+    field: Name
+    kind: Literal["csat", "nps", "text"]
+    label: LocalizedText | None = None
+    required: bool = True
+
+
+class Survey(Strict):
+    """A survey e-mailed once per record, when a save makes `when` true (a
+    ticket closed), to the address `to` gives; answered on a public page
+    through a signed link that works once, until `expires_days` pass."""
+
+    name: Name
+    label: LocalizedText | None = None
+    object: Name
+    when: Expression
+    to: Expression
+    questions: Annotated[list[SurveyQuestion], Field(min_length=1, max_length=10)]
+    expires_days: Annotated[int, Field(ge=1, le=365)] = 14
+    subject: LocalizedText
+    message: LocalizedText | None = None
+    thanks: LocalizedText | None = None
+
+
+class WebForm(Strict):
+    """A public form creating records of `object` (web-to-lead, web-to-case):
+    the `fields` visitors fill, `values` set as given (the channel), a
+    honeypot and at most `per_hour` posts from one address."""
+
+    name: Name
+    label: LocalizedText | None = None
+    object: Name
+    fields: Annotated[list[Name], Field(min_length=1, max_length=30)]
+    values: dict[Name, FixedValue] = {}
+    intro: LocalizedText | None = None
+    thanks: LocalizedText | None = None
+    per_hour: Annotated[int, Field(ge=1, le=10000)] = 20
+    active: bool = True
+
+
 # --- approval processes (审批流) -------------------------------------------------------
 
 class Approvers(Strict):
@@ -794,6 +839,8 @@ class Bundle(BaseModel):
     approvals: list[ApprovalProcess] = []
     calendars: list[BusinessCalendar] = []
     extensions: list[ObjectExtension] = []
+    surveys: list[Survey] = []
+    web_forms: list[WebForm] = []
     data_files: list[str] = []
 
     def object(self, name: str) -> ObjectDef | None:

@@ -5,9 +5,10 @@ The schema is exported to `bundle.schema.json` beside this module, for pack
 authors' editors and CI pipelines. Its `$defs` hold one definition per model;
 `#/$defs/manifest`, `#/$defs/object`, `#/$defs/workflow`, `#/$defs/role`,
 `#/$defs/report`, `#/$defs/dashboard`, `#/$defs/pool`, `#/$defs/approval`,
-`#/$defs/calendar` and `#/$defs/extension` are the file kinds (`bundle.json`, `objects/*.json`,
+`#/$defs/calendar`, `#/$defs/extension`, `#/$defs/survey` and `#/$defs/web_form` are the file kinds (`bundle.json`, `objects/*.json`,
 `workflows/*.json`, `roles/*.json`, `reports/*.json`, `dashboards/*.json`,
-`pools/*.json`, `approvals/*.json`, `calendars/*.json`, `extensions/*.json`). Rewrite the
+`pools/*.json`, `approvals/*.json`, `calendars/*.json`, `extensions/*.json`, `surveys/*.json`, `web_forms/*.json`).
+Rewrite the
 file after a model change with:
 
     python -m loomcrm.metadata.schema
@@ -53,7 +54,8 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # The file kinds and the `$defs` entry of each.
 KINDS = {"manifest": "BundleManifest", "object": "ObjectDef", "workflow": "Workflow", "role": "Role",
          "report": "Report", "dashboard": "Dashboard", "pool": "Pool",
-         "approval": "ApprovalProcess", "calendar": "BusinessCalendar", "extension": "ObjectExtension"}
+         "approval": "ApprovalProcess", "calendar": "BusinessCalendar", "extension": "ObjectExtension",
+         "survey": "Survey", "web_form": "WebForm"}
 
 
 # --- generation ------------------------------------------------------------------
@@ -79,7 +81,8 @@ def build_schema() -> dict[str, Any]:
             "roles/<name>.json, #/$defs/report for reports/<name>.json, #/$defs/dashboard for "
             "dashboards/<name>.json, #/$defs/pool for pools/<name>.json, #/$defs/approval for "
             "approvals/<name>.json, #/$defs/calendar for calendars/<name>.json, #/$defs/extension for "
-            "extensions/<object>.json. Cross references "
+            "extensions/<object>.json, #/$defs/survey for surveys/<name>.json, #/$defs/web_form for "
+            "web_forms/<name>.json. Cross references "
             "(lookups, layouts, expressions, ...) are checked by `loom pack validate`."
         ),
         "$defs": dict(sorted(defs.items())),

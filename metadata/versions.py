@@ -19,7 +19,9 @@ from pydantic import BaseModel
 
 from loomcrm.platform import systemdb
 
-from .model import ApprovalProcess, BusinessCalendar, Dashboard, ObjectDef, ObjectExtension, Pool, Report, Role, Workflow
+from .model import (
+    ApprovalProcess, BusinessCalendar, Dashboard, ObjectDef, ObjectExtension, Pool, Report, Role, Survey, WebForm, Workflow,
+)
 
 
 class Snapshot(BaseModel):
@@ -33,6 +35,8 @@ class Snapshot(BaseModel):
     pools: list[Pool] = []
     approvals: list[ApprovalProcess] = []
     calendars: list[BusinessCalendar] = []
+    surveys: list[Survey] = []
+    web_forms: list[WebForm] = []
     # only in a bundle's pristine snapshot: what it adds to other bundles'
     # objects (the published metadata has them merged into the objects)
     extensions: list[ObjectExtension] = []

@@ -223,6 +223,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(forms.build_conversion_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_approval_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_merge_pages(runtime, templates=templates, page_context=page_context))
+    app.include_router(forms.build_public_pages(runtime, templates=templates, page_context=page_context))
     app.include_router(forms.build_forms_router(runtime, templates=templates, page_context=page_context,
                                                 timeline_extras=automation_views.record_timeline(automation)))
 

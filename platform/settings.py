@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     cookie_secure: bool | None = None
     # Automation (SPEC §1): e-mail and webhooks.
     smtp_url: str = ""
+    # Where people reach Loom: the start of links in e-mail (survey links).
+    base_url: str = "http://127.0.0.1:8000"
     mail_from: str = "Loom <loom@localhost>"
     # Empty: generated once and stored in the database.
     webhook_secret: str = ""

@@ -408,6 +408,30 @@ search_docs = sa.Table(
     sa.UniqueConstraint("object", "record_id", name="uq_loom_search_docs_record"),
 )
 
+# --- surveys and public web forms (runtime.surveys, runtime.web_forms) ----------------
+surveys = sa.Table(
+    "loom_surveys", meta,
+    sa.Column("id", sa.String(32), primary_key=True),        # the link carries it, signed
+    sa.Column("survey", sa.String(63), nullable=False),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.String(32), nullable=False),
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("mailed_at", sa.DateTime(timezone=True)),
+    sa.Column("answered_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("survey", "object", "record_id", name="uq_loom_surveys_record"),
+    sa.Index("ix_loom_surveys_unmailed", "mailed_at"),
+)
+form_posts = sa.Table(
+    "loom_form_posts", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("form", sa.String(63), nullable=False),
+    sa.Column("sender", sa.String(64), nullable=False),       # a keyed hash of the address it came from
+    sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_loom_form_posts_sender", "form", "sender", "posted_at"),
+)
+
 mail_outbox = sa.Table(
     "loom_mail_outbox", meta,
     sa.Column("id", sa.String(32), primary_key=True),

@@ -89,4 +89,6 @@ def _compiled(snapshot, version: int) -> CompiledSchema:
     schema.pools = {p.name: p for p in snapshot.pools}
     schema.approvals = {a.name: a for a in snapshot.approvals}
     schema.calendars = {c.name: c for c in snapshot.calendars}
+    schema.surveys = {s.name: s for s in snapshot.surveys}
+    schema.web_forms = {f.name: f for f in snapshot.web_forms}
     return schema

@@ -145,6 +145,8 @@ class CompiledSchema:
     pools: dict = dc_field(default_factory=dict)    # lead pools (公海), by name
     approvals: dict = dc_field(default_factory=dict)  # approval processes (审批流), by name
     calendars: dict = dc_field(default_factory=dict)  # business calendars (SLA clocks), by name
+    surveys: dict = dc_field(default_factory=dict)    # satisfaction surveys, by name
+    web_forms: dict = dc_field(default_factory=dict)  # public web forms, by name
 
     def object(self, name: str) -> ObjectDef | None:
         return self.objects.get(name)

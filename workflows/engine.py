@@ -21,6 +21,7 @@ from loomcrm.runtime.approvals import run_timeouts
 from loomcrm.runtime.fields import FieldContext
 from loomcrm.runtime.pools import run_pools
 from loomcrm.runtime.slas import sweep as sla_sweep
+from loomcrm.runtime.surveys import mail_invitations
 from loomcrm.runtime.rules.hooks import Rules
 from loomcrm.runtime.state import Runtime
 
@@ -112,6 +113,13 @@ class Automation:
     def sla_clocks(self) -> dict[str, int]:
         """SLA warnings and breaches that are due (each once)."""
         return sla_sweep(self.runtime, now=self.now())
+
+    def surveys(self) -> int:
+        """Survey invitations left by saves, into the mail outbox."""
+        from loomcrm.platform.app import ensure_secret_key
+
+        return mail_invitations(self.runtime, ensure_secret_key(self.engine, self.settings.secret_key),
+                                self.settings.base_url, now=self.now())
 
     def reap(self) -> int:
         with write_transaction(self.engine) as conn:

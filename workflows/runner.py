@@ -83,6 +83,7 @@ class Runner:
                                    ("lead pools", self.automation.pools),
                                    ("approval timeouts", self.automation.approval_timeouts),
                                    ("SLA clocks", self.automation.sla_clocks),
+                                   ("survey invitations", self.automation.surveys),
                                    ("the mail outbox", self.automation.mail)):
                     self._step(name, step)
             if not more:

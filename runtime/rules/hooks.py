@@ -217,6 +217,10 @@ class Rules(RuleHooks):
             from ..slas import save
 
             save(ctx)
+        if ctx.schema.surveys:
+            from ..surveys import on_save
+
+            on_save(ctx, self.run_of(ctx), self.clock or datetime.now(timezone.utc))
         if ctx.obj.search and (ctx.is_new or not ctx.changed.isdisjoint(ctx.obj.search)):
             from ..search import index
 

@@ -9,6 +9,7 @@ from loomcrm.runtime import approvals, handover, pools, reports
 from loomcrm.runtime.forms import approval_pages, pool_pages, report_pages, sharing, target_pages
 from loomcrm.runtime.forms.views import CLOCK_TEXTS, ERROR_TEXTS, EXPRESSION_TEXTS
 from loomcrm.runtime.slas import TEXTS as SLA_TEXTS
+from loomcrm.runtime.surveys import TEXTS as SURVEY_TEXTS
 from loomcrm.workflows.views import SOURCE_TEXTS, STATUS_TEXTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,7 +17,7 @@ TEMPLATES = [*(REPO / "runtime" / "forms" / "templates").rglob("*.html"), *(REPO
              *(REPO / "workflows" / "templates").rglob("*.html"), *(REPO / "designer" / "templates").rglob("*.html")]
 SOURCES = [REPO / "runtime" / "forms" / "views.py", REPO / "runtime" / "forms" / "display.py", REPO / "workflows" / "views.py",
            REPO / "runtime" / "forms" / "sharing.py", REPO / "runtime" / "forms" / "report_pages.py",
-           REPO / "runtime" / "forms" / "target_pages.py",
+           REPO / "runtime" / "forms" / "target_pages.py", REPO / "runtime" / "forms" / "public_pages.py",
            REPO / "platform" / "admin_pages.py", *(REPO / "designer").glob("*.py")]
 TEXT_TABLES = [admin_pages.PROBLEM_TEXTS, admin_pages.SCOPE_TEXTS, admin_pages.FIELD_RIGHT_TEXTS, admin_pages.ACCESS_TEXTS,
                admin_pages.ACTION_TEXTS, admin_pages.DONE_TEXTS, admin_pages.BUILTIN_ROLE_TEXTS, sharing.NOTICE_TEXTS, sharing.REASON_TEXTS, sharing.ACTION_TEXTS, sharing.ACCESS_TEXTS, sharing.SCOPE_TEXTS,
@@ -27,7 +28,8 @@ TEXT_TABLES = [admin_pages.PROBLEM_TEXTS, admin_pages.SCOPE_TEXTS, admin_pages.F
                reports.SYSTEM_LABELS, report_pages.NOTICE_TEXTS, report_pages.ANALYTICS_TEXTS, report_pages.PROBLEM_TEXTS,
                target_pages.PERIOD_TEXTS, target_pages.NOTICE_TEXTS, pool_pages.NOTICE_TEXTS, pool_pages.REFUSAL_TEXTS,
                pools.TEXTS, handover.TEXTS, approvals.TEXTS, approval_pages.STATUS_TEXTS, approval_pages.BOX_TEXTS,
-               approval_pages.REFUSAL_TEXTS, CLOCK_TEXTS, SLA_TEXTS]
+               approval_pages.REFUSAL_TEXTS, CLOCK_TEXTS, SLA_TEXTS,
+               SURVEY_TEXTS]
 
 
 def chrome_texts() -> set[str]:
