@@ -397,8 +397,9 @@ sla_clocks = sa.Table(
 # --- full-text search (runtime.search) -----------------------------------------------
 # One row per record of an object with `search` fields: its words and Chinese
 # character pairs. SQLite indexes it with an FTS5 table kept in step by
-# triggers, PostgreSQL with a GIN index on to_tsvector('simple', tokens)
-# (both made by migration 0010, which this table's declaration cannot say).
+# triggers, PostgreSQL with a stored `vector` column (to_tsvector('simple',
+# tokens)) under a GIN index: both made by migration 0010, as this
+# portable declaration cannot say them.
 search_docs = sa.Table(
     "loom_search_docs", meta,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

@@ -91,7 +91,7 @@ def matching(dialect: str, obj: ObjectDef, query: str, limit: int | None = None,
     if not words:
         return None
     if dialect == "postgresql":
-        vector = sa.func.to_tsvector(sa.literal_column("'simple'"), DOCS.c.tokens)
+        vector = sa.literal_column("loom_search_docs.vector")     # stored; see migration 0010
         wanted = sa.func.to_tsquery(sa.literal_column("'simple'"), (" & " if every else " | ").join(f"'{w}'" for w in words))
         select = sa.select(DOCS.c.record_id).where(DOCS.c.object == obj.name, vector.op("@@")(wanted))
         if limit is not None:

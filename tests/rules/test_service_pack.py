@@ -117,26 +117,43 @@ def test_tickets_are_routed_handed_out_in_turn_and_stamped(desk):
     assert ticket["resolved_at"] is not None and ticket["nps_points"] == 100 and ticket["fcr_points"] == 100
 
 
+def _clock(runtime, ticket_id, sla):
+    from loomcrm.runtime.slas import clocks_json
+
+    schema = runtime.schema()
+    with runtime.engine.connect() as conn:
+        return next(c for c in clocks_json(conn, schema, schema.object("ticket"), ticket_id) if c["sla"] == sla)
+
+
 def test_a_late_ticket_is_escalated_to_its_queues_manager(desk):
     automation, clock, people = desk
     runtime = automation.runtime
+    # Monday 7 December, 02:00 UTC: working time in Shanghai and not yet in UTC, so that the
+    # warning and the due time are on the same morning whatever LOOM_TIMEZONE says
+    runtime.records.hooks.clock = datetime(2026, 12, 7, 2, 0, tzinfo=timezone.utc)
     ticket = runtime.records.create("ticket", {"subject": "服务器宕机", "category": "technical_issue", "priority": "critical",
                                                "account": _account(runtime, "苏州恒达精密机械有限公司")}, ADMIN)
     drain(automation)
     due = datetime.fromisoformat(runtime.records.get("ticket", ticket["id"], ADMIN)["first_response_due"])
+    # (the sample tickets' clocks run too: only this ticket's are looked at)
     clock.at = due - timedelta(minutes=20)
-    assert automation.sla_clocks() == {"warned": 0, "breached": 0}
+    automation.sla_clocks()
+    assert _clock(runtime, ticket["id"], "first_response")["state"] == "running"
     clock.at = due - timedelta(minutes=14)            # 15 working minutes before: the owner is warned
-    assert automation.sla_clocks() == {"warned": 1, "breached": 0}
+    automation.sla_clocks()
+    assert _clock(runtime, ticket["id"], "first_response")["state"] == "warning"
     clock.at = due + timedelta(seconds=1)
-    assert automation.sla_clocks() == {"warned": 0, "breached": 1}
+    automation.sla_clocks()
+    assert _clock(runtime, ticket["id"], "first_response")["state"] == "breached"
     assert runtime.records.get("ticket", ticket["id"], ADMIN)["first_response_breached"] is True
+    assert automation.sla_clocks() == {"warned": 0, "breached": 0}          # each once
     with runtime.engine.connect() as conn:
         told = conn.execute(sa.select(systemdb.notifications.c.message)
                             .where(systemdb.notifications.c.user_id == people["boss"].id)).scalars().all()
         mail = conn.execute(sa.select(systemdb.mail_outbox.c.address, systemdb.mail_outbox.c.subject)).all()
-    assert any("服务器宕机" in m and "首次响应" in m for m in told)
-    assert ("boss@example.com", told[-1]) in [(a, s) for a, s in mail]
+    mine = [m for m in told if "服务器宕机" in m]
+    assert len(mine) == 1 and "首次响应" in mine[0] and "已逾期" in mine[0]
+    assert ("boss@example.com", mine[0]) in [(a, s) for a, s in mail]
 
 
 def test_uninstalling_service_keeps_crm_and_its_data(desk):
