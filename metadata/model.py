@@ -101,6 +101,8 @@ class TextField(FieldBase):
 class LongTextField(FieldBase):
     type: Literal["long_text"]
     max_length: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    # html: rich text (headings, lists, links, emphasis), sanitised on every save
+    format: Literal["plain", "html"] = "plain"
 
 
 Number = Union[int, float]

@@ -27,6 +27,8 @@ import sqlalchemy as sa
 from loomcrm.metadata.model import ObjectDef
 from loomcrm.platform import systemdb
 
+from .fields.text import plain_text
+
 DOCS = systemdb.search_docs
 MAX_TOKENS_TEXT = 200_000
 MAX_QUERY_TOKENS = 16
@@ -49,7 +51,10 @@ def tokens(text: str) -> list[str]:
 def document(obj: ObjectDef, record: dict[str, Any]) -> str:
     """The record's tokens; the first search field (the title) is written
     twice, so that a word in it ranks above the same word in the body."""
-    texts = [str(record.get(name) or "") for name in obj.search]
+    texts = []
+    for name in obj.search:
+        f, value = obj.field(name), str(record.get(name) or "")
+        texts.append(plain_text(value) if f is not None and getattr(f, "format", None) == "html" else value)
     text = " ".join([texts[0], *texts]) if texts else ""
     return " ".join(tokens(text[:MAX_TOKENS_TEXT]))
 

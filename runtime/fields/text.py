@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import nh3
 import phonenumbers
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
@@ -84,7 +86,24 @@ class LongTextType(FieldType):
         limit = field.max_length or MAX_TEXT
         if len(value) > limit:
             raise FieldError("too_long", f"{field.name} is longer than {limit} characters")
-        return value
+        return sanitized(value) if field.format == "html" else value
+
+
+# Rich text keeps structure and emphasis, never scripts, styles, frames or
+# event handlers; links get rel="noopener noreferrer".
+RICH_TAGS = {"p", "br", "strong", "b", "em", "i", "u", "s", "ul", "ol", "li", "h2", "h3", "h4", "blockquote", "code",
+             "pre", "a", "hr"}
+RICH_ATTRIBUTES = {"a": {"href", "title"}}
+
+
+def sanitized(html_text: str) -> str:
+    """Rich text made safe to show: only RICH_TAGS, links to http(s) and mail."""
+    return nh3.clean(html_text, tags=RICH_TAGS, attributes=RICH_ATTRIBUTES, url_schemes={"http", "https", "mailto"})
+
+
+def plain_text(html_text: str) -> str:
+    """Rich text's words, without markup (for search and titles)."""
+    return html.unescape(nh3.clean(html_text.replace("<", " <"), tags=set()))
 
 
 @register

@@ -17,6 +17,8 @@ from markupsafe import Markup, escape
 from loomcrm.metadata.model import FieldDef, ObjectDef, localized
 from loomcrm.platform import i18n
 
+from ..fields.text import sanitized
+
 SAFE_SCHEMES = ("http://", "https://")
 
 
@@ -182,6 +184,8 @@ class Display:
         if kind == "phone":
             return Markup(f'<a href="tel:{escape(value)}">{escape(value)}</a>')
         if kind == "long_text":
+            if getattr(f, "format", None) == "html":
+                return Markup(f'<div class="prose rich">{sanitized(str(value))}</div>')
             return Markup(f'<span class="prose">{escape(value)}</span>')
         if kind in ("currency", "integer", "decimal", "percent"):
             return Markup(f'<span class="num">{escape(self.text(obj, f, value))}</span>')

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from loomcrm.metadata.model import FieldDef, ObjectDef
 
 from ..fields import field_type
+from ..fields.text import sanitized
 
 # The template macro that renders each kind (`forms/_field.html`).
 WIDGETS = {
@@ -29,6 +30,8 @@ _NUMBER_JUNK = re.compile(r"[\s,_¥$€£]|CN¥|RMB|CNY", re.IGNORECASE)
 
 
 def widget(f: FieldDef) -> str:
+    if f.type == "long_text" and f.format == "html":
+        return "richtext"
     if f.type in ("picklist", "stage") and len(f.options if f.type == "picklist" else f.stages) > CHIP_LIMIT:
         return "select"
     return WIDGETS.get(f.type, "text")
@@ -49,6 +52,8 @@ def input_value(f: FieldDef, value: Any, tz) -> Any:
         return f"{value:,}"
     if f.type == "related_to" and isinstance(value, dict):
         return f"{value['object']}:{value['id']}"
+    if f.type == "long_text" and f.format == "html" and isinstance(value, str):
+        return sanitized(value)      # a refused form shows back what was typed: never as it was typed
     return value
 
 

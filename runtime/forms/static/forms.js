@@ -402,7 +402,32 @@
     builder.addEventListener("toggle", function () { if (builder.open && !rows.children.length) addRow(); });
   }
 
+  // --- rich text: a contenteditable writing into the field's textarea (the server sanitises) ---
+  function initRich(box) {
+    var source = box.querySelector("[data-rich-source]");
+    var area = box.querySelector(".rich-area");
+    var toolbar = box.querySelector(".rich-toolbar");
+    area.innerHTML = source.value;   // sanitised by the server before it was rendered
+    source.hidden = true;
+    area.hidden = false;
+    toolbar.hidden = false;
+    area.addEventListener("input", function () { source.value = area.innerHTML; });
+    toolbar.addEventListener("click", function (e) {
+      var button = e.target.closest("[data-cmd]");
+      if (!button) return;
+      var value = null;
+      if (button.dataset.ask) {
+        value = window.prompt(button.dataset.ask, "https://");
+        if (!value) return;
+      }
+      area.focus();
+      document.execCommand(button.dataset.cmd, false, value);
+      source.value = area.innerHTML;
+    });
+  }
+
   function init() {
+    document.querySelectorAll("[data-rich]").forEach(initRich);
     var board = document.querySelector(".board-page");
     if (board) initBoard(board);
     var bar = document.querySelector(".pathbar");
