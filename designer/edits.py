@@ -238,8 +238,8 @@ def object_renamed(snapshot, old: str, new: str):
     """The snapshot with every reference to object `old` following its new
     name: other objects' lookups, related-to targets and roll-ups, the
     workflows on it or creating it, the roles' rights, field rights and
-    sharing rules, conversions to it, and the reports, pools and approval
-    processes on it."""
+    sharing rules, conversions and suggestions to it, and the reports, pools,
+    approval processes, surveys and web forms on it."""
     from loomcrm.metadata.model import Role, Workflow
 
     def swap(name: str) -> str:
@@ -261,6 +261,8 @@ def object_renamed(snapshot, old: str, new: str):
                 target["links"] = {k: swap(v) for k, v in target.get("links", {}).items()}
             if conversion.get("move_to"):
                 conversion["move_to"] = swap(conversion["move_to"])
+        if suggest := data.get("suggest"):
+            suggest["object"] = swap(suggest["object"])
         objects.append(ObjectDef.model_validate(data))
     flows = []
     for flow in snapshot.workflows:
@@ -281,8 +283,11 @@ def object_renamed(snapshot, old: str, new: str):
     reports = [r.model_copy(update={"object": swap(r.object)}) for r in snapshot.reports]
     pools = [p.model_copy(update={"object": swap(p.object)}) for p in snapshot.pools]
     processes = [a.model_copy(update={"object": swap(a.object)}) for a in snapshot.approvals]
+    surveys = [x.model_copy(update={"object": swap(x.object)}) for x in snapshot.surveys]
+    web_forms = [x.model_copy(update={"object": swap(x.object)}) for x in snapshot.web_forms]
     return snapshot.model_copy(update={"objects": objects, "workflows": flows, "roles": roles, "reports": reports,
-                                       "pools": pools, "approvals": processes})
+                                       "pools": pools, "approvals": processes, "surveys": surveys,
+                                       "web_forms": web_forms})
 
 
 def _given(value: Any) -> bool:

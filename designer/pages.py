@@ -14,6 +14,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from loomcrm.metadata.bundle import FOLDERS
 from loomcrm.metadata.checks import check_bundle
 from loomcrm.metadata.model import Bundle, BundleManifest, ObjectDef, as_json, localized
 from loomcrm.metadata.versions import DraftConflict, Snapshot
@@ -65,8 +66,7 @@ def rule_problems(snapshot: Snapshot) -> list[dict[str, str]]:
     """Every rule of the draft that no longer checks (a formula reading a
     renamed field, a report grouping by a dropped one, ...), with its place."""
     bundle = Bundle(manifest=BundleManifest(format="loom/1", name="draft", version="1.0.0"),
-                    objects=snapshot.objects, workflows=snapshot.workflows, roles=snapshot.roles,
-                    reports=snapshot.reports, dashboards=snapshot.dashboards)
+                    **{folder: getattr(snapshot, folder) for folder in FOLDERS if folder != "extensions"})
     return [{"file": p.file, "path": p.path, "message": p.message, "code": p.code} for p in check_bundle(bundle)]
 
 

@@ -471,11 +471,15 @@ def export_bundle(engine: Engine, name: str) -> dict[str, Any]:
     """The installed bundle with admin customisations: {"manifest", "objects",
     "workflows", "roles", "reports", "dashboards"}."""
     with engine.connect() as conn:
-        row = conn.execute(sa.select(systemdb.bundles).where(systemdb.bundles.c.name == name)).first()
-        if row is None:
-            raise RecordError(f"no installed bundle {name[:63]!r}", status=404)
+        rows = {r.name: r for r in conn.execute(sa.select(systemdb.bundles)).fetchall()}
         _, published = VersionStore().published(conn)
+    row = rows.get(name)
+    if row is None:
+        raise RecordError(f"no installed bundle {name[:63]!r}", status=404)
     pristine = Snapshot.from_json(row.pristine)
+    for other, other_row in rows.items():   # what other bundles add to its objects is theirs
+        if other != name:
+            published = without_bundle(published, Snapshot(extensions=Snapshot.from_json(other_row.pristine).extensions))
     uids = {o.uid for o in pristine.objects}
     exported = {"manifest": row.manifest,
                 "objects": [as_json(o) | {"name": o.name, "uid": o.uid} for o in published.objects if o.uid in uids]}

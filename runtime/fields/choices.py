@@ -27,6 +27,9 @@ class _OneOf(FieldType):
     def text_input(self, field, text, ctx):
         return _options_by_text(field).get(text.strip().casefold(), text)
 
+    def parse_text(self, field, text, ctx):
+        return self.coerce(field, self.text_input(field, text, ctx), ctx)
+
     def values(self, field) -> list[str]:
         raise NotImplementedError
 
@@ -128,4 +131,4 @@ class MultiPicklistType(FieldType):
         return [known.get(part.strip().casefold(), part.strip()) for part in text.replace(",", ";").split(";") if part.strip()]
 
     def parse_text(self, field, text, ctx):
-        return self.coerce(field, text, ctx)
+        return self.coerce(field, self.text_input(field, text, ctx), ctx)

@@ -121,7 +121,9 @@ TEXTS = [
     ({"type": "email"}, ["Ada@Example.COM"], ["not an address"]),
     ({"type": "phone"}, ["138 0013 8000", "+1 650 253 0000"], ["12"]),
     ({"type": "url"}, ["example.com/a"], ["ftp://example.com", "mailto:x@y.z"]),
-    ({"type": "picklist", "options": [{"value": "a"}, {"value": "b"}]}, ["a"], ["A", "c"]),
+    # an imported cell may give an option's value or label, case aside
+    ({"type": "picklist", "options": [{"value": "a", "label": {"en": "Alpha", "zh-CN": "甲"}}, {"value": "b"}]},
+     ["a", "A", "alpha", "甲", " B "], ["c", "Alph"]),
     ({"type": "stage", "stages": [{"value": "open"}, {"value": "won"}]}, ["won"], ["lost"]),
     ({"type": "multi_picklist", "options": [{"value": "a"}, {"value": "b"}]}, ["b; a", "a,b,a"], ["a;c"]),
     ({"type": "lookup", "to": "account"}, ["abc123"], ["x' OR 1=1 --"]),

@@ -109,6 +109,9 @@ def test_install_upgrade_and_uninstall_round_trip(engine):
     runtime.invalidate()
     assert runtime.records.get("account", acme["id"], ADMIN)["support_tier"] == "gold"
 
+    base_export = export_bundle(engine, "base")["objects"][0]     # the addon's fields stay out of the base's export
+    assert [f["name"] for f in base_export["fields"]] == ["name", "city", "region", "website"]
+    assert [x["label"] for x in base_export["layouts"]["form"]] == ["Account"]
     exported = export_bundle(engine, "addon")
     assert [f["name"] for f in exported["extensions"][0]["fields"]] == ["support_tier", "sla_plan"]
     assert exported["extensions"][0]["fields"][0]["label"] == "Tier"
