@@ -31,7 +31,12 @@ def build_public_pages(runtime, *, templates, page_context: Callable[..., dict])
 
     def render(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         # nobody is signed in here, even when the visitor is: no navigation, no session
-        return pages.render(request, template, status=status, user=None, nav=None, csrf_token="", **context)
+        locale = page_context(request)["locale"]
+        return pages.render(request, template, status=status, user=None, nav=None, csrf_token="",
+                            text=lambda t: localized(t, locale, ""), **context)
+
+    async def posted(request: Request) -> dict[str, str]:
+        return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
 
     # --- web forms ------------------------------------------------------------------------------
     def form_page(request: Request, name: str, *, values=None, errors=None, status: int = 200, done: bool = False):
@@ -45,8 +50,7 @@ def build_public_pages(runtime, *, templates, page_context: Callable[..., dict])
         fields = [obj.field(n) for n in form.fields if obj.field(n) is not None]
         return render(request, "forms/public_form.html", status=status, form=form, obj=obj, fields=fields,
                       values=values or {}, errors=errors or {}, done=done, honeypot=web_forms.HONEYPOT,
-                      controls=CONTROLS, text=lambda t: localized(t, locale, ""),
-                      ui=pages.display(schema, locale))
+                      controls=CONTROLS, ui=pages.display(schema, locale))
 
     @router.get("/f/{name}", response_class=HTMLResponse)
     def web_form(request: Request, name: str):
@@ -54,7 +58,7 @@ def build_public_pages(runtime, *, templates, page_context: Callable[..., dict])
 
     @router.post("/f/{name}", response_class=HTMLResponse)
     async def web_form_post(request: Request, name: str):
-        data = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        data = await posted(request)
         address = request.client.host if request.client else None
         try:
             await run_in_threadpool(web_forms.submit, runtime, secret(request), name, data, address)
@@ -72,7 +76,6 @@ def build_public_pages(runtime, *, templates, page_context: Callable[..., dict])
 
     # --- surveys ------------------------------------------------------------------------------------
     def survey_page(request: Request, token: str, *, values=None, problems=(), status: int = 200, closed=None):
-        locale = page_context(request)["locale"]
         if closed is not None:
             return render(request, "forms/survey.html", status=status, closed=closed)
         try:
@@ -81,8 +84,7 @@ def build_public_pages(runtime, *, templates, page_context: Callable[..., dict])
             return render(request, "forms/survey.html", status=exc.status, closed=surveys.TEXTS[exc.reason])
         obj = runtime.schema().object(survey.object)
         return render(request, "forms/survey.html", status=status, closed=None, survey=survey, token=token,
-                      about=record_title(obj, record), values=values or {}, problems=problems,
-                      text=lambda t: localized(t, locale, ""))
+                      about=record_title(obj, record), values=values or {}, problems=problems)
 
     @router.get("/s/{token}", response_class=HTMLResponse)
     def survey(request: Request, token: str):
@@ -90,7 +92,7 @@ def build_public_pages(runtime, *, templates, page_context: Callable[..., dict])
 
     @router.post("/s/{token}", response_class=HTMLResponse)
     async def survey_post(request: Request, token: str):
-        data = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        data = await posted(request)
         try:
             answered, _ = await run_in_threadpool(surveys.answer, runtime, secret(request), token, data)
         except surveys.SurveyRefused as exc:
