@@ -13,7 +13,8 @@ save while the clock runs (a priority raised). The record's `due_field` and
 `sweep` (the automation pump's, every few seconds) acts on the clocks whose
 `next_at` has come: a warning to the record's owner before the due time;
 on a breach the flag, and the owner and the escalation user (the queue's
-manager) told, the latter also by e-mail. A clock's `next_at` is its next
+manager) told, the latter also by e-mail, once per sweep batch however
+many of their records breached at once. A clock's `next_at` is its next
 such moment (none while paused or stopped), so the sweep reads only the
 clocks that are due, through one index, however many records are open.
 Breach flags are refreshed as rollups are: without a new version.
@@ -43,9 +44,12 @@ ALWAYS = BusinessCalendar(name="always", hours={day: ["00:00-24:00"] for day in 
 TEXTS = {
     "warning": "%(record)s: %(sla)s is due at %(due)s.",
     "breached": "%(record)s: %(sla)s was due at %(due)s and is overdue.",
+    "breached_many": "%(n)s records are overdue.",
+    "more": "... and %(n)s more.",
     "link": "Open it in Loom:",
 }
 BATCH = 1000
+MAIL_LINES = 50        # an escalation e-mail lists this many records, then counts the rest
 
 
 def utcnow() -> datetime:
@@ -236,41 +240,40 @@ def _sweep_batch(runtime, conn, now: datetime, limit: int, done: dict[str, int])
     by_object: dict[str, list] = {}
     for r in rows:
         by_object.setdefault(r.object, []).append(r)
-    updates, notes, mails = [], [], []
+    breached, warned, gone, notes = [], [], [], []
+    escalated: dict[str, list] = {}
     for name, clocks in by_object.items():
         obj = schema.object(name)
         slas = {s.name: s for s in obj.slas} if obj is not None else {}
         records = _records(conn, schema, obj, [c.record_id for c in clocks], slas.values()) if obj else {}
         flags: dict[str, list[str]] = {}
         for row in clocks:
-            clock, sla, record = Clock.of_row(row), slas.get(row.sla), records.get(row.record_id)
+            sla, record = slas.get(row.sla), records.get(row.record_id)
             if sla is None or record is None:     # the SLA was removed, or the record is in the bin
-                updates.append({"_id": clock.id, "warned_at": clock.warned_at, "breached_at": clock.breached_at,
-                                "next_at": None})
+                gone.append(row.id)
                 continue
-            due = clock.due_at
+            due = _aware(row.due_at)
             if due is not None and due <= now:
-                clock.breached_at = due
-                done["breached"] += 1
-                people = [p for p in (record["owner"], record.get("_escalate")) if p]
-                notes.append(("breached", obj, sla, record, due, people))
+                breached.append(row.id)
+                notes.append(("breached", obj, sla, record, due, [record["owner"]] if record["owner"] else []))
                 if record.get("_escalate"):
-                    mails.append(("breached", obj, sla, record, due, [record["_escalate"]]))
+                    escalated.setdefault(record["_escalate"], []).append((obj, sla, record, due))
                 if sla.breached_field:
                     flags.setdefault(sla.breached_field, []).append(record["id"])
             else:
-                clock.warned_at = now
-                done["warned"] += 1
+                warned.append(row.id)
                 notes.append(("warning", obj, sla, record, due, [record["owner"]] if record["owner"] else []))
-            updates.append({"_id": clock.id, "warned_at": clock.warned_at, "breached_at": clock.breached_at,
-                            "next_at": clock.next_at})
         table = schema.table(name) if obj is not None else None
         for column, ids in flags.items():
             conn.execute(sa.update(table).where(table.c.id.in_(ids)).values({column: True}))
-    conn.execute(sa.update(CLOCKS).where(CLOCKS.c.id == sa.bindparam("_id"))
-                 .values(warned_at=sa.bindparam("warned_at"), breached_at=sa.bindparam("breached_at"),
-                         next_at=sa.bindparam("next_at")), updates)
-    _tell(conn, notes, mails, now)
+    # set-based: a breach is at the due time and ends the clock's moments; a warning leaves the breach next
+    for ids, values in ((breached, {"breached_at": CLOCKS.c.due_at, "next_at": None}),
+                        (warned, {"warned_at": now, "next_at": CLOCKS.c.due_at}), (gone, {"next_at": None})):
+        if ids:
+            conn.execute(sa.update(CLOCKS).where(CLOCKS.c.id.in_(ids)).values(values))
+    done["breached"] += len(breached)
+    done["warned"] += len(warned)
+    _tell(conn, notes, escalated, now)
     return len(rows)
 
 
@@ -299,37 +302,52 @@ def _records(conn, schema, obj: ObjectDef, ids: list[str], slas: Iterable[Sla]) 
     return found
 
 
-def _tell(conn, notes, mails, now: datetime) -> None:
-    """Notifications (and e-mails) in each user's language, in two statements."""
-    people = {p for *_, who in notes + mails for p in who}
+def _tell(conn, notes, escalated: dict[str, list], now: datetime) -> None:
+    """Notifications in each user's language: one per record to its owner,
+    and to each escalation user one (with an e-mail) for everything of this
+    batch, however many records breached at once."""
+    people = {p for *_, who in notes for p in who} | set(escalated)
     if not people:
         return
     users = {u.id: u for u in conn.execute(sa.select(USERS.c.id, USERS.c.locale, USERS.c.email)
                                            .where(USERS.c.id.in_(list(people))))}
+    templates: dict[tuple, str] = {}
 
     def said(what, obj, sla, record, due, locale) -> str:
-        return (i18n.gettext(locale, TEXTS[what]).replace("%(record)s", str(record.get("_title") or record["id"]))
-                .replace("%(sla)s", localized(sla.label, locale, sla.name))
+        key = (what, obj.name, sla.name, locale)
+        template = templates.get(key)
+        if template is None:
+            template = templates[key] = (i18n.gettext(locale, TEXTS[what])
+                                         .replace("%(sla)s", localized(sla.label, locale, sla.name)))
+        return (template.replace("%(record)s", str(record.get("_title") or record["id"]))
                 .replace("%(due)s", due.strftime("%Y-%m-%d %H:%M UTC") if due else "-"))
 
-    rows = []
+    rows, letters = [], []
     for what, obj, sla, record, due, who in notes:
         for person in who:
             user = users.get(person)
             if user is not None:
                 rows.append({"id": uuid.uuid4().hex, "user_id": person, "object": obj.name, "record_id": record["id"],
                              "message": said(what, obj, sla, record, due, user.locale or "en"), "created_at": now})
+    for person, items in escalated.items():
+        user = users.get(person)
+        if user is None:
+            continue
+        locale = user.locale or "en"
+        lines = [(said("breached", obj, sla, record, due, locale), f"/app/{obj.name}/{record['id']}")
+                 for obj, sla, record, due in items[:MAIL_LINES]]
+        one = len(items) == 1
+        text = lines[0][0] if one else i18n.gettext(locale, TEXTS["breached_many"]).replace("%(n)s", str(len(items)))
+        obj, _, record, _ = items[0]
+        rows.append({"id": uuid.uuid4().hex, "user_id": person, "object": obj.name if one else None,
+                     "record_id": record["id"] if one else None, "message": text, "created_at": now})
+        if user.email:
+            body = "\n".join(f"- {line} {link}" for line, link in lines)
+            if len(items) > len(lines):
+                body += "\n" + i18n.gettext(locale, TEXTS["more"]).replace("%(n)s", str(len(items) - len(lines)))
+            letters.append({"id": uuid.uuid4().hex, "address": user.email, "subject": text, "created_at": now,
+                            "next_at": now, "body": f"{i18n.gettext(locale, TEXTS['link'])}\n{body}\n"})
     if rows:
         conn.execute(sa.insert(systemdb.notifications), rows)
-    letters = []
-    for what, obj, sla, record, due, who in mails:
-        for person in who:
-            user = users.get(person)
-            if user is not None and user.email:
-                locale = user.locale or "en"
-                text = said(what, obj, sla, record, due, locale)
-                link = f"/app/{obj.name}/{record['id']}"
-                letters.append({"id": uuid.uuid4().hex, "address": user.email, "subject": text, "created_at": now,
-                                "next_at": now, "body": f"{text}\n\n{i18n.gettext(locale, TEXTS['link'])} {link}\n"})
     if letters:
         conn.execute(sa.insert(systemdb.mail_outbox), letters)

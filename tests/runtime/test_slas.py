@@ -180,3 +180,16 @@ def test_pack_validate_checks_slas(tmp_path):
     problems = {(p.path, p.code) for p in validate_bundle(folder)}
     assert problems == {("slas[0].calendar", "unknown_calendar"), ("slas[0].stop", "unknown_name"),
                         ("slas[1].due_field", "wrong_field_type"), ("slas[1].escalate_to", "wrong_field_type")}
+
+
+def test_many_breaches_at_once_reach_the_manager_in_one_message(desk):
+    runtime, rules, agent, boss, gold, queue = desk
+    cases = [runtime.records.create("case", {"subject": f"Outage {i}", "queue": queue["id"], "priority": "urgent",
+                                             "status": "open", "owner": agent.id}, ADMIN) for i in range(3)]
+    assert slas.sweep(runtime, now=at(8, 5)) == {"warned": 0, "breached": 6}   # both clocks of each
+    told = _notes(runtime, boss)
+    assert told == ["6 条记录已超时。"]
+    assert len([n for n in _notes(runtime, agent) if "Outage" in n]) == 6      # the owner hears of each
+    with runtime.engine.connect() as conn:
+        [mail] = conn.execute(sa.select(systemdb.mail_outbox)).fetchall()
+    assert mail.subject == "6 条记录已超时。" and all(f"/app/case/{c['id']}" in mail.body for c in cases)
