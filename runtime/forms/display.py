@@ -8,6 +8,7 @@ only http(s) URLs become links.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -34,6 +35,24 @@ def value_kind(f: FieldDef, objects: dict[str, ObjectDef]) -> str:
         source = child.field(f.field) if child is not None and f.field else None
         return value_kind(source, objects) if source is not None else "decimal"
     return f.type
+
+
+_PATH = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,3}$")
+
+
+def shown_like(obj: ObjectDef, f: FieldDef, objects: dict[str, ObjectDef]) -> FieldDef:
+    """The field a value shows like: a text formula that only reads a
+    picklist or stage through lookups (a ticket's `account.region`) shows
+    that field's labels and colours; any other field, itself."""
+    if f.type != "formula" or f.returns != "text" or not _PATH.match(f.expression.strip()):
+        return f
+    *hops, last = f.expression.strip().split(".")
+    current = obj
+    for hop in hops:
+        link = current.field(hop) if current is not None else None
+        current = objects.get(link.to) if link is not None and link.type == "lookup" else None
+    source = current.field(last) if current is not None else None
+    return source if source is not None and source.type in ("picklist", "stage") else f
 
 
 def option_map(f: FieldDef) -> dict[str, Any]:
@@ -73,7 +92,7 @@ class Display:
         key = (obj.name, f.name)
         kind = self._kinds.get(key)
         if kind is None:
-            kind = self._kinds[key] = value_kind(f, self.objects)
+            kind = self._kinds[key] = value_kind(shown_like(obj, f, self.objects), self.objects)
         return kind
 
     def label(self, thing, fallback: str = "") -> str:
@@ -136,7 +155,7 @@ class Display:
         if kind == "boolean":
             return self.yes if value else self.no
         if kind in ("picklist", "stage"):
-            return self.option_label(f, value)
+            return self.option_label(shown_like(obj, f, self.objects), value)
         if kind == "multi_picklist":
             return ", ".join(self.option_label(f, v) for v in value)
         if kind == "lookup":
@@ -156,7 +175,7 @@ class Display:
             return Markup(f'<span class="empty" aria-label="{escape(i18n.gettext(self.locale, "empty"))}">—</span>')
         kind = self.kind(obj, f)
         if kind in ("picklist", "stage"):
-            option = self.options(f).get(value)
+            option = self.options(shown_like(obj, f, self.objects)).get(value)
             return chip(self.label(option, value) if option is not None else value, getattr(option, "color", None))
         if kind == "multi_picklist":
             options = self.options(f)

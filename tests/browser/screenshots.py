@@ -2,10 +2,11 @@
 
     .venv/bin/python tests/browser/screenshots.py [OUT-DIR]   (default docs/screenshots)
 
-Starts `loom serve` on an empty database (the crm pack and its sample data),
+Starts `loom serve` on an empty database (the crm and service packs and their sample data),
 signs in as the admin and captures the list, a record page, the board, a
-phone form, the home dashboard, the report builder and the designer (a
-rule being typed, the plan of a change) in Debian's chromium."""
+phone form, a service ticket, the home dashboard, the report builder and
+the designer (a rule being typed, the plan of a change) in Debian's
+chromium."""
 
 import re
 import sys
@@ -51,6 +52,10 @@ def main(out: Path) -> None:
                 phone.context.add_cookies(page.context.cookies())
                 phone.goto(f"{server.url}/app/lead/new")
                 phone.screenshot(path=str(out / "lead-form-phone-zh.png"))
+                page.goto(f"{server.url}/locale/zh-CN?next=/app/ticket")
+                page.get_by_role("row", name=re.compile("订单同步失败")).get_by_role("link").first.click()
+                page.wait_for_load_state("networkidle")
+                page.screenshot(path=str(out / "ticket-record-zh.png"))
                 page.goto(f"{server.url}/locale/zh-CN?next=/")
                 reports(page, server.url, out)
                 page.goto(f"{server.url}/locale/en?next=/designer")

@@ -224,3 +224,18 @@ def test_an_answer_goes_to_the_knowledge_base_and_is_suggested(desk):
     with runtime.engine.connect() as conn:
         offered = suggestions(conn, schema, obj, later, runtime.access.of(agent))
     assert [r["title"] for r in offered["rows"]] == ["投影仪无法连接无线网络"]
+
+
+def test_a_ticket_shows_its_accounts_region_by_label(desk):
+    from loomcrm.runtime.forms.display import Display
+
+    automation, clock, people = desk
+    runtime = automation.runtime
+    ticket = runtime.records.create("ticket", {"subject": "x", "category": "technical_issue",
+                                               "account": _account(runtime, "杭州云帆电子商务有限公司")}, ADMIN)
+    schema = runtime.schema()
+    obj = schema.object("ticket")
+    zh = Display(schema.objects, "zh-CN", None)
+    assert ticket["region"] == "east"
+    assert zh.text(obj, obj.field("region"), "east") == "华东" and "华东" in str(zh.cell(obj, obj.field("region"), "east"))
+    assert zh.text(obj, obj.field("subject"), "east") == "east"
