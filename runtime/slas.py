@@ -17,7 +17,8 @@ manager) told, the latter also by e-mail, once per sweep batch however
 many of their records breached at once. A clock's `next_at` is its next
 such moment (none while paused or stopped), so the sweep reads only the
 clocks that are due, through one index, however many records are open.
-Breach flags are refreshed as rollups are: without a new version.
+Breach flags are refreshed as rollups are: without a new version (and in
+the history when the object tracks the flag).
 """
 
 from __future__ import annotations
@@ -266,6 +267,10 @@ def _sweep_batch(runtime, conn, now: datetime, limit: int, done: dict[str, int])
         table = schema.table(name) if obj is not None else None
         for column, ids in flags.items():
             conn.execute(sa.update(table).where(table.c.id.in_(ids)).values({column: True}))
+            if column in obj.track_history:
+                conn.execute(sa.insert(systemdb.history), [
+                    {"object": name, "record_id": rid, "field": column, "old_value": False, "new_value": True,
+                     "note": "SLA breached", "changed_at": now} for rid in ids])
     # set-based: a breach is at the due time and ends the clock's moments; a warning leaves the breach next
     for ids, values in ((breached, {"breached_at": CLOCKS.c.due_at, "next_at": None}),
                         (warned, {"warned_at": now, "next_at": CLOCKS.c.due_at}), (gone, {"next_at": None})):

@@ -26,7 +26,7 @@ from loomcrm.metadata.versions import DraftConflict
 
 from ..migrate.execute import PublishRefused, plan_for, publish
 from ..query import list_records, parse_list_params
-from .. import conversion, drafts, merging, search, shares
+from .. import conversion, drafts, merging, search, shares, slas
 from ..records import RecordError, record_json
 from .problems import json_response, problem
 
@@ -348,6 +348,18 @@ def build_api_router(runtime, *, user_dependency: Callable, prefix: str = "/api/
                 rows = search.ranked(conn, schema, obj, q[:500], access, limit)
             seen = access.view(obj)    # the fields the user may not see are left out
             return [record_json(seen, r) for r in rows]
+        return json_response({"data": await run_in_threadpool(run)})
+
+    @router.get("/{object_name}/{rid}/_slas", tags=["records"])
+    @_guard
+    async def sla_clocks(object_name: str, rid: str, user=Depends(user_dependency)):
+        """The record's SLA clocks: state (running, warning, paused, breached, stopped), due and remaining time."""
+        def run():
+            schema = runtime.schema()
+            obj = records.object_of(schema, object_name)
+            with runtime.engine.connect() as conn:
+                records.get(object_name, rid, user, conn=conn, schema=schema)     # 404 unless the user may read it
+                return slas.clocks_json(conn, schema, obj, rid)
         return json_response({"data": await run_in_threadpool(run)})
 
     @router.get("/{object_name}/{rid}", include_in_schema=False)

@@ -146,6 +146,11 @@ def test_a_late_ticket_is_escalated_to_its_queues_manager(desk):
     automation.sla_clocks()
     assert _clock(runtime, ticket["id"], "first_response")["state"] == "breached"
     assert runtime.records.get("ticket", ticket["id"], ADMIN)["first_response_breached"] is True
+    with runtime.engine.connect() as conn:        # the ticket tracks the flag: the breach is in its history
+        assert conn.execute(sa.select(systemdb.history.c.new_value).where(
+            systemdb.history.c.record_id == ticket["id"],
+            systemdb.history.c.field == "first_response_breached").order_by(systemdb.history.c.id)
+        ).scalars().all() == [False, True]      # as created, then breached
     assert automation.sla_clocks() == {"warned": 0, "breached": 0}          # each once
     with runtime.engine.connect() as conn:
         told = conn.execute(sa.select(systemdb.notifications.c.message)

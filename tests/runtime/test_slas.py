@@ -193,3 +193,23 @@ def test_many_breaches_at_once_reach_the_manager_in_one_message(desk):
     with runtime.engine.connect() as conn:
         [mail] = conn.execute(sa.select(systemdb.mail_outbox)).fetchall()
     assert mail.subject == "6 条记录已超时。" and all(f"/app/case/{c['id']}" in mail.body for c in cases)
+
+
+def test_the_clocks_endpoint_and_the_history_of_a_breach(desk):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from loomcrm.runtime.api.routes import build_api_router
+
+    runtime, rules, agent, boss, gold, queue = desk
+    case = runtime.records.create("case", {"subject": "Late", "queue": queue["id"], "priority": "urgent",
+                                           "status": "open", "owner": agent.id}, ADMIN)
+    app = FastAPI()
+    app.include_router(build_api_router(runtime, user_dependency=lambda: ADMIN))
+    client = TestClient(app)
+    answer = client.get(f"/api/v1/case/{case['id']}/_slas").json()["data"]
+    assert [(c["sla"], c["state"], c["target_minutes"]) for c in answer] == [("first_response", "running", 30),
+                                                                              ("resolution", "running", 60)]
+    assert client.get("/api/v1/case/nothing/_slas").status_code == 404
+    slas.sweep(runtime, now=at(8, 5))
+    assert [c["state"] for c in client.get(f"/api/v1/case/{case['id']}/_slas").json()["data"]] == ["breached"] * 2
