@@ -24,7 +24,7 @@ from loomcrm.platform import auth, i18n, systemdb
 from loomcrm.platform.db import write_transaction
 
 from .expressions import compile_expression
-from .records import Actor, Origin, RecordError, record_title
+from .records import Actor, NotFound, Origin, RecordError, record_title
 
 INVITES = systemdb.surveys
 FORM = Origin("form")
@@ -120,7 +120,10 @@ def open_survey(runtime, secret: str, token: str, now: datetime | None = None) -
     survey = schema.surveys.get(invite.survey)
     if survey is None or schema.object(invite.object) is None:
         raise SurveyRefused("unknown", 404)
-    record = runtime.records.get(invite.object, invite.record_id, SYSTEM)
+    try:
+        record = runtime.records.get(invite.object, invite.record_id, SYSTEM)
+    except NotFound:            # the record went to the recycle bin
+        raise SurveyRefused("unknown", 404) from None
     return survey, record, invite
 
 

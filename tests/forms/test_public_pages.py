@@ -148,6 +148,13 @@ def test_forged_and_expired_survey_links_are_refused(app):
     customer.get("/locale/zh-CN", params={"next": "/"})
     assert "这份调查已过期" in customer.get(path).text
     assert _records(app, "ticket", id=ticket["id"])[0]["csat"] is None
+    # a ticket in the recycle bin has no survey to answer
+    with runtime.engine.begin() as conn:
+        conn.execute(sa.update(systemdb.surveys).where(systemdb.surveys.c.id == invite.id)
+                     .values(expires_at=datetime.now(timezone.utc) + timedelta(days=1)))
+    runtime.records.delete("ticket", ticket["id"], ADMIN)
+    gone = customer.get(path)
+    assert gone.status_code == 404 and "调查链接无效" in gone.text
 
 
 def test_the_pump_delivers_survey_mail(app, smtp):
