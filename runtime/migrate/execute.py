@@ -391,6 +391,24 @@ def _what_changed(old: Snapshot, new: Snapshot, plan: Plan, comment: str) -> dic
     return details
 
 
+def reindex_search(conn: sa.Connection, schema, old: Snapshot, new: Snapshot) -> None:
+    """Full-text documents anew for the objects whose `search` fields
+    changed (or that were renamed: documents name their object)."""
+    from ..search import DOCS, reindex
+
+    before = {o.uid: o for o in old.objects}
+    for obj in new.objects:
+        prior = before.get(obj.uid)
+        if prior is None or prior.search != obj.search or prior.name != obj.name:
+            if prior is not None and prior.name != obj.name:
+                conn.execute(sa.delete(DOCS).where(DOCS.c.object == prior.name))
+            if obj.search or prior is not None:
+                reindex(conn, schema, obj)
+    dropped = {o.name for o in old.objects} - {o.name for o in new.objects}
+    if dropped:
+        conn.execute(sa.delete(DOCS).where(DOCS.c.object.in_(sorted(dropped))))
+
+
 def publish(engine: Engine, snapshot: Snapshot | None = None, *, comment: str = "", user_id: str | None = None,
             confirm: Mapping[str, str] | None = None, expected_base: int | None = None, ctx: FieldContext | None = None,
             on_step: StepHook | None = None, after: Callable[[sa.Connection, int, Plan], None] | None = None) -> PublishResult:
@@ -424,7 +442,9 @@ def publish(engine: Engine, snapshot: Snapshot | None = None, *, comment: str = 
         # of the new version (rollups the database keeps itself)
         drop_triggers(conn)
         deferred = apply_plan(conn, plan, confirm=confirm, user_id=user_id, ctx=ctx, on_step=on_step)
-        sync_triggers(conn, build_schema(snapshot.objects, base + 1))
+        schema = build_schema(snapshot.objects, base + 1)
+        sync_triggers(conn, schema)
+        reindex_search(conn, schema, old, snapshot)
         version = store.record_version(conn, snapshot, expected_base=base, comment=comment, user_id=user_id)
         audit.record(conn, user_id, "metadata.publish", f"version {version}", _what_changed(old, snapshot, plan, comment))
         if after is not None:

@@ -134,3 +134,21 @@ def test_pack_validate_checks_search_fields(tmp_path):
     (folder / "objects" / "article.json").write_text(json.dumps(article))
     assert {(p.path, p.code) for p in validate_bundle(folder)} == {("search[1]", "unknown_field"),
                                                                   ("search[2]", "wrong_field_type")}
+
+
+def test_publishing_search_fields_indexes_the_records_there_are(kb):
+    from loomcrm.runtime.migrate.execute import publish
+
+    from runtime_helpers import published
+
+    runtime, ids = kb
+    _, snapshot = published(runtime.engine)
+    article = snapshot.object("article")
+    publish(runtime.engine, snapshot.with_object(article.model_copy(update={"search": ["title"]})))
+    runtime.invalidate()
+    assert _titles(runtime, "打印机") == ["打印机卡纸怎么处理"]
+    assert _titles(runtime, "rear cover") == []              # the body is no longer searched
+    _, snapshot = published(runtime.engine)
+    publish(runtime.engine, snapshot.with_object(snapshot.object("article").model_copy(update={"search": ["body"]})))
+    runtime.invalidate()
+    assert _titles(runtime, "rear cover") == ["Printer jams in tray 2"]
