@@ -2,7 +2,8 @@
 per record, counted in a business calendar's working time.
 
 Every save of a record whose object has SLAs moves its clocks (the rules
-hooks call `track` before the write and `save` after it): a clock starts
+hooks call `track` before the write and `save` after it; an imported
+record's clocks start with its first save after the import): a clock starts
 when its `start` holds, pauses while `pause` holds (the pauses are kept, so
 the due time is always "started + target of working time, less pauses"),
 stops when `stop` holds and runs on when it no longer does (a reopened
@@ -130,6 +131,8 @@ def load(conn, object_name: str, rid: str) -> dict[str, Clock]:
 def track(ctx, run, plans, now: datetime) -> None:
     """Move the record's clocks for this save (before the write): the record's
     due and breach fields are set, the clocks to store kept on `ctx`."""
+    if ctx.is_new and ctx.origin.source == "import":
+        return          # imports load history: their clocks start with the first save after
     existing = {} if ctx.is_new else load(ctx.conn, ctx.obj.name, ctx.old["id"])
     pending = []
 

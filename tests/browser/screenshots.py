@@ -52,8 +52,12 @@ def main(out: Path) -> None:
                 phone.context.add_cookies(page.context.cookies())
                 phone.goto(f"{server.url}/app/lead/new")
                 phone.screenshot(path=str(out / "lead-form-phone-zh.png"))
+                page.request.post(f"{server.url}/f/web_to_case", form={
+                    "subject": "天猫订单同步失败，今天的订单没有进 ERP", "customer_email": "chen.lei@example.com",
+                    "category": "technical_issue", "product": "云帆 ERP 标准版",
+                    "description": "从上午 10 点起天猫新订单没有同步，仓库无法发货。"})
                 page.goto(f"{server.url}/locale/zh-CN?next=/app/ticket")
-                page.get_by_role("row", name=re.compile("订单同步失败")).get_by_role("link").first.click()
+                page.get_by_role("row", name=re.compile("今天的订单没有进 ERP")).get_by_role("link").first.click()
                 page.wait_for_load_state("networkidle")
                 page.screenshot(path=str(out / "ticket-record-zh.png"))
                 page.goto(f"{server.url}/locale/zh-CN?next=/")

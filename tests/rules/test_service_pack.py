@@ -199,6 +199,11 @@ def test_the_support_tickets_data_set_imports_into_tickets(desk, tmp_path):
         rated = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.csat.is_not(None))).scalar()
     assert statuses["closed"] >= 2769 and statuses["pending_customer"] >= 2881 and statuses["open"] >= 2819
     assert rated >= 2769
+    with automation.engine.connect() as conn:    # history asks nobody and starts no clock
+        imported = sa.select(table.c.id).where(table.c.description.is_not(None), table.c.channel != "web")
+        assert conn.execute(sa.select(sa.func.count()).select_from(systemdb.sla_clocks)
+                            .where(systemdb.sla_clocks.c.record_id.in_(imported))).scalar() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(systemdb.surveys)).scalar() == 0
 
 
 def test_an_answer_goes_to_the_knowledge_base_and_is_suggested(desk):
