@@ -604,7 +604,10 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
     @router.patch("/{object_name}/{rid}/move", dependencies=[Depends(auth.page_csrf)])
     async def move(object_name: str, rid: str, request: Request, user=Depends(auth.page_user)):
         """A board drop or a click on the path bar: one field changes, through
-        the record service; the answer is JSON for the page's script."""
+        the record service; the answer is JSON for the page's script. With
+        `from` (the value the page showed), only a change of that field
+        meanwhile stops the move: automation stamping other fields does not;
+        without it, `version` must still be the record's."""
         schema, obj, access = pages.obj(object_name, user)
         try:
             body = json.loads(await request.body() or b"{}")
@@ -616,10 +619,17 @@ def build_forms_router(runtime, *, templates, page_context: Callable[..., dict],
             return JSONResponse({"errors": [{"message": "not a stage or picklist field"}]}, status_code=400)
         locale = locale_of(request)
         _ = lambda m: i18n.gettext(locale, m)  # noqa: E731
+
+        def save():
+            expected = version if isinstance(version, int) else None
+            if "from" in body:
+                if runtime.records.get(obj.name, rid, user).get(f.name) != body["from"]:
+                    raise PreconditionFailed(f"{f.name} changed meanwhile")
+                expected = None
+            return runtime.records.update(obj.name, rid, {f.name: value}, _locale_user(user, locale),
+                                          expected_version=expected, origin=FORM)
         try:
-            saved = await run_in_threadpool(lambda: runtime.records.update(
-                obj.name, rid, {f.name: value}, _locale_user(user, locale),
-                expected_version=version if isinstance(version, int) else None, origin=FORM))
+            saved = await run_in_threadpool(save)
         except PreconditionFailed:
             return JSONResponse({"errors": [{"message": _("Someone else changed this record meanwhile. Reload the page to see their changes."), "field": None}]},
                                 status_code=412)

@@ -166,3 +166,26 @@ def test_the_pump_delivers_survey_mail(app, smtp):
     settings = Settings(database_url=str(runtime.engine.url), smtp_url=smtp.url)
     mailer.deliver(runtime.engine, settings, datetime.now(timezone.utc))
     assert any(m["To"] == "dee@example.com" and "/s/" in m.get_body().get_content() for m in smtp.messages)
+
+
+def test_a_stage_move_ignores_changes_to_other_fields_but_not_to_the_stage(app):
+    from loomcrm.platform import directory
+
+    from test_report_pages import signed_in
+
+    runtime = app.state.loom.runtime
+    directory.create_user(runtime.engine, "ana", "admin", "a long password")
+    ana = signed_in(app, "ana")
+    ticket = runtime.records.create("ticket", {"subject": "Moves", "category": "technical_issue"}, ADMIN)
+    # automation stamps a field after the page was drawn: the move still goes
+    runtime.records.update("ticket", ticket["id"], {"first_response_at": "2026-12-07T02:00:00+00:00"}, ADMIN)
+    moved = ana.patch(f"/app/ticket/{ticket['id']}/move", json={"field": "status", "value": "open", "from": "new"})
+    assert moved.status_code == 200, moved.text
+    # someone else moved it meanwhile: refused, nothing changed
+    stale = ana.patch(f"/app/ticket/{ticket['id']}/move", json={"field": "status", "value": "pending_customer",
+                                                                "from": "new"})
+    assert stale.status_code == 412 and _records(app, "ticket", id=ticket["id"])[0]["status"] == "open"
+    # without `from`, the version decides as before
+    old_version = ana.patch(f"/app/ticket/{ticket['id']}/move", json={"field": "status", "value": "pending_customer",
+                                                                      "version": 1})
+    assert old_version.status_code == 412

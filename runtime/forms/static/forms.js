@@ -184,11 +184,12 @@
   });
 
   // --- moving a record between stages (board and path bar) -----------------------
-  function move(object, id, field, value, version) {
+  // `from`: the value the page shows; the move is refused only when that field changed meanwhile
+  function move(object, id, field, value, from) {
     return fetch("/app/" + encodeURIComponent(object) + "/" + encodeURIComponent(id) + "/move", {
       method: "PATCH",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken(), "Accept": "application/json" },
-      body: JSON.stringify({ field: field, value: value, version: version }),
+      body: JSON.stringify({ field: field, value: value, from: from }),
       credentials: "same-origin",
     }).then(function (response) {
       return response.json().catch(function () { return { errors: [{ message: response.statusText }] }; })
@@ -248,10 +249,9 @@
         return;
       }
       card.classList.add("moving");
-      move(object, card.dataset.id, field, to.dataset.value, parseInt(card.dataset.version, 10)).then(function (result) {
+      move(object, card.dataset.id, field, to.dataset.value, from.dataset.value || null).then(function (result) {
         card.classList.remove("moving");
         if (result.ok) {
-          card.dataset.version = result.body.version;
           panel.textContent = "";
           updateColumns(page, result.body.columns);
           card.focus();
@@ -294,8 +294,8 @@
       var step = e.target.closest(".path-step");
       if (!step || step.disabled) return;
       if (bar.dataset.reopen && !window.confirm(bar.dataset.reopen)) return;
-      move(document.querySelector(".pathbar").dataset.object, bar.dataset.id, bar.dataset.field, step.dataset.value,
-           parseInt(bar.dataset.version, 10)).then(function (result) {
+      move(bar.dataset.object, bar.dataset.id, bar.dataset.field, step.dataset.value,
+           bar.dataset.current || null).then(function (result) {
         if (result.ok) window.location.reload();
         else showErrors(panel, result.body.errors, bar.dataset.failed || "");
       });
