@@ -76,18 +76,20 @@ class Clock:
     id: str | None = None          # none: not stored yet
     due_at: datetime | None = None
     warn_at: datetime | None = None
+    told: bool = False             # the breach was announced (a save may find a breach: the sweep tells it)
+    stored: dict[str, Any] | None = None   # the row as read, to store only what changed
 
     @classmethod
     def of_row(cls, row) -> "Clock":
-        return cls(sla=row.sla, started_at=_aware(row.started_at), target_minutes=row.target_minutes,
-                   pauses=[(_aware(datetime.fromisoformat(a)), _aware(datetime.fromisoformat(b))) for a, b in row.pauses],
-                   paused_since=_aware(row.paused_since), stopped_at=_aware(row.stopped_at),
-                   warned_at=_aware(row.warned_at), breached_at=_aware(row.breached_at), id=row.id,
-                   due_at=_aware(row.due_at), warn_at=_aware(row.warn_at))
-
-    def key(self) -> tuple:
-        return (self.started_at, self.target_minutes, tuple(self.pauses), self.paused_since, self.stopped_at,
-                self.warned_at, self.breached_at, self.due_at, self.warn_at)
+        clock = cls(sla=row.sla, started_at=_aware(row.started_at), target_minutes=row.target_minutes,
+                    pauses=[(_aware(datetime.fromisoformat(a)), _aware(datetime.fromisoformat(b)))
+                            for a, b in row.pauses],
+                    paused_since=_aware(row.paused_since), stopped_at=_aware(row.stopped_at),
+                    warned_at=_aware(row.warned_at), breached_at=_aware(row.breached_at), id=row.id,
+                    due_at=_aware(row.due_at), warn_at=_aware(row.warn_at),
+                    told=row.breached_at is not None and row.next_at is None)
+        clock.stored = {**clock.row(), "next_at": _aware(row.next_at)}
+        return clock
 
     def times(self, sla: Sla, calendar: BusinessCalendar) -> None:
         """The due and warning moments, from the start, the target and the pauses."""
@@ -104,8 +106,12 @@ class Clock:
 
     @property
     def next_at(self) -> datetime | None:
-        if self.stopped_at is not None or self.paused_since is not None or self.breached_at is not None:
+        """When the sweep acts on the clock next: a breach to announce, a
+        warning, the breach; none while paused or stopped, or once told."""
+        if self.stopped_at is not None or self.paused_since is not None:
             return None
+        if self.breached_at is not None:
+            return None if self.told else self.breached_at
         if self.warn_at is not None and self.warned_at is None and self.warn_at < (self.due_at or self.warn_at):
             return self.warn_at
         return self.due_at
@@ -154,7 +160,7 @@ def track(ctx, run, plans, now: datetime) -> None:
             if plan.start is not None and not holds(plan.start, what):
                 continue
             clock = Clock(sla=sla.name, started_at=now, target_minutes=0)
-        before = clock.key() if clock.id else None
+        before = clock.stored
         if clock.stopped_at is not None and not stop:          # reopened: the time it was stopped is a pause
             clock.pauses.append((clock.stopped_at, now))
             clock.stopped_at = None
@@ -176,7 +182,7 @@ def track(ctx, run, plans, now: datetime) -> None:
             _set(ctx, sla.due_field, clock.due_at)
         if sla.breached_field:
             _set(ctx, sla.breached_field, clock.breached_at is not None)
-        if before is None or clock.key() != before:
+        if before is None or clock.row() != before:
             pending.append(clock)
     ctx.__dict__["_sla_clocks"] = pending
 
@@ -197,6 +203,14 @@ def save(ctx) -> None:
     changed = [{"_id": c.id, **c.row()} for c in pending if c.id is not None]
     if changed:
         ctx.conn.execute(sa.update(CLOCKS).where(CLOCKS.c.id == sa.bindparam("_id")), changed)
+
+
+def rescheduled(conn, obj: ObjectDef, rid: str) -> None:
+    """A record back from the recycle bin: its clocks' next moments again
+    (the sweep dropped them while it was in the bin)."""
+    for clock in load(conn, obj.name, rid).values():
+        if clock.next_at != clock.stored["next_at"]:
+            conn.execute(sa.update(CLOCKS).where(CLOCKS.c.id == clock.id).values(next_at=clock.next_at))
 
 
 def clocks_json(conn, schema, obj: ObjectDef, rid: str, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -257,12 +271,12 @@ def _sweep_batch(runtime, conn, now: datetime, limit: int, done: dict[str, int])
                 gone.append(row.id)
                 continue
             due = _aware(row.due_at)
-            if due is not None and due <= now:
+            if row.breached_at is not None or (due is not None and due <= now):
                 breached.append(row.id)
                 notes.append(("breached", obj, sla, record, due, [record["owner"]] if record["owner"] else []))
                 if record.get("_escalate"):
                     escalated.setdefault(record["_escalate"], []).append((obj, sla, record, due))
-                if sla.breached_field:
+                if sla.breached_field and row.breached_at is None:     # a save that found it set the flag
                     flags.setdefault(sla.breached_field, []).append(record["id"])
             else:
                 warned.append(row.id)
@@ -275,7 +289,8 @@ def _sweep_batch(runtime, conn, now: datetime, limit: int, done: dict[str, int])
                     {"object": name, "record_id": rid, "field": column, "old_value": False, "new_value": True,
                      "note": "SLA breached", "changed_at": now} for rid in ids])
     # set-based: a breach is at the due time and ends the clock's moments; a warning leaves the breach next
-    for ids, values in ((breached, {"breached_at": CLOCKS.c.due_at, "next_at": None}),
+    for ids, values in ((breached, {"breached_at": sa.func.coalesce(CLOCKS.c.breached_at, CLOCKS.c.due_at),
+                                    "next_at": None}),
                         (warned, {"warned_at": now, "next_at": CLOCKS.c.due_at}), (gone, {"next_at": None})):
         if ids:
             conn.execute(sa.update(CLOCKS).where(CLOCKS.c.id.in_(ids)).values(values))

@@ -243,6 +243,10 @@ class Rules(RuleHooks):
                            [{k: v for k, v in p.items() if v is not None} for p in blocks])
 
     def after_restore(self, conn, schema, obj, row, user) -> None:
+        if obj.slas:
+            from ..slas import rescheduled
+
+            rescheduled(conn, obj, row["id"])
         changes = [Change(obj.name, None, row, None)]
         # Its own rollups from its children: those that left it while it was
         # deleted (on_delete set_null) did so without a refresh.

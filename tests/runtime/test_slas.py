@@ -141,6 +141,10 @@ def test_a_case_through_its_clocks(desk):
     rules.clock = at(7, 5, 40)
     case = runtime.records.update("case", case["id"], {"priority": "urgent"}, ADMIN)
     assert case["resolution_breached"] is True
+    # the save found the breach; the sweep announces it, once
+    assert slas.sweep(runtime, now=at(7, 5, 41)) == {"warned": 0, "breached": 1}
+    assert any("Resolution was due at 2026-12-07 01:30 UTC" in n for n in _notes(runtime, agent))
+    assert slas.sweep(runtime, now=at(7, 5, 42)) == {"warned": 0, "breached": 0}
     rules.clock = at(7, 6)
     case = runtime.records.update("case", case["id"], {"status": "resolved"}, ADMIN)
     # reopened: the clock runs on, the time it was resolved paused
@@ -152,13 +156,16 @@ def test_a_case_through_its_clocks(desk):
     assert clocks["resolution"]["state"] == "breached" and clocks["resolution"]["stopped_at"] is None
 
 
-def test_a_deleted_case_is_not_escalated(desk):
+def test_a_deleted_case_is_not_escalated_until_it_is_restored(desk):
     runtime, rules, agent, boss, gold, queue = desk
     case = runtime.records.create("case", {"subject": "Gone", "queue": queue["id"], "priority": "urgent",
                                            "status": "open", "owner": agent.id}, ADMIN)
     runtime.records.delete("case", case["id"], ADMIN)
     assert slas.sweep(runtime, now=at(10, 0)) == {"warned": 0, "breached": 0}
     assert _notes(runtime, boss) == []
+    runtime.records.restore("case", case["id"], ADMIN)
+    assert slas.sweep(runtime, now=at(10, 1)) == {"warned": 0, "breached": 2}
+    assert len(_notes(runtime, boss)) == 1
 
 
 def test_pack_validate_checks_slas(tmp_path):
