@@ -12,6 +12,7 @@ are written on the record through the record service (source `form`).
 from __future__ import annotations
 
 import hmac
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,6 +26,7 @@ from loomcrm.platform.db import write_transaction
 
 from .expressions import compile_expression
 from .records import Actor, NotFound, Origin, RecordError, record_title
+from .rules.engine import RecordView
 
 INVITES = systemdb.surveys
 FORM = Origin("form")
@@ -79,6 +81,9 @@ def on_save(ctx, run, now: datetime) -> None:
             when, to = _compiled(ctx, survey)
             if run.evaluate(when) is not True:
                 continue
+            if not ctx.is_new and run.evaluate(when, RecordView(run.rules.objects, ctx.obj.name, ctx.old, run.fetch,
+                                                                {})) is True:
+                continue          # true before this save: not this save's doing (an edit of a closed ticket)
             address = run.evaluate(to)
         except ExpressionError as exc:
             raise RecordError(f"survey {survey.name}: {exc}", status=422) from None
@@ -99,9 +104,12 @@ def link_token(secret: str, invite_id: str) -> str:
     return f"{invite_id}.{auth.keyed_hash(secret, 'survey:' + invite_id)[:32]}"
 
 
+_TOKEN = re.compile(r"^[0-9a-f]{32}\.[0-9a-f]{32}$")
+
+
 def _invite_of(conn, secret: str, token: str):
-    invite_id, _, signature = token.partition(".")
-    if len(invite_id) != 32 or not hmac.compare_digest(link_token(secret, invite_id), token):
+    invite_id = token.partition(".")[0]
+    if not _TOKEN.match(token) or not hmac.compare_digest(link_token(secret, invite_id), token):
         raise SurveyRefused("unknown", 404)
     row = conn.execute(sa.select(INVITES).where(INVITES.c.id == invite_id)).first()
     if row is None:
@@ -185,8 +193,11 @@ def mail_invitations(runtime, secret: str, base_url: str, now: datetime | None =
             if survey is None or obj is None:
                 continue
             table = schema.table(obj.name)
-            row = conn.execute(sa.select(table).where(table.c.id == invite.record_id)).first()
-            title = record_title(obj, dict(row._mapping)) if row is not None else ""
+            row = conn.execute(sa.select(table).where(table.c.id == invite.record_id,
+                                                      table.c._deleted_at.is_(None))).first()
+            if row is None or _aware(invite.expires_at) <= now:
+                continue          # in the recycle bin, or too late to ask: never mailed
+            title = record_title(obj, dict(row._mapping))
             link = f"{base_url.rstrip('/')}/s/{link_token(secret, invite.id)}"
             parts = []
             for locale in i18n.LOCALE_NAMES:

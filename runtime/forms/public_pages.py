@@ -36,7 +36,9 @@ def build_public_pages(runtime, *, templates, page_context: Callable[..., dict])
                             text=lambda t: localized(t, locale, ""), **context)
 
     async def posted(request: Request) -> dict[str, str]:
-        return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        # visitors send a few short fields, never files
+        form = await request.form(max_files=0, max_fields=64, max_part_size=web_forms.MAX_TEXT * 4)
+        return {k: v for k, v in form.items() if isinstance(v, str)}
 
     # --- web forms ------------------------------------------------------------------------------
     def form_page(request: Request, name: str, *, values=None, errors=None, status: int = 200, done: bool = False):
@@ -69,9 +71,12 @@ def build_public_pages(runtime, *, templates, page_context: Callable[..., dict])
                              errors={None: ["Too many posts from your address; please try again in an hour."]})
         except RecordError as exc:
             locale = page_context(request)["locale"]
-            obj = runtime.schema().object(web_forms.form_of(runtime.schema(), name).object)
-            return form_page(request, name, values=data, errors=localize_errors(exc.errors, obj, locale) or
-                             {None: [exc.detail]}, status=422)
+            form = web_forms.form_of(runtime.schema(), name)
+            errors: dict = {}
+            for field_name, messages in localize_errors(exc.errors, runtime.schema().object(form.object), locale).items():
+                # a rule on a field the visitor does not see is told with the form
+                errors.setdefault(field_name if field_name in form.fields else None, []).extend(messages)
+            return form_page(request, name, values=data, errors=errors or {None: [exc.detail]}, status=422)
         return form_page(request, name, done=True)
 
     # --- surveys ------------------------------------------------------------------------------------

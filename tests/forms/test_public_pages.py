@@ -120,6 +120,16 @@ def test_a_resolved_ticket_sends_a_survey_answered_once(app):
     again = customer.post(path, data={"csat": "1", "nps": "0"})
     assert again.status_code == 409 and "answered already" in again.text
     assert _records(app, "ticket", id=ticket["id"])[0]["csat"] == 4
+    # an edit of a resolved ticket asks nobody again, nor does an imported closed ticket when edited
+    runtime.records.update("ticket", ticket["id"], {"product": "Printer X"}, ADMIN)
+    from loomcrm.runtime.records import Origin
+
+    old = runtime.records.create("ticket", {"subject": "Closed long ago", "category": "technical_issue",
+                                            "customer_email": "old@example.com", "status": "closed"}, ADMIN,
+                                 origin=Origin("import"))
+    runtime.records.update("ticket", old["id"], {"product": "Printer Y"}, ADMIN)
+    with runtime.engine.connect() as conn:
+        assert conn.execute(sa.select(systemdb.surveys).where(systemdb.surveys.c.record_id == old["id"])).first() is None
     # reopened and resolved again: no second survey
     runtime.records.update("ticket", ticket["id"], {"status": "open"}, ADMIN)
     runtime.records.update("ticket", ticket["id"], {"status": "closed"}, ADMIN)
@@ -137,7 +147,7 @@ def test_forged_and_expired_survey_links_are_refused(app):
     customer = TestClient(app)
     invite_id, signature = path.removeprefix("/s/").split(".")
     for forged in (f"/s/{invite_id}.{'0' * 32}", f"/s/{'a' * 32}.{signature}", f"/s/{invite_id}", "/s/%27%3Bdrop",
-                   f"/s/{invite_id}.{signature}x"):
+                   f"/s/{invite_id}.{signature}x", f"/s/{invite_id}.%C3%A9{signature[2:]}", f"/s/{invite_id.upper()}.{signature}"):
         answer = customer.post(forged, data={"csat": "1", "nps": "0"})
         assert answer.status_code == 404 and "not valid" in answer.text
     with runtime.engine.begin() as conn:
@@ -189,3 +199,27 @@ def test_a_stage_move_ignores_changes_to_other_fields_but_not_to_the_stage(app):
     old_version = ana.patch(f"/app/ticket/{ticket['id']}/move", json={"field": "status", "value": "pending_customer",
                                                                       "version": 1})
     assert old_version.status_code == 412
+
+
+def test_a_web_form_never_tells_a_visitor_what_the_crm_holds(app):
+    visitor = TestClient(app, client=("198.51.100.7", 50000))
+    first = visitor.post("/f/web_to_lead", data={"name": "Returning", "email": "again@example.com", "company": "Z"})
+    again = visitor.post("/f/web_to_lead", data={"name": "Returning", "email": "again@example.com", "company": "Z"})
+    assert first.status_code == again.status_code == 200 and "within one working day" in again.text
+    leads = _records(app, "lead", email="again@example.com")
+    assert len(leads) == 2                     # kept, and the skipped duplicate rule is in the history
+    with app.state.loom.runtime.engine.connect() as conn:
+        notes = conn.execute(sa.select(systemdb.history.c.note).where(systemdb.history.c.record_id == leads[1]["id"],
+                                                                     systemdb.history.c.note.like("rules skipped%"))
+                             ).scalars().all()
+    assert notes and "web form web_to_lead" in notes[0]
+
+
+def test_refused_posts_count_towards_the_limit(app):
+    visitor = TestClient(app, client=("2001:db8::1", 50000))
+    neighbour = TestClient(app, client=("2001:db8::2", 50000))     # the same /64
+    for _ in range(10):
+        assert visitor.post("/f/web_to_lead", data={"name": "", "company": "Q"}).status_code == 422
+    assert neighbour.post("/f/web_to_lead", data={"name": "N", "company": "Q"}).status_code == 429
+    assert TestClient(app, client=("2001:db9::1", 50000)).post(
+        "/f/web_to_lead", data={"name": "Elsewhere", "company": "Q", "email": "e@example.com"}).status_code == 200
