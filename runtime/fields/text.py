@@ -83,10 +83,13 @@ class LongTextType(FieldType):
 
     def coerce(self, field, value, ctx):
         value = _as_str(field, value)
+        if field.format == "html":
+            # plain text (an import, a conversion from a plain field) keeps its paragraphs
+            value = sanitized(value if _MARKUP.search(value) else paragraphs(value))
         limit = field.max_length or MAX_TEXT
         if len(value) > limit:
             raise FieldError("too_long", f"{field.name} is longer than {limit} characters")
-        return sanitized(value) if field.format == "html" else value
+        return value
 
 
 # Rich text keeps structure and emphasis, never scripts, styles, frames or
@@ -94,6 +97,7 @@ class LongTextType(FieldType):
 RICH_TAGS = {"p", "br", "strong", "b", "em", "i", "u", "s", "ul", "ol", "li", "h2", "h3", "h4", "blockquote", "code",
              "pre", "a", "hr"}
 RICH_ATTRIBUTES = {"a": {"href", "title"}}
+_MARKUP = re.compile(r"<[a-zA-Z!/]")          # a tag, a comment: the text is HTML
 
 
 def sanitized(html_text: str) -> str:
@@ -101,8 +105,14 @@ def sanitized(html_text: str) -> str:
     return nh3.clean(html_text, tags=RICH_TAGS, attributes=RICH_ATTRIBUTES, url_schemes={"http", "https", "mailto"})
 
 
+def paragraphs(text: str) -> str:
+    """Plain text as rich text: blank lines part paragraphs, line ends stay."""
+    parts = [p.strip() for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
+    return "".join("<p>" + html.escape(p).replace("\n", "<br>") + "</p>" for p in parts)
+
+
 def plain_text(html_text: str) -> str:
-    """Rich text's words, without markup (for search and titles)."""
+    """Rich text's words, without markup (for full-text search)."""
     return html.unescape(nh3.clean(html_text.replace("<", " <"), tags=set()))
 
 

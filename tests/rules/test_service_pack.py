@@ -220,7 +220,7 @@ def test_an_answer_goes_to_the_knowledge_base_and_is_suggested(desk):
     made = conversion.convert(runtime, "ticket", ticket["id"], {}, agent)
     article = made["article"]
     assert (article["title"], article["body"], article["status"]) == (
-        "投影仪无法连接无线网络", "重置投影仪网络设置后重新配网。", "draft")
+        "投影仪无法连接无线网络", "<p>重置投影仪网络设置后重新配网。</p>", "draft")
     assert made["ticket"]["knowledge_article"] == article["id"] and article["source_ticket"] == ticket["id"]
 
     schema = runtime.schema()

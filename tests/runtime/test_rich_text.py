@@ -36,6 +36,19 @@ def test_hostile_markup_is_removed(given, kept):
     assert sanitized(given) == kept
 
 
+def test_plain_text_given_to_rich_text_keeps_its_paragraphs():
+    from loomcrm.runtime.fields import field_type
+    from loomcrm.runtime.fields.registry import FieldContext
+    from loomcrm.metadata.model import ObjectDef
+
+    f = ObjectDef.model_validate({"name": "a", "fields": [{"name": "b", "type": "long_text", "format": "html",
+                                                           "max_length": 60}]}).fields[0]
+    coerce = lambda v: field_type(f).coerce(f, v, FieldContext())       # noqa: E731
+    assert coerce("Restart it.\nThen wait.\n\n1 < 2 & done") == "<p>Restart it.<br>Then wait.</p><p>1 &lt; 2 &amp; done</p>"
+    with pytest.raises(Exception):      # the limit counts what is stored (escaping makes it longer)
+        coerce("&" * 50)
+
+
 def test_plain_text_reads_the_words():
     assert plain_text("<p>打开<strong>后盖</strong></p><ul><li>A&amp;B</li></ul>").split() == ["打开", "后盖", "A&B"]
 

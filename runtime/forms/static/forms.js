@@ -410,7 +410,10 @@
     area.innerHTML = source.value;   // sanitised by the server before it was rendered
     source.hidden = true;
     area.hidden = false;
+    if (source.disabled) { area.contentEditable = "false"; return; }   // read only here: shown, not edited
     toolbar.hidden = false;
+    // new lines as paragraphs (the sanitiser keeps <p>, not the <div> browsers write by default)
+    area.addEventListener("focus", function () { document.execCommand("defaultParagraphSeparator", false, "p"); });
     area.addEventListener("input", function () { source.value = area.innerHTML; });
     toolbar.addEventListener("click", function (e) {
       var button = e.target.closest("[data-cmd]");
