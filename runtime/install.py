@@ -215,8 +215,10 @@ def _merge_by(current: list, base: list, new: list, key, clash) -> list:
             out.append(new_items[key(item)])
     present = {key(x) for x in out}
     for k, item in new_items.items():
-        if k not in present and k not in base_items:   # in base but gone: the admin removed it
-            clash(item)
+        if k in base_items:
+            continue                     # shipped before: merged above (or removed by the admin)
+        clash(item)                      # new here: nothing of its name may exist yet
+        if k not in present:
             out.append(item)
     return out
 
@@ -230,7 +232,7 @@ def _merge_extension(obj: ObjectDef, base: ObjectExtension, new: ObjectExtension
     fields = _merge_by(obj.fields, base.fields, new.fields, lambda f: f.uid,
                        lambda f: clash("field", f.name, obj.field(f.name)))
     rules = _merge_by(obj.validation_rules, base.validation_rules, new.validation_rules, lambda r: r.name,
-                      lambda r: clash("rule", r.name, None))
+                      lambda r: clash("rule", r.name, any(x.name == r.name for x in obj.validation_rules)))
     shipped_before = [_dump(s) for s in base.form]
     form = [s for s in obj.layouts.form if _dump(s) not in shipped_before]
     kept = [_dump(s) for s in form]

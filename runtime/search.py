@@ -7,7 +7,8 @@ tokens itself and both index them as they are: lower-cased words of
 letters and digits, and for runs of CJK characters every pair of
 neighbours (打印机卡纸 -> 打印 印机 机卡 卡纸; a lone character stays one
 token). A query is tokenised the same way and every token must match, so
-"打印机" finds "打印机卡纸" but not "打印纸". Ranked by bm25 on SQLite and
+"打印机" finds "打印机卡纸" but not "打印纸"; the last word of a query matches
+as a prefix (an unfinished word, a lone character: 发 finds 发票). Ranked by bm25 on SQLite and
 ts_rank on PostgreSQL, a word in the first search field (the title)
 counting twice.
 
@@ -95,15 +96,17 @@ def matching(dialect: str, obj: ObjectDef, query: str, limit: int | None = None,
     words = list(dict.fromkeys(tokens(query)))[:MAX_QUERY_TOKENS]
     if not words:
         return None
+    # the last word may be unfinished (typed as one searches): it matches as a prefix
     if dialect == "postgresql":
         vector = sa.literal_column("loom_search_docs.vector")     # stored; see migration 0010
-        wanted = sa.func.to_tsquery(sa.literal_column("'simple'"), (" & " if every else " | ").join(f"'{w}'" for w in words))
+        terms = [f"'{w}'" for w in words[:-1]] + [f"'{words[-1]}':*"]
+        wanted = sa.func.to_tsquery(sa.literal_column("'simple'"), (" & " if every else " | ").join(terms))
         select = sa.select(DOCS.c.record_id).where(DOCS.c.object == obj.name, vector.op("@@")(wanted))
         if limit is not None:
             select = select.order_by(sa.func.ts_rank(vector, wanted).desc()).limit(limit)
         return select
     fts = sa.table("loom_search_fts", sa.column("rowid"), sa.column("tokens"))
-    phrase = (" " if every else " OR ").join('"' + w + '"' for w in words)
+    phrase = (" " if every else " OR ").join(['"' + w + '"' for w in words[:-1]] + ['"' + words[-1] + '"*'])
     select = (sa.select(DOCS.c.record_id).select_from(fts.join(DOCS, DOCS.c.id == fts.c.rowid))
               .where(sa.literal_column("loom_search_fts").op("MATCH")(phrase), DOCS.c.object == obj.name))
     if limit is not None:

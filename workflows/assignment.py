@@ -44,10 +44,11 @@ def assign(act: Act) -> dict[str, Any]:
     if action.team:
         team = act.value("team")
         if team:
-            key = f"{key}:{team}"
-            members += [m for m in team_members(conn, str(team)) if m not in members]
+            team = str(team)
+            key = f"{key}:{team if len(team) <= 100 else hashlib.sha256(team.encode()).hexdigest()}"
+            members += [m for m in team_members(conn, team) if m not in members]
         if not members:
-            raise Dead(f"the team {team!r} has no active users to assign to" if team else
+            raise Dead(f"the team {team[:63]!r} has no active users to assign to" if team else
                        "the record names no team to assign to", "no_user")
     if action.strategy == "by_field":
         value = act.record.get(action.field)

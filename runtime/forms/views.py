@@ -32,7 +32,7 @@ from loomcrm.platform import auth, i18n
 from .. import approvals, conversion, merging
 from ..query import BadQuery, ListParams, compile_filter, list_records
 from ..records import NotFound, Origin, PreconditionFailed, RecordError, record_json
-from ..search import ranked
+from ..search import ranked, searches
 from ..slas import clocks_json
 from . import dryrun, merge, savedviews
 from .board import build_board, totals
@@ -241,7 +241,8 @@ def suggestions(conn, schema, obj: ObjectDef, record: dict[str, Any], access) ->
     suggest = obj.suggest
     target = schema.object(suggest.object) if suggest is not None else None
     text = record.get(suggest.from_) if suggest is not None else None
-    if target is None or not access.may_see_object(target.name) or not isinstance(text, str) or not text.strip():
+    if target is None or not access.may_see_object(target.name) or not isinstance(text, str) or not text.strip() \
+            or not searches(target, access.view(target)):     # never past fields the user may not see
         return None
     rows = ranked(conn, schema, target, text, access, limit=suggest.limit * 4 if suggest.filter else suggest.limit,
                   every=False)

@@ -66,6 +66,10 @@ def test_search_in_chinese_and_english_ranked(kb):
     assert _titles(runtime, "printer")[0] == "Printer jams in tray 2"  # in the title beats in the body
     assert set(_titles(runtime, "PRINTER")) == {"Printer jams in tray 2", "ERP 订单同步失败"}
     assert _titles(runtime, "paper path rear") == ["Printer jams in tray 2"]
+    # the last word may be unfinished, or a lone character
+    assert _titles(runtime, "paper pa") == ["Printer jams in tray 2"]
+    assert _titles(runtime, "授") == ["ERP 订单同步失败"] and set(_titles(runtime, "打")) == {"打印机卡纸怎么处理",
+                                                                                         "打印纸的规格"}
     assert _titles(runtime, "") == [] and _titles(runtime, "!!! ***") == []
     # hostile text is only words to look for
     assert _titles(runtime, "\" OR 1=1 -- ') & | ! NEAR(") == []

@@ -9,6 +9,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from loomcrm.metadata.model import ObjectDef
 from loomcrm.metadata.validate import validate_bundle
 
 from loomcrm.runtime.install import (
@@ -153,6 +154,15 @@ def test_names_from_two_packs_cannot_clash(engine):
     with pytest.raises(BundleError, match="already has a field 'support_tier'"):
         install_bundle(engine, bundle_from_json(addon()))
     assert published(engine)[1].object("ticket") is None
+    # and so does an admin's rule of the same name (uninstalling would take it too)
+    version, snap = published(engine)
+    account = snap.object("account")
+    mine = account.model_copy(update={"fields": [f for f in account.fields if f.uid != "mine"], "validation_rules": [
+        ObjectDef.model_validate({"name": "x", "fields": [{"name": "y", "type": "text"}], "validation_rules": [
+            {"name": "gold_needs_city", "check": "True", "message": "mine"}]}).validation_rules[0]]})
+    publish(engine, snap.with_object(mine))
+    with pytest.raises(BundleError, match="already has a rule 'gold_needs_city'"):
+        install_bundle(engine, bundle_from_json(addon()))
 
 
 def test_uninstall_is_refused_while_the_admin_uses_what_it_brings(engine):
