@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from . import systemdb
-from .db import write_transaction
+from .db import stored_utc, write_transaction
 
 ROLES = ("admin", "user")
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,149}$")
@@ -180,9 +180,9 @@ def sessions_of(engine: Engine, user_id: str) -> list[dict]:
     s = systemdb.sessions
     with engine.connect() as conn:
         rows = conn.execute(sa.select(s).where(s.c.user_id == user_id).order_by(s.c.created_at.desc())).all()
-    return [{"id": r.token_hash[:SESSION_ID_LENGTH], "created_at": _aware(r.created_at).isoformat(),
-             "expires_at": _aware(r.expires_at).isoformat(), "address": r.address, "user_agent": r.user_agent}
-            for r in rows if _aware(r.expires_at) >= _now()]
+    return [{"id": r.token_hash[:SESSION_ID_LENGTH], "created_at": stored_utc(r.created_at).isoformat(),
+             "expires_at": stored_utc(r.expires_at).isoformat(), "address": r.address, "user_agent": r.user_agent}
+            for r in rows if stored_utc(r.expires_at) >= _now()]
 
 
 def end_session_by_id(conn: sa.Connection, user_id: str, session_id: str) -> bool:
@@ -206,14 +206,9 @@ def load_session(engine: Engine, secret_key: str, token: str) -> Session | None:
             .join(u, u.c.id == s.c.user_id)
             .where(s.c.token_hash == keyed_hash(secret_key, token), u.c.is_active.is_(True))
         ).first()
-    if row is None or _aware(row.expires_at) < _now():
+    if row is None or stored_utc(row.expires_at) < _now():
         return None
     return Session(token=token, csrf_token=row.csrf_token, user=_user_from_row(row))
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; they were written in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 # --- API tokens ------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -114,6 +115,12 @@ def ddl_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 IN_CHUNK = 500   # values per IN (...): SQLite takes at most 32,766 parameters in one statement
+
+
+def stored_utc(moment: datetime | None) -> datetime | None:
+    """A moment read back from the database: SQLite hands back naive
+    datetimes, which were written in UTC."""
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def chunks(items: list, size: int = IN_CHUNK) -> Iterator[list]:

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from . import systemdb
-from .db import write_transaction
+from .db import stored_utc, write_transaction
 
 USER_LIMIT = 5
 ADDRESS_LIMIT = 30
@@ -27,10 +27,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def keys(username: str, address: str | None) -> list[str]:
     return [f"user:{username.lower()[:150]}"] + ([f"address:{address[:45]}"] if address else [])
 
@@ -41,7 +37,7 @@ def minutes_left(engine: Engine, username: str, address: str | None) -> int:
     now = _now()
     with engine.connect() as conn:
         rows = conn.execute(sa.select(_table.c.locked_until).where(_table.c.key.in_(keys(username, address)))).scalars()
-        ends = [_aware(r) for r in rows if r is not None and _aware(r) > now]
+        ends = [stored_utc(r) for r in rows if r is not None and stored_utc(r) > now]
     return math.ceil((max(ends) - now).total_seconds() / 60) if ends else 0
 
 
@@ -53,7 +49,7 @@ def failed(engine: Engine, username: str, address: str | None) -> None:
             limit = USER_LIMIT if key.startswith("user:") else ADDRESS_LIMIT
             conn.execute(dialect.insert(_table).values(key=key, failures=0, first_at=now).on_conflict_do_nothing())
             row = conn.execute(sa.select(_table).where(_table.c.key == key)).first()
-            fresh = _aware(row.first_at) < now - WINDOW
+            fresh = stored_utc(row.first_at) < now - WINDOW
             failures = 1 if fresh else row.failures + 1
             conn.execute(sa.update(_table).where(_table.c.key == key).values(
                 failures=failures, first_at=now if fresh else row.first_at,

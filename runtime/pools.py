@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from loomcrm.metadata.expressions import Scope
 from loomcrm.metadata.model import Pool, localized
 from loomcrm.platform import audit, i18n, systemdb
-from loomcrm.platform.db import write_transaction
+from loomcrm.platform.db import stored_utc, write_transaction
 
 from .access import departments, descendants
 from .expressions.compiled import compile_expression
@@ -212,8 +212,8 @@ def _check_caps(conn: sa.Connection, runtime, pool: Pool, who: Person, record_id
         query = query.select_from(USERS).where(USERS.c.id == who.id).with_for_update(of=USERS)
     found = conn.execute(query).one()._mapping
     returned = found.get("returned")
-    if returned is not None and _aware(returned) > now - timedelta(days=pool.reclaim_ban_days):
-        until = _aware(returned) + timedelta(days=pool.reclaim_ban_days)
+    if returned is not None and stored_utc(returned) > now - timedelta(days=pool.reclaim_ban_days):
+        until = stored_utc(returned) + timedelta(days=pool.reclaim_ban_days)
         raise PoolError("reclaim_ban", f"you returned this record: you may claim it again from "
                                        f"{until.astimezone(runtime.context.timezone):%Y-%m-%d %H:%M}")
     if found.get("today") is not None and found["today"] >= pool.claims_per_day:
@@ -473,6 +473,4 @@ def run_pools(runtime, *, now: datetime | None = None) -> dict[str, int]:
     return done
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 

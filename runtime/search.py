@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from loomcrm.metadata.model import ObjectDef
 from loomcrm.platform import systemdb
+from loomcrm.platform.db import chunks
 
 from .fields.text import plain_text
 
@@ -66,8 +67,8 @@ def index(conn, obj: ObjectDef, records: Iterable[dict[str, Any]]) -> None:
     if not rows:
         return
     ids = [r["record_id"] for r in rows]
-    for part in range(0, len(ids), 500):
-        conn.execute(sa.delete(DOCS).where(DOCS.c.object == obj.name, DOCS.c.record_id.in_(ids[part:part + 500])))
+    for part in chunks(ids):
+        conn.execute(sa.delete(DOCS).where(DOCS.c.object == obj.name, DOCS.c.record_id.in_(part)))
     conn.execute(sa.insert(DOCS), rows)
 
 

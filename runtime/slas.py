@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 import sqlalchemy as sa
 
 from loomcrm.metadata.model import BusinessCalendar, ObjectDef, Sla, localized
 from loomcrm.platform import i18n, systemdb
-from loomcrm.platform.db import write_transaction
+from loomcrm.platform.db import chunks, stored_utc, write_transaction
 
 from .business_hours import DAYS, NoWorkingTime, WorkingTime
 from loomcrm.metadata.expressions import ExpressionError
-from .records import title_column
+from .records import now_utc, title_column
 
 CLOCKS = systemdb.sla_clocks
 USERS = systemdb.users
@@ -52,15 +52,6 @@ TEXTS = {
 }
 BATCH = 1000
 MAIL_LINES = 50        # an escalation e-mail lists this many records, then counts the rest
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite gives back naive datetimes; they are UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
 @dataclass
@@ -81,14 +72,14 @@ class Clock:
 
     @classmethod
     def of_row(cls, row) -> "Clock":
-        clock = cls(sla=row.sla, started_at=_aware(row.started_at), target_minutes=row.target_minutes,
-                    pauses=[(_aware(datetime.fromisoformat(a)), _aware(datetime.fromisoformat(b)))
+        clock = cls(sla=row.sla, started_at=stored_utc(row.started_at), target_minutes=row.target_minutes,
+                    pauses=[(stored_utc(datetime.fromisoformat(a)), stored_utc(datetime.fromisoformat(b)))
                             for a, b in row.pauses],
-                    paused_since=_aware(row.paused_since), stopped_at=_aware(row.stopped_at),
-                    warned_at=_aware(row.warned_at), breached_at=_aware(row.breached_at), id=row.id,
-                    due_at=_aware(row.due_at), warn_at=_aware(row.warn_at),
+                    paused_since=stored_utc(row.paused_since), stopped_at=stored_utc(row.stopped_at),
+                    warned_at=stored_utc(row.warned_at), breached_at=stored_utc(row.breached_at), id=row.id,
+                    due_at=stored_utc(row.due_at), warn_at=stored_utc(row.warn_at),
                     told=row.breached_at is not None and row.next_at is None)
-        clock.stored = {**clock.row(), "next_at": _aware(row.next_at)}
+        clock.stored = {**clock.row(), "next_at": stored_utc(row.next_at)}
         return clock
 
     def times(self, sla: Sla, calendar: BusinessCalendar) -> None:
@@ -215,7 +206,7 @@ def rescheduled(conn, obj: ObjectDef, rid: str) -> None:
 
 def clocks_json(conn, schema, obj: ObjectDef, rid: str, now: datetime | None = None) -> list[dict[str, Any]]:
     """The record's clocks, as the API and the record page show them."""
-    now = now or utcnow()
+    now = now or now_utc()
     clocks = load(conn, obj.name, rid)
     out = []
     for sla in obj.slas:
@@ -239,7 +230,7 @@ def clocks_json(conn, schema, obj: ObjectDef, rid: str, now: datetime | None = N
 def sweep(runtime, now: datetime | None = None, limit: int = BATCH) -> dict[str, int]:
     """Warnings and breaches that are due, a batch at a time until none is."""
     done = {"warned": 0, "breached": 0}
-    now = now or utcnow()
+    now = now or now_utc()
     while True:
         with write_transaction(runtime.engine) as conn:
             batch = _sweep_batch(runtime, conn, now, limit, done)
@@ -270,7 +261,7 @@ def _sweep_batch(runtime, conn, now: datetime, limit: int, done: dict[str, int])
             if sla is None or record is None:     # the SLA was removed, or the record is in the bin
                 gone.append(row.id)
                 continue
-            due = _aware(row.due_at)
+            due = stored_utc(row.due_at)
             if row.breached_at is not None or (due is not None and due <= now):
                 breached.append(row.id)
                 notes.append(("breached", obj, sla, record, due, [record["owner"]] if record["owner"] else []))
@@ -317,9 +308,8 @@ def _records(conn, schema, obj: ObjectDef, ids: list[str], slas: Iterable[Sla]) 
         else:
             columns.append(table.c[head].label("_escalate"))
     found = {}
-    for part in range(0, len(ids), 500):
-        query = sa.select(*columns).select_from(source).where(table.c.id.in_(ids[part:part + 500]),
-                                                              table.c._deleted_at.is_(None))
+    for part in chunks(ids):
+        query = sa.select(*columns).select_from(source).where(table.c.id.in_(part), table.c._deleted_at.is_(None))
         for r in conn.execute(query):
             found[r.id] = dict(r._mapping)
     return found

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from loomcrm.metadata.expressions import ExpressionError, Scope
 from loomcrm.metadata.model import Survey, localized
 from loomcrm.platform import auth, i18n, systemdb
-from loomcrm.platform.db import write_transaction
+from loomcrm.platform.db import stored_utc, write_transaction
 
 from .expressions import compile_expression
-from .records import Actor, NotFound, Origin, RecordError, record_title
+from .records import Actor, NotFound, Origin, RecordError, now_utc, record_title
 from .rules.engine import RecordView
 
 INVITES = systemdb.surveys
@@ -46,14 +46,6 @@ class SurveyRefused(RecordError):
     def __init__(self, reason: str, status: int = 410):
         super().__init__(TEXTS[reason], [{"field": None, "code": reason, "message": TEXTS[reason]}], status)
         self.reason = reason
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
 # --- a save leaves an invitation -------------------------------------------------------------
@@ -120,7 +112,7 @@ def _invite_of(conn, secret: str, token: str):
 def open_survey(runtime, secret: str, token: str, now: datetime | None = None) -> tuple[Survey, dict[str, Any], Any]:
     """The survey a link opens, the record it asks about and the invitation;
     SurveyRefused for a forged, answered or expired link."""
-    now = now or utcnow()
+    now = now or now_utc()
     with runtime.engine.connect() as conn:
         invite = _invite_of(conn, secret, token)
     _check_open(invite, now)
@@ -138,7 +130,7 @@ def open_survey(runtime, secret: str, token: str, now: datetime | None = None) -
 def _check_open(invite, now: datetime) -> None:
     if invite.answered_at is not None:
         raise SurveyRefused("answered", 409)
-    if _aware(invite.expires_at) <= now:
+    if stored_utc(invite.expires_at) <= now:
         raise SurveyRefused("expired")
 
 
@@ -147,7 +139,7 @@ def answer(runtime, secret: str, token: str, form: dict[str, str],
     """Store the answers on the record and close the link, in one transaction;
     a refused answer (a CSAT of 9) changes nothing and leaves the link open.
     Answers the survey and the record as saved."""
-    now = now or utcnow()
+    now = now or now_utc()
     survey, record, _ = open_survey(runtime, secret, token, now)
     values: dict[str, Any] = {}
     problems = []
@@ -180,7 +172,7 @@ def answer(runtime, secret: str, token: str, form: dict[str, str],
 
 def mail_invitations(runtime, secret: str, base_url: str, now: datetime | None = None, limit: int = 200) -> int:
     """Invitations not mailed yet, into the mail outbox (in both languages)."""
-    now = now or utcnow()
+    now = now or now_utc()
     schema = runtime.schema()
     with write_transaction(runtime.engine) as conn:
         query = sa.select(INVITES).where(INVITES.c.mailed_at.is_(None)).limit(limit)
@@ -195,14 +187,14 @@ def mail_invitations(runtime, secret: str, base_url: str, now: datetime | None =
             table = schema.table(obj.name)
             row = conn.execute(sa.select(table).where(table.c.id == invite.record_id,
                                                       table.c._deleted_at.is_(None))).first()
-            if row is None or _aware(invite.expires_at) <= now:
+            if row is None or stored_utc(invite.expires_at) <= now:
                 continue          # in the recycle bin, or too late to ask: never mailed
             title = record_title(obj, dict(row._mapping))
             link = f"{base_url.rstrip('/')}/s/{link_token(secret, invite.id)}"
             parts = []
             for locale in i18n.LOCALE_NAMES:
                 intro = localized(survey.message, locale, "") if survey.message else ""
-                until = _aware(invite.expires_at).strftime("%Y-%m-%d")
+                until = stored_utc(invite.expires_at).strftime("%Y-%m-%d")
                 parts.append("\n".join(p for p in (intro.replace("%(record)s", title),
                                                    i18n.gettext(locale, TEXTS["link"]).replace("%(date)s", until), link)
                                        if p))

@@ -13,7 +13,7 @@ it. Behind a proxy, run uvicorn with --proxy-headers and
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from loomcrm.platform import auth, systemdb
 from loomcrm.platform.db import write_transaction
 
 from .fields import FieldError, field_type
-from .records import Actor, NotFound, Origin, RecordError
+from .records import Actor, NotFound, Origin, RecordError, now_utc
 from .rules.hooks import skip_rules
 
 POSTS = systemdb.form_posts
@@ -35,10 +35,6 @@ MAX_TEXT = 20_000
 
 class TooManyPosts(RecordError):
     status, title = 429, "Too many posts"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def form_of(schema, name: str) -> WebForm:
@@ -54,7 +50,7 @@ def submit(runtime, secret: str, name: str, data: Mapping[str, Any], address: st
     post counts towards the limit, refused or not. RecordError (422) names
     the fields the rules refused; duplicate rules do not refuse (a visitor
     must not learn what is in the CRM): the skip is in the record's history."""
-    now = now or utcnow()
+    now = now or now_utc()
     schema = runtime.schema()
     form = form_of(schema, name)
     _count(runtime, form, auth.keyed_hash(secret, f"form:{_bucket(address)}")[:64], now)

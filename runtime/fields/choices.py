@@ -7,9 +7,17 @@ import sqlalchemy as sa
 from .registry import EQUALITY_OPS, FieldError, FieldType, register
 
 
+# id(field) -> (field, its texts): built once per field definition (a plain
+# dict: its single operations are safe across import threads)
+_by_text: dict[int, tuple] = {}
+
+
 def _options_by_text(field) -> dict[str, str]:
     """What an imported cell may say for each option: its value or any of
     its labels, case aside ("Pending customer response", "待客户回复")."""
+    kept = _by_text.get(id(field))
+    if kept is not None and kept[0] is field:
+        return kept[1]
     out: dict[str, str] = {}
     for option in getattr(field, "options", None) or getattr(field, "stages", None) or []:
         if getattr(option, "retired", False):
@@ -18,6 +26,9 @@ def _options_by_text(field) -> dict[str, str]:
         texts = [label] if isinstance(label, str) else list(label.values()) if isinstance(label, dict) else []
         for text in (option.value, *texts):
             out.setdefault(text.strip().casefold(), option.value)
+    if len(_by_text) > 1024:          # old metadata versions' fields
+        _by_text.clear()
+    _by_text[id(field)] = (field, out)
     return out
 
 

@@ -5,13 +5,14 @@ history and linked activities."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from loomcrm.metadata.model import FieldDef, ObjectDef
 from loomcrm.platform import systemdb
+from loomcrm.platform.db import stored_utc
 
 from ..approvals import HISTORY_FIELD as APPROVAL_FIELD
 from ..records import CONVERTED_FIELD, DELETED_FIELD, EDITED_FIELD, MERGED_FIELD, RESTORED_FIELD, record_json
@@ -122,10 +123,6 @@ class TimelineItem:
     data: dict | None = None          # ... and what it shows
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def _moment_field(obj: ObjectDef) -> FieldDef | None:
     return next((f for f in obj.fields if f.type == "datetime"), None) or next((f for f in obj.fields if f.type == "date"), None)
 
@@ -142,33 +139,33 @@ def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_I
     for row in rows:
         if row.field == SKIP_FIELD and (row.new_value or {}).get("problems"):
             # an admin saved this record past rules it broke: say which, who and why
-            items.append(TimelineItem(_aware(row.changed_at), "rules_skipped", row.changed_by,
+            items.append(TimelineItem(stored_utc(row.changed_at), "rules_skipped", row.changed_by,
                                       note=(row.note or "").removeprefix("rules skipped: "),
                                       problems=[p.get("message", "") for p in row.new_value["problems"]]))
             continue
         if row.field in (DELETED_FIELD, RESTORED_FIELD):
-            items.append(TimelineItem(_aware(row.changed_at), row.field.strip("_"), row.changed_by))
+            items.append(TimelineItem(stored_utc(row.changed_at), row.field.strip("_"), row.changed_by))
             continue
         if row.field == APPROVAL_FIELD and isinstance(row.new_value, dict):   # an approval's step, with its comment
-            items.append(TimelineItem(_aware(row.changed_at), "approval", row.changed_by,
+            items.append(TimelineItem(stored_utc(row.changed_at), "approval", row.changed_by,
                                       template="forms/_approval_item.html", data=row.new_value))
             continue
         if row.field in (CONVERTED_FIELD, MERGED_FIELD):   # what it became, what it took in
-            items.append(TimelineItem(_aware(row.changed_at), row.field.strip("_"), row.changed_by, new=row.new_value))
+            items.append(TimelineItem(stored_utc(row.changed_at), row.field.strip("_"), row.changed_by, new=row.new_value))
             continue
         if row.field == EDITED_FIELD:
             fields = [f for f in (obj.field(name) for name in row.new_value or []) if f is not None]
             if fields:
-                items.append(TimelineItem(_aware(row.changed_at), "edited", row.changed_by, fields=fields))
+                items.append(TimelineItem(stored_utc(row.changed_at), "edited", row.changed_by, fields=fields))
             continue
         if row.field.startswith("_") or row.note == "created":
             continue  # the creation is one entry, below
         if row.field == "owner":
-            items.append(TimelineItem(_aware(row.changed_at), "owner", row.changed_by, old=row.old_value, new=row.new_value))
+            items.append(TimelineItem(stored_utc(row.changed_at), "owner", row.changed_by, old=row.old_value, new=row.new_value))
             continue
         f = obj.field(row.field)
         if f is not None:   # a field since dropped has no label to show
-            items.append(TimelineItem(_aware(row.changed_at), "history", row.changed_by, f, row.old_value, row.new_value))
+            items.append(TimelineItem(stored_utc(row.changed_at), "history", row.changed_by, f, row.old_value, row.new_value))
     created = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
     items.append(TimelineItem(created, "created", record.get("created_by")))
     for child, f in links_to(schema, obj):
@@ -190,6 +187,6 @@ def timeline(conn, schema, obj: ObjectDef, record: dict, limit: int = TIMELINE_I
                 at = r.created_at
             if not isinstance(at, datetime):
                 at = datetime.combine(at, datetime.min.time())
-            items.append(TimelineItem(_aware(at), "record", data.get("owner"), obj=child, record=data))
+            items.append(TimelineItem(stored_utc(at), "record", data.get("owner"), obj=child, record=data))
     items.sort(key=lambda i: i.at, reverse=True)
     return items[:limit]
